@@ -1,0 +1,389 @@
+/* neurc.h — the one public header of neurc, an embeddable C library that builds,
+ * trains, evaluates and runs convolutional image classifiers (ResNet, ResNeXt, VGG,
+ * custom CNNs) on the CPU (reference kernels, oneDNN) and NVIDIA GPUs (cuDNN).
+ *
+ * Overview
+ *   nc_context  backend choice, threads, allocator, the last error message
+ *   nc_model    a static graph + parameters + buffers + metadata
+ *   nc_builder  builds custom graphs; the built-in architectures use it too
+ *   nc_trainer  loss + optimizer state; one call per training step
+ * Every fallible call returns nc_status (NC_OK = 0) and leaves a precise message
+ * in its context (nc_context_last_error). Handles are opaque; destroy functions
+ * accept NULL. Images cross the API as host float32 NCHW arrays.
+ *
+ * Usage
+ *   nc_context *ctx;  nc_model *m;  nc_trainer *t;  nc_step_stats s;
+ *   nc_context_create(NULL, &ctx);                      // NULL = defaults
+ *   nc_model_options mo;  nc_model_options_init(&mo);
+ *   mo.arch = "resnet18";  mo.num_classes = 10;  mo.in_channels = 1;
+ *   if (nc_model_create(ctx, &mo, &m) != NC_OK)
+ *       fprintf(stderr, "%s\n", nc_context_last_error(ctx));
+ *   nc_trainer_options to;  nc_trainer_options_init(&to);  to.lr = 0.05f;
+ *   nc_trainer_create(m, &to, &t);
+ *   nc_trainer_step(t, x, labels, 64, 1, 28, 28, &s);   // x: 64*1*28*28 floats
+ *   nc_model_forward(m, x, 64, 1, 28, 28, logits);      // eval mode
+ *   nc_model_save(m, "model.safetensors");
+ *   nc_trainer_destroy(t);  nc_model_destroy(m);  nc_context_destroy(ctx);
+ *
+ * Thread safety: distinct handles may be used from distinct threads. One handle
+ * (and the handles made from it) must not be used from two threads at once.
+ */
+#ifndef NEURC_H
+#define NEURC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  if defined(NC_BUILDING_LIBRARY)
+#    define NC_API __declspec(dllexport)
+#  else
+#    define NC_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define NC_API __attribute__((visibility("default")))
+#else
+#  define NC_API
+#endif
+
+#define NC_VERSION_MAJOR 0
+#define NC_VERSION_MINOR 1
+#define NC_VERSION_PATCH 0
+/** NC_VERSION_MAJOR * 10000 + NC_VERSION_MINOR * 100 + NC_VERSION_PATCH */
+#define NC_VERSION (NC_VERSION_MAJOR * 10000 + NC_VERSION_MINOR * 100 + NC_VERSION_PATCH)
+
+/* ------------------------------------------------------------------ status */
+
+/* One table: name, value (never renumbered), description. */
+#define NC_STATUS_TABLE(X)                                                        \
+    X(NC_OK, 0, "success")                                                        \
+    X(NC_ERR_INVALID_ARGUMENT, 1, "invalid argument")                             \
+    X(NC_ERR_NULL, 2, "NULL handle or pointer")                                   \
+    X(NC_ERR_OUT_OF_MEMORY, 3, "out of memory")                                   \
+    X(NC_ERR_SHAPE, 4, "tensor shape mismatch")                                   \
+    X(NC_ERR_UNSUPPORTED, 5, "unsupported by this build or backend")              \
+    X(NC_ERR_IO, 6, "input/output error")                                         \
+    X(NC_ERR_FORMAT, 7, "malformed or corrupt file")                              \
+    X(NC_ERR_NOT_FOUND, 8, "not found")                                           \
+    X(NC_ERR_NUMERIC, 9, "non-finite value")                                      \
+    X(NC_ERR_BACKEND, 10, "backend failure")                                      \
+    X(NC_ERR_STATE, 11, "call not valid in the current state")                    \
+    X(NC_ERR_LIMIT, 12, "size limit exceeded")
+
+#define NC__STATUS_ENUM(name, value, text) name = value,
+typedef enum nc_status { NC_STATUS_TABLE(NC__STATUS_ENUM) } nc_status;
+#undef NC__STATUS_ENUM
+
+/// Static description of a status ("invalid argument"); never NULL, also for
+/// unknown values ("unknown status").
+NC_API const char *nc_status_str(nc_status status);
+
+/// Run-time version as "MAJOR.MINOR.PATCH"; static storage.
+NC_API const char *nc_version_string(void);
+/// Run-time version as NC_VERSION; compare with the macro to detect a mismatch.
+NC_API int nc_version(void);
+
+/* ----------------------------------------------------------------- context */
+
+typedef struct nc_context nc_context;
+typedef struct nc_model nc_model;
+typedef struct nc_trainer nc_trainer;
+typedef struct nc_builder nc_builder;
+
+typedef enum nc_backend_kind {
+    NC_BACKEND_AUTO = 0,   /* the fastest available: cuda, then onednn, then ref */
+    NC_BACKEND_REF = 1,    /* portable C11 + OpenMP kernels: the oracle */
+    NC_BACKEND_ONEDNN = 2, /* oneDNN CPU primitives (build option `onednn`) */
+    NC_BACKEND_CUDA = 3    /* cuDNN + own CUDA kernels (build option `cudnn`) */
+} nc_backend_kind;
+
+/** Allocator hooks: every host allocation of the library goes through them.
+ *  alloc returns memory aligned to at least `align` (a power of two <= 4096) or NULL. */
+typedef struct nc_allocator {
+    void *(*alloc)(void *user, size_t size, size_t align);
+    void (*free)(void *user, void *ptr);
+    void *user;
+} nc_allocator;
+
+typedef struct nc_context_options {
+    size_t struct_size;      /* sizeof(nc_context_options), set by _init */
+    nc_backend_kind backend; /* default NC_BACKEND_AUTO */
+    int device;              /* GPU ordinal for NC_BACKEND_CUDA; default 0 */
+    int num_threads;         /* CPU threads; 0 = all available cores */
+    int deterministic;       /* 1 = deterministic algorithms only; default 0 */
+    nc_allocator allocator;  /* all-NULL = the C library's aligned_alloc/free */
+} nc_context_options;
+
+/// Fills `opt` with defaults and sets struct_size. NULL is ignored.
+NC_API void nc_context_options_init(nc_context_options *opt);
+
+/// Creates a context. `opt` may be NULL for defaults.
+/// Returns NC_OK; NC_ERR_NULL if `out` is NULL; NC_ERR_INVALID_ARGUMENT for a bad
+/// struct_size, thread count or backend value; NC_ERR_UNSUPPORTED if the requested
+/// backend is not built in; NC_ERR_OUT_OF_MEMORY. The caller owns *out.
+NC_API nc_status nc_context_create(const nc_context_options *opt, nc_context **out);
+
+/// Destroys a context; NULL-safe. Models and trainers made from it must be
+/// destroyed first.
+NC_API void nc_context_destroy(nc_context *ctx);
+
+/// The message of the last failed call on this context (or on a handle made from
+/// it), "" if none. Valid until the next call on the context. NULL ctx gives a
+/// static message.
+NC_API const char *nc_context_last_error(const nc_context *ctx);
+
+/// The backend actually chosen (never NC_BACKEND_AUTO); NC_BACKEND_REF for NULL.
+NC_API nc_backend_kind nc_context_backend(const nc_context *ctx);
+
+/// Name of a backend ("ref", "onednn", "cuda", "auto").
+NC_API const char *nc_backend_name(nc_backend_kind kind);
+
+/* ------------------------------------------------------------------- model */
+
+typedef enum nc_head_type {
+    NC_HEAD_LINEAR = 0, /* Dropout(head_dropout) -> Linear(features, classes) */
+    NC_HEAD_MLP = 1     /* Dropout 0.3 -> Linear(in,512) -> ReLU -> BatchNorm1d(512)
+                           -> Dropout 0.5 -> Linear(512, classes) */
+} nc_head_type;
+
+typedef struct nc_model_options {
+    size_t struct_size;   /* sizeof(nc_model_options), set by _init */
+    const char *arch;     /* "resnet18", "resnet34", "resnet50", "resnet101",
+                             "resnext50_32x4d", "resnext101_32x8d", "resnext",
+                             "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "simple_cnn";
+                             copied by nc_model_create. Default "resnet18". */
+    int num_classes;      /* outputs per head; default 1000 */
+    int in_channels;      /* input channels (1 gray, 3 RGB, 4 ...); default 3 */
+    int num_heads;        /* parallel classifier heads sharing the backbone; default 1.
+                             Logits are laid out head-major: [n][head][class]. */
+    int cardinality;      /* ResNeXt groups ("resnext"; default 32) */
+    int base_width;       /* ResNeXt width per group ("resnext"; default 4) */
+    int blocks[4];        /* blocks per stage for "resnext"; 0 = {3,4,6,3} */
+    int bottleneck;       /* "resnext": 1 = bottleneck blocks (default), 0 = basic */
+    float block_dropout;  /* dropout inside residual blocks (before the last conv's
+                             BN) for "resnext"; default 0 */
+    float head_dropout;   /* dropout before a linear head; default 0 */
+    nc_head_type head;    /* default NC_HEAD_LINEAR */
+    int small_input;      /* 1 = stem for small images (ResNet: 3x3 conv stride 1 and
+                             no max pool; VGG: adaptive pool to 1x1 and a 512-wide
+                             classifier); default 0 = torchvision's stem */
+    int width;            /* "simple_cnn": channels of the first conv; default 32 */
+    uint64_t seed;        /* initialisation seed; default 0 */
+} nc_model_options;
+
+/// Fills `opt` with the defaults above. NULL is ignored.
+NC_API void nc_model_options_init(nc_model_options *opt);
+
+/// Builds a built-in architecture with freshly initialised parameters (torchvision's
+/// initialisation scheme, drawn from `seed`).
+/// Returns NC_OK; NC_ERR_NULL (ctx, opt or out NULL); NC_ERR_NOT_FOUND (unknown arch);
+/// NC_ERR_INVALID_ARGUMENT (bad struct_size, class/channel/head counts, cardinality,
+/// width or dropout outside [0,1)); NC_ERR_OUT_OF_MEMORY. The caller owns *out.
+NC_API nc_status nc_model_create(nc_context *ctx, const nc_model_options *opt, nc_model **out);
+
+/// Destroys a model; NULL-safe. Trainers of the model must be destroyed first.
+NC_API void nc_model_destroy(nc_model *model);
+
+/// Runs the model in eval mode (batchnorm running statistics, no dropout).
+/// x: host NCHW float32, n*c*h*w values, c must equal the model's input channels.
+/// logits: n * nc_model_num_outputs() floats, written by the call.
+/// Returns NC_OK; NC_ERR_NULL; NC_ERR_SHAPE (wrong channel count, or an image too
+/// small for the network); NC_ERR_INVALID_ARGUMENT (n,h,w < 1); NC_ERR_OUT_OF_MEMORY;
+/// NC_ERR_BACKEND.
+NC_API nc_status nc_model_forward(nc_model *model, const float *x, int n, int c, int h, int w,
+                                  float *logits);
+
+/// Number of trainable parameters (weights and biases, not buffers); 0 for NULL.
+NC_API int64_t nc_model_num_params(const nc_model *model);
+/// Outputs per sample: num_heads * num_classes; 0 for NULL.
+NC_API int nc_model_num_outputs(const nc_model *model);
+/// Input channels the model expects; 0 for NULL.
+NC_API int nc_model_in_channels(const nc_model *model);
+/// Number of heads (>= 1); 0 for NULL.
+NC_API int nc_model_num_heads(const nc_model *model);
+
+/// Writes a layer table (name, type, output shape for a 1 x C x h x w input,
+/// parameter count) like torchsummary into buf (always NUL-terminated when size > 0).
+/// *needed (may be NULL) receives the full length + 1, so a second call with a
+/// larger buffer gets everything. Returns NC_OK, NC_ERR_NULL, NC_ERR_SHAPE (image
+/// too small), NC_ERR_LIMIT (buf too small: truncated text was still written).
+NC_API nc_status nc_model_summary(nc_model *model, int h, int w, char *buf, size_t size,
+                                  size_t *needed);
+
+/* Tensors of a model: trainable parameters and buffers (running_mean, running_var,
+ * num_batches_tracked), named like torchvision's state_dict keys. */
+typedef struct nc_tensor_info {
+    const char *name;   /* borrowed: lives as long as the model */
+    int ndim;           /* 0..4 */
+    int64_t shape[4];
+    int64_t numel;
+    int trainable;      /* 1 = parameter, 0 = buffer */
+} nc_tensor_info;
+
+/// Number of named tensors (parameters and buffers); 0 for NULL.
+NC_API int nc_model_num_tensors(const nc_model *model);
+/// Describes tensor `index` (0 <= index < nc_model_num_tensors).
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (index out of range).
+NC_API nc_status nc_model_tensor_info(const nc_model *model, int index, nc_tensor_info *info);
+/// Copies tensor `name` (host float32, logical NCHW/OIHW order) into out[count].
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_NOT_FOUND, NC_ERR_SHAPE (count != numel).
+NC_API nc_status nc_model_get_tensor(nc_model *model, const char *name, float *out, int64_t count);
+/// Overwrites tensor `name` from data[count]; same statuses as nc_model_get_tensor.
+NC_API nc_status nc_model_set_tensor(nc_model *model, const char *name, const float *data,
+                                     int64_t count);
+
+/// Saves parameters, buffers and metadata (architecture options, class names,
+/// input normalisation) as one safetensors file, written atomically (temporary file
+/// + rename). Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (with the path and errno text),
+/// NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_model_save(nc_model *model, const char *path);
+
+/// Recreates a model from a file written by nc_model_save alone.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (missing/unreadable), NC_ERR_FORMAT (not a
+/// valid safetensors file, or no neurc metadata), NC_ERR_SHAPE (a tensor disagrees
+/// with the architecture), NC_ERR_NOT_FOUND (a tensor is missing), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out);
+
+/** What nc_model_load_weights found. Counts always; names of the first few in `text`. */
+typedef struct nc_load_report {
+    size_t struct_size;
+    int loaded;       /* tensors copied into the model */
+    int missing;      /* model tensors absent from the file */
+    int unexpected;   /* file tensors the model does not have */
+    int mismatched;   /* same name, different shape (not loaded) */
+    char text[1024];  /* "missing: a, b; unexpected: c; shape: d [64,3,7,7] vs [64,1,7,7]" */
+} nc_load_report;
+
+/// Loads a safetensors file keyed like torchvision's state_dict (F32, F16, BF16, F64;
+/// I64 for num_batches_tracked) into an existing model. strict = 1 fails with
+/// NC_ERR_NOT_FOUND / NC_ERR_SHAPE when any key is missing, unexpected or mismatched,
+/// leaving the model unchanged; strict = 0 loads what matches. `report` may be NULL.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT, NC_ERR_NOT_FOUND, NC_ERR_SHAPE,
+/// NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_model_load_weights(nc_model *model, const char *path, int strict,
+                                       nc_load_report *report);
+
+/// Class names stored with the model (saved in the file's metadata). names may be
+/// NULL to clear; count must equal num_classes otherwise. Strings are copied.
+NC_API nc_status nc_model_set_class_names(nc_model *model, const char *const *names, int count);
+/// Borrowed class name i, or NULL when none is set or i is out of range.
+NC_API const char *nc_model_class_name(const nc_model *model, int i);
+/// Per-channel input normalisation stored with the model (mean, std of length
+/// in_channels); metadata only: nc_model_forward does not apply it.
+NC_API nc_status nc_model_set_normalization(nc_model *model, const float *mean, const float *std);
+/// Copies the stored normalisation; NC_ERR_NOT_FOUND when none is set.
+NC_API nc_status nc_model_get_normalization(const nc_model *model, float *mean, float *std);
+
+/// The model's context (borrowed); NULL for NULL.
+NC_API nc_context *nc_model_context(const nc_model *model);
+
+/* ----------------------------------------------------------------- builder */
+
+/** A value in a graph under construction: the output of one layer. */
+typedef int32_t nc_value;
+
+/// Starts a graph whose input has `in_channels` channels (any batch and spatial
+/// size). *input receives the input value. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT, NC_ERR_OUT_OF_MEMORY. The caller owns *out.
+/// Builder calls below return the builder's first error again once one happened
+/// ("sticky"), so a sequence of calls may be checked once at the end.
+NC_API nc_status nc_builder_create(nc_context *ctx, int in_channels, nc_builder **out,
+                                   nc_value *input);
+NC_API void nc_builder_destroy(nc_builder *b);
+
+/// 2-D convolution, square kernel. Creates "<name>.weight" (K, C/groups, k, k) and,
+/// when bias, "<name>.bias" (K). Input must be 4-D; C and K divisible by groups.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad value, sizes or name
+/// already used), NC_ERR_SHAPE, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_builder_conv2d(nc_builder *b, const char *name, nc_value x, int out_channels,
+                                   int kernel, int stride, int padding, int dilation, int groups,
+                                   int bias, nc_value *out);
+/// Batch normalisation over channels: BatchNorm2d for 4-D, BatchNorm1d for 2-D input
+/// (PyTorch semantics: eps, momentum e.g. 1e-5, 0.1). Creates "<name>.weight",
+/// ".bias", ".running_mean", ".running_var", ".num_batches_tracked".
+NC_API nc_status nc_builder_batchnorm(nc_builder *b, const char *name, nc_value x, float eps,
+                                      float momentum, nc_value *out);
+NC_API nc_status nc_builder_relu(nc_builder *b, nc_value x, nc_value *out);
+/// Max pooling (square window, implicit -inf padding, floor mode).
+NC_API nc_status nc_builder_max_pool2d(nc_builder *b, nc_value x, int kernel, int stride,
+                                       int padding, nc_value *out);
+/// Average pooling (square window, zero padding counted, floor mode).
+NC_API nc_status nc_builder_avg_pool2d(nc_builder *b, nc_value x, int kernel, int stride,
+                                       int padding, nc_value *out);
+/// Adaptive average pooling to out_h x out_w (PyTorch's bin boundaries).
+NC_API nc_status nc_builder_adaptive_avg_pool2d(nc_builder *b, nc_value x, int out_h, int out_w,
+                                                nc_value *out);
+/// Element-wise sum of two values of identical shape.
+NC_API nc_status nc_builder_add(nc_builder *b, nc_value a, nc_value c, nc_value *out);
+/// Fully connected layer on a 2-D input (N, in): "<name>.weight" (out, in), ".bias".
+NC_API nc_status nc_builder_linear(nc_builder *b, const char *name, nc_value x, int out_features,
+                                   int bias, nc_value *out);
+/// Inverted dropout with probability p in [0, 1) (identity in eval mode).
+NC_API nc_status nc_builder_dropout(nc_builder *b, nc_value x, float p, nc_value *out);
+/// Flattens (N, C, H, W) to (N, C*H*W).
+NC_API nc_status nc_builder_flatten(nc_builder *b, nc_value x, nc_value *out);
+/// Concatenates 2-D values (N, F_i) along features.
+NC_API nc_status nc_builder_concat(nc_builder *b, const nc_value *xs, int count, nc_value *out);
+
+/// Turns the graph into a model whose logits are `output` (2-D, N x num_heads*classes).
+/// num_heads >= 1 divides the output width. Parameters are initialised from `seed`
+/// (convolutions: Kaiming normal, fan_out; linear: PyTorch's default uniform; batchnorm:
+/// weight 1, bias 0). The builder stays valid and may be destroyed afterwards.
+/// Returns NC_OK, NC_ERR_NULL, the builder's sticky error, NC_ERR_INVALID_ARGUMENT
+/// (output not 2-D, heads do not divide it), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_builder_finish(nc_builder *b, nc_value output, int num_heads, uint64_t seed,
+                                   nc_model **out);
+
+/* ----------------------------------------------------------------- trainer */
+
+typedef struct nc_trainer_options {
+    size_t struct_size;  /* sizeof(nc_trainer_options), set by _init */
+    float lr;            /* default 0.01 */
+    float momentum;      /* default 0.9 */
+    float dampening;     /* default 0 */
+    float weight_decay;  /* L2 added to gradients (torch.optim.SGD); default 0 */
+    int nesterov;        /* default 0 */
+    uint64_t seed;       /* dropout stream; default 0 */
+} nc_trainer_options;
+
+/** Per-step results. */
+typedef struct nc_step_stats {
+    float loss;       /* mean over the batch of the softmax cross-entropy, summed over heads */
+    int correct;      /* top-1 hits, counted over samples x heads */
+    int total;        /* samples x heads */
+    int skipped;      /* 1 when the update was skipped for a non-finite loss */
+} nc_step_stats;
+
+/// Fills `opt` with defaults. NULL is ignored.
+NC_API void nc_trainer_options_init(nc_trainer_options *opt);
+
+/// Creates a trainer (SGD with momentum and weight decay, matching torch.optim.SGD)
+/// for `model`. opt NULL = defaults. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT (negative lr/momentum/decay, nesterov without momentum),
+/// NC_ERR_OUT_OF_MEMORY. The caller owns *out; it must be destroyed before the model.
+NC_API nc_status nc_trainer_create(nc_model *model, const nc_trainer_options *opt,
+                                   nc_trainer **out);
+NC_API void nc_trainer_destroy(nc_trainer *trainer);
+
+/// One training step in train mode: forward, softmax cross-entropy per head (labels:
+/// n * num_heads int32, head-major per sample, each in [0, num_classes)), backward,
+/// SGD update. A non-finite loss skips the update and returns NC_ERR_NUMERIC
+/// (out->skipped = 1). `out` may be NULL.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_SHAPE, NC_ERR_INVALID_ARGUMENT (label out of
+/// range, n < 1), NC_ERR_NUMERIC, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+NC_API nc_status nc_trainer_step(nc_trainer *trainer, const float *x, const int32_t *labels, int n,
+                                 int c, int h, int w, nc_step_stats *out);
+
+/// Changes the learning rate used from the next step on (for schedules).
+NC_API nc_status nc_trainer_set_lr(nc_trainer *trainer, float lr);
+/// Steps taken so far.
+NC_API int64_t nc_trainer_num_steps(const nc_trainer *trainer);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NEURC_H */

@@ -1,0 +1,61 @@
+/* context.h — the nc_context internals: chosen backend, threads, allocator and the
+ * last error text, plus the NC_CHECK / nc__error helpers every module uses. */
+#ifndef NC_CORE_CONTEXT_H
+#define NC_CORE_CONTEXT_H
+
+#include "neurc.h"
+#include "backend/backend.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#define NC__ERROR_TEXT 1024
+
+struct nc_context {
+    nc_context_options opt;        /* as given, defaults filled in */
+    nc_backend_kind kind;          /* never NC_BACKEND_AUTO */
+    const nc__backend *backend;    /* function table of `kind` */
+    void *backend_state;           /* owned, from backend->init */
+    int num_threads;               /* resolved (>= 1) */
+    char error[NC__ERROR_TEXT];    /* last error message */
+};
+
+/* Records a printf-style message in ctx (NULL-safe) and returns `status`. */
+nc_status nc__error(nc_context *ctx, nc_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Appends ": <more>" style context to the existing message (prefix form). */
+nc_status nc__error_prefix(nc_context *ctx, nc_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Host allocations through the context's hooks (ctx may not be NULL).
+ * nc__alloc returns 64-byte aligned memory or NULL; nc__calloc zeroes it. */
+void *nc__alloc(nc_context *ctx, size_t size);
+void *nc__calloc(nc_context *ctx, size_t count, size_t size);
+void nc__free(nc_context *ctx, void *ptr);
+char *nc__strdup(nc_context *ctx, const char *s);
+/* Grows *arr (elem_size each, *cap elements) to hold at least `need`; 0 on success. */
+int nc__grow(nc_context *ctx, void **arr, size_t elem_size, size_t *cap, size_t need);
+
+/* `status st` must be declared and a `fail:` label exist. */
+#define NC_CHECK(expr)                                                                  \
+    do {                                                                                \
+        st = (expr);                                                                    \
+        if (st != NC_OK) goto fail;                                                     \
+    } while (0)
+
+/* Fails with NC_ERR_OUT_OF_MEMORY when ptr is NULL. */
+#define NC_CHECK_ALLOC(ctx, ptr)                                                        \
+    do {                                                                                \
+        if ((ptr) == NULL) {                                                            \
+            st = nc__error((ctx), NC_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__); \
+            goto fail;                                                                  \
+        }                                                                               \
+    } while (0)
+
+#endif

@@ -1,0 +1,73 @@
+/* safetensors.h — reader and writer of the safetensors format
+ * (8-byte little-endian header length, a JSON header, then the raw tensor bytes),
+ * with the format's validation rules: header size limit, offsets that tile the
+ * data exactly, dtype/shape/size agreement, no duplicate keys. JSON via cJSON. */
+#ifndef NC_IO_SAFETENSORS_H
+#define NC_IO_SAFETENSORS_H
+
+#include "neurc.h"
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define NC__ST_MAX_HEADER (100u * 1024u * 1024u) /* 100 MB, as the reference implementation */
+#define NC__ST_MAX_DIMS 8
+
+typedef enum nc__dtype {
+    NC__DT_F32 = 0, NC__DT_F16, NC__DT_BF16, NC__DT_F64,
+    NC__DT_I64, NC__DT_I32, NC__DT_I16, NC__DT_I8, NC__DT_U8, NC__DT_BOOL,
+    NC__DT_COUNT
+} nc__dtype;
+
+const char *nc__dtype_name(nc__dtype dt);      /* "F32" */
+size_t nc__dtype_size(nc__dtype dt);           /* bytes per element */
+
+typedef struct nc__st_tensor {
+    char *name;
+    nc__dtype dtype;
+    int ndim;
+    int64_t shape[NC__ST_MAX_DIMS];
+    int64_t numel;
+    const void *data;          /* into the file's data section; little-endian */
+    size_t nbytes;
+} nc__st_tensor;
+
+typedef struct nc__st_file {
+    nc_context *ctx;
+    void *blob;                /* whole file contents (owned) */
+    size_t blob_size;
+    nc__st_tensor *tensors;
+    int n_tensors;
+    char **meta_keys;          /* __metadata__ (string -> string) */
+    char **meta_values;
+    int n_meta;
+} nc__st_file;
+
+/* Reads and validates a whole file. Errors: NC_ERR_IO (open/read, with path and
+ * strerror), NC_ERR_FORMAT (any rule broken, message says which and where),
+ * NC_ERR_LIMIT (header over the limit), NC_ERR_OUT_OF_MEMORY. */
+nc_status nc__st_read(nc_context *ctx, const char *path, nc__st_file **out);
+/* Same from memory (copied). */
+nc_status nc__st_parse(nc_context *ctx, const void *data, size_t size, nc__st_file **out);
+void nc__st_close(nc__st_file *f);
+const nc__st_tensor *nc__st_find(const nc__st_file *f, const char *name);
+const char *nc__st_meta(const nc__st_file *f, const char *key);     /* NULL if absent */
+/* Converts a floating or integer tensor to f32 (out[t->numel]). */
+nc_status nc__st_to_f32(nc_context *ctx, const nc__st_tensor *t, float *out);
+
+/* Writer: collect tensors (data borrowed until nc__st_write returns), then write
+ * atomically: "<path>.tmp.XXXXXX" in the same directory, fsync, rename, fsync dir. */
+typedef struct nc__st_writer nc__st_writer;
+nc_status nc__st_writer_create(nc_context *ctx, nc__st_writer **out);
+void nc__st_writer_destroy(nc__st_writer *w);
+nc_status nc__st_writer_add(nc__st_writer *w, const char *name, nc__dtype dtype, int ndim,
+                            const int64_t *shape, const void *data);  /* rejects duplicates */
+nc_status nc__st_writer_meta(nc__st_writer *w, const char *key, const char *value);
+nc_status nc__st_write(nc__st_writer *w, const char *path);
+/* Serialises into a new buffer (nc__free with the context). */
+nc_status nc__st_serialize(nc__st_writer *w, void **out, size_t *size);
+
+/* Writes `size` bytes to `path` atomically (temp file, fsync, rename, fsync dir). */
+nc_status nc__write_file_atomic(nc_context *ctx, const char *path, const void *data, size_t size);
+
+#endif

@@ -1,0 +1,88 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include "core/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed) {
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * nc__rng_uniform(seed, 77, i);
+}
+
+double tu_norm_err(const float *a, const float *b, size_t n) {
+    double mx = 0, md = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= md)) md = d; /* NaN-propagating */
+        if (fabs((double)b[i]) > mx) mx = fabs((double)b[i]);
+    }
+    return md / (mx > 1e-30 ? mx : 1e-30);
+}
+
+double tu_max_rel_err(const float *a, const float *b, size_t n, double floor) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double den = fabs((double)b[i]);
+        if (den < floor) den = floor;
+        double e = fabs((double)a[i] - (double)b[i]) / den;
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+char *tu_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[len] = 0;
+        if (size) *size = (size_t)len;
+    }
+    return buf;
+}
+
+char *tu_fixture(const char *name) {
+    size_t n = strlen(NC_FIXTURES) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", NC_FIXTURES, name);
+    return p;
+}
+
+char *tu_tmp_path(const char *name) {
+    size_t n = strlen(name) + 64;
+    char *p = malloc(n);
+    snprintf(p, n, "/tmp/nc_test_%ld_%s", (long)getpid(), name);
+    return p;
+}
+
+double tu_grad_check(float *x, const float *grad, size_t n, tu_loss_fn loss, void *user, float eps,
+                     int probes) {
+    double worst = 0;
+    for (int p = 0; p < probes; p++) {
+        size_t i = (size_t)(nc__rng_u64(1234, 5, (uint64_t)p) % n);
+        if (probes >= (int)n) i = (size_t)p;
+        if (i >= n) break;
+        float orig = x[i];
+        x[i] = orig + eps;
+        double lp = loss(user);
+        x[i] = orig - eps;
+        double lm = loss(user);
+        x[i] = orig;
+        double fd = (lp - lm) / (2.0 * eps);
+        double e = fabs(fd - grad[i]) / fmax(fabs(fd) + fabs(grad[i]), 1e-3);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}

@@ -1,0 +1,33 @@
+/* testutil.h — helpers shared by the cmocka tests: seeded random fills, error
+ * measures, a central finite-difference gradient checker, fixture paths. */
+#ifndef NC_TESTS_TESTUTIL_H
+#define NC_TESTS_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* Uniform values in [lo, hi) from a counter-based stream (seed). */
+void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
+/* max_i |a-b| / max(max_i |b|, tiny): the normalized error used to compare backends. */
+double tu_norm_err(const float *a, const float *b, size_t n);
+/* max_i |a-b| / max(|b_i|, floor) : element-wise relative error with an absolute floor. */
+double tu_max_rel_err(const float *a, const float *b, size_t n, double floor);
+/* Reads a whole file into a malloc'ed buffer (NUL-terminated); NULL on failure. */
+char *tu_read_file(const char *path, size_t *size);
+/* Path under tests/fixtures (static buffer per call site is fine: returns malloc'ed). */
+char *tu_fixture(const char *name);
+/* Temporary path unique to this process: "/tmp/nc_test_<pid>_<name>" (malloc'ed). */
+char *tu_tmp_path(const char *name);
+
+/* Finite-difference check: f(x) -> scalar loss computed by `loss`, analytic gradient
+ * `grad` (n values). Checks `probes` coordinates chosen deterministically; returns the
+ * worst |fd - analytic| / max(|fd| + |analytic|, 1e-3). eps ~1e-2 in f32 with double
+ * accumulation in loss. */
+typedef double (*tu_loss_fn)(void *user);
+double tu_grad_check(float *x, const float *grad, size_t n, tu_loss_fn loss, void *user, float eps,
+                     int probes);
+
+#endif
