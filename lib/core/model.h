@@ -1,0 +1,62 @@
+/* model.h — nc_model internals: the graph, the parameter/buffer arena in backend
+ * memory, gradients, metadata (architecture options, class names, normalisation)
+ * and cached execution plans per (mode, input shape). */
+#ifndef NC_CORE_MODEL_H
+#define NC_CORE_MODEL_H
+
+#include "neurc.h"
+#include "graph/graph.h"
+
+#include <stdint.h>
+#include <stddef.h>
+
+struct nc__plan; /* graph/exec.h */
+
+typedef struct nc__tensor_slot {
+    size_t offset;              /* byte offset into the arena (64-byte aligned) */
+    size_t bytes;
+    int64_t numel;
+} nc__tensor_slot;
+
+struct nc_model {
+    nc_context *ctx;
+    nc__graph *graph;           /* owned */
+    /* One backend buffer for all parameters and float buffers, carved after a sizing
+     * pass; gradients in a second arena with the same offsets (allocated on demand). */
+    void *arena;
+    size_t arena_bytes;
+    void *grad_arena;           /* NULL until a trainer needs it */
+    nc__tensor_slot *slots;     /* [graph->n_tensors] */
+    int64_t *num_batches;       /* [graph->n_tensors]: host counters of NUM_BATCHES slots */
+    int64_t num_params;
+    /* metadata */
+    nc_model_options opt;       /* arch options (opt.arch points at arch_name) */
+    char arch_name[64];         /* "" for builder-made models ("custom") */
+    int has_arch;               /* 1 if made by nc_model_create (reloadable by options) */
+    char **class_names;         /* [num_classes] or NULL */
+    float *norm_mean, *norm_std;/* [in_channels] or NULL */
+    int num_classes;            /* per head */
+    /* execution plans, one per (training, input shape); rebuilt on change */
+    struct nc__plan *plan_eval;
+    struct nc__plan *plan_train;
+};
+
+/* Creates a model from a finished graph (takes ownership of g on success and on
+ * failure): sizes and allocates the arena, initialises parameters from seed. */
+nc_status nc__model_create_from_graph(nc_context *ctx, nc__graph *g, int num_heads, uint64_t seed,
+                                      nc_model **out);
+/* Re-initialises every tensor from seed with its initialiser. */
+nc_status nc__model_init_params(nc_model *m, uint64_t seed);
+/* Records the architecture options (for save/load); copies arch. */
+void nc__model_set_arch(nc_model *m, const nc_model_options *opt);
+/* Backend pointer of tensor i inside the arena / gradient arena. */
+void *nc__model_tensor_ptr(const nc_model *m, int i);
+void *nc__model_grad_ptr(const nc_model *m, int i);
+nc_status nc__model_ensure_grads(nc_model *m);
+/* Builds the graph of a built-in architecture into b (lib/models/registry.c);
+ * validates opt. *out receives the logits value. */
+nc_status nc__arch_build(nc_context *ctx, const nc_model_options *opt, nc_builder *b, nc_value *out);
+/* The graph inside a builder (graph/builder.c). */
+nc__graph *nc__builder_graph(nc_builder *b);
+
+#endif
