@@ -1,0 +1,195 @@
+/* context.c — nc_context: resolves the backend and thread count, routes every host
+ * allocation through the caller's allocator hooks, and keeps the last error text.
+ * There is no global mutable state: everything hangs off the context. */
+#include "core/context.h"
+#include "nc_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#if HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#define NC__ALIGN 64
+
+static void *default_alloc(void *user, size_t size, size_t align) {
+    (void)user;
+    void *p = NULL;
+    if (size == 0) size = 1;
+    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size) != 0) return NULL;
+    return p;
+}
+
+static void default_free(void *user, void *ptr) {
+    (void)user;
+    free(ptr);
+}
+
+void nc_context_options_init(nc_context_options *opt) {
+    if (!opt) return;
+    memset(opt, 0, sizeof *opt);
+    opt->struct_size = sizeof *opt;
+    opt->backend = NC_BACKEND_AUTO;
+}
+
+static nc_status vset_error(nc_context *ctx, nc_status status, int prefix, const char *fmt,
+                            va_list ap) {
+    if (!ctx) return status;
+    char msg[NC__ERROR_TEXT];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (prefix && ctx->error[0]) {
+        char old[NC__ERROR_TEXT];
+        memcpy(old, ctx->error, sizeof old);
+        size_t n = strlen(msg);
+        if (n > sizeof ctx->error - 3) n = sizeof ctx->error - 3;
+        memcpy(ctx->error, msg, n);
+        memcpy(ctx->error + n, ": ", 2);
+        size_t rest = sizeof ctx->error - n - 3;
+        size_t m = strlen(old);
+        if (m > rest) m = rest;
+        memcpy(ctx->error + n + 2, old, m);
+        ctx->error[n + 2 + m] = 0;
+    } else {
+        memcpy(ctx->error, msg, sizeof msg);
+    }
+    return status;
+}
+
+nc_status nc__error(nc_context *ctx, nc_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vset_error(ctx, status, 0, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+nc_status nc__error_prefix(nc_context *ctx, nc_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vset_error(ctx, status, 1, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void *nc__alloc(nc_context *ctx, size_t size) {
+    return ctx->opt.allocator.alloc(ctx->opt.allocator.user, size ? size : 1, NC__ALIGN);
+}
+
+void *nc__calloc(nc_context *ctx, size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) return NULL;
+    void *p = nc__alloc(ctx, count * size);
+    if (p) memset(p, 0, (count * size) > 0 ? count * size : 1);
+    return p;
+}
+
+void nc__free(nc_context *ctx, void *ptr) {
+    if (ptr) ctx->opt.allocator.free(ctx->opt.allocator.user, ptr);
+}
+
+char *nc__strdup(nc_context *ctx, const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = nc__alloc(ctx, n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+int nc__grow(nc_context *ctx, void **arr, size_t elem_size, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t ncap = *cap ? *cap : 8;
+    while (ncap < need) ncap *= 2;
+    void *p = nc__alloc(ctx, ncap * elem_size);
+    if (!p) return -1;
+    if (*arr) {
+        memcpy(p, *arr, *cap * elem_size);
+        nc__free(ctx, *arr);
+    }
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static int available_cores(void) {
+#if HAVE_OPENMP
+    int n = omp_get_num_procs();
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n > 0 ? (int)n : 1;
+}
+
+const char *nc_backend_name(nc_backend_kind kind) {
+    switch (kind) {
+    case NC_BACKEND_AUTO: return "auto";
+    case NC_BACKEND_REF: return "ref";
+    case NC_BACKEND_ONEDNN: return "onednn";
+    case NC_BACKEND_CUDA: return "cuda";
+    }
+    return "unknown";
+}
+
+nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
+    if (!out) return NC_ERR_NULL;
+    *out = NULL;
+    nc_context_options o;
+    nc_context_options_init(&o);
+    if (opt) {
+        if (opt->struct_size < offsetof(nc_context_options, allocator) ||
+            opt->struct_size > sizeof o)
+            return NC_ERR_INVALID_ARGUMENT;
+        memcpy(&o, opt, opt->struct_size);
+        o.struct_size = sizeof o;
+    }
+    if ((o.allocator.alloc == NULL) != (o.allocator.free == NULL)) return NC_ERR_INVALID_ARGUMENT;
+    if (!o.allocator.alloc) {
+        o.allocator.alloc = default_alloc;
+        o.allocator.free = default_free;
+        o.allocator.user = NULL;
+    }
+    if (o.num_threads < 0 || o.num_threads > 4096) return NC_ERR_INVALID_ARGUMENT;
+    if ((unsigned)o.backend > NC_BACKEND_CUDA) return NC_ERR_INVALID_ARGUMENT;
+
+    const nc__backend *be = NULL;
+    switch (o.backend) {
+    case NC_BACKEND_AUTO:
+        be = nc__backend_cuda();
+        if (!be) be = nc__backend_onednn();
+        if (!be) be = nc__backend_ref();
+        break;
+    case NC_BACKEND_REF: be = nc__backend_ref(); break;
+    case NC_BACKEND_ONEDNN: be = nc__backend_onednn(); break;
+    case NC_BACKEND_CUDA: be = nc__backend_cuda(); break;
+    }
+    if (!be) return NC_ERR_UNSUPPORTED;
+
+    nc_context *ctx = o.allocator.alloc(o.allocator.user, sizeof *ctx, NC__ALIGN);
+    if (!ctx) return NC_ERR_OUT_OF_MEMORY;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->opt = o;
+    ctx->backend = be;
+    ctx->kind = be->kind;
+    ctx->num_threads = o.num_threads ? o.num_threads : available_cores();
+    nc_status st = be->init(ctx, ctx->num_threads, &ctx->backend_state);
+    if (st != NC_OK) {
+        o.allocator.free(o.allocator.user, ctx);
+        return st;
+    }
+    *out = ctx;
+    return NC_OK;
+}
+
+void nc_context_destroy(nc_context *ctx) {
+    if (!ctx) return;
+    if (ctx->backend && ctx->backend->destroy) ctx->backend->destroy(ctx->backend_state);
+    ctx->opt.allocator.free(ctx->opt.allocator.user, ctx);
+}
+
+const char *nc_context_last_error(const nc_context *ctx) {
+    if (!ctx) return "NULL context";
+    return ctx->error;
+}
+
+nc_backend_kind nc_context_backend(const nc_context *ctx) {
+    return ctx ? ctx->kind : NC_BACKEND_REF;
+}

@@ -1,0 +1,496 @@
+/* model_io.c — models as safetensors files: parameters and buffers under their
+ * torchvision state_dict keys, and in __metadata__ what is needed to rebuild the
+ * model from the file alone (architecture options, or the graph of a builder-made
+ * model), class names and input normalisation. See docs/format.md. */
+#include "neurc.h"
+#include "core/context.h"
+#include "core/model.h"
+#include "io/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FORMAT_VERSION "1"
+
+/* ------------------------------------------------------------ metadata JSON */
+
+static const char *head_name(nc_head_type h) { return h == NC_HEAD_MLP ? "mlp" : "linear"; }
+
+static cJSON *options_json(const nc_model_options *o) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddNumberToObject(j, "num_classes", o->num_classes);
+    cJSON_AddNumberToObject(j, "in_channels", o->in_channels);
+    cJSON_AddNumberToObject(j, "num_heads", o->num_heads);
+    cJSON_AddNumberToObject(j, "cardinality", o->cardinality);
+    cJSON_AddNumberToObject(j, "base_width", o->base_width);
+    cJSON_AddItemToObject(j, "blocks", cJSON_CreateIntArray(o->blocks, 4));
+    cJSON_AddNumberToObject(j, "bottleneck", o->bottleneck);
+    cJSON_AddNumberToObject(j, "block_dropout", o->block_dropout);
+    cJSON_AddNumberToObject(j, "head_dropout", o->head_dropout);
+    cJSON_AddStringToObject(j, "head", head_name(o->head));
+    cJSON_AddNumberToObject(j, "small_input", o->small_input);
+    cJSON_AddNumberToObject(j, "width", o->width);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    return j;
+}
+
+static const char *op_key(nc__op op) {
+    static const char *const names[NC__OP_COUNT] = {"input", "conv2d", "batchnorm", "relu", "max_pool2d",
+                                                    "avg_pool2d", "adaptive_avg_pool2d", "add", "linear",
+                                                    "dropout", "flatten", "concat"};
+    return (unsigned)op < NC__OP_COUNT ? names[op] : "?";
+}
+
+static cJSON *graph_json(const nc__graph *g) {
+    cJSON *j = cJSON_CreateObject(), *nodes = cJSON_CreateArray();
+    if (!j || !nodes) {
+        cJSON_Delete(j);
+        cJSON_Delete(nodes);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(j, "in_channels", g->in_channels);
+    cJSON_AddNumberToObject(j, "output", g->output);
+    cJSON_AddItemToObject(j, "nodes", nodes);
+    for (int i = 1; i < g->n_nodes; i++) {
+        const nc__node *nd = &g->nodes[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(nodes, o);
+        cJSON_AddStringToObject(o, "op", op_key(nd->op));
+        cJSON_AddStringToObject(o, "name", nd->name);
+        cJSON_AddItemToObject(o, "inputs", cJSON_CreateIntArray(nd->inputs, nd->n_inputs));
+        switch (nd->op) {
+        case NC__OP_CONV2D:
+            cJSON_AddNumberToObject(o, "out_channels", (double)nd->attr.conv.out_channels);
+            cJSON_AddNumberToObject(o, "kernel", (double)nd->attr.conv.kh);
+            cJSON_AddNumberToObject(o, "stride", (double)nd->attr.conv.stride_h);
+            cJSON_AddNumberToObject(o, "padding", (double)nd->attr.conv.pad_h);
+            cJSON_AddNumberToObject(o, "dilation", (double)nd->attr.conv.dil_h);
+            cJSON_AddNumberToObject(o, "groups", (double)nd->attr.conv.groups);
+            cJSON_AddNumberToObject(o, "bias", nd->attr.conv.bias);
+            break;
+        case NC__OP_BATCHNORM:
+            cJSON_AddNumberToObject(o, "eps", nd->attr.bn.eps);
+            cJSON_AddNumberToObject(o, "momentum", nd->attr.bn.momentum);
+            break;
+        case NC__OP_MAXPOOL:
+        case NC__OP_AVGPOOL:
+            cJSON_AddNumberToObject(o, "kernel", (double)nd->attr.pool.kh);
+            cJSON_AddNumberToObject(o, "stride", (double)nd->attr.pool.stride_h);
+            cJSON_AddNumberToObject(o, "padding", (double)nd->attr.pool.pad_h);
+            break;
+        case NC__OP_ADAPTIVE_AVGPOOL:
+            cJSON_AddNumberToObject(o, "out_h", (double)nd->attr.pool.out_h);
+            cJSON_AddNumberToObject(o, "out_w", (double)nd->attr.pool.out_w);
+            break;
+        case NC__OP_LINEAR:
+            cJSON_AddNumberToObject(o, "out_features", (double)nd->attr.linear.out_features);
+            cJSON_AddNumberToObject(o, "bias", nd->attr.linear.bias);
+            break;
+        case NC__OP_DROPOUT: cJSON_AddNumberToObject(o, "p", nd->attr.dropout.p); break;
+        default: break;
+        }
+    }
+    return j;
+}
+
+static cJSON *float_array(const float *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+    return a;
+}
+
+/* Adds a cJSON value printed compactly as metadata `key`; consumes j. */
+static nc_status add_meta_json(nc_context *ctx, nc__st_writer *w, const char *key, cJSON *j) {
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!text) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_model_save: out of memory");
+    nc_status st = nc__st_writer_meta(w, key, text);
+    cJSON_free(text);
+    return st;
+}
+
+/* ---------------------------------------------------------------------- save */
+
+nc_status nc_model_save(nc_model *m, const char *path) {
+    if (!m) return NC_ERR_NULL;
+    nc_context *ctx = m->ctx;
+    if (!path) return nc__error(ctx, NC_ERR_NULL, "nc_model_save: path is NULL");
+    const nc__graph *g = m->graph;
+    nc_status st = NC_OK;
+    nc__st_writer *w = NULL;
+    int64_t total = 0;
+    for (int i = 0; i < g->n_tensors; i++) total += m->slots[i].numel;
+    float *host = nc__alloc(ctx, (size_t)(total ? total : 1) * sizeof(float));
+    NC_CHECK_ALLOC(ctx, host);
+    NC_CHECK(nc__st_writer_create(ctx, &w));
+    float *cur = host;
+    for (int i = 0; i < g->n_tensors; i++) {
+        const nc__tensor_def *t = &g->tensors[i];
+        if (t->role == NC__ROLE_NUM_BATCHES) {
+            NC_CHECK(nc__st_writer_add(w, t->name, NC__DT_I64, 0, NULL, &m->num_batches[i]));
+            continue;
+        }
+        NC_CHECK(ctx->backend->download(ctx->backend_state, cur, nc__model_tensor_ptr(m, i), &t->shape));
+        NC_CHECK(nc__st_writer_add(w, t->name, NC__DT_F32, t->shape.ndim, t->shape.d, cur));
+        cur += m->slots[i].numel;
+    }
+    NC_CHECK(nc__st_writer_meta(w, "format", "pt"));
+    NC_CHECK(nc__st_writer_meta(w, "neurc.format_version", FORMAT_VERSION));
+    NC_CHECK(nc__st_writer_meta(w, "neurc.version", nc_version_string()));
+    NC_CHECK(nc__st_writer_meta(w, "neurc.arch", m->has_arch ? m->arch_name : "custom"));
+    if (m->has_arch)
+        NC_CHECK(add_meta_json(ctx, w, "neurc.options", options_json(&m->opt)));
+    else
+        NC_CHECK(add_meta_json(ctx, w, "neurc.graph", graph_json(g)));
+    {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d", g->num_heads);
+        NC_CHECK(nc__st_writer_meta(w, "neurc.num_heads", buf));
+        snprintf(buf, sizeof buf, "%d", m->num_classes);
+        NC_CHECK(nc__st_writer_meta(w, "neurc.num_classes", buf));
+    }
+    if (m->class_names)
+        NC_CHECK(add_meta_json(ctx, w, "neurc.class_names",
+                               cJSON_CreateStringArray((const char *const *)m->class_names, m->num_classes)));
+    if (m->norm_mean) {
+        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_mean", float_array(m->norm_mean, g->in_channels)));
+        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_std", float_array(m->norm_std, g->in_channels)));
+    }
+    NC_CHECK(nc__st_write(w, path));
+fail:
+    nc__st_writer_destroy(w);
+    nc__free(ctx, host);
+    return st;
+}
+
+/* ---------------------------------------------------------------------- load */
+
+static int json_int(const cJSON *o, const char *key, int def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? (int)v->valuedouble : def;
+}
+
+static double json_num(const cJSON *o, const char *key, double def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static nc_status create_from_options(nc_context *ctx, const char *path, const char *arch, const char *text,
+                                     nc_model **out) {
+    cJSON *j = cJSON_Parse(text);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options' is not a JSON object", path);
+    }
+    nc_model_options o;
+    nc_model_options_init(&o);
+    o.arch = arch;
+    o.num_classes = json_int(j, "num_classes", o.num_classes);
+    o.in_channels = json_int(j, "in_channels", o.in_channels);
+    o.num_heads = json_int(j, "num_heads", o.num_heads);
+    o.cardinality = json_int(j, "cardinality", o.cardinality);
+    o.base_width = json_int(j, "base_width", o.base_width);
+    const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(j, "blocks");
+    for (int i = 0; i < 4 && cJSON_IsArray(blocks); i++) {
+        const cJSON *b = cJSON_GetArrayItem(blocks, i);
+        if (cJSON_IsNumber(b)) o.blocks[i] = (int)b->valuedouble;
+    }
+    o.bottleneck = json_int(j, "bottleneck", o.bottleneck);
+    o.block_dropout = (float)json_num(j, "block_dropout", o.block_dropout);
+    o.head_dropout = (float)json_num(j, "head_dropout", o.head_dropout);
+    const cJSON *head = cJSON_GetObjectItemCaseSensitive(j, "head");
+    if (cJSON_IsString(head)) o.head = strcmp(head->valuestring, "mlp") == 0 ? NC_HEAD_MLP : NC_HEAD_LINEAR;
+    o.small_input = json_int(j, "small_input", o.small_input);
+    o.width = json_int(j, "width", o.width);
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    if (cJSON_IsString(seed)) o.seed = strtoull(seed->valuestring, NULL, 10);
+    cJSON_Delete(j);
+    nc_status st = nc_model_create(ctx, &o, out);
+    if (st != NC_OK) nc__error_prefix(ctx, st, "%s: architecture from metadata", path);
+    return st;
+}
+
+static nc__op op_from_key(const char *key) {
+    for (int op = 0; op < NC__OP_COUNT; op++)
+        if (strcmp(op_key((nc__op)op), key) == 0) return (nc__op)op;
+    return NC__OP_COUNT;
+}
+
+static nc_status create_from_graph(nc_context *ctx, const char *path, const char *text, int num_heads,
+                                   nc_model **out) {
+    nc_status st = NC_OK;
+    nc_builder *b = NULL;
+    nc_value *ids = NULL;
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *nodes = j ? cJSON_GetObjectItemCaseSensitive(j, "nodes") : NULL;
+    if (!cJSON_IsArray(nodes)) {
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.graph' has no node list", path);
+        goto fail;
+    }
+    int count = cJSON_GetArraySize(nodes);
+    ids = nc__calloc(ctx, (size_t)count + 1, sizeof *ids);
+    NC_CHECK_ALLOC(ctx, ids);
+    NC_CHECK(nc_builder_create(ctx, json_int(j, "in_channels", 0), &b, &ids[0]));
+    int i = 1;
+    for (const cJSON *o = nodes->child; o; o = o->next, i++) {
+        const cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op"), *nm = cJSON_GetObjectItemCaseSensitive(o, "name");
+        const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(o, "inputs");
+        int n_in = cJSON_IsArray(inputs) ? cJSON_GetArraySize(inputs) : 0;
+        nc_value in[256];
+        if (!cJSON_IsString(op) || !cJSON_IsString(nm) || n_in < 1 || n_in > 256) goto bad;
+        for (int k = 0; k < n_in; k++) {
+            const cJSON *v = cJSON_GetArrayItem(inputs, k);
+            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= i) goto bad;
+            in[k] = ids[(int)v->valuedouble];
+        }
+        const char *name = nm->valuestring;
+        nc_value *y = &ids[i];
+        switch (op_from_key(op->valuestring)) {
+        case NC__OP_CONV2D:
+            st = nc_builder_conv2d(b, name, in[0], json_int(o, "out_channels", 0), json_int(o, "kernel", 0),
+                                   json_int(o, "stride", 1), json_int(o, "padding", 0), json_int(o, "dilation", 1),
+                                   json_int(o, "groups", 1), json_int(o, "bias", 0), y);
+            break;
+        case NC__OP_BATCHNORM:
+            st = nc_builder_batchnorm(b, name, in[0], (float)json_num(o, "eps", 1e-5),
+                                      (float)json_num(o, "momentum", 0.1), y);
+            break;
+        case NC__OP_RELU: st = nc_builder_relu(b, in[0], y); break;
+        case NC__OP_MAXPOOL:
+            st = nc_builder_max_pool2d(b, in[0], json_int(o, "kernel", 0), json_int(o, "stride", 0),
+                                       json_int(o, "padding", 0), y);
+            break;
+        case NC__OP_AVGPOOL:
+            st = nc_builder_avg_pool2d(b, in[0], json_int(o, "kernel", 0), json_int(o, "stride", 0),
+                                       json_int(o, "padding", 0), y);
+            break;
+        case NC__OP_ADAPTIVE_AVGPOOL:
+            st = nc_builder_adaptive_avg_pool2d(b, in[0], json_int(o, "out_h", 0), json_int(o, "out_w", 0), y);
+            break;
+        case NC__OP_ADD:
+            if (n_in != 2) goto bad;
+            st = nc_builder_add(b, in[0], in[1], y);
+            break;
+        case NC__OP_LINEAR:
+            st = nc_builder_linear(b, name, in[0], json_int(o, "out_features", 0), json_int(o, "bias", 0), y);
+            break;
+        case NC__OP_DROPOUT: st = nc_builder_dropout(b, in[0], (float)json_num(o, "p", 0), y); break;
+        case NC__OP_FLATTEN: st = nc_builder_flatten(b, in[0], y); break;
+        case NC__OP_CONCAT: st = nc_builder_concat(b, in, n_in, y); break;
+        default: goto bad;
+        }
+        if (st != NC_OK) goto fail;
+    }
+    int output = json_int(j, "output", -1);
+    if (output < 1 || output > count) goto bad;
+    NC_CHECK(nc_builder_finish(b, ids[output], num_heads, 0, out));
+    goto fail; /* cleanup */
+bad:
+    st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.graph': malformed node %d", path, i);
+fail:
+    if (st != NC_OK && st != NC_ERR_FORMAT) nc__error_prefix(ctx, st, "%s: graph from metadata", path);
+    nc_builder_destroy(b);
+    nc__free(ctx, ids);
+    cJSON_Delete(j);
+    return st;
+}
+
+static void report_add(nc_load_report *r, const char *what, const char *name, const char *extra) {
+    if (!r) return;
+    size_t len = strlen(r->text);
+    if (len + 4 >= sizeof r->text) return;
+    snprintf(r->text + len, sizeof r->text - len, "%s%s %s%s", len ? "; " : "", what, name, extra ? extra : "");
+}
+
+static int shape_matches(const nc__st_tensor *ft, const nc__tensor_def *t) {
+    if (ft->ndim != t->shape.ndim) return 0;
+    for (int d = 0; d < ft->ndim; d++)
+        if (ft->shape[d] != t->shape.d[d]) return 0;
+    return 1;
+}
+
+static int loadable_dtype(nc__dtype dt) {
+    return dt == NC__DT_F32 || dt == NC__DT_F16 || dt == NC__DT_BF16 || dt == NC__DT_F64 || dt == NC__DT_I64 ||
+           dt == NC__DT_I32;
+}
+
+/* Matches file tensors to model tensors; strict: any difference fails before
+ * anything is changed. */
+static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *path, int strict, nc_load_report *rep) {
+    nc_context *ctx = m->ctx;
+    const nc__graph *g = m->graph;
+    nc_load_report local;
+    nc_load_report *r = rep ? rep : &local;
+    memset(r, 0, sizeof *r);
+    r->struct_size = sizeof *r;
+    for (int i = 0; i < g->n_tensors; i++) {
+        const nc__tensor_def *t = &g->tensors[i];
+        const nc__st_tensor *ft = nc__st_find(f, t->name);
+        if (!ft) {
+            r->missing++;
+            report_add(r, "missing", t->name, NULL);
+        } else if (!shape_matches(ft, t) || !loadable_dtype(ft->dtype)) {
+            char extra[160], a[64], b[64];
+            nc__shape fs = {ft->ndim > 4 ? 4 : ft->ndim, {0}};
+            for (int d = 0; d < fs.ndim; d++) fs.d[d] = ft->shape[d];
+            snprintf(extra, sizeof extra, " %s %s in file vs %s in model", nc__dtype_name(ft->dtype),
+                     nc__shape_str(&fs, a, sizeof a), nc__shape_str(&t->shape, b, sizeof b));
+            r->mismatched++;
+            report_add(r, "mismatched", t->name, extra);
+        }
+    }
+    for (int k = 0; k < f->n_tensors; k++)
+        if (nc__graph_find_tensor(g, f->tensors[k].name) < 0) {
+            r->unexpected++;
+            report_add(r, "unexpected", f->tensors[k].name, NULL);
+        }
+    if (strict && (r->missing || r->unexpected || r->mismatched))
+        return nc__error(ctx, r->mismatched ? NC_ERR_SHAPE : NC_ERR_NOT_FOUND,
+                         "%s: %d missing, %d unexpected, %d mismatched tensors (%s)", path, r->missing, r->unexpected,
+                         r->mismatched, r->text);
+    int64_t maxn = 1;
+    for (int i = 0; i < g->n_tensors; i++)
+        if (m->slots[i].numel > maxn) maxn = m->slots[i].numel;
+    float *host = nc__alloc(ctx, (size_t)maxn * sizeof(float));
+    if (!host) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    nc_status st = NC_OK;
+    for (int i = 0; i < g->n_tensors && st == NC_OK; i++) {
+        const nc__tensor_def *t = &g->tensors[i];
+        const nc__st_tensor *ft = nc__st_find(f, t->name);
+        if (!ft || !shape_matches(ft, t) || !loadable_dtype(ft->dtype)) continue;
+        if (t->role == NC__ROLE_NUM_BATCHES && ft->dtype == NC__DT_I64) {
+            int64_t v;
+            memcpy(&v, ft->data, sizeof v);
+            m->num_batches[i] = v < 0 ? 0 : v;
+            r->loaded++;
+            continue;
+        }
+        st = nc__st_to_f32(ctx, ft, host);
+        if (st == NC_OK) st = nc_model_set_tensor(m, t->name, host, m->slots[i].numel);
+        if (st == NC_OK) r->loaded++;
+    }
+    nc__free(ctx, host);
+    return st;
+}
+
+static nc_status json_floats(nc_context *ctx, const char *path, const char *key, const char *text, float *out,
+                             int n) {
+    cJSON *j = cJSON_Parse(text);
+    nc_status st = NC_OK;
+    if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != n)
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata '%s' must be an array of %d numbers", path, key, n);
+    for (int i = 0; st == NC_OK && i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(j, i);
+        if (!cJSON_IsNumber(v))
+            st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata '%s' must be an array of %d numbers", path, key, n);
+        else
+            out[i] = (float)v->valuedouble;
+    }
+    cJSON_Delete(j);
+    return st;
+}
+
+static nc_status load_metadata(nc_model *m, const nc__st_file *f, const char *path) {
+    nc_context *ctx = m->ctx;
+    nc_status st = NC_OK;
+    const char *names = nc__st_meta(f, "neurc.class_names");
+    if (names) {
+        cJSON *j = cJSON_Parse(names);
+        int n = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : -1;
+        if (n != m->num_classes) {
+            st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.class_names' must list %d names", path,
+                           m->num_classes);
+        } else {
+            const char **list = nc__calloc(ctx, (size_t)n + 1, sizeof *list);
+            if (!list) st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+            for (int i = 0; st == NC_OK && i < n; i++) {
+                const cJSON *v = cJSON_GetArrayItem(j, i);
+                if (!cJSON_IsString(v))
+                    st = nc__error(ctx, NC_ERR_FORMAT, "%s: class name %d is not a string", path, i);
+                else
+                    list[i] = v->valuestring;
+            }
+            if (st == NC_OK) st = nc_model_set_class_names(m, list, n);
+            nc__free(ctx, (void *)list);
+        }
+        cJSON_Delete(j);
+    }
+    const char *mean = nc__st_meta(f, "neurc.norm_mean"), *sd = nc__st_meta(f, "neurc.norm_std");
+    if (st == NC_OK && mean && sd) {
+        int c = m->graph->in_channels;
+        float *buf = nc__alloc(ctx, 2 * (size_t)c * sizeof(float));
+        if (!buf) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        st = json_floats(ctx, path, "neurc.norm_mean", mean, buf, c);
+        if (st == NC_OK) st = json_floats(ctx, path, "neurc.norm_std", sd, buf + c, c);
+        if (st == NC_OK) st = nc_model_set_normalization(m, buf, buf + c);
+        nc__free(ctx, buf);
+    }
+    return st;
+}
+
+nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
+    if (!ctx) return NC_ERR_NULL;
+    if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_model_load: path or out is NULL");
+    *out = NULL;
+    nc__st_file *f = NULL;
+    nc_model *m = NULL;
+    nc_status st;
+    NC_CHECK(nc__st_read(ctx, path, &f));
+    const char *ver = nc__st_meta(f, "neurc.format_version");
+    const char *arch = nc__st_meta(f, "neurc.arch");
+    if (!ver || !arch) {
+        st = nc__error(ctx, NC_ERR_FORMAT,
+                       "%s: no neurc metadata (a plain state_dict? use nc_model_load_weights on a created model)",
+                       path);
+        goto fail;
+    }
+    if (strcmp(ver, FORMAT_VERSION) != 0) {
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: neurc format version %s is not supported (this library reads %s)",
+                       path, ver, FORMAT_VERSION);
+        goto fail;
+    }
+    if (strcmp(arch, "custom") == 0) {
+        const char *graph = nc__st_meta(f, "neurc.graph"), *heads = nc__st_meta(f, "neurc.num_heads");
+        if (!graph || !heads) {
+            st = nc__error(ctx, NC_ERR_FORMAT, "%s: custom model without 'neurc.graph' metadata", path);
+            goto fail;
+        }
+        NC_CHECK(create_from_graph(ctx, path, graph, atoi(heads), &m));
+    } else {
+        const char *opts = nc__st_meta(f, "neurc.options");
+        if (!opts) {
+            st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options' is missing", path);
+            goto fail;
+        }
+        NC_CHECK(create_from_options(ctx, path, arch, opts, &m));
+    }
+    NC_CHECK(load_tensors(m, f, path, 1, NULL));
+    NC_CHECK(load_metadata(m, f, path));
+    nc__st_close(f);
+    *out = m;
+    return NC_OK;
+fail:
+    nc_model_destroy(m);
+    nc__st_close(f);
+    return st;
+}
+
+nc_status nc_model_load_weights(nc_model *m, const char *path, int strict, nc_load_report *report) {
+    if (!m) return NC_ERR_NULL;
+    nc_context *ctx = m->ctx;
+    if (!path) return nc__error(ctx, NC_ERR_NULL, "nc_model_load_weights: path is NULL");
+    if (report && report->struct_size != 0 && report->struct_size < sizeof *report)
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "nc_model_load_weights: bad report struct_size");
+    nc__st_file *f = NULL;
+    nc_status st = nc__st_read(ctx, path, &f);
+    if (st != NC_OK) return st;
+    st = load_tensors(m, f, path, strict, report);
+    nc__st_close(f);
+    return st;
+}
