@@ -1,0 +1,188 @@
+/* test_exec.c — the executor and autodiff as a whole: finite-difference checks of
+ * parameter and input gradients through small graphs using every op, the memory
+ * plan's reuse (no two live buffers overlap, the arena is smaller than no reuse),
+ * and eval vs train behaviour. */
+#include "testutil.h"
+
+#include "core/context.h"
+#include "core/model.h"
+#include "graph/exec.h"
+#include "train/loss.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct fd_case {
+    nc_model *m;
+    const float *x;
+    const int32_t *labels;
+    int n, c, h, w;
+    float *logits;
+} fd_case;
+
+/* Training-mode loss (batch statistics, dropout off) as a function of the parameters. */
+static double train_loss(void *user) {
+    fd_case *fc = user;
+    nc_model *m = fc->m;
+    nc__shape in = nc__shape4(fc->n, fc->c, fc->h, fc->w);
+    assert_int_equal(nc__plan_get(m, &m->plan_train, 1, &in), NC_OK);
+    assert_int_equal(nc__plan_forward(m->plan_train, fc->x, 1, 42), NC_OK);
+    assert_int_equal(nc__plan_read_output(m->plan_train, fc->logits), NC_OK);
+    double loss;
+    assert_int_equal(nc__softmax_xent(m->ctx, fc->logits, fc->labels, fc->n, m->graph->num_heads, m->num_classes,
+                                      NULL, &loss, NULL),
+                     NC_OK);
+    return loss;
+}
+
+/* A graph with every op: two branches joined by add, both pools, dropout p=0 so the
+ * function is deterministic, flatten, two linear heads concatenated. */
+static nc_model *every_op_model(nc_context *ctx, int heads) {
+    nc_builder *b;
+    nc_value x, y, a, c, d, hs[2];
+    assert_int_equal(nc_builder_create(ctx, 2, &b, &x), NC_OK);
+    nc_builder_conv2d(b, "conv1", x, 4, 3, 1, 1, 1, 1, 1, &y);
+    nc_builder_batchnorm(b, "bn1", y, 1e-5f, 0.1f, &y);
+    nc_builder_relu(b, y, &y);
+    nc_builder_conv2d(b, "conv2", y, 4, 3, 2, 2, 2, 2, 0, &a);       /* grouped, strided, dilated */
+    nc_builder_max_pool2d(b, y, 3, 2, 1, &c);
+    nc_builder_add(b, a, c, &y);
+    nc_builder_avg_pool2d(b, y, 2, 1, 1, &y);
+    nc_builder_conv2d(b, "conv3", y, 6, 1, 1, 0, 1, 1, 0, &y);
+    nc_builder_adaptive_avg_pool2d(b, y, 2, 2, &y);
+    nc_builder_flatten(b, y, &y);
+    nc_builder_dropout(b, y, 0.0f, &y);
+    nc_builder_linear(b, "fc0", y, 8, 1, &d);
+    nc_builder_batchnorm(b, "bn2", d, 1e-5f, 0.1f, &d);
+    nc_builder_relu(b, d, &d);
+    nc_builder_linear(b, "head.0", d, 3, 1, &hs[0]);
+    nc_builder_linear(b, "head.1", d, 3, 1, &hs[1]);
+    if (heads == 2)
+        nc_builder_concat(b, hs, 2, &y);
+    else
+        y = hs[0];
+    nc_model *m = NULL;
+    assert_int_equal(nc_builder_finish(b, y, heads, 7, &m), NC_OK);
+    nc_builder_destroy(b);
+    return m;
+}
+
+static void check_gradients(int heads) {
+    nc_context *ctx;
+    nc_context_options co;
+    nc_context_options_init(&co);
+    co.backend = NC_BACKEND_REF;
+    co.num_threads = 1;
+    assert_int_equal(nc_context_create(&co, &ctx), NC_OK);
+    nc_model *m = every_op_model(ctx, heads);
+    assert_int_equal(nc__model_ensure_grads(m), NC_OK);
+    enum { N = 3, C = 2, H = 9, W = 7 };
+    float x[N * C * H * W];
+    tu_fill_uniform(x, N * C * H * W, -1, 1, 11);
+    int32_t labels[N * 2] = {0, 2, 1, 1, 2, 0};
+    float logits[N * 6], dlogits[N * 6];
+    fd_case fc = {m, x, labels, N, C, H, W, logits};
+
+    /* analytic gradients */
+    train_loss(&fc);
+    double loss;
+    assert_int_equal(nc__softmax_xent(ctx, logits, labels, N, heads, 3, dlogits, &loss, NULL), NC_OK);
+    assert_int_equal(ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, m->arena_bytes / 4), NC_OK);
+    assert_int_equal(nc__plan_backward(m->plan_train, dlogits), NC_OK);
+
+    double worst = 0;
+    for (int i = 0; i < m->graph->n_tensors; i++) {
+        const nc__tensor_def *t = &m->graph->tensors[i];
+        if (!t->trainable) continue;
+        float *p = nc__model_tensor_ptr(m, i), *gr = nc__model_grad_ptr(m, i);
+        double e = tu_grad_check(p, gr, (size_t)m->slots[i].numel, train_loss, &fc, 1e-2f, 6);
+        print_message("  %-16s fd error %.2e\n", t->name, e);
+        if (e > worst) worst = e;
+    }
+    assert_true(worst < 2e-2);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_autodiff_every_op_single_head(void **s) {
+    (void)s;
+    check_gradients(1);
+}
+
+static void test_autodiff_every_op_two_heads(void **s) {
+    (void)s;
+    check_gradients(2);
+}
+
+static void test_plan_memory_no_overlap(void **s) {
+    (void)s;
+    nc__interval iv[64];
+    for (int i = 0; i < 64; i++) {
+        int a = (int)((unsigned)(i * 37) % 50), len = 1 + (i * 13) % 20;
+        iv[i] = (nc__interval){(size_t)(64 + (i * 977) % 4000), a, a + len, 0};
+    }
+    size_t total = nc__plan_memory(iv, 64, 64), naive = 0;
+    for (int i = 0; i < 64; i++) {
+        naive += (iv[i].bytes + 63) / 64 * 64;
+        assert_true(iv[i].offset % 64 == 0);
+        assert_true(iv[i].offset + iv[i].bytes <= total);
+        for (int k = 0; k < i; k++) {
+            int time_overlap = !(iv[i].last < iv[k].first || iv[k].last < iv[i].first);
+            int mem_overlap = iv[i].offset < iv[k].offset + iv[k].bytes && iv[k].offset < iv[i].offset + iv[i].bytes;
+            assert_false(time_overlap && mem_overlap);
+        }
+    }
+    assert_true(total < naive);
+}
+
+static void test_plan_reuses_activations(void **s) {
+    (void)s;
+    nc_context *ctx;
+    assert_int_equal(nc_context_create(NULL, &ctx), NC_OK);
+    nc_model_options o;
+    nc_model_options_init(&o);
+    o.arch = "resnet18";
+    o.num_classes = 10;
+    o.small_input = 1;
+    nc_model *m;
+    assert_int_equal(nc_model_create(ctx, &o, &m), NC_OK);
+    nc__shape in = nc__shape4(2, 3, 32, 32);
+    assert_int_equal(nc__plan_get(m, &m->plan_eval, 0, &in), NC_OK);
+    print_message("  eval arena %zu bytes, without reuse %zu\n", m->plan_eval->arena_bytes, m->plan_eval->naive_bytes);
+    assert_true(m->plan_eval->arena_bytes * 4 < m->plan_eval->naive_bytes);
+    assert_int_equal(nc__plan_get(m, &m->plan_train, 1, &in), NC_OK);
+    print_message("  train arena %zu bytes, without reuse %zu\n", m->plan_train->arena_bytes,
+                  m->plan_train->naive_bytes);
+    assert_true(m->plan_train->arena_bytes < m->plan_train->naive_bytes);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_forward_eval_is_deterministic_and_batch_independent(void **s) {
+    (void)s;
+    nc_context *ctx;
+    assert_int_equal(nc_context_create(NULL, &ctx), NC_OK);
+    nc_model *m = every_op_model(ctx, 2);
+    enum { N = 4, C = 2, H = 9, W = 7, S = C * H * W };
+    float x[N * S], all[N * 6], one[6];
+    tu_fill_uniform(x, N * S, -1, 1, 3);
+    assert_int_equal(nc_model_forward(m, x, N, C, H, W, all), NC_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(nc_model_forward(m, x + i * S, 1, C, H, W, one), NC_OK);
+        assert_true(tu_norm_err(one, all + i * 6, 6) < 1e-5);
+    }
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_autodiff_every_op_single_head),
+        cmocka_unit_test(test_autodiff_every_op_two_heads),
+        cmocka_unit_test(test_plan_memory_no_overlap),
+        cmocka_unit_test(test_plan_reuses_activations),
+        cmocka_unit_test(test_forward_eval_is_deterministic_and_batch_independent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

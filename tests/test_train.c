@@ -1,0 +1,288 @@
+/* test_train.c — the trainer: SGD (momentum, dampening, nesterov, weight decay)
+ * against torch.optim.SGD's formulas on a model whose gradient is known in closed
+ * form, overfitting a tiny batch to 100%, the non-finite guard, bad labels, options
+ * and reproducibility. */
+#include "testutil.h"
+
+#include "neurc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static nc_context *ref_ctx(int threads) {
+    nc_context_options o;
+    nc_context_options_init(&o);
+    o.backend = NC_BACKEND_REF;
+    o.num_threads = threads;
+    nc_context *ctx = NULL;
+    assert_int_equal(nc_context_create(&o, &ctx), NC_OK);
+    return ctx;
+}
+
+/* logits = W flatten(x) + b: a linear softmax classifier. */
+static nc_model *linear_model(nc_context *ctx, int c, int classes) {
+    nc_builder *b;
+    nc_value x, y;
+    assert_int_equal(nc_builder_create(ctx, c, &b, &x), NC_OK);
+    nc_builder_flatten(b, x, &y);
+    nc_builder_linear(b, "fc", y, classes, 1, &y);
+    nc_model *m;
+    assert_int_equal(nc_builder_finish(b, y, 1, 5, &m), NC_OK);
+    nc_builder_destroy(b);
+    return m;
+}
+
+/* Expected SGD trajectory computed here in double from the closed-form gradient
+ * dL/dW = (softmax(z) - onehot)^T x / n, following torch.optim.SGD step by step. */
+static void sgd_reference(double *w, double *bias, double *bw, double *bb, int steps, const float *x,
+                          const int32_t *y, int n, int f, int k, const nc_trainer_options *o) {
+    for (int s = 0; s < steps; s++) {
+        double gw[64] = {0}, gb[8] = {0};
+        for (int i = 0; i < n; i++) {
+            double z[8], mx = -1e300, sum = 0;
+            for (int j = 0; j < k; j++) {
+                z[j] = bias[j];
+                for (int q = 0; q < f; q++) z[j] += w[j * f + q] * x[i * f + q];
+                if (z[j] > mx) mx = z[j];
+            }
+            for (int j = 0; j < k; j++) sum += exp(z[j] - mx);
+            for (int j = 0; j < k; j++) {
+                double d = (exp(z[j] - mx) / sum - (j == y[i])) / n;
+                gb[j] += d;
+                for (int q = 0; q < f; q++) gw[j * f + q] += d * x[i * f + q];
+            }
+        }
+        double *ps[2] = {w, bias}, *gs[2] = {gw, gb}, *bufs[2] = {bw, bb};
+        int cnt[2] = {k * f, k};
+        for (int t = 0; t < 2; t++)
+            for (int e = 0; e < cnt[t]; e++) {
+                double g = gs[t][e] + o->weight_decay * ps[t][e];
+                if (o->momentum != 0) {
+                    bufs[t][e] = s == 0 ? g : o->momentum * bufs[t][e] + (1 - o->dampening) * g;
+                    g = o->nesterov ? g + o->momentum * bufs[t][e] : bufs[t][e];
+                }
+                ps[t][e] -= o->lr * g;
+            }
+    }
+}
+
+static void check_sgd(float momentum, float dampening, float wd, int nesterov) {
+    enum { N = 5, C = 2, H = 2, W = 2, F = 8, K = 3, STEPS = 4 };
+    nc_context *ctx = ref_ctx(1);
+    nc_model *m = linear_model(ctx, C, K);
+    float x[N * F], wf[K * F], bf[K];
+    int32_t y[N] = {0, 1, 2, 1, 0};
+    tu_fill_uniform(x, N * F, -1, 1, 21);
+    assert_int_equal(nc_model_get_tensor(m, "fc.weight", wf, K * F), NC_OK);
+    assert_int_equal(nc_model_get_tensor(m, "fc.bias", bf, K), NC_OK);
+    double w[K * F], b[K], bw[K * F] = {0}, bb[K] = {0};
+    for (int i = 0; i < K * F; i++) w[i] = wf[i];
+    for (int i = 0; i < K; i++) b[i] = bf[i];
+    nc_trainer_options o;
+    nc_trainer_options_init(&o);
+    o.lr = 0.3f;
+    o.momentum = momentum;
+    o.dampening = dampening;
+    o.weight_decay = wd;
+    o.nesterov = nesterov;
+    nc_trainer *t;
+    assert_int_equal(nc_trainer_create(m, &o, &t), NC_OK);
+    for (int s = 0; s < STEPS; s++) assert_int_equal(nc_trainer_step(t, x, y, N, C, H, W, NULL), NC_OK);
+    sgd_reference(w, b, bw, bb, STEPS, x, y, N, F, K, &o);
+    assert_int_equal(nc_model_get_tensor(m, "fc.weight", wf, K * F), NC_OK);
+    assert_int_equal(nc_model_get_tensor(m, "fc.bias", bf, K), NC_OK);
+    for (int i = 0; i < K * F; i++) assert_true(fabs(wf[i] - w[i]) < 1e-5);
+    for (int i = 0; i < K; i++) assert_true(fabs(bf[i] - b[i]) < 1e-5);
+    assert_int_equal(nc_trainer_num_steps(t), STEPS);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_sgd_plain(void **s) { (void)s; check_sgd(0.0f, 0.0f, 0.0f, 0); }
+static void test_sgd_momentum_weight_decay(void **s) { (void)s; check_sgd(0.9f, 0.0f, 5e-2f, 0); }
+static void test_sgd_dampening(void **s) { (void)s; check_sgd(0.8f, 0.3f, 0.0f, 0); }
+static void test_sgd_nesterov(void **s) { (void)s; check_sgd(0.9f, 0.0f, 1e-2f, 1); }
+
+static void test_trainer_overfits_tiny_batch(void **s) {
+    (void)s;
+    enum { N = 8, C = 1, H = 16, W = 16, K = 4 };
+    nc_context *ctx = ref_ctx(0);
+    nc_model_options mo;
+    nc_model_options_init(&mo);
+    mo.arch = "resnext";
+    mo.num_classes = K;
+    mo.in_channels = C;
+    mo.cardinality = 4;
+    mo.base_width = 4;
+    mo.blocks[0] = mo.blocks[1] = mo.blocks[2] = mo.blocks[3] = 1;
+    mo.small_input = 1;
+    nc_model *m;
+    assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+    float x[N * C * H * W];
+    tu_fill_uniform(x, N * C * H * W, -1, 1, 99);
+    int32_t y[N] = {0, 1, 2, 3, 3, 2, 1, 0};
+    nc_trainer_options to;
+    nc_trainer_options_init(&to);
+    to.lr = 0.05f;
+    nc_trainer *t;
+    assert_int_equal(nc_trainer_create(m, &to, &t), NC_OK);
+    nc_step_stats st = {0};
+    float first = 0;
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(nc_trainer_step(t, x, y, N, C, H, W, &st), NC_OK);
+        if (i == 0) first = st.loss;
+    }
+    print_message("  loss %.4f -> %.4f, train correct %d/%d\n", first, st.loss, st.correct, st.total);
+    assert_true(st.loss < 0.1f * first);
+    float logits[N * K];
+    assert_int_equal(nc_model_forward(m, x, N, C, H, W, logits), NC_OK);
+    int hits = 0;
+    for (int i = 0; i < N; i++) {
+        int arg = 0;
+        for (int k = 1; k < K; k++)
+            if (logits[i * K + k] > logits[i * K + arg]) arg = k;
+        hits += arg == y[i];
+    }
+    assert_int_equal(hits, N);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_trainer_nonfinite_loss_skips_update(void **s) {
+    (void)s;
+    nc_context *ctx = ref_ctx(1);
+    nc_model *m = linear_model(ctx, 1, 3);
+    float x[2 * 4] = {1, 2, 3, 4, 5, 6, 7, NAN}, before[12], after[12];
+    int32_t y[2] = {0, 1};
+    assert_int_equal(nc_model_get_tensor(m, "fc.weight", before, 12), NC_OK);
+    nc_trainer *t;
+    assert_int_equal(nc_trainer_create(m, NULL, &t), NC_OK);
+    nc_step_stats st;
+    assert_int_equal(nc_trainer_step(t, x, y, 2, 1, 2, 2, &st), NC_ERR_NUMERIC);
+    assert_int_equal(st.skipped, 1);
+    assert_non_null(strstr(nc_context_last_error(ctx), "skipped"));
+    assert_int_equal(nc_model_get_tensor(m, "fc.weight", after, 12), NC_OK);
+    assert_memory_equal(before, after, sizeof before);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_trainer_bad_label_changes_nothing(void **s) {
+    (void)s;
+    nc_context *ctx = ref_ctx(1);
+    nc_model_options mo;
+    nc_model_options_init(&mo);
+    mo.arch = "simple_cnn";
+    mo.num_classes = 3;
+    mo.in_channels = 1;
+    mo.width = 4;
+    nc_model *m;
+    assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+    float x[4 * 64], rv[4];
+    tu_fill_uniform(x, 4 * 64, 0, 1, 1);
+    int32_t y[4] = {0, 1, 3, 2};
+    nc_trainer *t;
+    assert_int_equal(nc_trainer_create(m, NULL, &t), NC_OK);
+    assert_int_equal(nc_trainer_step(t, x, y, 4, 1, 8, 8, NULL), NC_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(nc_context_last_error(ctx), "label 3 of sample 2"));
+    assert_int_equal(nc_model_get_tensor(m, "features.1.running_var", rv, 4), NC_OK);
+    for (int i = 0; i < 4; i++) assert_true(rv[i] == 1.0f);
+    y[2] = -1;
+    assert_int_equal(nc_trainer_step(t, x, y, 4, 1, 8, 8, NULL), NC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(nc_trainer_step(t, x, y, 4, 2, 8, 8, NULL), NC_ERR_SHAPE);
+    assert_int_equal(nc_trainer_step(t, NULL, y, 4, 1, 8, 8, NULL), NC_ERR_NULL);
+    assert_int_equal(nc_trainer_step(t, x, y, 0, 1, 8, 8, NULL), NC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(nc_trainer_step(NULL, x, y, 4, 1, 8, 8, NULL), NC_ERR_NULL);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_trainer_options_rejected(void **s) {
+    (void)s;
+    nc_context *ctx = ref_ctx(1);
+    nc_model *m = linear_model(ctx, 1, 2);
+    nc_trainer *t = (nc_trainer *)&t;
+    nc_trainer_options o;
+    nc_trainer_options_init(&o);
+    o.lr = -1.0f;
+    assert_int_equal(nc_trainer_create(m, &o, &t), NC_ERR_INVALID_ARGUMENT);
+    assert_null(t);
+    assert_non_null(strstr(nc_context_last_error(ctx), "lr"));
+    nc_trainer_options_init(&o);
+    o.momentum = 0.0f;
+    o.nesterov = 1;
+    assert_int_equal(nc_trainer_create(m, &o, &t), NC_ERR_INVALID_ARGUMENT);
+    nc_trainer_options_init(&o);
+    o.struct_size = 3;
+    assert_int_equal(nc_trainer_create(m, &o, &t), NC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(nc_trainer_create(NULL, NULL, &t), NC_ERR_NULL);
+    assert_int_equal(nc_trainer_create(m, NULL, NULL), NC_ERR_NULL);
+    assert_int_equal(nc_trainer_set_lr(NULL, 0.1f), NC_ERR_NULL);
+    assert_int_equal(nc_trainer_create(m, NULL, &t), NC_OK);
+    assert_int_equal(nc_trainer_set_lr(t, NAN), NC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(nc_trainer_set_lr(t, 0.5f), NC_OK);
+    nc_trainer_destroy(t);
+    nc_trainer_destroy(NULL);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+/* Same seed -> identical weights; dropout makes different trainer seeds differ. */
+static void run_dropout_training(uint64_t seed, int threads, float *out, int64_t count) {
+    nc_context *ctx = ref_ctx(threads);
+    nc_model_options mo;
+    nc_model_options_init(&mo);
+    mo.arch = "simple_cnn";
+    mo.num_classes = 3;
+    mo.in_channels = 2;
+    mo.width = 4;
+    mo.head_dropout = 0.5f;
+    nc_model *m;
+    assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+    nc_trainer_options o;
+    nc_trainer_options_init(&o);
+    o.seed = seed;
+    nc_trainer *t;
+    assert_int_equal(nc_trainer_create(m, &o, &t), NC_OK);
+    float x[6 * 2 * 100];
+    int32_t y[6] = {0, 1, 2, 0, 1, 2};
+    tu_fill_uniform(x, sizeof x / sizeof *x, -1, 1, 5);
+    for (int i = 0; i < 3; i++) assert_int_equal(nc_trainer_step(t, x, y, 6, 2, 10, 10, NULL), NC_OK);
+    assert_int_equal(nc_model_get_tensor(m, "fc.weight", out, count), NC_OK);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_trainer_reproducible_by_seed(void **s) {
+    (void)s;
+    enum { COUNT = 3 * 16 };
+    float a[COUNT], b[COUNT], c[COUNT], d[COUNT];
+    run_dropout_training(1, 1, a, COUNT);
+    run_dropout_training(1, 1, b, COUNT);
+    run_dropout_training(2, 1, c, COUNT);
+    run_dropout_training(1, 2, d, COUNT);
+    assert_memory_equal(a, b, sizeof a);
+    assert_true(memcmp(a, c, sizeof a) != 0);
+    assert_true(tu_norm_err(d, a, COUNT) < 1e-4); /* thread count changes only rounding */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgd_plain),
+        cmocka_unit_test(test_sgd_momentum_weight_decay),
+        cmocka_unit_test(test_sgd_dampening),
+        cmocka_unit_test(test_sgd_nesterov),
+        cmocka_unit_test(test_trainer_overfits_tiny_batch),
+        cmocka_unit_test(test_trainer_nonfinite_loss_skips_update),
+        cmocka_unit_test(test_trainer_bad_label_changes_nothing),
+        cmocka_unit_test(test_trainer_options_rejected),
+        cmocka_unit_test(test_trainer_reproducible_by_seed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
