@@ -164,8 +164,8 @@ typedef struct nc_model_options {
     int base_width;       /* ResNeXt width per group ("resnext"; default 4) */
     int blocks[4];        /* blocks per stage for "resnext"; 0 = {3,4,6,3} */
     int bottleneck;       /* "resnext": 1 = bottleneck blocks (default), 0 = basic */
-    float block_dropout;  /* dropout inside residual blocks (before the last conv's
-                             BN) for "resnext"; default 0 */
+    float block_dropout;  /* "resnext": dropout inside each residual block, before the
+                             block's last convolution; default 0 */
     float head_dropout;   /* dropout before a linear head; default 0 */
     nc_head_type head;    /* default NC_HEAD_LINEAR */
     int small_input;      /* 1 = stem for small images (ResNet: 3x3 conv stride 1 and

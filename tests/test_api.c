@@ -167,8 +167,20 @@ static void test_summary_table(void **s) {
     assert_non_null(strstr(text, "[-1, 64, 112, 112]"));
     assert_non_null(strstr(text, "layer4.1.conv2"));
     free(text);
+    nc_model_destroy(m);
+    /* an image too small for a 5x5 kernel without padding */
+    nc_builder *b;
+    nc_value x, y;
+    assert_int_equal(nc_builder_create(ctx, 1, &b, &x), NC_OK);
+    nc_builder_conv2d(b, "c", x, 2, 5, 1, 0, 1, 1, 1, &y);
+    nc_builder_flatten(b, y, &y);
+    assert_int_equal(nc_builder_finish(b, y, 1, 0, &m), NC_OK);
+    nc_builder_destroy(b);
     char buf[64];
-    assert_int_equal(nc_model_summary(m, 1, 1, buf, sizeof buf, NULL), NC_ERR_SHAPE);
+    assert_int_equal(nc_model_summary(m, 3, 3, buf, sizeof buf, NULL), NC_ERR_SHAPE);
+    assert_non_null(strstr(nc_context_last_error(ctx), "c"));
+    float xin[9] = {0}, out[2];
+    assert_int_equal(nc_model_forward(m, xin, 1, 1, 3, 3, out), NC_ERR_SHAPE);
     nc_model_destroy(m);
     nc_context_destroy(ctx);
 }

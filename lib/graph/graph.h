@@ -83,6 +83,11 @@ typedef struct nc__node {
         nc__linear_attr linear;
         nc__dropout_attr dropout;
     } attr;
+    /* Static facts tracked by the builder (graph/builder.c); H and W of activations
+     * are otherwise dynamic (known only for a concrete input, nc__graph_infer_shapes). */
+    int rank;                   /* 4 = (N, C, H, W), 2 = (N, F) */
+    int64_t channels;           /* C for rank 4, F for rank 2 */
+    int64_t static_h, static_w; /* spatial size when fixed by an adaptive pool, else 0 */
 } nc__node;
 
 typedef struct nc__graph {
