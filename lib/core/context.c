@@ -4,6 +4,7 @@
 #include "core/context.h"
 #include "nc_config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,11 @@ char *nc__strdup(nc_context *ctx, const char *s) {
 int nc__grow(nc_context *ctx, void **arr, size_t elem_size, size_t *cap, size_t need) {
     if (need <= *cap) return 0;
     size_t ncap = *cap ? *cap : 8;
-    while (ncap < need) ncap *= 2;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) return -1;
+        ncap *= 2;
+    }
+    if (elem_size && ncap > SIZE_MAX / elem_size) return -1;
     void *p = nc__alloc(ctx, ncap * elem_size);
     if (!p) return -1;
     if (*arr) {

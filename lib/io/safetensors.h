@@ -36,27 +36,37 @@ typedef struct nc__st_file {
     nc_context *ctx;
     void *blob;                /* whole file contents (owned) */
     size_t blob_size;
-    nc__st_tensor *tensors;
+    nc__st_tensor *tensors;    /* sorted by name (strcmp order) */
     int n_tensors;
-    char **meta_keys;          /* __metadata__ (string -> string) */
+    char **meta_keys;          /* __metadata__ (string -> string), sorted by key */
     char **meta_values;
     int n_meta;
 } nc__st_file;
 
 /* Reads and validates a whole file. Errors: NC_ERR_IO (open/read, with path and
  * strerror), NC_ERR_FORMAT (any rule broken, message says which and where),
- * NC_ERR_LIMIT (header over the limit), NC_ERR_OUT_OF_MEMORY. */
+ * NC_ERR_LIMIT (header over the limit), NC_ERR_UNSUPPORTED (a valid dtype this
+ * library does not read such as U16/F8_*, more than NC__ST_MAX_DIMS dimensions, a
+ * big-endian host), NC_ERR_OUT_OF_MEMORY. Messages start with the path ("<memory>"
+ * for nc__st_parse), then "tensor '<name>': " where one tensor is at fault.
+ * Tensor data may be unaligned (the format does not align it): read it with memcpy
+ * or nc__st_to_f32. *out is NULL on failure. */
 nc_status nc__st_read(nc_context *ctx, const char *path, nc__st_file **out);
 /* Same from memory (copied). */
 nc_status nc__st_parse(nc_context *ctx, const void *data, size_t size, nc__st_file **out);
 void nc__st_close(nc__st_file *f);
 const nc__st_tensor *nc__st_find(const nc__st_file *f, const char *name);
 const char *nc__st_meta(const nc__st_file *f, const char *key);     /* NULL if absent */
-/* Converts a floating or integer tensor to f32 (out[t->numel]). */
+/* Converts any dtype to f32 (out[t->numel]): f16/bf16 exactly (subnormals, inf, nan),
+ * f64 rounded (overflow to +-inf), integers rounded to nearest, BOOL non-zero -> 1. */
 nc_status nc__st_to_f32(nc_context *ctx, const nc__st_tensor *t, float *out);
 
 /* Writer: collect tensors (data borrowed until nc__st_write returns), then write
- * atomically: "<path>.tmp.XXXXXX" in the same directory, fsync, rename, fsync dir. */
+ * atomically: "<path>.tmp.XXXXXX" in the same directory, fsync, rename, fsync dir.
+ * The file is deterministic: "__metadata__" first, then tensors sorted by name, keys
+ * sorted, header padded with spaces to a multiple of 8 bytes, data contiguous in the
+ * same order. add/meta reject duplicates, names starting "__" and non-UTF-8 text
+ * (NC_ERR_INVALID_ARGUMENT); the name, key and value strings are copied. */
 typedef struct nc__st_writer nc__st_writer;
 nc_status nc__st_writer_create(nc_context *ctx, nc__st_writer **out);
 void nc__st_writer_destroy(nc__st_writer *w);
@@ -67,7 +77,10 @@ nc_status nc__st_write(nc__st_writer *w, const char *path);
 /* Serialises into a new buffer (nc__free with the context). */
 nc_status nc__st_serialize(nc__st_writer *w, void **out, size_t *size);
 
-/* Writes `size` bytes to `path` atomically (temp file, fsync, rename, fsync dir). */
+/* Writes `size` bytes to `path` atomically (temp file, fsync, rename, fsync dir).
+ * A replaced file keeps its permission bits; a new one gets 0666 & ~umask. On any
+ * failure the temporary file is removed, `path` is left as it was, and the status is
+ * NC_ERR_IO with the path and strerror(errno) in the message. */
 nc_status nc__write_file_atomic(nc_context *ctx, const char *path, const void *data, size_t size);
 
 #endif

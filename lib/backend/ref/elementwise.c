@@ -1,0 +1,142 @@
+/* elementwise.c — reference element-wise kernels on flat f32 buffers: relu, add,
+ * accumulate, inverted dropout (mask a pure function of seed and index), feature
+ * concat, torch.optim.SGD's update and a sum of squares for gradient clipping. */
+#include "backend/ref/ref.h"
+
+#include "core/rng.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Below this many elements a parallel region costs more than it saves. */
+#define PAR_MIN 32768
+
+#ifdef _OPENMP
+#define PRAGMA(x) _Pragma(#x)
+#define PARALLEL_FOR_IF(work) PRAGMA(omp parallel for num_threads(nt) schedule(static) if ((work) >= PAR_MIN))
+#else
+#define PARALLEL_FOR_IF(work)
+#endif
+
+void nc__ref_relu_forward(int nt, size_t count, float *y, const float *x) {
+    // y, x (count); y may alias x
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN propagates */
+}
+
+void nc__ref_relu_backward(int nt, size_t count, float *dx, const float *dy, const float *y) {
+    // dx (count) accumulated; dy, y (count)
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++)
+        if (y[i] > 0.0f) dx[i] += dy[i];
+}
+
+void nc__ref_add_forward(int nt, size_t count, float *y, const float *a, const float *b) {
+    // y, a, b (count); y may alias a or b
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) y[i] = a[i] + b[i];
+}
+
+void nc__ref_accumulate(int nt, size_t count, float *dst, const float *src) {
+    // dst, src (count)
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) dst[i] += src[i];
+}
+
+void nc__ref_dropout_forward(int nt, size_t count, float p, uint64_t seed, float *y, const float *x) {
+    // y, x (count); y may alias x
+    if (p <= 0.0f) {
+        if (y != x && count) memcpy(y, x, count * sizeof(float));
+        return;
+    }
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++)
+        y[i] = nc__rng_uniform(seed, 0, (uint64_t)i) >= p ? x[i] * scale : 0.0f;
+}
+
+void nc__ref_dropout_backward(int nt, size_t count, float p, uint64_t seed, float *dx, const float *dy) {
+    // dx (count) accumulated; dy (count)
+    if (p <= 0.0f) {
+        nc__ref_accumulate(nt, count, dx, dy);
+        return;
+    }
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++)
+        if (nc__rng_uniform(seed, 0, (uint64_t)i) >= p) dx[i] += dy[i] * scale;
+}
+
+void nc__ref_concat_forward(int64_t n, int count, const int64_t *widths, float *y, const float *const *xs) {
+    // y (n, sum widths); xs[i] (n, widths[i])
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += (size_t)widths[i];
+    for (size_t r = 0; r < (size_t)n; r++) {
+        size_t off = 0;
+        for (int i = 0; i < count; i++) {
+            const size_t w = (size_t)widths[i];
+            if (w) memcpy(y + r * total + off, xs[i] + r * w, w * sizeof(float));
+            off += w;
+        }
+    }
+}
+
+void nc__ref_concat_backward(int64_t n, int count, const int64_t *widths, float *const *dxs,
+                             const float *dy) {
+    // dxs[i] (n, widths[i]) accumulated, each may be NULL; dy (n, sum widths)
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += (size_t)widths[i];
+    for (size_t r = 0; r < (size_t)n; r++) {
+        size_t off = 0;
+        for (int i = 0; i < count; i++) {
+            const size_t w = (size_t)widths[i];
+            if (dxs[i]) {
+                float *dst = dxs[i] + r * w;
+                const float *src = dy + r * total + off;
+                for (size_t j = 0; j < w; j++) dst[j] += src[j];
+            }
+            off += w;
+        }
+    }
+}
+
+void nc__ref_sgd_update(int nt, const nc__sgd_desc *d, size_t count, float *param, float *buf,
+                        const float *grad) {
+    // param, buf (or NULL when momentum == 0), grad (count); same op order as
+    // torch.optim.SGD: g = grad + wd*param; buf = first ? g : m*buf + (1-damp)*g;
+    // g = nesterov ? g + m*buf : buf; param -= lr*g
+    const float lr = d->lr, mom = d->momentum, wd = d->weight_decay;
+    const float keep = 1.0f - d->dampening;
+    const int use_buf = mom != 0.0f && buf != NULL;
+    const int first = d->first_step, nesterov = d->nesterov;
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) {
+        float g = grad[i];
+        if (wd != 0.0f) g = g + wd * param[i];
+        if (use_buf) {
+            const float b = first ? g : buf[i] * mom + keep * g;
+            buf[i] = b;
+            g = nesterov ? g + mom * b : b;
+        }
+        param[i] = param[i] - lr * g;
+    }
+}
+
+/* Fixed chunking makes the double sum independent of the thread count. */
+#define SS_CHUNKS 64
+
+double nc__ref_sum_squares(int nt, size_t count, const float *x) {
+    // x (count)
+    double part[SS_CHUNKS];
+    const size_t per = (count + SS_CHUNKS - 1) / SS_CHUNKS;
+    PARALLEL_FOR_IF(count)
+    for (int c = 0; c < SS_CHUNKS; c++) {
+        const size_t lo = (size_t)c * per, hi = lo + per < count ? lo + per : count;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)x[i] * (double)x[i];
+        part[c] = s;
+    }
+    double total = 0.0;
+    for (int c = 0; c < SS_CHUNKS; c++) total += part[c];
+    return total;
+}

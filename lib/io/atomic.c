@@ -1,0 +1,152 @@
+/* atomic.c — whole-file writes that never leave a half-written file behind: the data
+ * goes to "<path>.tmp.XXXXXX" in the same directory, is fsync'ed, then renamed over
+ * `path` and the directory fsync'ed. Readers see the old file or the new one. */
+#include "io/safetensors.h"
+#include "core/context.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The process umask, read without changing it (umask() itself would race with other
+ * threads); 022 when /proc is not there. */
+static mode_t current_umask(void) {
+    mode_t mask = 022;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return mask;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned v;
+        if (sscanf(line, "Umask: %o", &v) == 1) {
+            mask = (mode_t)(v & 0777);
+            break;
+        }
+    }
+    fclose(f);
+    return mask;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t size) {
+    while (size > 0) {
+        size_t chunk = size > ((size_t)1 << 30) ? ((size_t)1 << 30) : size;
+        ssize_t k = write(fd, p, chunk);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (k == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += k;
+        size -= (size_t)k;
+    }
+    return 0;
+}
+
+/* fsync of the directory holding `path`, so that the rename itself is durable. */
+static int sync_parent_dir(nc_context *ctx, const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) {
+        dir = nc__strdup(ctx, ".");
+    } else {
+        size_t n = slash == path ? 1 : (size_t)(slash - path); /* "/x" -> "/" */
+        dir = nc__alloc(ctx, n + 1);
+        if (dir) {
+            memcpy(dir, path, n);
+            dir[n] = 0;
+        }
+    }
+    if (!dir) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int rc = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -1;
+    } else {
+        /* some file systems cannot sync a directory; that is not a failed write */
+        while ((rc = fsync(fd)) != 0 && errno == EINTR) {
+        }
+        if (rc != 0 && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    int saved = errno;
+    nc__free(ctx, dir);
+    errno = saved;
+    return rc;
+}
+
+nc_status nc__write_file_atomic(nc_context *ctx, const char *path, const void *data, size_t size) {
+    if (!ctx) return NC_ERR_NULL;
+    if (!path || (!data && size > 0))
+        return nc__error(ctx, NC_ERR_NULL, "nc__write_file_atomic: NULL %s",
+                         path ? "data" : "path");
+    if (path[0] == 0)
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "cannot write to an empty path");
+
+    static const char suffix[] = ".tmp.XXXXXX";
+    size_t n = strlen(path);
+    char *tmp = nc__alloc(ctx, n + sizeof suffix);
+    if (!tmp) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, suffix, sizeof suffix);
+
+    const char *what;
+    int e;
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        e = errno;
+        nc_status st = nc__error(ctx, NC_ERR_IO, "%s: cannot create temporary file: %s", path,
+                                 strerror(e));
+        nc__free(ctx, tmp);
+        return st;
+    }
+    /* mkstemp makes the file 0600: give it the mode of the file it replaces, or the
+     * mode a plain fopen would have given a new file */
+    struct stat sb;
+    mode_t mode = (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) ? (sb.st_mode & 0777)
+                                                                 : (0666 & ~current_umask());
+    what = "cannot set the mode";
+    if (fchmod(fd, mode) != 0) goto fail_open;
+    what = "cannot write";
+    if (write_all(fd, data, size) != 0) goto fail_open;
+    what = "cannot sync";
+    for (;;) {
+        if (fsync(fd) == 0) break;
+        if (errno != EINTR) goto fail_open;
+    }
+    what = "cannot close";
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail_closed;
+    }
+    fd = -1;
+    what = "cannot rename into place";
+    if (rename(tmp, path) != 0) goto fail_closed;
+    nc__free(ctx, tmp);
+    if (sync_parent_dir(ctx, path) != 0)
+        return nc__error(ctx, NC_ERR_IO, "%s: written, but cannot sync its directory: %s", path,
+                         strerror(errno));
+    return NC_OK;
+
+fail_open:
+    e = errno;
+    close(fd);
+    errno = e;
+fail_closed:
+    e = errno;
+    unlink(tmp);
+    nc_status st = nc__error(ctx, NC_ERR_IO, "%s: %s (temporary file '%s'): %s", path, what, tmp,
+                             strerror(e));
+    nc__free(ctx, tmp);
+    return st;
+}
