@@ -173,6 +173,7 @@ static void test_summary_table(void **s) {
     nc_value x, y;
     assert_int_equal(nc_builder_create(ctx, 1, &b, &x), NC_OK);
     nc_builder_conv2d(b, "c", x, 2, 5, 1, 0, 1, 1, 1, &y);
+    nc_builder_adaptive_avg_pool2d(b, y, 1, 1, &y);
     nc_builder_flatten(b, y, &y);
     assert_int_equal(nc_builder_finish(b, y, 1, 0, &m), NC_OK);
     nc_builder_destroy(b);

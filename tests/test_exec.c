@@ -77,10 +77,11 @@ static void check_gradients(int heads) {
     assert_int_equal(nc_context_create(&co, &ctx), NC_OK);
     nc_model *m = every_op_model(ctx, heads);
     assert_int_equal(nc__model_ensure_grads(m), NC_OK);
-    enum { N = 3, C = 2, H = 9, W = 7 };
+    enum { N = 8, C = 2, H = 9, W = 7 };
     float x[N * C * H * W];
     tu_fill_uniform(x, N * C * H * W, -1, 1, 11);
-    int32_t labels[N * 2] = {0, 2, 1, 1, 2, 0};
+    int32_t labels[N * 2];
+    for (int i = 0; i < N * 2; i++) labels[i] = (i * 7 + 1) % 3;
     float logits[N * 6], dlogits[N * 6];
     fd_case fc = {m, x, labels, N, C, H, W, logits};
 
@@ -91,16 +92,44 @@ static void check_gradients(int heads) {
     assert_int_equal(ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, m->arena_bytes / 4), NC_OK);
     assert_int_equal(nc__plan_backward(m->plan_train, dlogits), NC_OK);
 
+    /* Probes: the 4 largest analytic components of each tensor and 2 more; errors
+     * are relative to the tensor's largest component so that float32 noise on
+     * tiny components and ReLU kinks do not hide (or fake) a wrong backward rule;
+     * below 1e-3 a difference is under the resolution of a float32 loss. */
     double worst = 0;
     for (int i = 0; i < m->graph->n_tensors; i++) {
         const nc__tensor_def *t = &m->graph->tensors[i];
         if (!t->trainable) continue;
         float *p = nc__model_tensor_ptr(m, i), *gr = nc__model_grad_ptr(m, i);
-        double e = tu_grad_check(p, gr, (size_t)m->slots[i].numel, train_loss, &fc, 1e-2f, 6);
-        print_message("  %-16s fd error %.2e\n", t->name, e);
+        size_t count = (size_t)m->slots[i].numel;
+        double gmax = 0;
+        for (size_t k = 0; k < count; k++) gmax = fmax(gmax, fabs(gr[k]));
+        size_t probe[6];
+        for (int q = 0; q < 6; q++) {
+            size_t best = (size_t)q * 7919 % count;
+            if (q < 4)
+                for (size_t k = 0; k < count; k++) {
+                    int used = 0;
+                    for (int r = 0; r < q; r++) used |= probe[r] == k;
+                    if (!used && fabs(gr[k]) > fabs(gr[best])) best = k;
+                }
+            probe[q] = best;
+        }
+        double e = 0;
+        for (int q = 0; q < 6; q++) {
+            float orig = p[probe[q]];
+            p[probe[q]] = orig + 3e-3f;
+            double lp = train_loss(&fc);
+            p[probe[q]] = orig - 3e-3f;
+            double lm = train_loss(&fc);
+            p[probe[q]] = orig;
+            double fd = (lp - lm) / 6e-3, an = gr[probe[q]];
+            e = fmax(e, fabs(fd - an) / fmax(fabs(fd) + fabs(an), 0.05 * gmax + 1e-3));
+        }
+        print_message("  %-16s max |grad| %.2e, fd error %.2e\n", t->name, gmax, e);
         if (e > worst) worst = e;
     }
-    assert_true(worst < 2e-2);
+    assert_true(worst < 5e-2);
     nc_model_destroy(m);
     nc_context_destroy(ctx);
 }

@@ -20,12 +20,14 @@ static nc_context *ref_ctx(int threads) {
     return ctx;
 }
 
-/* logits = W flatten(x) + b: a linear softmax classifier. */
-static nc_model *linear_model(nc_context *ctx, int c, int classes) {
+/* logits = W flatten(x) + b: a linear softmax classifier on h x w images (the
+ * adaptive pool to the image's own size is an identity that fixes the size). */
+static nc_model *linear_model(nc_context *ctx, int c, int h, int w, int classes) {
     nc_builder *b;
     nc_value x, y;
     assert_int_equal(nc_builder_create(ctx, c, &b, &x), NC_OK);
-    nc_builder_flatten(b, x, &y);
+    nc_builder_adaptive_avg_pool2d(b, x, h, w, &y);
+    nc_builder_flatten(b, y, &y);
     nc_builder_linear(b, "fc", y, classes, 1, &y);
     nc_model *m;
     assert_int_equal(nc_builder_finish(b, y, 1, 5, &m), NC_OK);
@@ -70,7 +72,7 @@ static void sgd_reference(double *w, double *bias, double *bw, double *bb, int s
 static void check_sgd(float momentum, float dampening, float wd, int nesterov) {
     enum { N = 5, C = 2, H = 2, W = 2, F = 8, K = 3, STEPS = 4 };
     nc_context *ctx = ref_ctx(1);
-    nc_model *m = linear_model(ctx, C, K);
+    nc_model *m = linear_model(ctx, C, H, W, K);
     float x[N * F], wf[K * F], bf[K];
     int32_t y[N] = {0, 1, 2, 1, 0};
     tu_fill_uniform(x, N * F, -1, 1, 21);
@@ -154,7 +156,7 @@ static void test_trainer_overfits_tiny_batch(void **s) {
 static void test_trainer_nonfinite_loss_skips_update(void **s) {
     (void)s;
     nc_context *ctx = ref_ctx(1);
-    nc_model *m = linear_model(ctx, 1, 3);
+    nc_model *m = linear_model(ctx, 1, 2, 2, 3);
     float x[2 * 4] = {1, 2, 3, 4, 5, 6, 7, NAN}, before[12], after[12];
     int32_t y[2] = {0, 1};
     assert_int_equal(nc_model_get_tensor(m, "fc.weight", before, 12), NC_OK);
@@ -189,7 +191,7 @@ static void test_trainer_bad_label_changes_nothing(void **s) {
     assert_int_equal(nc_trainer_create(m, NULL, &t), NC_OK);
     assert_int_equal(nc_trainer_step(t, x, y, 4, 1, 8, 8, NULL), NC_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(nc_context_last_error(ctx), "label 3 of sample 2"));
-    assert_int_equal(nc_model_get_tensor(m, "features.1.running_var", rv, 4), NC_OK);
+    assert_int_equal(nc_model_get_tensor(m, "bn1.running_var", rv, 4), NC_OK);
     for (int i = 0; i < 4; i++) assert_true(rv[i] == 1.0f);
     y[2] = -1;
     assert_int_equal(nc_trainer_step(t, x, y, 4, 1, 8, 8, NULL), NC_ERR_INVALID_ARGUMENT);
@@ -205,7 +207,7 @@ static void test_trainer_bad_label_changes_nothing(void **s) {
 static void test_trainer_options_rejected(void **s) {
     (void)s;
     nc_context *ctx = ref_ctx(1);
-    nc_model *m = linear_model(ctx, 1, 2);
+    nc_model *m = linear_model(ctx, 1, 2, 2, 2);
     nc_trainer *t = (nc_trainer *)&t;
     nc_trainer_options o;
     nc_trainer_options_init(&o);

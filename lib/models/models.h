@@ -1,0 +1,49 @@
+/* models.h — private interface between the architecture registry (registry.c) and
+ * the builders of each family (resnet.c, vgg.c, simple_cnn.c) and the classifier
+ * heads (heads.c). Every builder works on an nc_builder and validated options. */
+#ifndef NC_MODELS_MODELS_H
+#define NC_MODELS_MODELS_H
+
+#include "neurc.h"
+#include "graph/graph.h"
+#include "core/model.h"
+
+/* PyTorch's BatchNorm defaults, used by every built-in architecture. */
+#define NC__BN_EPS 1e-5f
+#define NC__BN_MOMENTUM 0.1f
+
+/* A ResNet-family configuration (torchvision's ResNet(block, layers, groups,
+ * width_per_group)). */
+typedef struct nc__resnet_cfg {
+    int bottleneck;            /* 1 = Bottleneck (expansion 4), 0 = BasicBlock */
+    int layers[4];             /* blocks per stage */
+    int groups;                /* cardinality */
+    int width_per_group;       /* base width */
+} nc__resnet_cfg;
+
+/* Builds a ResNet/ResNeXt on input x: torchvision's module names, plus the heads
+ * (key "fc"). *logits receives the output value. */
+nc_status nc__resnet_build(nc_builder *b, const nc_model_options *opt, const nc__resnet_cfg *cfg,
+                           nc_value x, nc_value *logits);
+
+/* Builds VGG with configuration 'A' (depth 11) or 'D' (depth 16), with or without
+ * batchnorm, plus the heads (key "classifier.6"); applies VGG's initialisation. */
+nc_status nc__vgg_build(nc_builder *b, const nc_model_options *opt, int depth, int batch_norm,
+                        nc_value x, nc_value *logits);
+
+/* Builds the simple_cnn baseline (see simple_cnn.c) plus the heads (key "fc"). */
+nc_status nc__simple_cnn_build(nc_builder *b, const nc_model_options *opt, nc_value x,
+                               nc_value *logits);
+
+/* Classifier heads on 2-D features (see heads.c for the key scheme). `key` is the
+ * module path of the head ("fc", "classifier.6"); linear_dropout > 0 puts a Dropout
+ * before linear heads. */
+nc_status nc__heads_build(nc_builder *b, const nc_model_options *opt, const char *key,
+                          nc_value features, float linear_dropout, nc_value *logits);
+
+/* Gives the parameterless node v the module path `name` (e.g. "features.1" for a
+ * ReLU) so summaries read like PyTorch's; keeps the automatic name when `name` is
+ * taken or memory is short. Never fails. */
+void nc__models_name(nc_builder *b, nc_value v, const char *name);
+
+#endif
