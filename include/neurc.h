@@ -244,8 +244,10 @@ NC_API nc_status nc_model_save(nc_model *model, const char *path);
 
 /// Recreates a model from a file written by nc_model_save alone.
 /// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (missing/unreadable), NC_ERR_FORMAT (not a
-/// valid safetensors file, or no neurc metadata), NC_ERR_SHAPE (a tensor disagrees
-/// with the architecture), NC_ERR_NOT_FOUND (a tensor is missing), NC_ERR_OUT_OF_MEMORY.
+/// valid safetensors file, or no neurc metadata), NC_ERR_LIMIT (header over 100 MB),
+/// NC_ERR_UNSUPPORTED (a dtype neurc does not read, e.g. U16 or F8), NC_ERR_SHAPE (a
+/// tensor disagrees with the architecture), NC_ERR_NOT_FOUND (a tensor is missing),
+/// NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out);
 
 /** What nc_model_load_weights found. Counts always; names of the first few in `text`. */
@@ -255,15 +257,16 @@ typedef struct nc_load_report {
     int missing;      /* model tensors absent from the file */
     int unexpected;   /* file tensors the model does not have */
     int mismatched;   /* same name, different shape (not loaded) */
-    char text[1024];  /* "missing: a, b; unexpected: c; shape: d [64,3,7,7] vs [64,1,7,7]" */
+    char text[1024];  /* "missing fc.bias; unexpected aux.weight; mismatched conv1.weight
+                         F32 [64,3,7,7] in file vs [64,1,7,7] in model" (truncated) */
 } nc_load_report;
 
 /// Loads a safetensors file keyed like torchvision's state_dict (F32, F16, BF16, F64;
 /// I64 for num_batches_tracked) into an existing model. strict = 1 fails with
 /// NC_ERR_NOT_FOUND / NC_ERR_SHAPE when any key is missing, unexpected or mismatched,
 /// leaving the model unchanged; strict = 0 loads what matches. `report` may be NULL.
-/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT, NC_ERR_NOT_FOUND, NC_ERR_SHAPE,
-/// NC_ERR_OUT_OF_MEMORY.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT, NC_ERR_LIMIT, NC_ERR_UNSUPPORTED,
+/// NC_ERR_NOT_FOUND, NC_ERR_SHAPE, NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_model_load_weights(nc_model *model, const char *path, int strict,
                                        nc_load_report *report);
 
@@ -324,7 +327,9 @@ NC_API nc_status nc_builder_linear(nc_builder *b, const char *name, nc_value x, 
                                    int bias, nc_value *out);
 /// Inverted dropout with probability p in [0, 1) (identity in eval mode).
 NC_API nc_status nc_builder_dropout(nc_builder *b, nc_value x, float p, nc_value *out);
-/// Flattens (N, C, H, W) to (N, C*H*W).
+/// Flattens (N, C, H, W) to (N, C*H*W). The spatial size must be fixed by the graph
+/// (an adaptive average pool before it), so that C*H*W — and the width of a linear
+/// layer after it — does not depend on the image size; NC_ERR_SHAPE otherwise.
 NC_API nc_status nc_builder_flatten(nc_builder *b, nc_value x, nc_value *out);
 /// Concatenates 2-D values (N, F_i) along features.
 NC_API nc_status nc_builder_concat(nc_builder *b, const nc_value *xs, int count, nc_value *out);

@@ -151,7 +151,10 @@ static void test_plan_memory_no_overlap(void **s) {
         int a = (int)((unsigned)(i * 37) % 50), len = 1 + (i * 13) % 20;
         iv[i] = (nc__interval){(size_t)(64 + (i * 977) % 4000), a, a + len, 0};
     }
-    size_t total = nc__plan_memory(iv, 64, 64), naive = 0;
+    nc_context *ctx;
+    assert_int_equal(nc_context_create(NULL, &ctx), NC_OK);
+    size_t total = nc__plan_memory(ctx, iv, 64, 64), naive = 0;
+    nc_context_destroy(ctx);
     for (int i = 0; i < 64; i++) {
         naive += (iv[i].bytes + 63) / 64 * 64;
         assert_true(iv[i].offset % 64 == 0);

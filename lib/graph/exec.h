@@ -18,8 +18,9 @@ typedef struct nc__interval {
 } nc__interval;
 
 /* Assigns offsets so that intervals overlapping in time never overlap in memory
- * (greedy by decreasing size, lowest fitting offset). Returns the arena size. */
-size_t nc__plan_memory(nc__interval *iv, int count, size_t align);
+ * (greedy by decreasing size, lowest fitting offset). Returns the arena size.
+ * Scratch comes from ctx; without memory it degrades to no reuse. */
+size_t nc__plan_memory(nc_context *ctx, nc__interval *iv, int count, size_t align);
 
 typedef struct nc__plan {
     nc_model *m;

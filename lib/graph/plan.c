@@ -20,18 +20,18 @@ static int by_size_desc(const void *a, const void *b) {
     return x->first - y->first;
 }
 
-size_t nc__plan_memory(nc__interval *iv, int count, size_t align) {
+size_t nc__plan_memory(nc_context *ctx, nc__interval *iv, int count, size_t align) {
     if (count <= 0) return 0;
-    nc__interval **order = malloc((size_t)count * sizeof *order);
-    nc__interval **placed = malloc((size_t)count * sizeof *placed);
+    nc__interval **order = nc__alloc(ctx, (size_t)count * sizeof *order);
+    nc__interval **placed = nc__alloc(ctx, (size_t)count * sizeof *placed);
     if (!order || !placed) { /* degrade to no reuse rather than fail */
         size_t off = 0;
         for (int i = 0; i < count; i++) {
             iv[i].offset = off;
             off += (iv[i].bytes + align - 1) / align * align;
         }
-        free(order);
-        free(placed);
+        nc__free(ctx, order);
+        nc__free(ctx, placed);
         return off;
     }
     for (int i = 0; i < count; i++) order[i] = &iv[i];
@@ -60,8 +60,8 @@ size_t nc__plan_memory(nc__interval *iv, int count, size_t align) {
         placed[n_placed++] = cur;
         if (off + need > total) total = off + need;
     }
-    free(order);
-    free(placed);
+    nc__free(ctx, order);
+    nc__free(ctx, placed);
     return total;
 }
 
@@ -197,7 +197,7 @@ static nc_status build(nc_model *m, int training, const nc__shape *in, nc__plan 
     }
     p->naive_bytes = 0;
     for (int i = 0; i < count; i++) p->naive_bytes += (iv[i].bytes + NC__ARENA_ALIGN - 1) / NC__ARENA_ALIGN * NC__ARENA_ALIGN;
-    p->arena_bytes = nc__plan_memory(iv, count, NC__ARENA_ALIGN);
+    p->arena_bytes = nc__plan_memory(ctx, iv, count, NC__ARENA_ALIGN);
     for (int i = 0; i < count; i++) {
         int v = iv_val[i] / 3, kind = iv_val[i] % 3;
         size_t *dst = kind == 0 ? p->val_off : kind == 1 ? p->grad_off : p->save_off;
