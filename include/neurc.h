@@ -101,7 +101,9 @@ typedef enum nc_backend_kind {
     NC_BACKEND_CUDA = 3    /* cuDNN + own CUDA kernels (build option `cudnn`) */
 } nc_backend_kind;
 
-/** Allocator hooks: every host allocation of the library goes through them.
+/** Allocator hooks: every host allocation the library keeps goes through them (two
+ *  kinds of short-lived scratch do not: the reference kernels' packing buffers and
+ *  the JSON parser's trees while a file header is read or written).
  *  alloc returns memory aligned to at least `align` (a power of two <= 4096) or NULL. */
 typedef struct nc_allocator {
     void *(*alloc)(void *user, size_t size, size_t align);
