@@ -16,26 +16,8 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *zeros(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *dzeros(size_t n) {
-    double *p = calloc(n ? n : 1, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
-static float *rnd(size_t n, float lo, float hi, uint64_t seed) {
-    float *p = zeros(n);
-    tu_fill_uniform(p, n, lo, hi, seed);
-    return p;
-}
-
 static float *copy_of(const float *x, size_t n) {
-    float *p = zeros(n);
+    float *p = tu_zeros(n);
     memcpy(p, x, n * sizeof(float));
     return p;
 }
@@ -91,14 +73,14 @@ static int run_gemm_case(int isa, int nt, int ta, int tb, int64_t m, int64_t n, 
     const int64_t pad = 3;
     const int64_t lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
     const int64_t arows = ta ? k : m, brows = tb ? n : k;
-    float *a = rnd((size_t)(arows * lda), -1, 1, seed);       // op(A) (m, k)
-    float *b = rnd((size_t)(brows * ldb), -1, 1, seed + 1);   // op(B) (k, n)
-    float *c = rnd((size_t)(m * ldc), -1, 1, seed + 2);       // (m, n) at ldc
+    float *a = tu_rand((size_t)(arows * lda), -1, 1, seed);       // op(A) (m, k)
+    float *b = tu_rand((size_t)(brows * ldb), -1, 1, seed + 1);   // op(B) (k, n)
+    float *c = tu_rand((size_t)(m * ldc), -1, 1, seed + 2);       // (m, n) at ldc
     float *c0 = copy_of(c, (size_t)(m * ldc));
-    double *ref = dzeros((size_t)(m * n));
+    double *ref = tu_dzeros((size_t)(m * n));
     naive_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc, ref);
     int used = nc__ref_gemm_isa(isa, nt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    float *packed = zeros((size_t)(m * n));
+    float *packed = tu_zeros((size_t)(m * n));
     for (int64_t i = 0; i < m; i++) {
         memcpy(packed + i * n, c + i * ldc, (size_t)n * sizeof(float));
         for (int64_t j = n; j < ldc; j++) assert_true(c[i * ldc + j] == c0[i * ldc + j]);
@@ -149,8 +131,8 @@ static void test_gemm_every_isa(void **state) {
 static void test_gemm_beta_zero_overwrites_nan(void **state) {
     (void)state;
     const int64_t m = 9, n = 20, k = 5;
-    float *a = rnd((size_t)(m * k), -1, 1, 1), *b = rnd((size_t)(k * n), -1, 1, 2);
-    float *c = zeros((size_t)(m * n));
+    float *a = tu_rand((size_t)(m * k), -1, 1, 1), *b = tu_rand((size_t)(k * n), -1, 1, 2);
+    float *c = tu_zeros((size_t)(m * n));
     for (int64_t i = 0; i < m * n; i++) c[i] = NAN;
     nc__ref_gemm(2, 0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
     for (int64_t i = 0; i < m * n; i++) assert_true(isfinite(c[i]));
@@ -179,8 +161,8 @@ static void test_gemm_thread_count_invariant(void **state) {
     const gemm_case shapes[] = {{150, 260, 530}, {260, 150, 530}};
     for (int si = 0; si < 2; si++) {
         const int64_t m = shapes[si].m, n = shapes[si].n, k = shapes[si].k;
-        float *a = rnd((size_t)(m * k), -1, 1, 11), *b = rnd((size_t)(k * n), -1, 1, 12);
-        float *c1 = zeros((size_t)(m * n)), *c2 = zeros((size_t)(m * n)), *c3 = zeros((size_t)(m * n));
+        float *a = tu_rand((size_t)(m * k), -1, 1, 11), *b = tu_rand((size_t)(k * n), -1, 1, 12);
+        float *c1 = tu_zeros((size_t)(m * n)), *c2 = tu_zeros((size_t)(m * n)), *c3 = tu_zeros((size_t)(m * n));
         for (int t = 0; t < 4; t++) {
             const int ta = t / 2, tb = t % 2;
             nc__ref_gemm(1, ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c1, n);
@@ -299,7 +281,7 @@ static void bwd_term(void *u, size_t yi, size_t xi, size_t wi) {
 
 /* y (N, K, OH, OW) in double. */
 static double *direct_forward(const nc__conv_desc *d, const float *x, const float *w, const float *b) {
-    double *y = dzeros(ysize(d));
+    double *y = tu_dzeros(ysize(d));
     terms t = {x, w, NULL, y, NULL, NULL};
     for_each_term(d, fwd_term, &t);
     if (b)
@@ -311,9 +293,9 @@ static double *direct_forward(const nc__conv_desc *d, const float *x, const floa
 static void direct_backward(const nc__conv_desc *d, const float *dy, const float *x, const float *w,
                             const float *dx0, const float *dw0, const float *db0, double **dx,
                             double **dw, double **db) {
-    *dx = dzeros(xsize(d));
-    *dw = dzeros(wsize(d));
-    *db = dzeros((size_t)d->k);
+    *dx = tu_dzeros(xsize(d));
+    *dw = tu_dzeros(wsize(d));
+    *db = tu_dzeros((size_t)d->k);
     for (size_t i = 0; i < xsize(d); i++) (*dx)[i] = dx0[i];
     for (size_t i = 0; i < wsize(d); i++) (*dw)[i] = dw0[i];
     for (int64_t k = 0; k < d->k; k++) (*db)[k] = db0[k];
@@ -326,12 +308,12 @@ static void test_conv2d_forward_matches_direct(void **state) {
     (void)state;
     for (size_t ci = 0; ci < NCONV; ci++) {
         const nc__conv_desc d = desc_of(&conv_cases[ci]);
-        float *x = rnd(xsize(&d), -1, 1, 10 * ci + 1);
-        float *w = rnd(wsize(&d), -1, 1, 10 * ci + 2);
-        float *b = conv_cases[ci].bias ? rnd((size_t)d.k, -1, 1, 10 * ci + 3) : NULL;
+        float *x = tu_rand(xsize(&d), -1, 1, 10 * ci + 1);
+        float *w = tu_rand(wsize(&d), -1, 1, 10 * ci + 2);
+        float *b = conv_cases[ci].bias ? tu_rand((size_t)d.k, -1, 1, 10 * ci + 3) : NULL;
         double *ref = direct_forward(&d, x, w, b);
         for (int nt = 1; nt <= 2; nt++) {
-            float *y = rnd(ysize(&d), 5, 6, 99); /* garbage: forward overwrites */
+            float *y = tu_rand(ysize(&d), 5, 6, 99); /* garbage: forward overwrites */
             nc__ref_conv2d_forward(nt, &d, y, x, w, b);
             check_below(nt == 1 ? "conv forward nt=1" : "conv forward nt=2", conv_cases[ci].name,
                         err_vs(y, ref, ysize(&d)), TOL);
@@ -350,12 +332,12 @@ static void test_conv2d_backward_matches_direct(void **state) {
     (void)state;
     for (size_t ci = 0; ci < NCONV; ci++) {
         const nc__conv_desc d = desc_of(&conv_cases[ci]);
-        float *x = rnd(xsize(&d), -1, 1, 10 * ci + 1);
-        float *w = rnd(wsize(&d), -1, 1, 10 * ci + 2);
-        float *dy = rnd(ysize(&d), -1, 1, 10 * ci + 4);
-        float *dx0 = rnd(xsize(&d), -1, 1, 10 * ci + 5);
-        float *dw0 = rnd(wsize(&d), -1, 1, 10 * ci + 6);
-        float *db0 = rnd((size_t)d.k, -1, 1, 10 * ci + 7);
+        float *x = tu_rand(xsize(&d), -1, 1, 10 * ci + 1);
+        float *w = tu_rand(wsize(&d), -1, 1, 10 * ci + 2);
+        float *dy = tu_rand(ysize(&d), -1, 1, 10 * ci + 4);
+        float *dx0 = tu_rand(xsize(&d), -1, 1, 10 * ci + 5);
+        float *dw0 = tu_rand(wsize(&d), -1, 1, 10 * ci + 6);
+        float *db0 = tu_rand((size_t)d.k, -1, 1, 10 * ci + 7);
         double *rdx, *rdw, *rdb;
         direct_backward(&d, dy, x, w, dx0, dw0, db0, &rdx, &rdw, &rdb);
         for (int nt = 1; nt <= 2; nt++) {
@@ -386,9 +368,9 @@ static void test_conv2d_backward_null_dx_db(void **state) {
     (void)state;
     for (size_t ci = 0; ci < NCONV; ci += 3) {
         const nc__conv_desc d = desc_of(&conv_cases[ci]);
-        float *x = rnd(xsize(&d), -1, 1, 1), *w = rnd(wsize(&d), -1, 1, 2);
-        float *dy = rnd(ysize(&d), -1, 1, 3), *dw0 = rnd(wsize(&d), -1, 1, 4);
-        float *dx0 = zeros(xsize(&d)), *db0 = zeros((size_t)d.k);
+        float *x = tu_rand(xsize(&d), -1, 1, 1), *w = tu_rand(wsize(&d), -1, 1, 2);
+        float *dy = tu_rand(ysize(&d), -1, 1, 3), *dw0 = tu_rand(wsize(&d), -1, 1, 4);
+        float *dx0 = tu_zeros(xsize(&d)), *db0 = tu_zeros((size_t)d.k);
         double *rdx, *rdw, *rdb;
         direct_backward(&d, dy, x, w, dx0, dw0, db0, &rdx, &rdw, &rdb);
         float *dw = copy_of(dw0, wsize(&d));
@@ -412,9 +394,9 @@ static void test_conv2d_backward_null_dx_db(void **state) {
 static void test_conv2d_backward_accumulates(void **state) {
     (void)state;
     const nc__conv_desc d = desc_of(&conv_cases[4]);
-    float *x = rnd(xsize(&d), -1, 1, 1), *w = rnd(wsize(&d), -1, 1, 2), *dy = rnd(ysize(&d), -1, 1, 3);
-    float *dx1 = zeros(xsize(&d)), *dw1 = zeros(wsize(&d)), *db1 = zeros((size_t)d.k);
-    float *dx2 = zeros(xsize(&d)), *dw2 = zeros(wsize(&d)), *db2 = zeros((size_t)d.k);
+    float *x = tu_rand(xsize(&d), -1, 1, 1), *w = tu_rand(wsize(&d), -1, 1, 2), *dy = tu_rand(ysize(&d), -1, 1, 3);
+    float *dx1 = tu_zeros(xsize(&d)), *dw1 = tu_zeros(wsize(&d)), *db1 = tu_zeros((size_t)d.k);
+    float *dx2 = tu_zeros(xsize(&d)), *dw2 = tu_zeros(wsize(&d)), *db2 = tu_zeros((size_t)d.k);
     nc__ref_conv2d_backward(2, &d, dx1, dw1, db1, dy, x, w);
     nc__ref_conv2d_backward(2, &d, dx2, dw2, db2, dy, x, w);
     nc__ref_conv2d_backward(2, &d, dx2, dw2, db2, dy, x, w);
@@ -455,10 +437,10 @@ static void test_conv2d_backward_finite_differences(void **state) {
     for (size_t ci = 0; ci < NCONV; ci++) {
         const nc__conv_desc d = desc_of(&conv_cases[ci]);
         if (ysize(&d) * wsize(&d) > 2000000) continue; /* keep the suite fast */
-        float *x = rnd(xsize(&d), -1, 1, 10 * ci + 1), *w = rnd(wsize(&d), -1, 1, 10 * ci + 2);
-        float *b = rnd((size_t)d.k, -1, 1, 10 * ci + 3), *r = rnd(ysize(&d), -1, 1, 10 * ci + 4);
-        float *y = zeros(ysize(&d));
-        float *dx = zeros(xsize(&d)), *dw = zeros(wsize(&d)), *db = zeros((size_t)d.k);
+        float *x = tu_rand(xsize(&d), -1, 1, 10 * ci + 1), *w = tu_rand(wsize(&d), -1, 1, 10 * ci + 2);
+        float *b = tu_rand((size_t)d.k, -1, 1, 10 * ci + 3), *r = tu_rand(ysize(&d), -1, 1, 10 * ci + 4);
+        float *y = tu_zeros(ysize(&d));
+        float *dx = tu_zeros(xsize(&d)), *dw = tu_zeros(wsize(&d)), *db = tu_zeros((size_t)d.k);
         nc__ref_conv2d_backward(2, &d, dx, dw, db, r, x, w);
         conv_loss l = {&d, x, w, b, y, r};
         const char *name = conv_cases[ci].name;
@@ -487,15 +469,15 @@ static void test_conv2d_thread_count_determinism(void **state) {
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const nc__conv_desc d = desc_of(&cases[ci]);
-        float *x = rnd(xsize(&d), -1, 1, 1), *w = rnd(wsize(&d), -1, 1, 2);
-        float *b = rnd((size_t)d.k, -1, 1, 3), *dy = rnd(ysize(&d), -1, 1, 4);
+        float *x = tu_rand(xsize(&d), -1, 1, 1), *w = tu_rand(wsize(&d), -1, 1, 2);
+        float *b = tu_rand((size_t)d.k, -1, 1, 3), *dy = tu_rand(ysize(&d), -1, 1, 4);
         float *y[3], *dx[3], *dw[3], *db[3];
         const int nts[3] = {1, 2, 2};
         for (int i = 0; i < 3; i++) {
-            y[i] = zeros(ysize(&d));
-            dx[i] = zeros(xsize(&d));
-            dw[i] = zeros(wsize(&d));
-            db[i] = zeros((size_t)d.k);
+            y[i] = tu_zeros(ysize(&d));
+            dx[i] = tu_zeros(xsize(&d));
+            dw[i] = tu_zeros(wsize(&d));
+            db[i] = tu_zeros((size_t)d.k);
             nc__ref_conv2d_forward(nts[i], &d, y[i], x, w, b);
             nc__ref_conv2d_backward(nts[i], &d, dx[i], dw[i], db[i], dy, x, w);
         }
@@ -522,14 +504,14 @@ static void test_conv2d_direct_fallback_matches(void **state) {
     (void)state;
     for (size_t ci = 0; ci < NCONV; ci += 2) {
         const nc__conv_desc d = desc_of(&conv_cases[ci]);
-        float *x = rnd(xsize(&d), -1, 1, 1), *w = rnd(wsize(&d), -1, 1, 2);
-        float *b = conv_cases[ci].bias ? rnd((size_t)d.k, -1, 1, 3) : NULL;
-        float *dy = rnd(ysize(&d), -1, 1, 4);
-        float *dx0 = rnd(xsize(&d), -1, 1, 5), *dw0 = rnd(wsize(&d), -1, 1, 6);
-        float *db0 = rnd((size_t)d.k, -1, 1, 7);
+        float *x = tu_rand(xsize(&d), -1, 1, 1), *w = tu_rand(wsize(&d), -1, 1, 2);
+        float *b = conv_cases[ci].bias ? tu_rand((size_t)d.k, -1, 1, 3) : NULL;
+        float *dy = tu_rand(ysize(&d), -1, 1, 4);
+        float *dx0 = tu_rand(xsize(&d), -1, 1, 5), *dw0 = tu_rand(wsize(&d), -1, 1, 6);
+        float *db0 = tu_rand((size_t)d.k, -1, 1, 7);
         double *ref = direct_forward(&d, x, w, b), *rdx, *rdw, *rdb;
         direct_backward(&d, dy, x, w, dx0, dw0, db0, &rdx, &rdw, &rdb);
-        float *y = zeros(ysize(&d));
+        float *y = tu_zeros(ysize(&d));
         nc__ref_conv2d_forward_direct(&d, y, x, w, b);
         check_below("direct forward", conv_cases[ci].name, err_vs(y, ref, ysize(&d)), TOL);
         float *dx = copy_of(dx0, xsize(&d)), *dw = copy_of(dw0, wsize(&d)), *db = copy_of(db0, (size_t)d.k);
@@ -567,10 +549,10 @@ static void test_linear_forward_matches_direct(void **state) {
     (void)state;
     for (size_t ci = 0; ci < NLIN; ci++) {
         const nc__linear_desc d = {lin_cases[ci].n, lin_cases[ci].in, lin_cases[ci].out, NULL};
-        float *x = rnd((size_t)(d.n * d.in), -1, 1, 1), *w = rnd((size_t)(d.out * d.in), -1, 1, 2);
-        float *b = rnd((size_t)d.out, -1, 1, 3);
+        float *x = tu_rand((size_t)(d.n * d.in), -1, 1, 1), *w = tu_rand((size_t)(d.out * d.in), -1, 1, 2);
+        float *b = tu_rand((size_t)d.out, -1, 1, 3);
         for (int with_b = 0; with_b < 2; with_b++) {
-            double *ref = dzeros((size_t)(d.n * d.out));
+            double *ref = tu_dzeros((size_t)(d.n * d.out));
             for (int64_t i = 0; i < d.n; i++)
                 for (int64_t o = 0; o < d.out; o++) {
                     double s = with_b ? b[o] : 0.0;
@@ -578,7 +560,7 @@ static void test_linear_forward_matches_direct(void **state) {
                     ref[i * d.out + o] = s;
                 }
             for (int nt = 1; nt <= 2; nt++) {
-                float *y = rnd((size_t)(d.n * d.out), 7, 8, 9);
+                float *y = tu_rand((size_t)(d.n * d.out), 7, 8, 9);
                 nc__ref_linear_forward(nt, &d, y, x, w, with_b ? b : NULL);
                 char cfg[64];
                 snprintf(cfg, sizeof cfg, "n %ld in %ld out %ld bias %d nt %d", (long)d.n, (long)d.in,
@@ -599,9 +581,9 @@ static void test_linear_backward_matches_direct(void **state) {
     for (size_t ci = 0; ci < NLIN; ci++) {
         const nc__linear_desc d = {lin_cases[ci].n, lin_cases[ci].in, lin_cases[ci].out, NULL};
         const size_t nx = (size_t)(d.n * d.in), nw = (size_t)(d.out * d.in), ny = (size_t)(d.n * d.out);
-        float *x = rnd(nx, -1, 1, 1), *w = rnd(nw, -1, 1, 2), *dy = rnd(ny, -1, 1, 3);
-        float *dx0 = rnd(nx, -1, 1, 4), *dw0 = rnd(nw, -1, 1, 5), *db0 = rnd((size_t)d.out, -1, 1, 6);
-        double *rdx = dzeros(nx), *rdw = dzeros(nw), *rdb = dzeros((size_t)d.out);
+        float *x = tu_rand(nx, -1, 1, 1), *w = tu_rand(nw, -1, 1, 2), *dy = tu_rand(ny, -1, 1, 3);
+        float *dx0 = tu_rand(nx, -1, 1, 4), *dw0 = tu_rand(nw, -1, 1, 5), *db0 = tu_rand((size_t)d.out, -1, 1, 6);
+        double *rdx = tu_dzeros(nx), *rdw = tu_dzeros(nw), *rdb = tu_dzeros((size_t)d.out);
         for (int64_t i = 0; i < d.n; i++)
             for (int64_t j = 0; j < d.in; j++) {
                 double s = dx0[i * d.in + j];
@@ -665,9 +647,9 @@ static void test_linear_backward_finite_differences(void **state) {
     (void)state;
     const nc__linear_desc d = {4, 33, 7, NULL};
     const size_t nx = (size_t)(d.n * d.in), nw = (size_t)(d.out * d.in), ny = (size_t)(d.n * d.out);
-    float *x = rnd(nx, -1, 1, 1), *w = rnd(nw, -1, 1, 2), *b = rnd((size_t)d.out, -1, 1, 3);
-    float *r = rnd(ny, -1, 1, 4), *y = zeros(ny);
-    float *dx = zeros(nx), *dw = zeros(nw), *db = zeros((size_t)d.out);
+    float *x = tu_rand(nx, -1, 1, 1), *w = tu_rand(nw, -1, 1, 2), *b = tu_rand((size_t)d.out, -1, 1, 3);
+    float *r = tu_rand(ny, -1, 1, 4), *y = tu_zeros(ny);
+    float *dx = tu_zeros(nx), *dw = tu_zeros(nw), *db = tu_zeros((size_t)d.out);
     nc__ref_linear_backward(1, &d, dx, dw, db, r, x, w);
     lin_loss l = {&d, x, w, b, y, r};
     check_below("fd dx", "linear", tu_grad_check(x, dx, nx, lin_loss_fn, &l, 1e-2f, 20), 1e-3);

@@ -16,32 +16,14 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *zeros(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *dzeros(size_t n) {
-    double *p = calloc(n ? n : 1, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
-static float *rnd(size_t n, float lo, float hi, uint64_t seed) {
-    float *p = zeros(n);
-    tu_fill_uniform(p, n, lo, hi, seed);
-    return p;
-}
-
 static float *filled(size_t n, float v) {
-    float *p = zeros(n);
+    float *p = tu_zeros(n);
     for (size_t i = 0; i < n; i++) p[i] = v;
     return p;
 }
 
 static float *copy_of(const float *x, size_t n) {
-    float *p = zeros(n);
+    float *p = tu_zeros(n);
     memcpy(p, x, n * sizeof(float));
     return p;
 }
@@ -49,7 +31,7 @@ static float *copy_of(const float *x, size_t n) {
 /* A random permutation of 0.05 * (0..n-1) - offset: distinct values spaced by more
  * than twice the finite-difference step, so no max-pool window has a near tie. */
 static float *distinct(size_t n, uint64_t seed) {
-    float *p = zeros(n);
+    float *p = tu_zeros(n);
     for (size_t i = 0; i < n; i++) p[i] = 0.05f * (float)i - 0.025f * (float)n;
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(nc__rng_u64(seed, 3, i) % i);
@@ -62,7 +44,7 @@ static float *distinct(size_t n, uint64_t seed) {
 
 /* Random values in +-[0.05, 1): away from relu's kink. */
 static float *away_from_zero(size_t n, uint64_t seed) {
-    float *p = rnd(n, -1.0f, 1.0f, seed);
+    float *p = tu_rand(n, -1.0f, 1.0f, seed);
     for (size_t i = 0; i < n; i++) p[i] = p[i] < 0 ? p[i] - 0.05f : p[i] + 0.05f;
     return p;
 }
@@ -145,10 +127,10 @@ static void test_batchnorm_forward_train_matches_formula(void **state) {
     for (size_t t = 0; t < sizeof bn_shapes / sizeof bn_shapes[0]; t++) {
         nc__bn_desc d = bn_desc(bn_shapes[t][0], bn_shapes[t][1], bn_shapes[t][2]);
         size_t C = (size_t)d.c, n = (size_t)(d.n * d.c * d.hw);
-        float *x = rnd(n, -2.0f, 3.0f, 10 + t), *g = rnd(C, 0.5f, 1.5f, 20 + t);
-        float *b = rnd(C, -0.5f, 0.5f, 30 + t), *y = zeros(n);
-        float *sm = zeros(C), *si = zeros(C), *rm = rnd(C, -1, 1, 40 + t), *rv = rnd(C, 0.5f, 2, 50 + t);
-        double *yr = dzeros(n), *mean = dzeros(C), *var = dzeros(C), *inv = dzeros(C);
+        float *x = tu_rand(n, -2.0f, 3.0f, 10 + t), *g = tu_rand(C, 0.5f, 1.5f, 20 + t);
+        float *b = tu_rand(C, -0.5f, 0.5f, 30 + t), *y = tu_zeros(n);
+        float *sm = tu_zeros(C), *si = tu_zeros(C), *rm = tu_rand(C, -1, 1, 40 + t), *rv = tu_rand(C, 0.5f, 2, 50 + t);
+        double *yr = tu_dzeros(n), *mean = tu_dzeros(C), *var = tu_dzeros(C), *inv = tu_dzeros(C);
         bn_train_formula(&d, x, g, b, yr, mean, var);
         for (size_t c = 0; c < C; c++) inv[c] = 1.0 / sqrt(var[c] + (double)d.eps);
         nc__ref_batchnorm_forward_train(2, &d, y, sm, si, rm, rv, x, g, b);
@@ -166,9 +148,9 @@ static void test_batchnorm_running_stats_unbiased(void **state) {
         nc__bn_desc d = bn_desc(bn_shapes[t][0], bn_shapes[t][1], bn_shapes[t][2]);
         d.momentum = 0.3f;
         size_t C = (size_t)d.c, n = (size_t)(d.n * d.c * d.hw), cnt = (size_t)(d.n * d.hw);
-        float *x = rnd(n, -2.0f, 3.0f, 60 + t), *g = filled(C, 1), *b = zeros(C), *y = zeros(n);
-        float *sm = zeros(C), *si = zeros(C), *rm = rnd(C, -1, 1, 70 + t), *rv = rnd(C, 0.5f, 2, 80 + t);
-        double *yr = dzeros(n), *mean = dzeros(C), *var = dzeros(C), *erm = dzeros(C), *erv = dzeros(C);
+        float *x = tu_rand(n, -2.0f, 3.0f, 60 + t), *g = filled(C, 1), *b = tu_zeros(C), *y = tu_zeros(n);
+        float *sm = tu_zeros(C), *si = tu_zeros(C), *rm = tu_rand(C, -1, 1, 70 + t), *rv = tu_rand(C, 0.5f, 2, 80 + t);
+        double *yr = tu_dzeros(n), *mean = tu_dzeros(C), *var = tu_dzeros(C), *erm = tu_dzeros(C), *erv = tu_dzeros(C);
         bn_train_formula(&d, x, g, b, yr, mean, var);
         for (size_t c = 0; c < C; c++) {
             erm[c] = 0.7 * rm[c] + 0.3 * mean[c];
@@ -187,10 +169,10 @@ static void test_batchnorm_forward_infer_uses_running_stats(void **state) {
     for (size_t t = 0; t < sizeof bn_shapes / sizeof bn_shapes[0]; t++) {
         nc__bn_desc d = bn_desc(bn_shapes[t][0], bn_shapes[t][1], bn_shapes[t][2]);
         size_t C = (size_t)d.c, HW = (size_t)d.hw, n = (size_t)(d.n * d.c * d.hw);
-        float *x = rnd(n, -2.0f, 3.0f, 90 + t), *g = rnd(C, 0.5f, 1.5f, 91 + t);
-        float *b = rnd(C, -0.5f, 0.5f, 92 + t), *y = zeros(n);
-        float *rm = rnd(C, -1, 1, 93 + t), *rv = rnd(C, 0.2f, 2, 94 + t);
-        double *yr = dzeros(n);
+        float *x = tu_rand(n, -2.0f, 3.0f, 90 + t), *g = tu_rand(C, 0.5f, 1.5f, 91 + t);
+        float *b = tu_rand(C, -0.5f, 0.5f, 92 + t), *y = tu_zeros(n);
+        float *rm = tu_rand(C, -1, 1, 93 + t), *rv = tu_rand(C, 0.2f, 2, 94 + t);
+        double *yr = tu_dzeros(n);
         for (size_t i = 0; i < n; i++) {
             size_t c = (i / HW) % C;
             yr[i] = (x[i] - (double)rm[c]) / sqrt((double)rv[c] + (double)d.eps) * g[c] + b[c];
@@ -215,12 +197,12 @@ static void bn_forward(fd_case *c) {
 static void bn_grad_check(int64_t N, int64_t C, int64_t HW, uint64_t seed) {
     bn_case k = {.d = bn_desc(N, C, HW)};
     size_t c = (size_t)C, n = (size_t)(N * C * HW);
-    k.x = rnd(n, -2.0f, 2.0f, seed);
-    k.g = rnd(c, 0.5f, 1.5f, seed + 1);
-    k.b = rnd(c, -0.5f, 0.5f, seed + 2);
-    k.sm = zeros(c), k.si = zeros(c), k.rm = zeros(c), k.rv = filled(c, 1);
-    k.base = (fd_case){.forward = bn_forward, .y = zeros(n), .r = rnd(n, -1, 1, seed + 3), .ny = n};
-    float *dx = zeros(n), *dg = zeros(c), *db = zeros(c);
+    k.x = tu_rand(n, -2.0f, 2.0f, seed);
+    k.g = tu_rand(c, 0.5f, 1.5f, seed + 1);
+    k.b = tu_rand(c, -0.5f, 0.5f, seed + 2);
+    k.sm = tu_zeros(c), k.si = tu_zeros(c), k.rm = tu_zeros(c), k.rv = filled(c, 1);
+    k.base = (fd_case){.forward = bn_forward, .y = tu_zeros(n), .r = tu_rand(n, -1, 1, seed + 3), .ny = n};
+    float *dx = tu_zeros(n), *dg = tu_zeros(c), *db = tu_zeros(c);
     bn_forward(&k.base);
     nc__ref_batchnorm_backward(2, &k.d, dx, dg, db, k.base.r, k.x, k.g, k.sm, k.si);
     grad_check(&k.base, k.x, dx, n, 1e-2f, 1e-2, "bn dx");
@@ -249,9 +231,9 @@ static void test_batchnorm_backward_accumulates(void **state) {
     (void)state;
     nc__bn_desc d = bn_desc(2, 3, 5);
     size_t C = 3, n = 30;
-    float *x = rnd(n, -1, 1, 150), *g = rnd(C, 0.5f, 1.5f, 151), *b = zeros(C), *y = zeros(n);
-    float *dy = rnd(n, -1, 1, 152), *sm = zeros(C), *si = zeros(C), *rm = zeros(C), *rv = filled(C, 1);
-    float *dx0 = zeros(n), *dg0 = zeros(C), *db0 = zeros(C);
+    float *x = tu_rand(n, -1, 1, 150), *g = tu_rand(C, 0.5f, 1.5f, 151), *b = tu_zeros(C), *y = tu_zeros(n);
+    float *dy = tu_rand(n, -1, 1, 152), *sm = tu_zeros(C), *si = tu_zeros(C), *rm = tu_zeros(C), *rv = filled(C, 1);
+    float *dx0 = tu_zeros(n), *dg0 = tu_zeros(C), *db0 = tu_zeros(C);
     float *dx1 = filled(n, 1.5f), *dg1 = filled(C, -2.0f), *db1 = filled(C, 0.25f);
     nc__ref_batchnorm_forward_train(1, &d, y, sm, si, rm, rv, x, g, b);
     nc__ref_batchnorm_backward(1, &d, dx0, dg0, db0, dy, x, g, sm, si);
@@ -342,8 +324,8 @@ static void test_pool_forward_matches_formula(void **state) {
     for (int t = 0; t < POOL_CASES; t++) {
         nc__pool_desc d = pool_cases(t);
         size_t nx = (size_t)(d.n * d.c * d.h * d.w), ny = (size_t)(d.n * d.c * d.oh * d.ow);
-        float *x = rnd(nx, -3, 2, 200 + (uint64_t)t), *y = zeros(ny);
-        double *yr = dzeros(ny);
+        float *x = tu_rand(nx, -3, 2, 200 + (uint64_t)t), *y = tu_zeros(ny);
+        double *yr = tu_dzeros(ny);
         pool_formula(&d, x, yr);
         nc__ref_pool2d_forward(2, &d, y, x);
         assert_err_below(err_vs(y, yr, ny), 1e-6, "pool forward");
@@ -369,10 +351,10 @@ static void test_pool_backward_finite_diff(void **state) {
         size_t nx = (size_t)(k.d.n * k.d.c * k.d.h * k.d.w), ny = (size_t)(k.d.n * k.d.c * k.d.oh * k.d.ow);
         /* max pool: no near ties; the averages: small values, so float rounding of
          * the outputs stays far below the finite-difference signal */
-        k.x = k.d.mode == NC__POOL_MAX ? distinct(nx, 300 + (uint64_t)t) : rnd(nx, -1, 1, 300 + (uint64_t)t);
-        k.base = (fd_case){.forward = pool_forward, .y = zeros(ny), .r = rnd(ny, -1, 1, 310 + (uint64_t)t),
+        k.x = k.d.mode == NC__POOL_MAX ? distinct(nx, 300 + (uint64_t)t) : tu_rand(nx, -1, 1, 300 + (uint64_t)t);
+        k.base = (fd_case){.forward = pool_forward, .y = tu_zeros(ny), .r = tu_rand(ny, -1, 1, 310 + (uint64_t)t),
                            .ny = ny};
-        float *dx = zeros(nx);
+        float *dx = tu_zeros(nx);
         pool_forward(&k.base);
         nc__ref_pool2d_backward(2, &k.d, dx, k.base.r, k.x, k.base.y);
         grad_check(&k.base, k.x, dx, nx, 1e-2f, 1e-3, "pool dx");
@@ -385,8 +367,8 @@ static void test_pool_backward_accumulates(void **state) {
     for (int t = 0; t < POOL_CASES; t++) {
         nc__pool_desc d = pool_cases(t);
         size_t nx = (size_t)(d.n * d.c * d.h * d.w), ny = (size_t)(d.n * d.c * d.oh * d.ow);
-        float *x = distinct(nx, 400 + (uint64_t)t), *y = zeros(ny), *dy = rnd(ny, -1, 1, 410 + (uint64_t)t);
-        float *dx0 = zeros(nx), *dx1 = filled(nx, 0.75f);
+        float *x = distinct(nx, 400 + (uint64_t)t), *y = tu_zeros(ny), *dy = tu_rand(ny, -1, 1, 410 + (uint64_t)t);
+        float *dx0 = tu_zeros(nx), *dx1 = filled(nx, 0.75f);
         nc__ref_pool2d_forward(1, &d, y, x);
         nc__ref_pool2d_backward(1, &d, dx0, dy, x, y);
         nc__ref_pool2d_backward(3, &d, dx1, dy, x, y);
@@ -443,16 +425,16 @@ static void test_bn_pool_thread_count_invariant(void **state) {
     (void)state;
     nc__bn_desc d = bn_desc(3, 5, 2501);
     size_t C = 5, n = 3 * 5 * 2501;
-    float *x = rnd(n, -2, 2, 950), *g = rnd(C, 0.5f, 1.5f, 951), *b = rnd(C, -1, 1, 952);
-    float *dy = rnd(n, -1, 1, 953), *out[2][6];
+    float *x = tu_rand(n, -2, 2, 950), *g = tu_rand(C, 0.5f, 1.5f, 951), *b = tu_rand(C, -1, 1, 952);
+    float *dy = tu_rand(n, -1, 1, 953), *out[2][6];
     for (int t = 0; t < 2; t++) {
         int nt = t ? 3 : 1;
-        float *y = zeros(n), *sm = zeros(C), *si = zeros(C), *rm = zeros(C), *rv = filled(C, 1);
-        float *dx = zeros(n), *dg = zeros(C), *db = zeros(C);
+        float *y = tu_zeros(n), *sm = tu_zeros(C), *si = tu_zeros(C), *rm = tu_zeros(C), *rv = filled(C, 1);
+        float *dx = tu_zeros(n), *dg = tu_zeros(C), *db = tu_zeros(C);
         nc__ref_batchnorm_forward_train(nt, &d, y, sm, si, rm, rv, x, g, b);
         nc__ref_batchnorm_backward(nt, &d, dx, dg, db, dy, x, g, sm, si);
         out[t][0] = y, out[t][1] = dx, out[t][2] = dg, out[t][3] = db, out[t][4] = rv;
-        out[t][5] = zeros(n);
+        out[t][5] = tu_zeros(n);
         nc__ref_batchnorm_forward_infer(nt, &d, out[t][5], x, g, b, rm, rv);
         free(sm), free(si), free(rm);
     }
@@ -465,8 +447,8 @@ static void test_bn_pool_thread_count_invariant(void **state) {
         nc__pool_desc p = pool_cases(t);
         p.n = 3, p.c = 1000; /* 3000 planes */
         size_t nx = (size_t)(p.n * p.c * p.h * p.w), ny = (size_t)(p.n * p.c * p.oh * p.ow);
-        float *px = rnd(nx, -1, 1, 960 + (uint64_t)t), *pdy = rnd(ny, -1, 1, 970 + (uint64_t)t);
-        float *y1 = zeros(ny), *y3 = zeros(ny), *dx1 = zeros(nx), *dx3 = zeros(nx);
+        float *px = tu_rand(nx, -1, 1, 960 + (uint64_t)t), *pdy = tu_rand(ny, -1, 1, 970 + (uint64_t)t);
+        float *y1 = tu_zeros(ny), *y3 = tu_zeros(ny), *dx1 = tu_zeros(nx), *dx3 = tu_zeros(nx);
         nc__ref_pool2d_forward(1, &p, y1, px);
         nc__ref_pool2d_forward(3, &p, y3, px);
         nc__ref_pool2d_backward(1, &p, dx1, pdy, px, y1);
@@ -501,10 +483,10 @@ static void test_relu_forward_and_backward(void **state) {
     size_t n = 777;
     ew_case k = {.n = n, .op = 0};
     k.x = away_from_zero(n, 500);
-    k.base = (fd_case){.forward = ew_forward, .y = zeros(n), .r = rnd(n, -1, 1, 501), .ny = n};
+    k.base = (fd_case){.forward = ew_forward, .y = tu_zeros(n), .r = tu_rand(n, -1, 1, 501), .ny = n};
     ew_forward(&k.base);
     for (size_t i = 0; i < n; i++) assert_float_equal(k.base.y[i], k.x[i] > 0 ? k.x[i] : 0.0f, 0);
-    float *dx = zeros(n), *dx1 = filled(n, 2.0f);
+    float *dx = tu_zeros(n), *dx1 = filled(n, 2.0f);
     nc__ref_relu_backward(2, n, dx, k.base.r, k.base.y);
     nc__ref_relu_backward(2, n, dx1, k.base.r, k.base.y);
     for (size_t i = 0; i < n; i++) {
@@ -525,12 +507,12 @@ static void test_add_forward_and_backward(void **state) {
     (void)state;
     size_t n = 1001;
     ew_case k = {.n = n, .op = 1};
-    k.x = rnd(n, -1, 1, 510), k.x2 = rnd(n, -2, 2, 511);
-    k.base = (fd_case){.forward = ew_forward, .y = zeros(n), .r = rnd(n, -1, 1, 512), .ny = n};
+    k.x = tu_rand(n, -1, 1, 510), k.x2 = tu_rand(n, -2, 2, 511);
+    k.base = (fd_case){.forward = ew_forward, .y = tu_zeros(n), .r = tu_rand(n, -1, 1, 512), .ny = n};
     ew_forward(&k.base);
     for (size_t i = 0; i < n; i++) assert_float_equal(k.base.y[i], k.x[i] + k.x2[i], 0);
     /* add's backward is an accumulate of dy into both inputs' gradients */
-    float *da = zeros(n), *db = zeros(n);
+    float *da = tu_zeros(n), *db = tu_zeros(n);
     nc__ref_accumulate(2, n, da, k.base.r);
     nc__ref_accumulate(2, n, db, k.base.r);
     grad_check(&k.base, k.x, da, n, 1e-2f, 1e-4, "add da");
@@ -541,7 +523,7 @@ static void test_add_forward_and_backward(void **state) {
 static void test_accumulate_adds_to_destination(void **state) {
     (void)state;
     size_t n = 70001; /* above the parallel threshold */
-    float *dst = rnd(n, -1, 1, 520), *src = rnd(n, -1, 1, 521), *orig = copy_of(dst, n);
+    float *dst = tu_rand(n, -1, 1, 520), *src = tu_rand(n, -1, 1, 521), *orig = copy_of(dst, n);
     nc__ref_accumulate(4, n, dst, src);
     for (size_t i = 0; i < n; i++) assert_float_equal(dst[i], orig[i] + src[i], 0);
     free(dst), free(src), free(orig);
@@ -550,7 +532,7 @@ static void test_accumulate_adds_to_destination(void **state) {
 static void test_dropout_forward_matches_mask(void **state) {
     (void)state;
     size_t n = 999;
-    float p = 0.3f, *x = rnd(n, -1, 1, 530), *y = zeros(n);
+    float p = 0.3f, *x = tu_rand(n, -1, 1, 530), *y = tu_zeros(n);
     nc__ref_dropout_forward(2, n, p, 42, y, x);
     for (size_t i = 0; i < n; i++) {
         float want = nc__rng_uniform(42, 0, i) >= p ? x[i] * (1.0f / (1.0f - p)) : 0.0f;
@@ -568,7 +550,7 @@ static void test_dropout_statistics(void **state) {
     (void)state;
     const size_t n = 100000;
     const float ps[] = {0.1f, 0.3f, 0.5f, 0.8f};
-    float *x = filled(n, 1.0f), *y = zeros(n), *y2 = zeros(n), *y1t = zeros(n);
+    float *x = filled(n, 1.0f), *y = tu_zeros(n), *y2 = tu_zeros(n), *y1t = tu_zeros(n);
     for (size_t t = 0; t < sizeof ps / sizeof ps[0]; t++) {
         float p = ps[t];
         nc__ref_dropout_forward(2, n, p, 7, y, x);
@@ -599,9 +581,9 @@ static void test_dropout_backward_same_mask(void **state) {
     (void)state;
     size_t n = 513;
     ew_case k = {.n = n, .op = 2, .p = 0.4f, .seed = 99};
-    k.x = rnd(n, -1, 1, 540);
-    k.base = (fd_case){.forward = ew_forward, .y = zeros(n), .r = rnd(n, -1, 1, 541), .ny = n};
-    float *dx = zeros(n), *dx1 = filled(n, -1.0f);
+    k.x = tu_rand(n, -1, 1, 540);
+    k.base = (fd_case){.forward = ew_forward, .y = tu_zeros(n), .r = tu_rand(n, -1, 1, 541), .ny = n};
+    float *dx = tu_zeros(n), *dx1 = filled(n, -1.0f);
     nc__ref_dropout_backward(2, n, k.p, k.seed, dx, k.base.r);
     nc__ref_dropout_backward(1, n, k.p, k.seed, dx1, k.base.r);
     ew_forward(&k.base);
@@ -637,9 +619,9 @@ static void test_concat_forward_and_backward(void **state) {
     const int64_t total = 9;
     for (int64_t n = 1; n <= 3; n++) {
         concat_case k = {.n = n, .widths = widths, .count = 3};
-        for (int i = 0; i < 3; i++) k.xs[i] = rnd((size_t)(n * widths[i]), -1, 1, 550 + (uint64_t)(i + 3 * n));
+        for (int i = 0; i < 3; i++) k.xs[i] = tu_rand((size_t)(n * widths[i]), -1, 1, 550 + (uint64_t)(i + 3 * n));
         size_t ny = (size_t)(n * total);
-        k.base = (fd_case){.forward = concat_forward, .y = zeros(ny), .r = rnd(ny, -1, 1, 560), .ny = ny};
+        k.base = (fd_case){.forward = concat_forward, .y = tu_zeros(ny), .r = tu_rand(ny, -1, 1, 560), .ny = ny};
         concat_forward(&k.base);
         for (int64_t r = 0; r < n; r++) {
             int64_t off = 0;
@@ -681,13 +663,13 @@ static void test_sgd_update_matches_torch_formula(void **state) {
     };
     const size_t n = 40007;
     for (size_t t = 0; t < sizeof cfg / sizeof cfg[0]; t++) {
-        float *param = rnd(n, -1, 1, 600 + t), *buf = filled(n, 123.0f); /* junk before step 1 */
-        double *p = dzeros(n), *b = dzeros(n);
+        float *param = tu_rand(n, -1, 1, 600 + t), *buf = filled(n, 123.0f); /* junk before step 1 */
+        double *p = tu_dzeros(n), *b = tu_dzeros(n);
         for (size_t i = 0; i < n; i++) p[i] = param[i];
         for (int step = 0; step < 4; step++) {
             nc__sgd_desc d = cfg[t];
             d.first_step = step == 0;
-            float *grad = rnd(n, -1, 1, 700 + 10 * t + (uint64_t)step);
+            float *grad = tu_rand(n, -1, 1, 700 + 10 * t + (uint64_t)step);
             nc__ref_sgd_update(2, &d, n, param, d.momentum != 0 ? buf : NULL, grad);
             for (size_t i = 0; i < n; i++) {
                 double g = grad[i] + (double)d.weight_decay * p[i];
@@ -708,7 +690,7 @@ static void test_sgd_update_matches_torch_formula(void **state) {
 static void test_sum_squares_double_and_nonfinite(void **state) {
     (void)state;
     size_t n = 100003;
-    float *x = rnd(n, -3, 3, 800);
+    float *x = tu_rand(n, -3, 3, 800);
     double want = 0;
     for (size_t i = 0; i < n; i++) want += (double)x[i] * x[i];
     double s1 = nc__ref_sum_squares(1, n, x), s4 = nc__ref_sum_squares(4, n, x);
@@ -760,7 +742,7 @@ static void test_golden_pool_matches_torch(void **state) {
     for (int t = 0; t < 3; t++) {
         const nc__pool_desc *d = &ds[t];
         size_t ny = (size_t)(d->n * d->c * d->oh * d->ow);
-        float *y = zeros(ny), *dx = zeros(nx);
+        float *y = tu_zeros(ny), *dx = tu_zeros(nx);
         nc__ref_pool2d_forward(2, d, y, gold_pool_x);
         nc__ref_pool2d_backward(2, d, dx, dys[t], gold_pool_x, y);
         assert_err_below(tu_norm_err(y, ys[t], ny), 1e-6, "golden pool y");
@@ -820,7 +802,7 @@ static void test_ref_backend_memory_roundtrip(void **state) {
 
     nc__shape sh = nc__shape4(2, 3, 4, 5);
     const size_t n = 120;
-    float *host = rnd(n, -1, 1, 900), *back = zeros(n);
+    float *host = tu_rand(n, -1, 1, 900), *back = tu_zeros(n);
     void *a = NULL, *b = NULL;
     assert_int_equal(be->alloc(st, n * sizeof(float), &a), NC_OK);
     assert_int_equal(be->alloc(st, n * sizeof(float), &b), NC_OK);

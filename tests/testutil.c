@@ -13,6 +13,24 @@ void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed) {
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * nc__rng_uniform(seed, 77, i);
 }
 
+float *tu_zeros(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+double *tu_dzeros(size_t n) {
+    double *p = calloc(n ? n : 1, sizeof(double));
+    assert_non_null(p);
+    return p;
+}
+
+float *tu_rand(size_t n, float lo, float hi, uint64_t seed) {
+    float *p = tu_zeros(n);
+    tu_fill_uniform(p, n, lo, hi, seed);
+    return p;
+}
+
 double tu_norm_err(const float *a, const float *b, size_t n) {
     double mx = 0, md = 0;
     for (size_t i = 0; i < n; i++) {

@@ -11,8 +11,18 @@
 
 /* Uniform values in [lo, hi) from a counter-based stream (seed). */
 void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
+/* calloc'ed (zeroed) arrays that fail the test when memory runs out; free() them. */
+float *tu_zeros(size_t n);
+double *tu_dzeros(size_t n);
+/* tu_zeros + tu_fill_uniform. */
+float *tu_rand(size_t n, float lo, float hi, uint64_t seed);
 /* max_i |a-b| / max(max_i |b|, tiny): the normalized error used to compare backends. */
 double tu_norm_err(const float *a, const float *b, size_t n);
+/* calloc'ed (zeroed) arrays that fail the test when memory runs out; free() them. */
+float *tu_zeros(size_t n);
+double *tu_dzeros(size_t n);
+/* tu_zeros + tu_fill_uniform. */
+float *tu_rand(size_t n, float lo, float hi, uint64_t seed);
 /* max_i |a-b| / max(|b_i|, floor) : element-wise relative error with an absolute floor. */
 double tu_max_rel_err(const float *a, const float *b, size_t n, double floor);
 /* Reads a whole file into a malloc'ed buffer (NUL-terminated); NULL on failure. */
