@@ -475,7 +475,7 @@ static nc_status parse_blob(nc_context *ctx, const char *label, unsigned char *b
     }
 
     /* the byte ranges, in order, must tile the data section: no overlap, no hole */
-    qsort(r.ranges, (size_t)f->n_tensors, sizeof *r.ranges, cmp_ranges);
+    if (f->n_tensors) qsort(r.ranges, (size_t)f->n_tensors, sizeof *r.ranges, cmp_ranges);
     uint64_t cursor = 0;
     for (int i = 0; i < f->n_tensors; i++) {
         const range *g = &r.ranges[i];
@@ -705,7 +705,7 @@ nc_status nc__st_to_f32(nc_context *ctx, const nc__st_tensor *t, float *out) {
     }                                                                                   \
     break
     switch (t->dtype) {
-    case NC__DT_F32: memcpy(out, p, n * sizeof(float)); break;
+    case NC__DT_F32: if (n) memcpy(out, p, n * sizeof(float)); break;
     case NC__DT_F16: CONVERT_EACH(uint16_t, half_to_float(v));
     case NC__DT_BF16: CONVERT_EACH(uint16_t, bf16_to_float(v));
     case NC__DT_F64: CONVERT_EACH(double, double_to_float(v));
@@ -933,8 +933,8 @@ nc_status nc__st_serialize(nc__st_writer *w, void **out, size_t *size) {
     if (!out || !size) return nc__error(ctx, NC_ERR_NULL, "nc__st_serialize: NULL out or size");
     *out = NULL;
     *size = 0;
-    qsort(w->entries, w->n_entries, sizeof *w->entries, cmp_entries);
-    qsort(w->meta, w->n_meta, sizeof *w->meta, cmp_meta);
+    if (w->n_entries) qsort(w->entries, w->n_entries, sizeof *w->entries, cmp_entries);
+    if (w->n_meta) qsort(w->meta, w->n_meta, sizeof *w->meta, cmp_meta);
 
     uint64_t data_bytes = 0;
     for (size_t i = 0; i < w->n_entries; i++) {
