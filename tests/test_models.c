@@ -706,6 +706,13 @@ static void test_models_bad_width(void **state) {
     expect_create_error(*state, &o, NC_ERR_INVALID_ARGUMENT, "width 0");
 }
 
+static void test_models_block_width_overflow(void **state) {
+    nc_model_options o = opts("resnext");
+    o.cardinality = 1 << 20;
+    o.base_width = 1 << 20;
+    expect_create_error(*state, &o, NC_ERR_INVALID_ARGUMENT, "block width 1099511627776");
+}
+
 static void test_models_bad_blocks(void **state) {
     nc_model_options o = opts("resnext");
     o.blocks[2] = -1;
@@ -945,6 +952,7 @@ int main(void) {
         T(test_models_bad_cardinality),
         T(test_models_bad_base_width),
         T(test_models_bad_width),
+        T(test_models_block_width_overflow),
         T(test_models_bad_blocks),
         T(test_models_bad_block_dropout),
         T(test_models_bad_head_dropout),

@@ -3,6 +3,7 @@
  * shapes equal torchvision's state_dict keys. Extras: small-image stem, dropout
  * inside blocks, and a grouped variant of the basic block for "resnext". */
 #include "models/models.h"
+#include "core/context.h"
 
 #include <stdio.h>
 
@@ -30,7 +31,12 @@ static nc_status block(nc_builder *b, const nc_model_options *opt, const nc__res
     nc_value v;
     const int expansion = cfg->bottleneck ? 4 : 1;
     /* torchvision: int(planes * (base_width / 64.)) * groups */
-    const int width = (int)(((int64_t)planes * cfg->width_per_group) / 64) * cfg->groups;
+    const int64_t width64 = ((int64_t)planes * cfg->width_per_group) / 64 * cfg->groups;
+    if (width64 > (1 << 24))
+        return nc__error(nc__builder_graph(b)->ctx, NC_ERR_INVALID_ARGUMENT,
+                         "%s: block width %lld (planes %d x base_width %d / 64 x cardinality %d) is too large", p,
+                         (long long)width64, planes, cfg->width_per_group, cfg->groups);
+    const int width = (int)width64;
     const int outplanes = planes * expansion;
     const float pdrop = opt->block_dropout;
 
