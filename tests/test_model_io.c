@@ -287,6 +287,87 @@ static void test_load_weights_strict_and_report(void **s) {
     nc_context_destroy(ctx);
 }
 
+/* Copies the model file at `src` to `dst`, replacing metadata `key` by `value`. */
+static void rewrite_meta(nc_context *ctx, const char *src, const char *dst, const char *key, const char *value) {
+    nc__st_file *f;
+    assert_int_equal(nc__st_read(ctx, src, &f), NC_OK);
+    nc__st_writer *w;
+    assert_int_equal(nc__st_writer_create(ctx, &w), NC_OK);
+    for (int i = 0; i < f->n_tensors; i++) {
+        const nc__st_tensor *t = &f->tensors[i];
+        assert_int_equal(nc__st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data), NC_OK);
+    }
+    for (int i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta_keys[i], key) != 0)
+            assert_int_equal(nc__st_writer_meta(w, f->meta_keys[i], f->meta_values[i]), NC_OK);
+    assert_int_equal(nc__st_writer_meta(w, key, value), NC_OK);
+    assert_int_equal(nc__st_write(w, dst), NC_OK);
+    nc__st_writer_destroy(w);
+    nc__st_close(f);
+}
+
+/* Hostile or damaged metadata is an error status, never a crash, a wrap-around or a
+ * giant allocation. */
+static void test_load_bad_metadata(void **s) {
+    (void)s;
+    nc_context *ctx = ctx_new();
+    char *good = tu_tmp_path("arch.safetensors"), *custom = tu_tmp_path("custom.safetensors"),
+         *bad = tu_tmp_path("badmeta.safetensors");
+    nc_model *m = make_arch(ctx, "simple_cnn", 3, 1, 1);
+    assert_int_equal(nc_model_save(m, good), NC_OK);
+    nc_model_destroy(m);
+    nc_builder *b;
+    nc_value x, y;
+    assert_int_equal(nc_builder_create(ctx, 1, &b, &x), NC_OK);
+    nc_builder_conv2d(b, "c", x, 2, 3, 1, 1, 1, 1, 1, &y);
+    nc_builder_batchnorm(b, "bn", y, 1e-5f, 0.1f, &y);
+    nc_builder_adaptive_avg_pool2d(b, y, 1, 1, &y);
+    nc_builder_flatten(b, y, &y);
+    assert_int_equal(nc_builder_finish(b, y, 1, 0, &m), NC_OK);
+    nc_builder_destroy(b);
+    assert_int_equal(nc_model_save(m, custom), NC_OK);
+    nc_model_destroy(m);
+
+    const struct { const char *file, *key, *value; } cases[] = {
+        {"arch", "neurc.options", "{\"num_classes\": 1e300}"},
+        {"arch", "neurc.options", "{\"num_classes\": 2.5}"},
+        {"arch", "neurc.options", "{\"width\": -4}"},
+        {"arch", "neurc.options", "{\"blocks\": [1e9, 1, 1, 1]}"},
+        {"arch", "neurc.options", "{\"head_dropout\": 1e300}"},
+        {"arch", "neurc.options", "[1, 2]"},
+        {"arch", "neurc.options", "not json"},
+        {"arch", "neurc.arch", "resnet1000"},
+        {"arch", "neurc.format_version", "99"},
+        {"arch", "neurc.class_names", "[\"a\"]"},
+        {"arch", "neurc.norm_mean", "[1e300]"},
+        {"arch", "neurc.options", "{\"head\": \"conv\"}"},
+        {"custom", "neurc.num_heads", "abc"},
+        {"custom", "neurc.num_heads", "99999999999999999999"},
+        {"custom", "neurc.graph", "{\"nodes\": 3}"},
+        {"custom", "neurc.graph", "{\"in_channels\": 1, \"output\": 1, \"nodes\": [{\"op\": \"relu\", \"name\": \"r\", \"inputs\": [5]}]}"},
+        {"custom", "neurc.graph", "{\"in_channels\": 1, \"output\": 1, \"nodes\": [{\"op\": \"warp\", \"name\": \"r\", \"inputs\": [0]}]}"},
+        {"custom", "neurc.graph", "{\"in_channels\": 1, \"output\": 9, \"nodes\": [{\"op\": \"relu\", \"name\": \"r\", \"inputs\": [0]}]}"},
+        {"custom", "neurc.graph", "{\"in_channels\": 1e99, \"output\": 1, \"nodes\": []}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rewrite_meta(ctx, strcmp(cases[i].file, "arch") == 0 ? good : custom, bad, cases[i].key, cases[i].value);
+        nc_model *r = (nc_model *)&r;
+        nc_status st = nc_model_load(ctx, bad, &r);
+        print_message("  %-20s %-40.40s -> %s: %s\n", cases[i].key, cases[i].value, nc_status_str(st),
+                      nc_context_last_error(ctx));
+        assert_true(st == NC_ERR_FORMAT || st == NC_ERR_INVALID_ARGUMENT || st == NC_ERR_NOT_FOUND);
+        assert_null(r);
+        assert_non_null(strstr(nc_context_last_error(ctx), bad));
+    }
+    unlink(good);
+    unlink(custom);
+    unlink(bad);
+    free(good);
+    free(custom);
+    free(bad);
+    nc_context_destroy(ctx);
+}
+
 static void test_save_errors(void **s) {
     (void)s;
     nc_context *ctx = ctx_new();
@@ -307,6 +388,7 @@ int main(void) {
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_load_truncated_and_corrupt),
         cmocka_unit_test(test_load_weights_strict_and_report),
+        cmocka_unit_test(test_load_bad_metadata),
         cmocka_unit_test(test_save_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

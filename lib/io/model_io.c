@@ -8,6 +8,8 @@
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,14 +173,25 @@ fail:
 
 /* ---------------------------------------------------------------------- load */
 
+/* The integer `key` of o; def when absent; INT_MIN (rejected by every validator)
+ * when it is not an integer that fits an int. */
 static int json_int(const cJSON *o, const char *key, int def) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (int)v->valuedouble : def;
+    if (!v) return def;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= INT_MIN + 1.0 && v->valuedouble <= INT_MAX) ||
+        v->valuedouble != floor(v->valuedouble))
+        return INT_MIN;
+    return (int)v->valuedouble;
+}
+
+/* A float-sized number (NaN, rejected by the validators, when it is not one). */
+static double as_float_range(const cJSON *v) {
+    return cJSON_IsNumber(v) && fabs(v->valuedouble) <= FLT_MAX ? v->valuedouble : NAN;
 }
 
 static double json_num(const cJSON *o, const char *key, double def) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : def;
+    return v ? as_float_range(v) : def;
 }
 
 static nc_status create_from_options(nc_context *ctx, const char *path, const char *arch, const char *text,
@@ -191,23 +204,33 @@ static nc_status create_from_options(nc_context *ctx, const char *path, const ch
     nc_model_options o;
     nc_model_options_init(&o);
     o.arch = arch;
-    o.num_classes = json_int(j, "num_classes", o.num_classes);
-    o.in_channels = json_int(j, "in_channels", o.in_channels);
-    o.num_heads = json_int(j, "num_heads", o.num_heads);
-    o.cardinality = json_int(j, "cardinality", o.cardinality);
-    o.base_width = json_int(j, "base_width", o.base_width);
+    struct { const char *key; int *dst; } ints[] = {
+        {"num_classes", &o.num_classes}, {"in_channels", &o.in_channels}, {"num_heads", &o.num_heads},
+        {"cardinality", &o.cardinality}, {"base_width", &o.base_width},   {"bottleneck", &o.bottleneck},
+        {"small_input", &o.small_input}, {"width", &o.width}};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        *ints[i].dst = json_int(j, ints[i].key, *ints[i].dst);
+        if (*ints[i].dst == INT_MIN) {
+            cJSON_Delete(j);
+            return nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options': '%s' is not an integer", path,
+                             ints[i].key);
+        }
+    }
     const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(j, "blocks");
     for (int i = 0; i < 4 && cJSON_IsArray(blocks); i++) {
         const cJSON *b = cJSON_GetArrayItem(blocks, i);
-        if (cJSON_IsNumber(b)) o.blocks[i] = (int)b->valuedouble;
+        if (b) o.blocks[i] = cJSON_IsNumber(b) && b->valuedouble >= 0 && b->valuedouble <= 1e6 ? (int)b->valuedouble : -1;
     }
-    o.bottleneck = json_int(j, "bottleneck", o.bottleneck);
     o.block_dropout = (float)json_num(j, "block_dropout", o.block_dropout);
     o.head_dropout = (float)json_num(j, "head_dropout", o.head_dropout);
     const cJSON *head = cJSON_GetObjectItemCaseSensitive(j, "head");
     if (cJSON_IsString(head)) o.head = strcmp(head->valuestring, "mlp") == 0 ? NC_HEAD_MLP : NC_HEAD_LINEAR;
-    o.small_input = json_int(j, "small_input", o.small_input);
-    o.width = json_int(j, "width", o.width);
+    if (head && !(cJSON_IsString(head) && (strcmp(head->valuestring, "mlp") == 0 ||
+                                           strcmp(head->valuestring, "linear") == 0))) {
+        cJSON_Delete(j);
+        return nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options': 'head' must be \"linear\" or \"mlp\"",
+                         path);
+    }
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
     if (cJSON_IsString(seed)) o.seed = strtoull(seed->valuestring, NULL, 10);
     cJSON_Delete(j);
@@ -246,7 +269,7 @@ static nc_status create_from_graph(nc_context *ctx, const char *path, const char
         if (!cJSON_IsString(op) || !cJSON_IsString(nm) || n_in < 1 || n_in > 256) goto bad;
         for (int k = 0; k < n_in; k++) {
             const cJSON *v = cJSON_GetArrayItem(inputs, k);
-            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= i) goto bad;
+            if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < i)) goto bad;
             in[k] = ids[(int)v->valuedouble];
         }
         const char *name = nm->valuestring;
@@ -386,11 +409,11 @@ static nc_status json_floats(nc_context *ctx, const char *path, const char *key,
     if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != n)
         st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata '%s' must be an array of %d numbers", path, key, n);
     for (int i = 0; st == NC_OK && i < n; i++) {
-        const cJSON *v = cJSON_GetArrayItem(j, i);
-        if (!cJSON_IsNumber(v))
+        double v = as_float_range(cJSON_GetArrayItem(j, i));
+        if (isnan(v))
             st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata '%s' must be an array of %d numbers", path, key, n);
         else
-            out[i] = (float)v->valuedouble;
+            out[i] = (float)v;
     }
     cJSON_Delete(j);
     return st;
@@ -422,6 +445,9 @@ static nc_status load_metadata(nc_model *m, const nc__st_file *f, const char *pa
         cJSON_Delete(j);
     }
     const char *mean = nc__st_meta(f, "neurc.norm_mean"), *sd = nc__st_meta(f, "neurc.norm_std");
+    if (st == NC_OK && (mean != NULL) != (sd != NULL))
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata has one of 'neurc.norm_mean' and 'neurc.norm_std' but not both",
+                       path);
     if (st == NC_OK && mean && sd) {
         int c = m->graph->in_channels;
         float *buf = nc__alloc(ctx, 2 * (size_t)c * sizeof(float));
@@ -461,7 +487,13 @@ nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
             st = nc__error(ctx, NC_ERR_FORMAT, "%s: custom model without 'neurc.graph' metadata", path);
             goto fail;
         }
-        NC_CHECK(create_from_graph(ctx, path, graph, atoi(heads), &m));
+        char *end;
+        long nh = strtol(heads, &end, 10);
+        if (*end || nh < 1 || nh > INT_MAX) {
+            st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.num_heads' is not a positive integer", path);
+            goto fail;
+        }
+        NC_CHECK(create_from_graph(ctx, path, graph, (int)nh, &m));
     } else {
         const char *opts = nc__st_meta(f, "neurc.options");
         if (!opts) {
