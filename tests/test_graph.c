@@ -440,6 +440,12 @@ static void test_builder_concat_zero_count(void **state) {
     expect_error(f, nc_builder_concat(f->b, xs, 0, &y), NC_ERR_INVALID_ARGUMENT, "count 0");
 }
 
+static void test_builder_concat_too_many(void **state) {
+    fx *f = *state;
+    nc_value y, xs[257] = {0};
+    expect_error(f, nc_builder_concat(f->b, xs, 257, &y), NC_ERR_INVALID_ARGUMENT, "count 257");
+}
+
 static void test_builder_concat_needs_2d(void **state) {
     fx *f = *state;
     nc_value y, xs[2];
@@ -791,6 +797,7 @@ int main(void) {
         T(test_builder_flatten_features),
         T(test_builder_concat_null_list),
         T(test_builder_concat_zero_count),
+        T(test_builder_concat_too_many),
         T(test_builder_concat_needs_2d),
         T(test_builder_concat_features),
         T(test_builder_sticky_error),

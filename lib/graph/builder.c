@@ -634,7 +634,8 @@ nc_status nc_builder_concat(nc_builder *b, const nc_value *xs, int count, nc_val
     if (st != NC_OK) return st;
     auto_name(b->g, "concat", name, sizeof name);
     if (!xs) return bfail(b, NC_ERR_NULL, "%s: NULL value list", name);
-    if (count < 1) return bfail(b, NC_ERR_INVALID_ARGUMENT, "%s: count %d must be >= 1", name, count);
+    if (count < 1 || count > NC__MAX_CONCAT)
+        return bfail(b, NC_ERR_INVALID_ARGUMENT, "%s: count %d must be in [1, %d]", name, count, NC__MAX_CONCAT);
     int64_t f = 0;
     for (int i = 0; i < count; i++) {
         if ((st = check_value(b, xs[i], name)) != NC_OK) return st;

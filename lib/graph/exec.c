@@ -59,9 +59,6 @@ static nc__linear_desc linear_desc(const nc__plan *p, int i) {
 
 static uint64_t node_seed(const nc__plan *p, int i) { return nc__rng_u64(p->dropout_seed, 0x64726f70ull, (uint64_t)i); }
 
-/* Widths and pointers of a concat node's inputs; n_inputs <= count. */
-#define NC__CONCAT_MAX 256
-
 nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t dropout_seed) {
     nc_context *ctx = p->m->ctx;
     const nc__backend *be = ctx->backend;
@@ -117,8 +114,8 @@ nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t d
             break;
         case NC__OP_FLATTEN: st = be->flatten_forward(bs, &p->shapes[nd->inputs[0]], y, x0); break;
         case NC__OP_CONCAT: {
-            int64_t widths[NC__CONCAT_MAX];
-            const void *xs[NC__CONCAT_MAX];
+            int64_t widths[NC__MAX_CONCAT];
+            const void *xs[NC__MAX_CONCAT];
             for (int k = 0; k < nd->n_inputs; k++) {
                 widths[k] = p->shapes[nd->inputs[k]].d[1];
                 xs[k] = val(p, nd->inputs[k]);
@@ -208,8 +205,8 @@ nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
             if (dx) st = be->flatten_backward(bs, &p->shapes[in0], dx, dy);
             break;
         case NC__OP_CONCAT: {
-            int64_t widths[NC__CONCAT_MAX];
-            void *dxs[NC__CONCAT_MAX];
+            int64_t widths[NC__MAX_CONCAT];
+            void *dxs[NC__MAX_CONCAT];
             for (int k = 0; k < nd->n_inputs; k++) {
                 widths[k] = p->shapes[nd->inputs[k]].d[1];
                 dxs[k] = grad(p, nd->inputs[k]);

@@ -65,6 +65,7 @@ typedef struct nc__linear_attr { int64_t out_features; int bias; } nc__linear_at
 typedef struct nc__dropout_attr { float p; } nc__dropout_attr;
 
 #define NC__MAX_NODE_TENSORS 5
+#define NC__MAX_CONCAT 256      /* inputs of one concat node */
 
 typedef struct nc__node {
     nc__op op;

@@ -265,8 +265,8 @@ static nc_status create_from_graph(nc_context *ctx, const char *path, const char
         const cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op"), *nm = cJSON_GetObjectItemCaseSensitive(o, "name");
         const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(o, "inputs");
         int n_in = cJSON_IsArray(inputs) ? cJSON_GetArraySize(inputs) : 0;
-        nc_value in[256];
-        if (!cJSON_IsString(op) || !cJSON_IsString(nm) || n_in < 1 || n_in > 256) goto bad;
+        nc_value in[NC__MAX_CONCAT];
+        if (!cJSON_IsString(op) || !cJSON_IsString(nm) || n_in < 1 || n_in > NC__MAX_CONCAT) goto bad;
         for (int k = 0; k < n_in; k++) {
             const cJSON *v = cJSON_GetArrayItem(inputs, k);
             if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < i)) goto bad;
