@@ -390,6 +390,221 @@ NC_API nc_status nc_trainer_set_lr(nc_trainer *trainer, float lr);
 /// Steps taken so far.
 NC_API int64_t nc_trainer_num_steps(const nc_trainer *trainer);
 
+
+/* ------------------------------------------------------------------- images */
+
+/** An image: `channels` planes of `height` x `width` float32 values in [0, 1]
+ *  (planar CHW), as decoded from a PNG (8- and 16-bit kept at full precision). */
+typedef struct nc_image nc_image;
+
+/// Creates a zero-filled image. Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT
+/// (a size < 1), NC_ERR_LIMIT (over 2^31 values), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_image_create(nc_context *ctx, int channels, int height, int width, nc_image **out);
+NC_API void nc_image_destroy(nc_image *img);
+NC_API int nc_image_width(const nc_image *img);     /* 0 for NULL */
+NC_API int nc_image_height(const nc_image *img);    /* 0 for NULL */
+NC_API int nc_image_channels(const nc_image *img);  /* 0 for NULL */
+/// Bit depth of the file the image came from (8 or 16; 1/2/4-bit files report 8);
+/// 0 for images made in memory.
+NC_API int nc_image_bit_depth(const nc_image *img);
+/// The pixels, channels x height x width floats (borrowed: valid until destroy).
+NC_API float *nc_image_data(nc_image *img);
+NC_API const float *nc_image_const_data(const nc_image *img);
+
+/** Limits checked against a PNG's header before anything is allocated. */
+typedef struct nc_png_limits {
+    size_t struct_size;
+    int64_t max_width;   /* default 32768 */
+    int64_t max_height;  /* default 32768 */
+    int64_t max_pixels;  /* width * height; default 1 << 28 */
+} nc_png_limits;
+
+NC_API void nc_png_limits_init(nc_png_limits *lim);
+
+/// Decodes a PNG file: gray -> 1 channel, gray+alpha -> 2, RGB -> 3, RGBA -> 4,
+/// palette -> RGB (RGBA when it has transparency); 1/2/4/8/16-bit; interlaced too.
+/// Values are scaled to [0, 1] by 255 or 65535 (16-bit keeps all 16 bits). lim NULL =
+/// defaults. Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (missing/unreadable: path and
+/// errno text), NC_ERR_FORMAT (not a PNG, truncated, corrupt: libpng's message),
+/// NC_ERR_LIMIT (over a limit), NC_ERR_OUT_OF_MEMORY, NC_ERR_UNSUPPORTED (built
+/// without libpng).
+NC_API nc_status nc_png_read(nc_context *ctx, const char *path, const nc_png_limits *lim, nc_image **out);
+/// Same from `size` bytes in memory (not kept).
+NC_API nc_status nc_png_read_memory(nc_context *ctx, const void *data, size_t size, const nc_png_limits *lim,
+                                    nc_image **out);
+/// Writes img as a PNG of bit_depth 8 or 16 (values clamped to [0, 1] and rounded);
+/// 1..4 channels become gray, gray+alpha, RGB, RGBA. Written atomically.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bit depth, channel count),
+/// NC_ERR_IO, NC_ERR_OUT_OF_MEMORY, NC_ERR_UNSUPPORTED (no libpng).
+NC_API nc_status nc_png_write(nc_context *ctx, const char *path, const nc_image *img, int bit_depth);
+
+/* ----------------------------------------------------------------- datasets */
+
+typedef struct nc_dataset nc_dataset;
+
+typedef struct nc_dataset_options {
+    size_t struct_size;
+    nc_png_limits limits;          /* for every decoded file */
+    const char *image_columns;     /* CSV: image columns stacked as channels, in order,
+                                      comma-separated; NULL = "image" */
+    const char *optional_column;   /* CSV: an image column that may be empty or name a
+                                      missing file; its channels are zero then, and a
+                                      0/1 "present" channel is appended; NULL = none */
+    const char *label_columns;     /* CSV: one label column per head, comma-separated;
+                                      NULL = "label" */
+    const char *base_dir;          /* CSV: relative paths are relative to this;
+                                      NULL = the manifest's directory */
+} nc_dataset_options;
+
+NC_API void nc_dataset_options_init(nc_dataset_options *opt);
+
+/// A folder with one subfolder per class (names sorted like torchvision's
+/// ImageFolder), PNG files inside (sorted by name). opt may be NULL.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (missing/unreadable folder), NC_ERR_NOT_FOUND
+/// (no class folders or no images), NC_ERR_FORMAT, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_dataset_open_folder(nc_context *ctx, const char *root, const nc_dataset_options *opt,
+                                        nc_dataset **out);
+/// A CSV manifest with a header row (RFC 4180 quoting); see docs/data.md. Labels of
+/// a column that are all non-negative integers are class indices (classes 0..max);
+/// otherwise the sorted distinct strings are the classes. Errors name file and line.
+NC_API nc_status nc_dataset_open_csv(nc_context *ctx, const char *manifest, const nc_dataset_options *opt,
+                                     nc_dataset **out);
+/// MNIST-style IDX pair (images u8 N x H x W, labels u8 N), gzip-compressed or not.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT (bad magic, dimensions,
+/// sizes, truncated), NC_ERR_LIMIT, NC_ERR_OUT_OF_MEMORY, NC_ERR_UNSUPPORTED (no zlib).
+NC_API nc_status nc_dataset_open_idx(nc_context *ctx, const char *images, const char *labels,
+                                     nc_dataset **out);
+NC_API void nc_dataset_destroy(nc_dataset *ds);
+
+NC_API int64_t nc_dataset_size(const nc_dataset *ds);        /* samples; 0 for NULL */
+NC_API int nc_dataset_num_heads(const nc_dataset *ds);       /* label columns; 0 for NULL */
+NC_API int nc_dataset_num_classes(const nc_dataset *ds, int head);
+/// Class name (borrowed, lives as long as the dataset); NULL when out of range.
+NC_API const char *nc_dataset_class_name(const nc_dataset *ds, int head, int cls);
+/// Channels of every sample (stacked files + indicator); 0 for NULL.
+NC_API int nc_dataset_channels(const nc_dataset *ds);
+/// The first file of sample i (borrowed), or "<idx>:i" style text for IDX; NULL out of range.
+NC_API const char *nc_dataset_path(const nc_dataset *ds, int64_t i);
+/// Labels of sample i, one per head.
+NC_API nc_status nc_dataset_labels(const nc_dataset *ds, int64_t i, int32_t *labels);
+/// Decodes sample i (files stacked as channels). Caller owns *out. Errors name the
+/// file: NC_ERR_IO, NC_ERR_FORMAT, NC_ERR_LIMIT, NC_ERR_SHAPE (stacked files of
+/// different sizes), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_dataset_get(nc_dataset *ds, int64_t i, nc_image **out);
+/// counts[num_classes(head)] samples per class.
+NC_API nc_status nc_dataset_class_counts(const nc_dataset *ds, int head, int64_t *counts);
+/// weights[num_classes(head)] = n / (num_classes * count) ("balanced"; 0 for an
+/// absent class).
+NC_API nc_status nc_dataset_class_weights(const nc_dataset *ds, int head, float *weights);
+
+/* --------------------------------------------------------------- transforms */
+
+typedef struct nc_transform nc_transform;
+
+/// An empty pipeline (identity). Steps run in the order they are added. Random steps
+/// draw from (seed, epoch, sample index) only, so results never depend on threads.
+NC_API nc_status nc_transform_create(nc_context *ctx, nc_transform **out);
+NC_API void nc_transform_destroy(nc_transform *t);
+/// Bilinear resize (torchvision antialias=False). width 0 = resize the shorter side to
+/// `height` keeping the aspect ratio (torchvision Resize(int)).
+NC_API nc_status nc_transform_add_resize(nc_transform *t, int height, int width);
+NC_API nc_status nc_transform_add_center_crop(nc_transform *t, int height, int width);
+/// torchvision RandomResizedCrop (10 tries, then a center crop fallback), bilinear.
+NC_API nc_status nc_transform_add_random_resized_crop(nc_transform *t, int height, int width, float scale_min,
+                                                      float scale_max, float ratio_min, float ratio_max);
+NC_API nc_status nc_transform_add_hflip(nc_transform *t, float p);
+NC_API nc_status nc_transform_add_vflip(nc_transform *t, float p);
+/// Rotation by an angle uniform in [-degrees, degrees] about the center, bilinear,
+/// zero fill.
+NC_API nc_status nc_transform_add_rotation(nc_transform *t, float degrees);
+/// Random affine: translation up to (translate_x*W, translate_y*H), scale uniform in
+/// [scale_min, scale_max], bilinear, zero fill.
+NC_API nc_status nc_transform_add_affine(nc_transform *t, float translate_x, float translate_y,
+                                         float scale_min, float scale_max);
+/// torchvision ColorJitter factors (0 = off); saturation and hue apply to 3-channel
+/// images only, brightness and contrast to any channel count.
+NC_API nc_status nc_transform_add_color_jitter(nc_transform *t, float brightness, float contrast,
+                                               float saturation, float hue);
+/// torchvision RandomErasing (value filled into the erased box).
+NC_API nc_status nc_transform_add_random_erasing(nc_transform *t, float p, float scale_min, float scale_max,
+                                                 float ratio_min, float ratio_max, float value);
+/// (x - mean[c]) / std[c] for `channels` channels (copied).
+NC_API nc_status nc_transform_add_normalize(nc_transform *t, const float *mean, const float *std, int channels);
+/// Output size for an input of in_h x in_w.
+NC_API nc_status nc_transform_output_size(const nc_transform *t, int in_h, int in_w, int *out_h, int *out_w);
+/// Applies the pipeline; *out is new (the caller owns it). Thread-safe for one
+/// transform used from several threads (it is read-only once built).
+NC_API nc_status nc_transform_apply(const nc_transform *t, nc_context *ctx, const nc_image *in, uint64_t seed,
+                                    uint64_t epoch, uint64_t index, nc_image **out);
+/// The seeds' training recipe at `size`: RandomResizedCrop(size, scale (0.7, 1)),
+/// horizontal flip 0.5, rotation 20, color jitter (0.2, 0.2, 0.2, 0.05), affine
+/// (translate 0.1, scale 0.9-1.1), random erasing p 0.2, normalize (mean/std of
+/// `channels` values; NULL = ImageNet's for 3 channels, 0.5/0.5 otherwise).
+NC_API nc_status nc_transform_preset_train(nc_context *ctx, int size, int channels, const float *mean,
+                                           const float *std, nc_transform **out);
+/// Eval recipe: Resize(resize) (shorter side), CenterCrop(size), normalize as above.
+NC_API nc_status nc_transform_preset_eval(nc_context *ctx, int resize, int size, int channels, const float *mean,
+                                          const float *std, nc_transform **out);
+/// Per-channel mean and std over samples indices[0..count) (all when indices is
+/// NULL) of a dataset, optionally after a transform (NULL = raw); mean/std[channels].
+NC_API nc_status nc_dataset_channel_stats(nc_dataset *ds, const int64_t *indices, int64_t count,
+                                          const nc_transform *t, float *mean, float *std);
+
+/* ------------------------------------------------------------------- splits */
+
+/// Stratified split by the fractions train/val/test (summing to 1; e.g. 0.7, 0.15,
+/// 0.15) of labels[n]: assign[i] = 0 (train), 1 (val) or 2 (test). Each class is
+/// shuffled with `seed` and cut by the fractions (largest remainders), so every
+/// class's counts are within 1 of exact. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT.
+NC_API nc_status nc_split_stratified(nc_context *ctx, const int32_t *labels, int64_t n, float train, float val,
+                                     float test, uint64_t seed, int8_t *assign);
+/// Stratified k-fold: fold[i] in [0, k); each class dealt round-robin over the folds
+/// after a seeded shuffle, so fold sizes per class differ by at most 1.
+NC_API nc_status nc_split_kfold(nc_context *ctx, const int32_t *labels, int64_t n, int k, uint64_t seed,
+                                int32_t *fold);
+
+/* ------------------------------------------------------------------- loader */
+
+typedef struct nc_loader nc_loader;
+
+typedef struct nc_loader_options {
+    size_t struct_size;
+    int batch_size;          /* default 32 */
+    int shuffle;             /* reshuffle every epoch from (seed, epoch); default 1 */
+    int drop_last;           /* drop a final partial batch; default 0 */
+    int workers;             /* decoding threads; 0 = decode in nc_loader_next; default 2 */
+    int prefetch;            /* batches decoded ahead (bounds memory); default 2 */
+    uint64_t seed;           /* shuffling and augmentation; default 0 */
+    const int64_t *indices;  /* the samples to use (copied), NULL = all */
+    int64_t num_indices;
+} nc_loader_options;
+
+/** A batch: host NCHW float32 and int32 labels (n x heads); borrowed until the next
+ *  nc_loader_next / nc_loader_start_epoch / destroy. */
+typedef struct nc_batch {
+    const float *x;
+    const int32_t *labels;
+    const int64_t *indices;  /* dataset index of each sample */
+    int n, c, h, w, heads;
+} nc_batch;
+
+NC_API void nc_loader_options_init(nc_loader_options *opt);
+/// Creates a loader over ds (and transform t, may be NULL: samples must then share one
+/// size). ds and t must outlive the loader. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_loader_create(nc_dataset *ds, const nc_transform *t, const nc_loader_options *opt,
+                                  nc_loader **out);
+/// Starts epoch `epoch` (shuffle order and augmentation draw from it); stops and
+/// discards the work of a running epoch.
+NC_API nc_status nc_loader_start_epoch(nc_loader *l, int64_t epoch);
+/// Next batch of the epoch; out->n == 0 at the end of the epoch. A sample that fails
+/// to decode returns its status with the file named in the message.
+NC_API nc_status nc_loader_next(nc_loader *l, nc_batch *out);
+NC_API int64_t nc_loader_num_batches(const nc_loader *l);
+/// Stops the workers (also mid-epoch) and frees everything; NULL-safe.
+NC_API void nc_loader_destroy(nc_loader *l);
+
 #ifdef __cplusplus
 }
 #endif

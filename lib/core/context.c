@@ -3,6 +3,7 @@
  * There is no global mutable state: everything hangs off the context. */
 #include "core/context.h"
 #include "nc_config.h"
+#include "data/data.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -184,9 +185,21 @@ nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
     return NC_OK;
 }
 
+nc_status nc__context_create_child(nc_context *parent, nc_context **out) {
+    nc_context *ctx = parent->opt.allocator.alloc(parent->opt.allocator.user, sizeof *ctx, NC__ALIGN);
+    if (!ctx) return nc__error(parent, NC_ERR_OUT_OF_MEMORY, "worker context: out of memory");
+    memset(ctx, 0, sizeof *ctx);
+    ctx->opt = parent->opt;
+    ctx->kind = parent->kind;
+    ctx->num_threads = 1;
+    ctx->is_child = 1;
+    *out = ctx;
+    return NC_OK;
+}
+
 void nc_context_destroy(nc_context *ctx) {
     if (!ctx) return;
-    if (ctx->backend && ctx->backend->destroy) ctx->backend->destroy(ctx->backend_state);
+    if (!ctx->is_child && ctx->backend && ctx->backend->destroy) ctx->backend->destroy(ctx->backend_state);
     ctx->opt.allocator.free(ctx->opt.allocator.user, ctx);
 }
 

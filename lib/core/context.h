@@ -17,6 +17,7 @@ struct nc_context {
     const nc__backend *backend;    /* function table of `kind` */
     void *backend_state;           /* owned, from backend->init */
     int num_threads;               /* resolved (>= 1) */
+    int is_child;                  /* worker context: no backend state of its own */
     char error[NC__ERROR_TEXT];    /* last error message */
 };
 
