@@ -23,6 +23,8 @@ nc_status nc__image_alloc(nc_context *ctx, int channels, int height, int width, 
 /* Decodes sample i of ds with errors reported to `ctx` (not ds's context): safe to
  * call from several threads at once on one dataset. */
 nc_status nc__dataset_read(nc_dataset *ds, nc_context *ctx, int64_t i, nc_image **out);
+/* The context the dataset was opened with (loaders report through it). */
+nc_context *nc__dataset_context(const nc_dataset *ds);
 /* Labels of sample i without touching any context (i in range). */
 const int32_t *nc__dataset_labels_ptr(const nc_dataset *ds, int64_t i);
 
