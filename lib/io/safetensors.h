@@ -12,6 +12,13 @@
 
 #define NC__ST_MAX_HEADER (100u * 1024u * 1024u) /* 100 MB, as the reference implementation */
 #define NC__ST_MAX_DIMS 8
+#define NC__ST_MAX_EXACT_INT 9007199254740992.0 /* 2^53: the largest integer a double holds exactly */
+#define NC__ST_NAME_SHOWN 200                   /* tensor names are cut to this in messages */
+
+/* Shared by reader and writer: host byte order, and the offset of the first byte
+ * that breaks UTF-8 in s[0..n) (n when valid). */
+int nc__st_host_little_endian(void);
+size_t nc__st_utf8_invalid_at(const unsigned char *s, size_t n);
 
 typedef enum nc__dtype {
     NC__DT_F32 = 0, NC__DT_F16, NC__DT_BF16, NC__DT_F64,
