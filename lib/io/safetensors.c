@@ -1,5 +1,5 @@
-/* safetensors.c — reader and writer of the safetensors format (see safetensors.h).
- * The reader treats a file as hostile: every number in the header is checked before
+/* safetensors.c — reader of the safetensors format (see safetensors.h; the writer is
+ * safetensors_write.c). The reader treats a file as hostile: every number in the header is checked before
  * it is used, and the whole file is validated before any tensor is handed out. */
 #include "io/safetensors.h"
 #include "core/context.h"
