@@ -422,17 +422,20 @@ typedef struct nc_png_limits {
 NC_API void nc_png_limits_init(nc_png_limits *lim);
 
 /// Decodes a PNG file: gray -> 1 channel, gray+alpha -> 2, RGB -> 3, RGBA -> 4,
-/// palette -> RGB (RGBA when it has transparency); 1/2/4/8/16-bit; interlaced too.
-/// Values are scaled to [0, 1] by 255 or 65535 (16-bit keeps all 16 bits). lim NULL =
-/// defaults. Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (missing/unreadable: path and
-/// errno text), NC_ERR_FORMAT (not a PNG, truncated, corrupt: libpng's message),
-/// NC_ERR_LIMIT (over a limit), NC_ERR_OUT_OF_MEMORY, NC_ERR_UNSUPPORTED (built
-/// without libpng).
+/// palette -> RGB (RGBA when it has transparency); gray or RGB with a tRNS colour key
+/// gain an alpha channel (2 or 4 channels); 1/2/4/8/16-bit; interlaced too. Values are
+/// scaled to [0, 1] by 255 or 65535 (16-bit keeps all 16 bits). lim NULL = defaults.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad limits struct_size or a
+/// limit < 1), NC_ERR_IO (missing/unreadable: path and errno text), NC_ERR_FORMAT (not
+/// a PNG, truncated, corrupt: libpng's message), NC_ERR_LIMIT (over a limit, checked
+/// before allocating; also a file larger than 2*(max_pixels*8 + max_height) + 64 MiB),
+/// NC_ERR_OUT_OF_MEMORY, NC_ERR_UNSUPPORTED (built without libpng).
 NC_API nc_status nc_png_read(nc_context *ctx, const char *path, const nc_png_limits *lim, nc_image **out);
 /// Same from `size` bytes in memory (not kept).
 NC_API nc_status nc_png_read_memory(nc_context *ctx, const void *data, size_t size, const nc_png_limits *lim,
                                     nc_image **out);
-/// Writes img as a PNG of bit_depth 8 or 16 (values clamped to [0, 1] and rounded);
+/// Writes img as a PNG of bit_depth 8 or 16 (values clamped to [0, 1] and rounded,
+/// NaN written as 0);
 /// 1..4 channels become gray, gray+alpha, RGB, RGBA. Written atomically.
 /// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bit depth, channel count),
 /// NC_ERR_IO, NC_ERR_OUT_OF_MEMORY, NC_ERR_UNSUPPORTED (no libpng).
