@@ -101,9 +101,11 @@ typedef enum nc_backend_kind {
     NC_BACKEND_CUDA = 3    /* cuDNN + own CUDA kernels (build option `cudnn`) */
 } nc_backend_kind;
 
-/** Allocator hooks: every host allocation the library keeps goes through them (two
- *  kinds of short-lived scratch do not: the reference kernels' packing buffers and
- *  the JSON parser's trees while a file header is read or written).
+/** Allocator hooks: every host allocation the library keeps goes through them. Three
+ *  kinds of short-lived scratch do not: the reference kernels' packing buffers, the
+ *  JSON parser's trees while a file header is read or written, and libpng's / zlib's
+ *  own internal buffers while a file is decoded. With loader workers, the hooks are
+ *  called from several threads at once.
  *  alloc returns memory aligned to at least `align` (a power of two <= 4096) or NULL. */
 typedef struct nc_allocator {
     void *(*alloc)(void *user, size_t size, size_t align);
@@ -462,14 +464,21 @@ typedef struct nc_dataset_options {
 NC_API void nc_dataset_options_init(nc_dataset_options *opt);
 
 /// A folder with one subfolder per class (names sorted like torchvision's
-/// ImageFolder), PNG files inside (sorted by name). opt may be NULL.
-/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (missing/unreadable folder), NC_ERR_NOT_FOUND
-/// (no class folders or no images), NC_ERR_FORMAT, NC_ERR_OUT_OF_MEMORY.
+/// ImageFolder), PNG files inside (sorted by name; subfolders of a class folder are
+/// not searched). The first image is decoded at open to learn the channel count.
+/// opt may be NULL. Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad
+/// struct_size), NC_ERR_IO (missing/unreadable folder), NC_ERR_NOT_FOUND (no class
+/// folders or no images), NC_ERR_FORMAT, NC_ERR_LIMIT, NC_ERR_UNSUPPORTED (no libpng),
+/// NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_dataset_open_folder(nc_context *ctx, const char *root, const nc_dataset_options *opt,
                                         nc_dataset **out);
 /// A CSV manifest with a header row (RFC 4180 quoting); see docs/data.md. Labels of
 /// a column that are all non-negative integers are class indices (classes 0..max);
-/// otherwise the sorted distinct strings are the classes. Errors name file and line.
+/// otherwise the sorted distinct strings are the classes. Every required file must
+/// exist at open. Errors name file and line: NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT
+/// (unknown column), NC_ERR_IO, NC_ERR_FORMAT (syntax, field count, empty label),
+/// NC_ERR_NOT_FOUND (missing file, no rows), NC_ERR_LIMIT, NC_ERR_UNSUPPORTED,
+/// NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_dataset_open_csv(nc_context *ctx, const char *manifest, const nc_dataset_options *opt,
                                      nc_dataset **out);
 /// MNIST-style IDX pair (images u8 N x H x W, labels u8 N), gzip-compressed or not.

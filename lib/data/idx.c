@@ -1,0 +1,248 @@
+/* idx.c — MNIST / Fashion-MNIST IDX files (images u8 N x H x W, labels u8 N), plain
+ * or gzip-compressed (zlib reads both transparently). Headers are checked before
+ * anything is allocated and sizes must match exactly; the u8 pixels stay in memory
+ * and a sample is decoded to 1 x H x W floats / 255 when asked for. */
+#include "data/dataset.h"
+#include "data/data.h"
+#include "core/context.h"
+#include "nc_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#if HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+#define IDX_MAX_BYTES ((uint64_t)INT32_MAX) /* payload limit: just under 2 GiB */
+#define READ_CHUNK ((size_t)1 << 30)
+
+typedef struct idx_file {
+    nc_context *ctx;
+    const char *path;
+#if HAVE_ZLIB
+    gzFile gz;
+#else
+    FILE *f;
+#endif
+} idx_file;
+
+static nc_status idx_open(nc_context *ctx, const char *path, idx_file *f) {
+    f->ctx = ctx;
+    f->path = path;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || S_ISDIR(sb.st_mode)) {
+        int e = S_ISDIR(sb.st_mode) ? EISDIR : errno;
+        close(fd);
+        return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(e));
+    }
+#if HAVE_ZLIB
+    f->gz = gzdopen(fd, "rb");
+    if (!f->gz) {
+        close(fd);
+        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    }
+    gzbuffer(f->gz, 1 << 17);
+#else
+    unsigned char sig[2] = {0, 0};
+    ssize_t got = read(fd, sig, 2);
+    if (got == 2 && sig[0] == 0x1f && sig[1] == 0x8b) {
+        close(fd);
+        return nc__error(ctx, NC_ERR_UNSUPPORTED,
+                         "%s: gzip-compressed, but this build of neurc has no zlib (gunzip it first)",
+                         path);
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    f->f = fdopen(fd, "rb");
+    if (!f->f) {
+        close(fd);
+        return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+#endif
+    return NC_OK;
+}
+
+static void idx_close(idx_file *f) {
+#if HAVE_ZLIB
+    if (f->gz) gzclose(f->gz);
+    f->gz = NULL;
+#else
+    if (f->f) fclose(f->f);
+    f->f = NULL;
+#endif
+}
+
+/* Reads up to n bytes into buf; *got is how many arrived before the end of the data.
+ * A gzip stream that ends early counts as the end of the data (the caller reports
+ * the shortfall); read errors and corrupt streams are errors. */
+static nc_status idx_read(idx_file *f, void *buf, size_t n, size_t *got) {
+    unsigned char *p = buf;
+    *got = 0;
+    while (*got < n) {
+        size_t want = n - *got < READ_CHUNK ? n - *got : READ_CHUNK;
+#if HAVE_ZLIB
+        int r = gzread(f->gz, p + *got, (unsigned)want);
+        if (r < 0) {
+            int err = Z_OK;
+            const char *msg = gzerror(f->gz, &err);
+            if (err == Z_BUF_ERROR) return NC_OK; /* "unexpected end of file" */
+            if (err == Z_ERRNO) return nc__error(f->ctx, NC_ERR_IO, "%s: %s", f->path, strerror(errno));
+            return nc__error(f->ctx, NC_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", f->path, msg);
+        }
+        if (r == 0) return NC_OK;
+        *got += (size_t)r;
+#else
+        size_t r = fread(p + *got, 1, want, f->f);
+        *got += r;
+        if (r < want) {
+            if (ferror(f->f)) return nc__error(f->ctx, NC_ERR_IO, "%s: %s", f->path, strerror(errno));
+            return NC_OK;
+        }
+#endif
+    }
+    return NC_OK;
+}
+
+static uint32_t load_be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Reads a whole u8 IDX file of `ndim` dimensions: dims[ndim] and *data (the caller
+ * frees it with nc__free). `what` names the payload in messages. */
+static nc_status idx_read_file(nc_context *ctx, const char *path, int ndim, const char *what,
+                               uint32_t *dims, unsigned char **data) {
+    idx_file f = {0};
+    unsigned char hdr[4 + 4 * 3];
+    unsigned char *buf = NULL;
+    size_t got;
+    nc_status st;
+    *data = NULL;
+    NC_CHECK(idx_open(ctx, path, &f));
+    NC_CHECK(idx_read(&f, hdr, 4, &got));
+    if (got < 4) {
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: truncated: %zu bytes, too short for an IDX header",
+                       path, got);
+        goto fail;
+    }
+    uint32_t magic = load_be32(hdr), want = 0x00000800u | (uint32_t)ndim;
+    if (magic != want) {
+        st = nc__error(ctx, NC_ERR_FORMAT,
+                       "%s: bad magic 0x%08" PRIx32 " (expected 0x%08" PRIx32
+                       ": IDX unsigned bytes in %d dimension%s, %s)",
+                       path, magic, want, ndim, ndim == 1 ? "" : "s", what);
+        goto fail;
+    }
+    NC_CHECK(idx_read(&f, hdr + 4, 4 * (size_t)ndim, &got));
+    if (got < 4 * (size_t)ndim) {
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: truncated: header ends inside the dimensions", path);
+        goto fail;
+    }
+    uint64_t total = 1;
+    int over = 0;
+    char dtext[64] = "";
+    for (int d = 0; d < ndim; d++) {
+        dims[d] = load_be32(hdr + 4 + 4 * d);
+        if (dims[d] == 0) {
+            st = nc__error(ctx, NC_ERR_FORMAT, "%s: dimension %d of %d is 0", path, d + 1, ndim);
+            goto fail;
+        }
+        size_t used = strlen(dtext);
+        snprintf(dtext + used, sizeof dtext - used, d ? " x %" PRIu32 : "%" PRIu32, dims[d]);
+        total *= dims[d]; /* <= 2^31 * 2^32 here: no overflow */
+        if (total > IDX_MAX_BYTES) over = 1, total = IDX_MAX_BYTES + 1;
+    }
+    if (over) {
+        st = nc__error(ctx, NC_ERR_LIMIT, "%s: dimensions %s are over the limit of %" PRIu64 " bytes",
+                       path, dtext, IDX_MAX_BYTES);
+        goto fail;
+    }
+    buf = nc__alloc(ctx, (size_t)total);
+    NC_CHECK_ALLOC(ctx, buf);
+    NC_CHECK(idx_read(&f, buf, (size_t)total, &got));
+    if (got < total) {
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: truncated: expected %" PRIu64 " bytes of %s data, got %zu",
+                       path, total, what, got);
+        goto fail;
+    }
+    unsigned char extra[4096];
+    NC_CHECK(idx_read(&f, extra, sizeof extra, &got));
+    if (got > 0) {
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s: %s%zu trailing bytes after the %" PRIu64 " bytes of %s data",
+                       path, got == sizeof extra ? "at least " : "", got, total, what);
+        goto fail;
+    }
+    idx_close(&f);
+    *data = buf;
+    return NC_OK;
+fail:
+    idx_close(&f);
+    nc__free(ctx, buf);
+    return st;
+}
+
+nc_status nc__idx_load(nc_dataset *ds, const char *images, const char *labels) {
+    nc_context *ctx = ds->ctx;
+    uint32_t idim[3], ldim[1];
+    unsigned char *lab = NULL;
+    char *name = NULL;
+    nc_status st;
+    NC_CHECK(idx_read_file(ctx, images, 3, "pixel", idim, &ds->pixels));
+    NC_CHECK(idx_read_file(ctx, labels, 1, "label", ldim, &lab));
+    if (idim[0] != ldim[0]) {
+        st = nc__error(ctx, NC_ERR_FORMAT, "%s has %" PRIu32 " images but %s has %" PRIu32 " labels",
+                       images, idim[0], labels, ldim[0]);
+        goto fail;
+    }
+    const int64_t n = idim[0];
+    ds->idx_h = (int)idim[1];
+    ds->idx_w = (int)idim[2];
+    ds->channels = 1;
+    NC_CHECK(nc__ds_alloc_labels(ds, n, 1));
+    int max = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ds->labels[i] = lab[i];
+        if (lab[i] > max) max = lab[i];
+    }
+    NC_CHECK(nc__ds_int_classes(ds, 0, max + 1));
+
+    /* nc_dataset_path text: "<images>:<i>" */
+    ds->idx_names = nc__calloc(ctx, (size_t)n, sizeof *ds->idx_names);
+    NC_CHECK_ALLOC(ctx, ds->idx_names);
+    size_t len = strlen(images);
+    name = nc__alloc(ctx, len + 24);
+    NC_CHECK_ALLOC(ctx, name);
+    memcpy(name, images, len);
+    for (int64_t i = 0; i < n; i++) {
+        int k = snprintf(name + len, 24, ":%" PRId64, i);
+        ds->idx_names[i] = nc__ds_strndup(ds, name, len + (size_t)k);
+        NC_CHECK_ALLOC(ctx, ds->idx_names[i]);
+    }
+    nc__free(ctx, name);
+    nc__free(ctx, lab);
+    return NC_OK;
+fail:
+    nc__free(ctx, name);
+    nc__free(ctx, lab);
+    return st; /* the caller destroys ds */
+}
+
+nc_status nc__idx_read(const nc_dataset *ds, nc_context *ctx, int64_t i, nc_image **out) {
+    nc_image *img = NULL;
+    nc_status st = nc__image_alloc(ctx, 1, ds->idx_h, ds->idx_w, &img);
+    if (st != NC_OK) return st;
+    size_t plane = (size_t)ds->idx_h * (size_t)ds->idx_w;
+    const unsigned char *px = ds->pixels + (size_t)i * plane;
+    for (size_t k = 0; k < plane; k++) img->data[k] = (float)px[k] / 255.0f;
+    img->bit_depth = 8;
+    *out = img;
+    return NC_OK;
+}
