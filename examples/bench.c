@@ -1,6 +1,7 @@
 /* bench.c — nc-bench: training-step and inference timings of the built-in
- * architectures, median of several runs after warm-up, printed as a table and as
- * JSON. A benchmark is a program, never a timed unit test (docs/performance.md). */
+ * architectures, and (--loader) the data loader's throughput, median of several
+ * runs after warm-up, printed as a table and as JSON. A benchmark is a program,
+ * never a timed unit test (docs/performance.md). */
 #include "neurc.h"
 
 #include <getopt.h>
@@ -35,7 +36,15 @@ static void usage(FILE *f) {
             "  --warmup W         untimed runs first (default 1)\n"
             "  --runs R           timed runs; the median is reported (default 5)\n"
             "  --json FILE        also write the results as JSON to FILE ('-' = stdout)\n"
-            "  -h, --help         this text\n");
+            "  -h, --help         this text\n"
+            "loader mode (images/s of nc_loader_next, nothing else done with the batches):\n"
+            "  --loader SRC       folder:DIR or idx:IMAGES,LABELS\n"
+            "  --transform T      train (preset_train), eval (preset_eval, resize size*8/7)\n"
+            "                     or none (default train); --size sets the output size\n"
+            "  --workers N        loader threads (default 2; 0 = decode in nc_loader_next)\n"
+            "  --prefetch P       batches decoded ahead (default 2)\n"
+            "  --batches K        batches per timed run, each run a new epoch (default 20);\n"
+            "                     --batch, --warmup, --runs, --threads and --json apply\n");
 }
 
 typedef struct result {
@@ -89,9 +98,110 @@ static int time_mode(nc_context *ctx, nc_model *m, int train, const float *x, co
     return st == NC_OK ? 0 : -1;
 }
 
+/* ------------------------------------------------------------------ loader mode */
+
+typedef struct loader_args {
+    const char *source, *transform, *json;
+    int size, workers, prefetch, batch, batches, warmup, runs, threads;
+} loader_args;
+
+static nc_status open_source(nc_context *ctx, const char *src, nc_dataset **ds) {
+    if (strncmp(src, "folder:", 7) == 0) return nc_dataset_open_folder(ctx, src + 7, NULL, ds);
+    if (strncmp(src, "idx:", 4) == 0) {
+        const char *comma = strchr(src + 4, ',');
+        if (!comma) return NC_ERR_INVALID_ARGUMENT;
+        char *images = strndup(src + 4, (size_t)(comma - src - 4));
+        nc_status st = images ? nc_dataset_open_idx(ctx, images, comma + 1, ds) : NC_ERR_OUT_OF_MEMORY;
+        free(images);
+        return st;
+    }
+    return NC_ERR_INVALID_ARGUMENT;
+}
+
+/* Times `runs` runs of `batches` batches (each a fresh epoch, from start_epoch to the
+ * last batch received) after `warmup` untimed ones; prints images/s. */
+static int loader_bench(const loader_args *a) {
+    nc_context_options co;
+    nc_context_options_init(&co);
+    co.backend = NC_BACKEND_REF;
+    co.num_threads = a->threads;
+    nc_context *ctx = NULL;
+    nc_dataset *ds = NULL;
+    nc_transform *t = NULL;
+    nc_loader *l = NULL;
+    double *times = malloc(sizeof(double) * (size_t)a->runs);
+    int batches = a->batches;
+    nc_status st = times ? nc_context_create(&co, &ctx) : NC_ERR_OUT_OF_MEMORY;
+    if (st == NC_OK) st = open_source(ctx, a->source, &ds);
+    if (st == NC_OK && strcmp(a->transform, "train") == 0)
+        st = nc_transform_preset_train(ctx, a->size, nc_dataset_channels(ds), NULL, NULL, &t);
+    else if (st == NC_OK && strcmp(a->transform, "eval") == 0)
+        st = nc_transform_preset_eval(ctx, a->size * 8 / 7, a->size, nc_dataset_channels(ds), NULL, NULL, &t);
+    if (st == NC_OK) {
+        nc_loader_options lo;
+        nc_loader_options_init(&lo);
+        lo.batch_size = a->batch;
+        lo.workers = a->workers;
+        lo.prefetch = a->prefetch;
+        lo.seed = 1;
+        st = nc_loader_create(ds, t, &lo, &l);
+    }
+    if (st == NC_OK && nc_loader_num_batches(l) < batches) batches = (int)nc_loader_num_batches(l);
+    if (st == NC_OK && batches < 1) st = NC_ERR_INVALID_ARGUMENT;
+    int64_t images = 0;
+    nc_batch b = {0};
+    for (int r = 0; st == NC_OK && r < a->warmup + a->runs; r++) {
+        double t0 = now_s();
+        st = nc_loader_start_epoch(l, r);
+        for (int k = 0; st == NC_OK && k < batches; k++) {
+            st = nc_loader_next(l, &b);
+            if (r == a->warmup) images += b.n;
+        }
+        if (r >= a->warmup) times[r - a->warmup] = now_s() - t0;
+    }
+    int failed = st != NC_OK;
+    if (failed) {
+        fprintf(stderr, "nc-bench: loader %s: %s: %s\n", a->source, nc_status_str(st),
+                ctx ? nc_context_last_error(ctx) : "");
+    } else {
+        qsort(times, (size_t)a->runs, sizeof *times, cmp_double);
+        int runs = a->runs;
+        double med = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+        printf("%-10s %6s %5s %7s %6s %8s %11s %11s %10s\n", "transform", "batch", "size", "workers", "shape",
+               "batches", "median ms", "min ms", "images/s");
+        char shape[32];
+        snprintf(shape, sizeof shape, "%dx%dx%d", b.c, b.h, b.w);
+        printf("%-10s %6d %5d %7d %6s %8d %11.1f %11.1f %10.1f\n", a->transform, a->batch, a->size, a->workers,
+               shape, batches, 1e3 * med, 1e3 * times[0], (double)images / med);
+        if (a->json) {
+            FILE *f = strcmp(a->json, "-") == 0 ? stdout : fopen(a->json, "w");
+            if (!f) {
+                perror(a->json);
+                failed = 1;
+            } else {
+                fprintf(f,
+                        "{\"mode\": \"loader\", \"source\": \"%s\", \"transform\": \"%s\", \"size\": %d, "
+                        "\"channels\": %d, \"height\": %d, \"width\": %d, \"workers\": %d, \"prefetch\": %d, "
+                        "\"batch\": %d, \"batches\": %d, \"runs\": %d, \"median_s\": %.6f, \"min_s\": %.6f, "
+                        "\"max_s\": %.6f, \"images_per_s\": %.2f}\n",
+                        a->source, a->transform, a->size, b.c, b.h, b.w, a->workers, a->prefetch, a->batch,
+                        batches, runs, med, times[0], times[runs - 1], (double)images / med);
+                if (f != stdout) fclose(f);
+            }
+        }
+    }
+    nc_loader_destroy(l);
+    nc_transform_destroy(t);
+    nc_dataset_destroy(ds);
+    nc_context_destroy(ctx);
+    free(times);
+    return failed;
+}
+
 int main(int argc, char **argv) {
-    const char *archs = "resnet18", *mode = "both", *json = NULL;
+    const char *archs = "resnet18", *mode = "both", *json = NULL, *source = NULL, *transform = "train";
     int batch = 16, size = 224, in_c = 3, classes = 1000, small = 0, threads = 0, warmup = 1, runs = 5;
+    int workers = 2, prefetch = 2, batches = 20;
     nc_backend_kind backend = NC_BACKEND_AUTO;
     static const struct option longopts[] = {
         {"arch", required_argument, 0, 'a'},    {"batch", required_argument, 0, 'b'},
@@ -100,7 +210,10 @@ int main(int argc, char **argv) {
         {"mode", required_argument, 0, 'm'},    {"backend", required_argument, 0, 'B'},
         {"threads", required_argument, 0, 't'}, {"warmup", required_argument, 0, 'w'},
         {"runs", required_argument, 0, 'r'},    {"json", required_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"loader", required_argument, 0, 'L'},  {"transform", required_argument, 0, 'T'},
+        {"workers", required_argument, 0, 'W'}, {"prefetch", required_argument, 0, 'P'},
+        {"batches", required_argument, 0, 'K'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -121,9 +234,25 @@ int main(int argc, char **argv) {
         case 'w': warmup = atoi(optarg); break;
         case 'r': runs = atoi(optarg); break;
         case 'j': json = optarg; break;
+        case 'L': source = optarg; break;
+        case 'T': transform = optarg; break;
+        case 'W': workers = atoi(optarg); break;
+        case 'P': prefetch = atoi(optarg); break;
+        case 'K': batches = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    if (source) {
+        int known = strcmp(transform, "train") == 0 || strcmp(transform, "eval") == 0 ||
+                    strcmp(transform, "none") == 0;
+        if (optind != argc || !known || batch < 1 || size < 1 || threads < 0 || warmup < 0 || runs < 1 ||
+            workers < 0 || prefetch < 0 || batches < 1) {
+            usage(stderr);
+            return 2;
+        }
+        loader_args a = {source, transform, json, size, workers, prefetch, batch, batches, warmup, runs, threads};
+        return loader_bench(&a);
     }
     int do_train = strcmp(mode, "train") == 0 || strcmp(mode, "both") == 0;
     int do_infer = strcmp(mode, "infer") == 0 || strcmp(mode, "both") == 0;
