@@ -1,0 +1,79 @@
+/* transform.h — internals of the transform pipeline (lib/data/transform.c) and its
+ * pixel kernels (lib/data/transform_ops.c): the fixed-parameter operations the random
+ * steps are made of, and the parameter draw, exposed so that tests can compare each
+ * kernel with torchvision and check the distributions of the draws. */
+#ifndef NC_DATA_TRANSFORM_H
+#define NC_DATA_TRANSFORM_H
+
+#include "neurc.h"
+
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- kernels */
+/* Planar float images: x is (C, H, W). Every kernel writes all of `out`. */
+
+/* Bilinear resize of the box (top, left, bh, bw) of x (inside the image) to oh x ow,
+ * as torch.nn.functional.interpolate(mode='bilinear', align_corners=False). */
+void nc__resize_bilinear(float *out, const float *x, int c, int h, int w, int top, int left, int bh, int bw,
+                         int oh, int ow);
+/* out (C, oh, ow) = x shifted: out[y][x] = x[y + top][x + left], 0 outside the image. */
+void nc__crop(float *out, const float *x, int c, int h, int w, int top, int left, int oh, int ow);
+void nc__hflip(float *out, const float *x, int c, int h, int w);
+void nc__vflip(float *out, const float *x, int c, int h, int w);
+/* Inverse affine warp as torchvision's tensor affine/rotate with fill=0: out(p) =
+ * bilinear(x, m * p) * coverage(m * p), p and m * p relative to the image center;
+ * m = {a, b, tx, c, d, ty} maps an output position to its source. */
+void nc__warp_affine(float *out, const float *x, int c, int h, int w, const double m[6]);
+/* torchvision's inverse matrix for F.rotate(img, angle) (degrees, counter-clockwise). */
+void nc__rotation_matrix(double m[6], double angle);
+/* torchvision's inverse matrix for F.affine(img, angle=0, translate=(tx, ty), scale, shear=0). */
+void nc__affine_matrix(double m[6], int tx, int ty, double scale);
+
+/* In-place colour operations, torchvision's F.adjust_* on float images: brightness
+ * and contrast for any channel count (contrast blends with the grayscale mean for 3
+ * channels, the mean of all values otherwise); saturation and hue for 3 channels. */
+void nc__adjust_brightness(float *x, int c, int h, int w, float factor);
+void nc__adjust_contrast(float *x, int c, int h, int w, float factor);
+void nc__adjust_saturation(float *x, int h, int w, float factor);
+void nc__adjust_hue(float *x, int h, int w, float factor);
+/* Fills the box (top, left, bh, bw) of every channel with value. */
+void nc__erase(float *x, int c, int h, int w, int top, int left, int bh, int bw, float value);
+/* x[c] = (x[c] - mean[c]) / std[c]. */
+void nc__normalize(float *x, int c, int h, int w, const float *mean, const float *std);
+
+/* --------------------------------------------------------------- pipeline */
+
+typedef enum nc__step_kind {
+    NC__STEP_RESIZE,
+    NC__STEP_CENTER_CROP,
+    NC__STEP_RANDOM_RESIZED_CROP,
+    NC__STEP_HFLIP,
+    NC__STEP_VFLIP,
+    NC__STEP_ROTATION,
+    NC__STEP_AFFINE,
+    NC__STEP_COLOR_JITTER,
+    NC__STEP_RANDOM_ERASING,
+    NC__STEP_NORMALIZE
+} nc__step_kind;
+
+/* The random parameters one step drew for one sample. */
+typedef struct nc__transform_params {
+    int apply;                     /* flips, erasing: the step acts; 1 for the others */
+    int top, left, height, width;  /* random resized crop: the crop box; erasing: the box */
+    int fallback;                  /* random resized crop / erasing: no try fitted */
+    double angle;                  /* rotation, degrees */
+    int tx, ty;                    /* affine translation, pixels */
+    double scale;                  /* affine scale */
+    int jitter_on[4];              /* brightness, contrast, saturation, hue: enabled */
+    float jitter[4];               /* their factors (hue: the shift) */
+    int order[4];                  /* jitter: torchvision's fn_idx, a permutation of 0..3 */
+} nc__transform_params;
+
+int nc__transform_num_steps(const nc_transform *t);
+nc__step_kind nc__transform_step_kind(const nc_transform *t, int step);
+/* The parameters step `step` draws for sample (seed, epoch, index) when its input is
+ * c x h x w: exactly what nc_transform_apply uses. Deterministic steps get apply = 1. */
+void nc__transform_draw(const nc_transform *t, int step, int c, int h, int w, uint64_t seed, uint64_t epoch,
+                        uint64_t index, nc__transform_params *p);
+
+#endif

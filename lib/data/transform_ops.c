@@ -1,0 +1,323 @@
+/* transform_ops.c — the pixel kernels behind the transform pipeline: bilinear resize,
+ * crops, flips, inverse affine warps, colour adjustments, erasing and normalisation
+ * on planar float images. Each follows torchvision 0.14's tensor code operation by
+ * operation in float32, so results agree with it to a few ulps (see test_transform.c). */
+#include "data/transform.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* truncf / floorf without a libm call (exact for every float; NaN passes through). */
+static inline float trunc_f(float v) {
+    return fabsf(v) < 8388608.0f ? (float)(int32_t)v : v; /* from 2^23 on, floats are integers */
+}
+
+static inline float floor_f(float v) {
+    float t = trunc_f(v);
+    return t > v ? t - 1.0f : t;
+}
+
+/* fmodf(v, 1.0f): v - trunc(v) is exact. */
+static inline float fmod1(float v) {
+    return v - trunc_f(v);
+}
+
+/* ------------------------------------------------------------------ resize */
+
+/* One output coordinate of a linear interpolation, as ATen's upsample kernels compute
+ * it for align_corners=False: the source position scale * (d + 0.5) - 0.5 (float
+ * scale, double arithmetic, clamped at 0), its two neighbours and their float weights. */
+typedef struct lin_tap {
+    int i0, i1;
+    float w0, w1;
+} lin_tap;
+
+static lin_tap linear_tap(int d, int in_n, int out_n) {
+    lin_tap t;
+    float scale = (float)in_n / (float)out_n;
+    double src = (double)scale * ((double)d + 0.5) - 0.5;
+    if (src < 0.0) src = 0.0;
+    int i = (int)src;
+    if (i > in_n - 1) i = in_n - 1;
+    double lam = src - (double)i;
+    if (lam > 1.0) lam = 1.0;
+    t.i0 = i;
+    t.i1 = i + (i < in_n - 1 ? 1 : 0);
+    t.w1 = (float)lam;
+    t.w0 = 1.0f - t.w1;
+    return t;
+}
+
+/* a * b + c rounded once, like a fused multiply-add but without a libm call: the
+ * product of two floats is exact in double, so only the sum rounds (in double, then
+ * to float; the double rounding can differ from a true fmaf in ~1 case in 2^29). */
+static inline float fused(float a, float b, float c) {
+    return (float)((double)a * (double)b + (double)c);
+}
+
+/* t0 * w0 + t1 * w1 rounded as torch's x86 build computes it (one fused multiply-add):
+ * with it our resize is bit-identical to torch's for multi-channel images. */
+static inline float lerp2(float t0, float w0, float t1, float w1) {
+    return fused(t0, w0, t1 * w1);
+}
+
+#define TAP_BLOCK 256 /* output columns whose taps are computed at once */
+
+void nc__resize_bilinear(float *out, const float *x, int c, int h, int w, int top, int left, int bh, int bw,
+                         int oh, int ow) {
+    // out: (C, oh, ow); x: (C, h, w), the box (top, left, bh, bw) lies inside it
+    lin_tap tx[TAP_BLOCK];
+    for (int bx = 0; bx < ow; bx += TAP_BLOCK) {
+        int nb = ow - bx < TAP_BLOCK ? ow - bx : TAP_BLOCK;
+        for (int k = 0; k < nb; k++) {
+            tx[k] = linear_tap(bx + k, bw, ow);
+            tx[k].i0 += left;
+            tx[k].i1 += left;
+        }
+        for (int ch = 0; ch < c; ch++) {
+            const float *p = x + (size_t)ch * (size_t)h * (size_t)w;
+            for (int oy = 0; oy < oh; oy++) {
+                lin_tap ty = linear_tap(oy, bh, oh);
+                const float *r0 = p + (size_t)(top + ty.i0) * (size_t)w, *r1 = p + (size_t)(top + ty.i1) * (size_t)w;
+                float *o = out + ((size_t)ch * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)bx;
+                for (int k = 0; k < nb; k++) {
+                    float a = lerp2(r0[tx[k].i0], tx[k].w0, r0[tx[k].i1], tx[k].w1);
+                    float b = lerp2(r1[tx[k].i0], tx[k].w0, r1[tx[k].i1], tx[k].w1);
+                    o[k] = lerp2(a, ty.w0, b, ty.w1);
+                }
+            }
+        }
+    }
+}
+
+/* --------------------------------------------------------- crops and flips */
+
+void nc__crop(float *out, const float *x, int c, int h, int w, int top, int left, int oh, int ow) {
+    // out: (C, oh, ow); x: (C, h, w)
+    for (int ch = 0; ch < c; ch++) {
+        const float *p = x + (size_t)ch * (size_t)h * (size_t)w;
+        for (int oy = 0; oy < oh; oy++) {
+            float *o = out + ((size_t)ch * (size_t)oh + (size_t)oy) * (size_t)ow;
+            long sy = (long)oy + top;
+            if (sy < 0 || sy >= h) {
+                memset(o, 0, (size_t)ow * sizeof *o);
+                continue;
+            }
+            for (int ox = 0; ox < ow; ox++) {
+                long sx = (long)ox + left;
+                o[ox] = (sx < 0 || sx >= w) ? 0.0f : p[(size_t)sy * (size_t)w + (size_t)sx];
+            }
+        }
+    }
+}
+
+void nc__hflip(float *out, const float *x, int c, int h, int w) {
+    for (size_t r = 0; r < (size_t)c * (size_t)h; r++) {
+        const float *p = x + r * (size_t)w;
+        float *o = out + r * (size_t)w;
+        for (int i = 0; i < w; i++) o[i] = p[w - 1 - i];
+    }
+}
+
+void nc__vflip(float *out, const float *x, int c, int h, int w) {
+    for (int ch = 0; ch < c; ch++)
+        for (int y = 0; y < h; y++)
+            memcpy(out + ((size_t)ch * (size_t)h + (size_t)y) * (size_t)w,
+                   x + ((size_t)ch * (size_t)h + (size_t)(h - 1 - y)) * (size_t)w, (size_t)w * sizeof *out);
+}
+
+/* ------------------------------------------------------------------- warps */
+
+/* torchvision's _get_inverse_affine_matrix with center (0, 0) and no shear. */
+static void inverse_affine(double m[6], double angle, double tx, double ty, double scale) {
+    double rot = angle * 3.14159265358979323846 / 180.0;
+    double a = cos(rot), b = -sin(rot), c = sin(rot), d = cos(rot);
+    m[0] = d / scale;
+    m[1] = -b / scale;
+    m[2] = 0.0;
+    m[3] = -c / scale;
+    m[4] = a / scale;
+    m[5] = 0.0;
+    m[2] += m[0] * (-tx) + m[1] * (-ty);
+    m[5] += m[3] * (-tx) + m[4] * (-ty);
+}
+
+void nc__rotation_matrix(double m[6], double angle) {
+    /* F.rotate passes -angle: its rotations are counter-clockwise */
+    inverse_affine(m, -angle, 0.0, 0.0, 1.0);
+}
+
+void nc__affine_matrix(double m[6], int tx, int ty, double scale) {
+    inverse_affine(m, 0.0, (double)tx, (double)ty, scale);
+}
+
+/* The four-tap sum of torch's vectorised grid_sample, a chain of fused multiply-adds. */
+static float bilerp4(float v_nw, float v_ne, float v_sw, float v_se, float nw, float ne, float sw, float se) {
+    return fused(v_se, se, fused(v_sw, sw, fused(v_ne, ne, v_nw * nw)));
+}
+
+void nc__warp_affine(float *out, const float *x, int c, int h, int w, const double m[6]) {
+    // out, x: (C, h, w)
+    /* As _gen_affine_grid: theta in float32, divided by the half sizes; the base grid
+     * holds pixel centres relative to the image centre; grid_sample (bilinear, zero
+     * padding, align_corners=False) then maps back to pixel units. */
+    float hw = (float)(0.5 * w), hh = (float)(0.5 * h);
+    float th[6];
+    for (int i = 0; i < 6; i++) th[i] = (float)m[i];
+    float r00 = th[0] / hw, r10 = th[1] / hw, r20 = th[2] / hw;
+    float r01 = th[3] / hh, r11 = th[4] / hh, r21 = th[5] / hh;
+    size_t plane = (size_t)h * (size_t)w;
+    for (int oy = 0; oy < h; oy++) {
+        float by = (float)((double)oy + 0.5 - 0.5 * h);
+        for (int ox = 0; ox < w; ox++) {
+            float bx = (float)((double)ox + 0.5 - 0.5 * w);
+            float gx = bx * r00 + by * r10 + r20;
+            float gy = bx * r01 + by * r11 + r21;
+            /* grid_sample's unnormalisation (g + 1) * size / 2 - 0.5, fused as in torch */
+            float ix = fused(gx + 1.0f, hw, -0.5f);
+            float iy = fused(gy + 1.0f, hh, -0.5f);
+            size_t o = (size_t)oy * (size_t)w + (size_t)ox;
+            /* far outside (or not finite): nothing to sample */
+            if (!(ix > -2.0f && ix < (float)w + 1.0f && iy > -2.0f && iy < (float)h + 1.0f)) {
+                for (int ch = 0; ch < c; ch++) out[(size_t)ch * plane + o] = 0.0f;
+                continue;
+            }
+            float fx = floor_f(ix), fy = floor_f(iy);
+            float we = ix - fx, e = 1.0f - we;
+            float n = iy - fy, s = 1.0f - n;
+            float nw = s * e, ne = s * we, sw = n * e, se = n * we;
+            int x0 = (int)fx, y0 = (int)fy, x1 = x0 + 1, y1 = y0 + 1;
+            int in_x0 = x0 >= 0 && x0 < w, in_x1 = x1 >= 0 && x1 < w;
+            int in_y0 = y0 >= 0 && y0 < h, in_y1 = y1 >= 0 && y1 < h;
+            int k_nw = in_x0 && in_y0, k_ne = in_x1 && in_y0, k_sw = in_x0 && in_y1, k_se = in_x1 && in_y1;
+            /* torchvision's fill: the warped all-ones "coverage" channel multiplies the
+             * result (fill 0), so partly covered border pixels fade towards 0 */
+            float cover = bilerp4(k_nw ? 1.0f : 0.0f, k_ne ? 1.0f : 0.0f, k_sw ? 1.0f : 0.0f, k_se ? 1.0f : 0.0f,
+                                  nw, ne, sw, se);
+            size_t a_nw = k_nw ? (size_t)y0 * (size_t)w + (size_t)x0 : 0;
+            size_t a_ne = k_ne ? (size_t)y0 * (size_t)w + (size_t)x1 : 0;
+            size_t a_sw = k_sw ? (size_t)y1 * (size_t)w + (size_t)x0 : 0;
+            size_t a_se = k_se ? (size_t)y1 * (size_t)w + (size_t)x1 : 0;
+            for (int ch = 0; ch < c; ch++) {
+                const float *p = x + (size_t)ch * plane;
+                float v_nw = k_nw ? p[a_nw] : 0.0f, v_ne = k_ne ? p[a_ne] : 0.0f;
+                float v_sw = k_sw ? p[a_sw] : 0.0f, v_se = k_se ? p[a_se] : 0.0f;
+                float v = bilerp4(v_nw, v_ne, v_sw, v_se, nw, ne, sw, se);
+                out[(size_t)ch * plane + o] = v * cover;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ colour */
+
+static float clamp01(float v) {
+    return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+}
+
+/* torchvision's _blend(img1, img2, ratio) weights: ratio and (1 - ratio) in float32. */
+static void blend_weights(float factor, float *a, float *b) {
+    *a = factor;
+    *b = (float)(1.0 - (double)factor);
+}
+
+static float gray(float r, float g, float b) {
+    return 0.2989f * r + 0.587f * g + 0.114f * b;
+}
+
+void nc__adjust_brightness(float *x, int c, int h, int w, float factor) {
+    float a, b;
+    blend_weights(factor, &a, &b);
+    size_t n = (size_t)c * (size_t)h * (size_t)w;
+    for (size_t i = 0; i < n; i++) x[i] = clamp01(a * x[i] + b * 0.0f);
+}
+
+void nc__adjust_contrast(float *x, int c, int h, int w, float factor) {
+    size_t plane = (size_t)h * (size_t)w, n = (size_t)c * plane;
+    /* torch.mean: a float32 sum (accumulated here in double) divided in float32 */
+    double sum = 0.0;
+    size_t count = c == 3 ? plane : n;
+    if (c == 3) {
+        for (size_t i = 0; i < plane; i++) sum += gray(x[i], x[plane + i], x[2 * plane + i]);
+    } else {
+        for (size_t i = 0; i < n; i++) sum += x[i];
+    }
+    float mean = (float)sum / (float)count, a, b;
+    blend_weights(factor, &a, &b);
+    float bm = b * mean;
+    for (size_t i = 0; i < n; i++) x[i] = clamp01(a * x[i] + bm);
+}
+
+void nc__adjust_saturation(float *x, int h, int w, float factor) {
+    size_t plane = (size_t)h * (size_t)w;
+    float a, b;
+    blend_weights(factor, &a, &b);
+    for (size_t i = 0; i < plane; i++) {
+        float gb = b * gray(x[i], x[plane + i], x[2 * plane + i]);
+        for (int ch = 0; ch < 3; ch++) x[(size_t)ch * plane + i] = clamp01(a * x[(size_t)ch * plane + i] + gb);
+    }
+}
+
+/* torch.remainder(v, 1.0) for floats: fmod, shifted into [0, 1). */
+static float remainder1(float v) {
+    float m = fmod1(v);
+    if (m < 0.0f) m += 1.0f;
+    return m;
+}
+
+void nc__adjust_hue(float *x, int h, int w, float factor) {
+    size_t plane = (size_t)h * (size_t)w;
+    for (size_t i = 0; i < plane; i++) {
+        float r = x[i], g = x[plane + i], b = x[2 * plane + i];
+        /* _rgb2hsv */
+        float maxc = r > g ? r : g, minc = r < g ? r : g;
+        maxc = maxc > b ? maxc : b;
+        minc = minc < b ? minc : b;
+        int eqc = maxc == minc;
+        float cr = maxc - minc;
+        float s = cr / (eqc ? 1.0f : maxc);
+        float crd = eqc ? 1.0f : cr;
+        float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+        float hr = maxc == r ? bc - gc : 0.0f;
+        float hg = (maxc == g && maxc != r) ? 2.0f + rc - bc : 0.0f;
+        float hb = (maxc != g && maxc != r) ? 4.0f + gc - rc : 0.0f;
+        float hue = fmod1((hr + hg + hb) / 6.0f + 1.0f);
+        float v = maxc;
+        /* shift */
+        hue = remainder1(hue + factor);
+        /* _hsv2rgb */
+        float fi = floor_f(hue * 6.0f);
+        float f = hue * 6.0f - fi;
+        int k = ((int)fi % 6 + 6) % 6;
+        float p = clamp01(v * (1.0f - s));
+        float q = clamp01(v * (1.0f - s * f));
+        float t = clamp01(v * (1.0f - s * (1.0f - f)));
+        const float a1[6] = {v, q, p, p, t, v};
+        const float a2[6] = {t, v, v, q, p, p};
+        const float a3[6] = {p, p, t, v, v, q};
+        x[i] = a1[k];
+        x[plane + i] = a2[k];
+        x[2 * plane + i] = a3[k];
+    }
+}
+
+/* ------------------------------------------------------ erasing, normalise */
+
+void nc__erase(float *x, int c, int h, int w, int top, int left, int bh, int bw, float value) {
+    for (int ch = 0; ch < c; ch++)
+        for (int y = top; y < top + bh; y++) {
+            float *row = x + ((size_t)ch * (size_t)h + (size_t)y) * (size_t)w;
+            for (int i = left; i < left + bw; i++) row[i] = value;
+        }
+}
+
+void nc__normalize(float *x, int c, int h, int w, const float *mean, const float *std) {
+    size_t plane = (size_t)h * (size_t)w;
+    for (int ch = 0; ch < c; ch++) {
+        float *p = x + (size_t)ch * plane;
+        float m = mean[ch], s = std[ch];
+        for (size_t i = 0; i < plane; i++) p[i] = (p[i] - m) / s;
+    }
+}
