@@ -526,32 +526,34 @@ NC_API nc_status nc_transform_add_random_resized_crop(nc_transform *t, int heigh
                                                       float scale_max, float ratio_min, float ratio_max);
 NC_API nc_status nc_transform_add_hflip(nc_transform *t, float p);
 NC_API nc_status nc_transform_add_vflip(nc_transform *t, float p);
-/// Rotation by an angle uniform in [-degrees, degrees] about the center, bilinear,
-/// zero fill.
+/// Rotation by an angle uniform in [-degrees, degrees] (0..360) about the center,
+/// bilinear, zero fill (torchvision's tensor semantics: border pixels fade to 0).
 NC_API nc_status nc_transform_add_rotation(nc_transform *t, float degrees);
-/// Random affine: translation up to (translate_x*W, translate_y*H), scale uniform in
-/// [scale_min, scale_max], bilinear, zero fill.
+/// Random affine: translation up to (translate_x*W, translate_y*H) with translate in
+/// [0, 1], scale uniform in [scale_min, scale_max] (scale_min > 0), bilinear, zero fill.
 NC_API nc_status nc_transform_add_affine(nc_transform *t, float translate_x, float translate_y,
                                          float scale_min, float scale_max);
-/// torchvision ColorJitter factors (0 = off); saturation and hue apply to 3-channel
-/// images only, brightness and contrast to any channel count.
+/// torchvision ColorJitter factors (0 = off; hue in [0, 0.5]), in a random order per
+/// sample; saturation and hue apply to 3-channel images only, brightness and contrast
+/// to any channel count (contrast blends with the mean of all values when not RGB).
 NC_API nc_status nc_transform_add_color_jitter(nc_transform *t, float brightness, float contrast,
                                                float saturation, float hue);
-/// torchvision RandomErasing (value filled into the erased box).
+/// torchvision RandomErasing (value filled into the erased box; scale_max <= 1).
 NC_API nc_status nc_transform_add_random_erasing(nc_transform *t, float p, float scale_min, float scale_max,
                                                  float ratio_min, float ratio_max, float value);
-/// (x - mean[c]) / std[c] for `channels` channels (copied).
+/// (x - mean[c]) / std[c] for `channels` channels (copied; std finite and > 0).
 NC_API nc_status nc_transform_add_normalize(nc_transform *t, const float *mean, const float *std, int channels);
 /// Output size for an input of in_h x in_w.
 NC_API nc_status nc_transform_output_size(const nc_transform *t, int in_h, int in_w, int *out_h, int *out_w);
-/// Applies the pipeline; *out is new (the caller owns it). Thread-safe for one
-/// transform used from several threads (it is read-only once built).
+/// Applies the pipeline; *out is new (the caller owns it; an empty pipeline copies),
+/// with the input's bit depth. Thread-safe for one transform used from several
+/// threads with different contexts (it is read-only once built).
 NC_API nc_status nc_transform_apply(const nc_transform *t, nc_context *ctx, const nc_image *in, uint64_t seed,
                                     uint64_t epoch, uint64_t index, nc_image **out);
 /// The seeds' training recipe at `size`: RandomResizedCrop(size, scale (0.7, 1)),
 /// horizontal flip 0.5, rotation 20, color jitter (0.2, 0.2, 0.2, 0.05), affine
-/// (translate 0.1, scale 0.9-1.1), random erasing p 0.2, normalize (mean/std of
-/// `channels` values; NULL = ImageNet's for 3 channels, 0.5/0.5 otherwise).
+/// (translate 0.1, scale 0.9-1.1), normalize (mean/std of `channels` values; NULL =
+/// ImageNet's for 3 channels, 0.5/0.5 otherwise), then random erasing p 0.2.
 NC_API nc_status nc_transform_preset_train(nc_context *ctx, int size, int channels, const float *mean,
                                            const float *std, nc_transform **out);
 /// Eval recipe: Resize(resize) (shorter side), CenterCrop(size), normalize as above.
