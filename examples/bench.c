@@ -109,12 +109,16 @@ static nc_status open_source(nc_context *ctx, const char *src, nc_dataset **ds) 
     if (strncmp(src, "folder:", 7) == 0) return nc_dataset_open_folder(ctx, src + 7, NULL, ds);
     if (strncmp(src, "idx:", 4) == 0) {
         const char *comma = strchr(src + 4, ',');
-        if (!comma) return NC_ERR_INVALID_ARGUMENT;
+        if (!comma) {
+            fprintf(stderr, "nc-bench: --loader idx:IMAGES,LABELS needs both paths\n");
+            return NC_ERR_INVALID_ARGUMENT;
+        }
         char *images = strndup(src + 4, (size_t)(comma - src - 4));
         nc_status st = images ? nc_dataset_open_idx(ctx, images, comma + 1, ds) : NC_ERR_OUT_OF_MEMORY;
         free(images);
         return st;
     }
+    fprintf(stderr, "nc-bench: --loader takes folder:DIR or idx:IMAGES,LABELS, not '%s'\n", src);
     return NC_ERR_INVALID_ARGUMENT;
 }
 
