@@ -1,6 +1,7 @@
 /* quickstart.c — trains a classifier on the real Fashion-MNIST data with nothing but
- * the public API (include/neurc.h): read the IDX files, train with nc_trainer_step,
- * evaluate with nc_model_forward, save, reload and check the reload is exact.
+ * the public API (include/neurc.h): open the IDX files as datasets, feed batches
+ * through threaded loaders, train with nc_trainer_step, evaluate with
+ * nc_model_forward, save, reload and check the reload is exact.
  * The defaults (simple_cnn, two epochs over all 60,000 training images, all 10,000
  * test images) take about two minutes on 2 cores with the reference backend.
  * Run `nc-quickstart --help` for the options. */
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
 
 #define NUM_CLASSES 10
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -183,205 +183,12 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
-/* ------------------------------------------------------------ IDX reading */
-
-/* One IDX file of unsigned bytes: magic 0x00000800 | ndim, then ndim big-endian
- * uint32 sizes, then the data. */
-typedef struct idx_data {
-    char path[4096];    /* the file actually read */
-    uint8_t *bytes;
-    uint32_t dims[3];
-    int ndim;
-    size_t count;       /* product of dims */
-} idx_data;
-
-static uint32_t be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-/* Reads exactly n bytes; 0 on success. */
-static int gz_read_all(gzFile f, void *buf, size_t n) {
-    unsigned char *p = buf;
-    while (n > 0) {
-        unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
-        int got = gzread(f, p, chunk);
-        if (got <= 0) return -1;
-        p += got;
-        n -= (size_t)got;
-    }
-    return 0;
-}
-
-static const char *gz_error_text(gzFile f) {
-    int zerr = 0;
-    const char *msg = gzerror(f, &zerr);
-    if (zerr == Z_ERRNO) return strerror(errno);
-    if (zerr == Z_OK || !msg || !msg[0]) return "file ends early";
-    return msg;
-}
-
-/* Reads DIR/NAME.gz (or DIR/NAME uncompressed) expecting `ndim` dimensions.
- * Prints a precise message and returns -1 on any problem. */
-static int idx_read(const char *dir, const char *name, int ndim, idx_data *out) {
-    memset(out, 0, sizeof *out);
-    char *path = out->path;
-    const size_t path_size = sizeof out->path;
-    snprintf(path, path_size, "%s/%s.gz", dir, name);
-    gzFile f = gzopen(path, "rb");
-    if (!f) {
-        int gz_errno = errno;
-        snprintf(path, path_size, "%s/%s", dir, name); /* gzread reads plain files too */
-        f = gzopen(path, "rb");
-        if (!f) {
-            fprintf(stderr,
-                    "error: cannot open %s/%s.gz: %s\n"
-                    "  (install the data with `apt-get install dataset-fashion-mnist`,\n"
-                    "   or point --data at a directory holding the IDX files)\n",
-                    dir, name, gz_errno ? strerror(gz_errno) : "cannot open");
-            return -1;
-        }
-    }
-    unsigned char head[4 + 4 * 3];
-    uint32_t magic;
-    const uint32_t want_magic = 0x00000800u | (uint32_t)ndim;
-    if (gz_read_all(f, head, 4 + 4 * (size_t)ndim) != 0) {
-        fprintf(stderr, "error: %s: cannot read the IDX header: %s\n", path, gz_error_text(f));
-        goto fail;
-    }
-    magic = be32(head);
-    if (magic != want_magic) {
-        fprintf(stderr,
-                "error: %s: bad IDX magic 0x%08x (expected 0x%08x: unsigned bytes, %d "
-                "dimension%s)\n",
-                path, (unsigned)magic, (unsigned)want_magic, ndim, ndim > 1 ? "s" : "");
-        goto fail;
-    }
-    out->ndim = ndim;
-    out->count = 1;
-    for (int i = 0; i < ndim; i++) {
-        out->dims[i] = be32(head + 4 + 4 * i);
-        /* Sanity bounds: a count up to 10^7 samples, images up to 4096 x 4096. */
-        uint32_t limit = i == 0 ? 10000000u : 4096u;
-        if (out->dims[i] == 0 || out->dims[i] > limit) {
-            fprintf(stderr, "error: %s: IDX dimension %d is %u (expected 1..%u)\n", path, i,
-                    (unsigned)out->dims[i], (unsigned)limit);
-            goto fail;
-        }
-        out->count *= out->dims[i];
-    }
-    out->bytes = malloc(out->count);
-    if (!out->bytes) {
-        fprintf(stderr, "error: %s: out of memory for %zu bytes\n", path, out->count);
-        goto fail;
-    }
-    if (gz_read_all(f, out->bytes, out->count) != 0) {
-        fprintf(stderr, "error: %s: truncated: the header promises %zu data bytes (%s)\n", path,
-                out->count, gz_error_text(f));
-        goto fail;
-    }
-    unsigned char extra;
-    if (gzread(f, &extra, 1) != 0) {
-        fprintf(stderr, "error: %s: unexpected bytes after the %zu data bytes\n", path,
-                out->count);
-        goto fail;
-    }
-    gzclose(f);
-    return 0;
-fail:
-    gzclose(f);
-    free(out->bytes);
-    out->bytes = NULL;
-    return -1;
-}
-
-typedef struct split {
-    uint8_t *pixels;    /* (n, rows, cols) */
-    uint8_t *labels;    /* (n) */
-    int n, rows, cols;
-} split;
-
-/* Loads "<prefix>-images-idx3-ubyte" and "<prefix>-labels-idx1-ubyte", keeps the first
- * `limit` samples (0 = all) and checks that they agree. */
-static int load_split(const char *dir, const char *prefix, long limit, split *s) {
-    char iname[128], lname[128];
-    idx_data img, lab;
-    memset(s, 0, sizeof *s);
-    snprintf(iname, sizeof iname, "%s-images-idx3-ubyte", prefix);
-    snprintf(lname, sizeof lname, "%s-labels-idx1-ubyte", prefix);
-    if (idx_read(dir, iname, 3, &img) != 0) return -1;
-    if (idx_read(dir, lname, 1, &lab) != 0) {
-        free(img.bytes);
-        return -1;
-    }
-    if (img.dims[0] != lab.dims[0]) {
-        fprintf(stderr, "error: %s has %u images but %s has %u labels\n", img.path,
-                (unsigned)img.dims[0], lab.path, (unsigned)lab.dims[0]);
-        goto fail;
-    }
-    for (size_t i = 0; i < lab.count; i++) {
-        if (lab.bytes[i] >= NUM_CLASSES) {
-            fprintf(stderr, "error: %s: label %u at index %zu is not in 0..%d\n", lab.path,
-                    (unsigned)lab.bytes[i], i, NUM_CLASSES - 1);
-            goto fail;
-        }
-    }
-    s->pixels = img.bytes;
-    s->labels = lab.bytes;
-    s->n = (int)img.dims[0];
-    s->rows = (int)img.dims[1];
-    s->cols = (int)img.dims[2];
-    if (limit > 0 && limit < s->n) s->n = (int)limit;
-    return 0;
-fail:
-    free(img.bytes);
-    free(lab.bytes);
-    return -1;
-}
-
 /* ----------------------------------------------------------------- helpers */
-
-/* splitmix64: a small seeded generator for the shuffles. */
-static uint64_t rng_next(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n) without modulo bias. */
-static uint64_t rng_below(uint64_t *state, uint64_t n) {
-    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t r;
-    do r = rng_next(state);
-    while (r >= limit);
-    return r % n;
-}
-
-static void shuffle(int *idx, int n, uint64_t *state) {
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)rng_below(state, (uint64_t)i + 1);
-        int t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
-}
 
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Writes samples idx[0..n) of s into x (n, 1, rows, cols), normalised, and labels. */
-static void make_batch(const split *s, const int *idx, int n, float *x, int32_t *labels) {
-    const size_t hw = (size_t)s->rows * (size_t)s->cols;
-    for (int i = 0; i < n; i++) {
-        const uint8_t *src = s->pixels + (size_t)idx[i] * hw;
-        float *dst = x + (size_t)i * hw;
-        for (size_t p = 0; p < hw; p++)
-            dst[p] = ((float)src[p] / 255.0f - pixel_mean) / pixel_std;
-        if (labels) labels[i] = s->labels[idx[i]];
-    }
 }
 
 static int argmax(const float *v, int n) {
@@ -411,20 +218,61 @@ static int fail_with(nc_context *ctx, const char *what, nc_status st) {
 /* Everything the phases below share; main() owns and frees it. */
 typedef struct app {
     options o;
-    split train, test;
-    int h, w;
     nc_context *ctx;
+    nc_dataset *train_set, *test_set;
+    nc_transform *normalize;  /* (x - mean) / std */
+    nc_loader *train_loader, *test_loader;
+    int h, w;
     nc_model *model;
     nc_trainer *trainer;
     int outputs;        /* logits per image (num_heads * num_classes = 10) */
-    int *order;         /* sample order, max(train.n, test.n) */
-    float *x;           /* (batch, 1, h, w) */
-    int32_t *labels;    /* (batch) */
     float *logits;      /* (batch, outputs) */
     float *logits2;     /* (batch, outputs), for the reload check */
 } app;
 
-/* Context, model (with class names and normalisation), trainer, batch buffers. */
+/* Opens DIR/<prefix>-images-idx3-ubyte.gz and the labels as a dataset. */
+static int open_split(app *a, const char *prefix, nc_dataset **out) {
+    char images[4096], labels[4096];
+    snprintf(images, sizeof images, "%s/%s-images-idx3-ubyte.gz", a->o.data, prefix);
+    snprintf(labels, sizeof labels, "%s/%s-labels-idx1-ubyte.gz", a->o.data, prefix);
+    nc_status st = nc_dataset_open_idx(a->ctx, images, labels, out);
+    if (st == NC_ERR_IO)
+        fprintf(stderr, "(install the data with `apt-get install dataset-fashion-mnist`, or point --data at a\n"
+                        " directory holding the four *-idx?-ubyte.gz files)\n");
+    if (st != NC_OK) return fail_with(a->ctx, "nc_dataset_open_idx", st);
+    if (nc_dataset_num_classes(*out, 0) > NUM_CLASSES) {
+        fprintf(stderr, "error: %s has labels outside 0..%d\n", labels, NUM_CLASSES - 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* A loader over the first `limit` samples (0 = all) of ds. */
+static int make_loader(app *a, nc_dataset *ds, long limit, int train, nc_loader **out) {
+    nc_loader_options lo;
+    nc_loader_options_init(&lo);
+    lo.batch_size = a->o.batch_size;
+    lo.shuffle = train;
+    lo.drop_last = train; /* every training step has the same shape */
+    lo.workers = 1;       /* decoding is cheap here; the cores train */
+    lo.seed = a->o.seed;
+    int64_t n = nc_dataset_size(ds), *first = NULL;
+    if (limit > 0 && limit < n) {
+        first = malloc((size_t)limit * sizeof *first);
+        if (!first) {
+            fprintf(stderr, "error: out of memory\n");
+            return 1;
+        }
+        for (long i = 0; i < limit; i++) first[i] = i;
+        lo.indices = first;
+        lo.num_indices = limit;
+    }
+    nc_status st = nc_loader_create(ds, a->normalize, &lo, out);
+    free(first); /* the loader copies the indices */
+    return st == NC_OK ? 0 : fail_with(a->ctx, "nc_loader_create", st);
+}
+
+/* Context, datasets, loaders, model (with class names and normalisation), trainer. */
 static int setup(app *a) {
     nc_status st;
     /* NULL options = defaults: the fastest backend built in, all cores. */
@@ -440,6 +288,31 @@ static int setup(app *a) {
         fprintf(stderr, "error: nc_context_create: %s\n", nc_status_str(st));
         return 1;
     }
+    if (open_split(a, "train", &a->train_set) || open_split(a, "t10k", &a->test_set)) return 1;
+    if ((st = nc_transform_create(a->ctx, &a->normalize)) != NC_OK ||
+        (st = nc_transform_add_normalize(a->normalize, &pixel_mean, &pixel_std, 1)) != NC_OK)
+        return fail_with(a->ctx, "nc_transform", st);
+    if (make_loader(a, a->train_set, a->o.train_limit, 1, &a->train_loader) ||
+        make_loader(a, a->test_set, a->o.test_limit, 0, &a->test_loader))
+        return 1;
+    if (nc_loader_num_batches(a->train_loader) < 1) {
+        fprintf(stderr, "error: fewer training images than one batch of %d (see --train-limit, --batch-size)\n",
+                a->o.batch_size);
+        return 2;
+    }
+    nc_image *first = NULL;
+    if ((st = nc_dataset_get(a->train_set, 0, &first)) != NC_OK) return fail_with(a->ctx, "nc_dataset_get", st);
+    a->h = nc_image_height(first);
+    a->w = nc_image_width(first);
+    nc_image_destroy(first);
+    printf("data: %lld training and %lld test images of %dx%d from %s\n",
+           (long long)(a->o.train_limit > 0 && a->o.train_limit < nc_dataset_size(a->train_set)
+                           ? a->o.train_limit
+                           : nc_dataset_size(a->train_set)),
+           (long long)(a->o.test_limit > 0 && a->o.test_limit < nc_dataset_size(a->test_set)
+                           ? a->o.test_limit
+                           : nc_dataset_size(a->test_set)),
+           a->h, a->w, a->o.data);
 
     nc_model_options mo;
     nc_model_options_init(&mo);
@@ -467,45 +340,41 @@ static int setup(app *a) {
     if ((st = nc_trainer_create(a->model, &to, &a->trainer)) != NC_OK)
         return fail_with(a->ctx, "nc_trainer_create", st);
 
-    const size_t img = (size_t)a->h * (size_t)a->w, batch = (size_t)a->o.batch_size;
-    const size_t most = (size_t)(a->train.n > a->test.n ? a->train.n : a->test.n);
-    a->order = malloc(most * sizeof *a->order);
-    a->x = malloc(batch * img * sizeof *a->x);
-    a->labels = malloc(batch * sizeof *a->labels);
+    const size_t batch = (size_t)a->o.batch_size;
     a->logits = malloc(batch * (size_t)a->outputs * sizeof *a->logits);
     a->logits2 = malloc(batch * (size_t)a->outputs * sizeof *a->logits2);
-    if (!a->order || !a->x || !a->labels || !a->logits || !a->logits2) {
-        fprintf(stderr, "error: out of memory for the batch buffers\n");
+    if (!a->logits || !a->logits2) {
+        fprintf(stderr, "error: out of memory for the logits\n");
         return 1;
     }
     return 0;
 }
 
-/* Epochs of SGD over the shuffled training images; the last partial batch of an
- * epoch is dropped so every step has the same shape. */
+/* Epochs of SGD over the shuffled training images (the loader reshuffles each epoch
+ * and drops the last partial batch). */
 static int train(app *a) {
     const options *o = &a->o;
-    const int batches = a->train.n / o->batch_size;
-    uint64_t rng = o->seed;
-    printf("training: %d epoch%s of %d batches of %d, lr %g, momentum %g, weight decay %g, "
+    const int64_t batches = nc_loader_num_batches(a->train_loader);
+    printf("training: %d epoch%s of %lld batches of %d, lr %g, momentum %g, weight decay %g, "
            "seed %llu\n",
-           o->epochs, o->epochs > 1 ? "s" : "", batches, o->batch_size, (double)o->lr,
+           o->epochs, o->epochs > 1 ? "s" : "", (long long)batches, o->batch_size, (double)o->lr,
            (double)o->momentum, (double)o->weight_decay, (unsigned long long)o->seed);
     const double t_train = now_seconds();
     for (int epoch = 1; epoch <= o->epochs; epoch++) {
-        for (int i = 0; i < a->train.n; i++) a->order[i] = i;
-        shuffle(a->order, a->train.n, &rng);
+        nc_status st = nc_loader_start_epoch(a->train_loader, epoch - 1);
+        if (st != NC_OK) return fail_with(a->ctx, "nc_loader_start_epoch", st);
         double loss_sum = 0.0, t_log = now_seconds();
         long correct = 0, total = 0, steps = 0, since_log = 0;
         int skipped_in_a_row = 0;
-        for (int b = 0; b < batches; b++) {
-            make_batch(&a->train, a->order + (size_t)b * (size_t)o->batch_size, o->batch_size,
-                       a->x, a->labels);
+        for (int64_t b = 0;; b++) {
+            nc_batch batch;
+            if ((st = nc_loader_next(a->train_loader, &batch)) != NC_OK)
+                return fail_with(a->ctx, "nc_loader_next", st);
+            if (batch.n == 0) break;
             nc_step_stats s;
-            nc_status st = nc_trainer_step(a->trainer, a->x, a->labels, o->batch_size, 1, a->h,
-                                           a->w, &s);
+            st = nc_trainer_step(a->trainer, batch.x, batch.labels, batch.n, batch.c, batch.h, batch.w, &s);
             if (st == NC_ERR_NUMERIC) {
-                fprintf(stderr, "warning: epoch %d step %d: update skipped: %s\n", epoch, b + 1,
+                fprintf(stderr, "warning: epoch %d step %lld: update skipped: %s\n", epoch, (long long)b + 1,
                         nc_context_last_error(a->ctx));
                 if (++skipped_in_a_row >= 5) {
                     fprintf(stderr, "error: training diverged; try a smaller --lr\n");
@@ -519,11 +388,11 @@ static int train(app *a) {
             correct += s.correct;
             total += s.total;
             steps++;
-            since_log += o->batch_size;
+            since_log += batch.n;
             if ((b + 1) % o->log_every == 0 || b + 1 == batches) {
                 double t = now_seconds();
-                printf("epoch %d [%6ld/%d] loss %.4f  acc %5.1f%%  %7.1f img/s\n", epoch,
-                       (long)(b + 1) * o->batch_size, batches * o->batch_size,
+                printf("epoch %d [%6lld/%lld] loss %.4f  acc %5.1f%%  %7.1f img/s\n", epoch,
+                       (long long)(b + 1) * o->batch_size, (long long)batches * o->batch_size,
                        steps ? loss_sum / (double)steps : 0.0,
                        total ? 100.0 * (double)correct / (double)total : 0.0,
                        t > t_log ? (double)since_log / (t - t_log) : 0.0);
@@ -541,19 +410,20 @@ static int train(app *a) {
 
 /* Eval-mode forward over the test images: top-1 accuracy, loss, per-class table. */
 static int evaluate(app *a) {
-    long class_hits[NUM_CLASSES] = {0}, class_total[NUM_CLASSES] = {0}, hits = 0;
+    long class_hits[NUM_CLASSES] = {0}, class_total[NUM_CLASSES] = {0}, hits = 0, n_test = 0;
     double loss = 0.0;
-    const int n_test = a->test.n, batch = a->o.batch_size;
     const double t_eval = now_seconds();
-    for (int i = 0; i < n_test; i++) a->order[i] = i;
-    for (int start = 0; start < n_test; start += batch) {
-        const int n = n_test - start < batch ? n_test - start : batch;
-        make_batch(&a->test, a->order + start, n, a->x, a->labels);
-        nc_status st = nc_model_forward(a->model, a->x, n, 1, a->h, a->w, a->logits);
+    nc_status st = nc_loader_start_epoch(a->test_loader, 0);
+    if (st != NC_OK) return fail_with(a->ctx, "nc_loader_start_epoch", st);
+    for (;;) {
+        nc_batch batch;
+        if ((st = nc_loader_next(a->test_loader, &batch)) != NC_OK) return fail_with(a->ctx, "nc_loader_next", st);
+        if (batch.n == 0) break;
+        st = nc_model_forward(a->model, batch.x, batch.n, batch.c, batch.h, batch.w, a->logits);
         if (st != NC_OK) return fail_with(a->ctx, "nc_model_forward", st);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < batch.n; i++) {
             const float *row = a->logits + (size_t)i * (size_t)a->outputs;
-            const int y = a->labels[i];
+            const int y = batch.labels[i];
             loss += cross_entropy(row, NUM_CLASSES, y);
             class_total[y]++;
             if (argmax(row, NUM_CLASSES) == y) {
@@ -561,9 +431,10 @@ static int evaluate(app *a) {
                 hits++;
             }
         }
+        n_test += batch.n;
     }
     const double secs = now_seconds() - t_eval;
-    printf("\ntest: top-1 accuracy %.2f%% (%ld/%d), loss %.4f, %.1f s (%.1f img/s)\n",
+    printf("\ntest: top-1 accuracy %.2f%% (%ld/%ld), loss %.4f, %.1f s (%.1f img/s)\n",
            100.0 * (double)hits / (double)n_test, hits, n_test, loss / (double)n_test, secs,
            secs > 0 ? (double)n_test / secs : 0.0);
     printf("  %-2s %-12s %11s %9s\n", "#", "class", "correct", "accuracy");
@@ -584,18 +455,21 @@ static int save_and_reload(app *a) {
     int rc = 1;
     float mean = 0.0f, std = 0.0f;
     const char *first, *last;
+    nc_batch batch;
     if ((st = nc_model_save(a->model, a->o.output)) != NC_OK)
         return fail_with(a->ctx, "nc_model_save", st);
     printf("\nsaved %s\n", a->o.output);
     if ((st = nc_model_load(a->ctx, a->o.output, &reloaded)) != NC_OK)
         return fail_with(a->ctx, "nc_model_load", st);
 
-    const int n = a->test.n < a->o.batch_size ? a->test.n : a->o.batch_size;
-    const size_t count = (size_t)n * (size_t)a->outputs;
-    for (int i = 0; i < n; i++) a->order[i] = i;
-    make_batch(&a->test, a->order, n, a->x, NULL);
-    if ((st = nc_model_forward(a->model, a->x, n, 1, a->h, a->w, a->logits)) != NC_OK ||
-        (st = nc_model_forward(reloaded, a->x, n, 1, a->h, a->w, a->logits2)) != NC_OK) {
+    if ((st = nc_loader_start_epoch(a->test_loader, 0)) != NC_OK ||
+        (st = nc_loader_next(a->test_loader, &batch)) != NC_OK) {
+        rc = fail_with(a->ctx, "nc_loader (reload check)", st);
+        goto out;
+    }
+    const size_t count = (size_t)batch.n * (size_t)a->outputs;
+    if ((st = nc_model_forward(a->model, batch.x, batch.n, batch.c, batch.h, batch.w, a->logits)) != NC_OK ||
+        (st = nc_model_forward(reloaded, batch.x, batch.n, batch.c, batch.h, batch.w, a->logits2)) != NC_OK) {
         rc = fail_with(a->ctx, "nc_model_forward (reload check)", st);
         goto out;
     }
@@ -616,7 +490,7 @@ static int save_and_reload(app *a) {
         fprintf(stderr, "error: reload check: class names or normalisation were not kept\n");
         goto out;
     }
-    printf("reload check: identical (%d images x %d logits)\n", n, a->outputs);
+    printf("reload check: identical (%d images x %d logits)\n", batch.n, a->outputs);
     rc = 0;
 out:
     nc_model_destroy(reloaded);
@@ -637,41 +511,22 @@ int main(int argc, char **argv) {
                 NC_VERSION_MAJOR, NC_VERSION_MINOR, NC_VERSION_PATCH, nc_version_string());
 
     const double t_start = now_seconds();
-    rc = 1;
-    if (load_split(a.o.data, "train", a.o.train_limit, &a.train) == 0 &&
-        load_split(a.o.data, "t10k", a.o.test_limit, &a.test) == 0) {
-        a.h = a.train.rows;
-        a.w = a.train.cols;
-        if (a.test.rows != a.h || a.test.cols != a.w) {
-            fprintf(stderr, "error: training images are %dx%d but test images are %dx%d\n", a.h,
-                    a.w, a.test.rows, a.test.cols);
-        } else if (a.train.n < a.o.batch_size) {
-            fprintf(stderr, "error: %d training images are fewer than one batch of %d "
-                            "(see --train-limit, --batch-size)\n",
-                    a.train.n, a.o.batch_size);
-            rc = 2;
-        } else {
-            printf("data: %d training and %d test images of %dx%d from %s\n", a.train.n,
-                   a.test.n, a.h, a.w, a.o.data);
-            rc = setup(&a);
-            if (rc == 0) rc = train(&a);
-            if (rc == 0) rc = evaluate(&a);
-            if (rc == 0) rc = save_and_reload(&a);
-            if (rc == 0) printf("total time %.1f s\n", now_seconds() - t_start);
-        }
-    }
+    rc = setup(&a);
+    if (rc == 0) rc = train(&a);
+    if (rc == 0) rc = evaluate(&a);
+    if (rc == 0) rc = save_and_reload(&a);
+    if (rc == 0) printf("total time %.1f s\n", now_seconds() - t_start);
 
-    /* trainers before their model, models before their context */
+    /* loaders before their datasets and transform; trainers before their model;
+     * everything before the context */
+    nc_loader_destroy(a.train_loader);
+    nc_loader_destroy(a.test_loader);
+    nc_transform_destroy(a.normalize);
+    nc_dataset_destroy(a.train_set);
+    nc_dataset_destroy(a.test_set);
     nc_trainer_destroy(a.trainer);
     nc_model_destroy(a.model);
     nc_context_destroy(a.ctx);
-    free(a.train.pixels);
-    free(a.train.labels);
-    free(a.test.pixels);
-    free(a.test.labels);
-    free(a.order);
-    free(a.x);
-    free(a.labels);
     free(a.logits);
     free(a.logits2);
     return rc;
