@@ -7,8 +7,18 @@
 #include "neurc.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Deterministic noise in [-0.5, 0.5). */
+static float test_noise(uint64_t stream, uint64_t i) {
+    uint64_t z = stream * 0x9e3779b97f4a7c15ull + i * 0xbf58476d1ce4e5b9ull + 1;
+    z = (z ^ (z >> 31)) * 0x94d049bb133111ebull;
+    return (float)((z >> 40) & 0xffffff) / 16777216.0f - 0.5f;
+}
 
 static nc_context *ref_ctx(int threads) {
     nc_context_options o;
@@ -274,6 +284,108 @@ static void test_trainer_reproducible_by_seed(void **s) {
     assert_true(tu_norm_err(d, a, COUNT) < 1e-4); /* thread count changes only rounding */
 }
 
+/* The data pipeline feeding training end to end: a folder of RGB PNGs (class 0 has a
+ * bright left half, class 1 a bright right half, plus noise) through
+ * nc_dataset_open_folder and a 2-worker nc_loader into nc_trainer_step. */
+static void test_trainer_learns_from_png_folder_through_loader(void **s) {
+    (void)s;
+    enum { PER_CLASS = 24, H = 12, W = 12 };
+    nc_context *ctx = ref_ctx(0);
+    char *root = tu_tmp_path("png_folder");
+    char path[512];
+    assert_int_equal(mkdir(root, 0700), 0);
+    const char *classes[2] = {"left", "right"};
+    nc_image *img;
+    assert_int_equal(nc_image_create(ctx, 3, H, W, &img), NC_OK);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", root, classes[k]);
+        assert_int_equal(mkdir(path, 0700), 0);
+        for (int i = 0; i < PER_CLASS; i++) {
+            float *px = nc_image_data(img);
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++) {
+                        float noise = 0.3f * test_noise((uint64_t)(k * 1000 + i), (uint64_t)((c * H + y) * W + x));
+                        int bright = k == 0 ? x < W / 2 : x >= W / 2;
+                        px[(c * H + y) * W + x] = (bright ? 0.6f : 0.1f) + noise;
+                    }
+            snprintf(path, sizeof path, "%s/%s/%03d.png", root, classes[k], i);
+            assert_int_equal(nc_png_write(ctx, path, img, 8), NC_OK);
+        }
+    }
+    nc_image_destroy(img);
+
+    nc_dataset *ds;
+    assert_int_equal(nc_dataset_open_folder(ctx, root, NULL, &ds), NC_OK);
+    assert_int_equal(nc_dataset_size(ds), 2 * PER_CLASS);
+    assert_string_equal(nc_dataset_class_name(ds, 0, 1), "right");
+    nc_transform *t;
+    float mean[3] = {0.35f, 0.35f, 0.35f}, sd[3] = {0.3f, 0.3f, 0.3f};
+    assert_int_equal(nc_transform_create(ctx, &t), NC_OK);
+    assert_int_equal(nc_transform_add_normalize(t, mean, sd, 3), NC_OK);
+    nc_loader_options lo;
+    nc_loader_options_init(&lo);
+    lo.batch_size = 8;
+    lo.workers = 2;
+    lo.seed = 3;
+    nc_loader *l;
+    assert_int_equal(nc_loader_create(ds, t, &lo, &l), NC_OK);
+
+    nc_model_options mo;
+    nc_model_options_init(&mo);
+    mo.arch = "simple_cnn";
+    mo.num_classes = 2;
+    mo.in_channels = 3;
+    mo.width = 8;
+    nc_model *m;
+    assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+    nc_trainer_options to;
+    nc_trainer_options_init(&to);
+    to.lr = 0.05f;
+    nc_trainer *tr;
+    assert_int_equal(nc_trainer_create(m, &to, &tr), NC_OK);
+    double first_epoch = 0, last_epoch = 0;
+    int last_correct = 0;
+    for (int epoch = 0; epoch < 8; epoch++) {
+        assert_int_equal(nc_loader_start_epoch(l, epoch), NC_OK);
+        double sum = 0;
+        int correct = 0;
+        for (;;) {
+            nc_batch b;
+            assert_int_equal(nc_loader_next(l, &b), NC_OK);
+            if (b.n == 0) break;
+            assert_int_equal(b.c, 3);
+            nc_step_stats st;
+            assert_int_equal(nc_trainer_step(tr, b.x, b.labels, b.n, b.c, b.h, b.w, &st), NC_OK);
+            sum += st.loss * b.n;
+            correct += st.correct;
+        }
+        if (epoch == 0) first_epoch = sum;
+        last_epoch = sum;
+        last_correct = correct;
+    }
+    print_message("  epoch loss %.3f -> %.3f, last epoch %d/%d correct\n", first_epoch / (2 * PER_CLASS),
+                  last_epoch / (2 * PER_CLASS), last_correct, 2 * PER_CLASS);
+    assert_true(last_epoch < 0.5 * first_epoch);
+    assert_true(last_correct >= 2 * PER_CLASS - 2);
+    nc_trainer_destroy(tr);
+    nc_model_destroy(m);
+    nc_loader_destroy(l);
+    nc_transform_destroy(t);
+    nc_dataset_destroy(ds);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < PER_CLASS; i++) {
+            snprintf(path, sizeof path, "%s/%s/%03d.png", root, classes[k], i);
+            unlink(path);
+        }
+        snprintf(path, sizeof path, "%s/%s", root, classes[k]);
+        rmdir(path);
+    }
+    rmdir(root);
+    free(root);
+    nc_context_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgd_plain),
@@ -285,6 +397,7 @@ int main(void) {
         cmocka_unit_test(test_trainer_bad_label_changes_nothing),
         cmocka_unit_test(test_trainer_options_rejected),
         cmocka_unit_test(test_trainer_reproducible_by_seed),
+        cmocka_unit_test(test_trainer_learns_from_png_folder_through_loader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
