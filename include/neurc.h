@@ -605,15 +605,18 @@ typedef struct nc_batch {
 
 NC_API void nc_loader_options_init(nc_loader_options *opt);
 /// Creates a loader over ds (and transform t, may be NULL: samples must then share one
-/// size). ds and t must outlive the loader. Returns NC_OK, NC_ERR_NULL,
-/// NC_ERR_INVALID_ARGUMENT, NC_ERR_OUT_OF_MEMORY.
+/// size). ds and t must outlive the loader. workers 0..256, prefetch 0..1024 (>= 1
+/// with workers). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT, NC_ERR_LIMIT
+/// (absurd sizes), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_loader_create(nc_dataset *ds, const nc_transform *t, const nc_loader_options *opt,
                                   nc_loader **out);
 /// Starts epoch `epoch` (shuffle order and augmentation draw from it); stops and
 /// discards the work of a running epoch.
 NC_API nc_status nc_loader_start_epoch(nc_loader *l, int64_t epoch);
-/// Next batch of the epoch; out->n == 0 at the end of the epoch. A sample that fails
-/// to decode returns its status with the file named in the message.
+/// Next batch of the epoch (starting epoch 0 if none was started); out->n == 0 at the
+/// end of the epoch and after. A sample that fails to decode returns its status with
+/// the file named in the message, and so does every later call until the next
+/// nc_loader_start_epoch.
 NC_API nc_status nc_loader_next(nc_loader *l, nc_batch *out);
 NC_API int64_t nc_loader_num_batches(const nc_loader *l);
 /// Stops the workers (also mid-epoch) and frees everything; NULL-safe.
