@@ -28,30 +28,9 @@
 
 /* ------------------------------------------------------------ fixtures */
 
-typedef struct counting {
-    long live;        /* allocations not yet freed (atomic: threads allocate too) */
-    long calls;       /* allocations attempted while fail_after >= 0 */
-    long fail_after;  /* < 0: never fail; else fail every call once calls >= fail_after */
-} counting;
-
-static void *count_alloc(void *user, size_t size, size_t align) {
-    counting *c = user;
-    if (c->fail_after >= 0 && c->calls++ >= c->fail_after) return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) != 0)
-        return NULL;
-    __atomic_add_fetch(&c->live, 1, __ATOMIC_RELAXED);
-    return p;
-}
-
-static void count_free(void *user, void *ptr) {
-    counting *c = user;
-    if (ptr) __atomic_sub_fetch(&c->live, 1, __ATOMIC_RELAXED);
-    free(ptr);
-}
 
 typedef struct fx {
-    counting cnt;
+    tu_counting cnt;
     nc_context *ctx;
     long base;     /* live allocations right after nc_context_create */
     char dir[64];  /* this case's temporary folder */
@@ -59,15 +38,7 @@ typedef struct fx {
 
 static int setup(void **state) {
     fx *f = calloc(1, sizeof *f);
-    f->cnt.fail_after = -1;
-    nc_context_options o;
-    nc_context_options_init(&o);
-    o.backend = NC_BACKEND_REF;
-    o.num_threads = 1;
-    o.allocator.alloc = count_alloc;
-    o.allocator.free = count_free;
-    o.allocator.user = &f->cnt;
-    if (nc_context_create(&o, &f->ctx) != NC_OK) return -1;
+    if (!(f->ctx = tu_counting_context(&f->cnt))) return -1;
     f->base = f->cnt.live;
     snprintf(f->dir, sizeof f->dir, "/tmp/nc_test_ds_XXXXXX");
     if (!mkdtemp(f->dir)) return -1;

@@ -7,7 +7,6 @@
 #include "neurc.h"
 
 #include <dirent.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,38 +162,16 @@ static int group_teardown(void **state) {
 
 /* ---------------------------------------------- contexts that count allocations */
 
-typedef struct counter {
-    atomic_llong live;
-} counter;
-
-static void *count_alloc(void *user, size_t size, size_t align) {
-    void *p = NULL;
-    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) != 0) return NULL;
-    atomic_fetch_add(&((counter *)user)->live, 1);
-    return p;
-}
-
-static void count_free(void *user, void *ptr) {
-    atomic_fetch_sub(&((counter *)user)->live, 1);
-    free(ptr);
-}
 
 typedef struct fixture {
-    counter cnt;
+    tu_counting cnt;
     nc_context *ctx;
 } fixture;
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    atomic_init(&f->cnt.live, 0);
-    nc_context_options o;
-    nc_context_options_init(&o);
-    o.num_threads = 1;
-    o.allocator.alloc = count_alloc;
-    o.allocator.free = count_free;
-    o.allocator.user = &f->cnt;
-    if (nc_context_create(&o, &f->ctx) != NC_OK) return -1;
+    if (!(f->ctx = tu_counting_context(&f->cnt))) return -1;
     *state = f;
     return 0;
 }
@@ -203,10 +180,10 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     nc_context_destroy(f->ctx);
-    long long live = atomic_load(&f->cnt.live);
+    long live = __atomic_load_n(&f->cnt.live, __ATOMIC_RELAXED);
     free(f);
     if (live != 0) {
-        print_error("%lld allocations still live after the test\n", live);
+        print_error("%ld allocations still live after the test\n", live);
         return -1;
     }
     return 0;

@@ -21,60 +21,10 @@
 
 /* ------------------------------------------------------------ fixtures */
 
-typedef struct counting {
-    long live;        /* allocations not yet freed */
-    long calls;       /* allocations attempted */
-    long fail_after;  /* < 0: never fail; else fail every call once calls >= fail_after */
-    size_t largest;   /* the largest size requested */
-} counting;
-
-static void *count_alloc(void *user, size_t size, size_t align) {
-    counting *c = user;
-    if (size > c->largest) c->largest = size;
-    if (c->fail_after >= 0 && c->calls++ >= c->fail_after) return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) != 0)
-        return NULL;
-    c->live++;
-    return p;
-}
-
-static void count_free(void *user, void *ptr) {
-    counting *c = user;
-    if (ptr) c->live--;
-    free(ptr);
-}
-
-typedef struct fx {
-    counting cnt;
-    nc_context *ctx;
-    long base; /* live allocations right after nc_context_create */
-} fx;
-
-static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->cnt.fail_after = -1;
-    nc_context_options o;
-    nc_context_options_init(&o);
-    o.backend = NC_BACKEND_REF;
-    o.num_threads = 1;
-    o.allocator.alloc = count_alloc;
-    o.allocator.free = count_free;
-    o.allocator.user = &f->cnt;
-    if (nc_context_create(&o, &f->ctx) != NC_OK) return -1;
-    f->base = f->cnt.live;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    assert_int_equal(f->cnt.live, f->base); /* nothing leaked by the case */
-    nc_context_destroy(f->ctx);
-    assert_int_equal(f->cnt.live, 0);
-    free(f);
-    return 0;
-}
+/* Each case gets a counting context (tests/testutil.h) that fails it on a leak. */
+typedef tu_fx fx;
+#define setup tu_fx_setup
+#define teardown tu_fx_teardown
 
 static void assert_error_mentions(nc_context *ctx, const char *text) {
     const char *msg = nc_context_last_error(ctx);

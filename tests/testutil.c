@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "core/rng.h"
+#include "neurc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -103,4 +104,58 @@ double tu_grad_check(float *x, const float *grad, size_t n, tu_loss_fn loss, voi
         if (!(e <= worst)) worst = e;
     }
     return worst;
+}
+
+void *tu_count_alloc(void *user, size_t size, size_t align) {
+    tu_counting *c = user;
+    long call = __atomic_fetch_add(&c->calls, 1, __ATOMIC_RELAXED);
+    size_t seen = __atomic_load_n(&c->largest, __ATOMIC_RELAXED);
+    while (size > seen && !__atomic_compare_exchange_n(&c->largest, &seen, size, 0, __ATOMIC_RELAXED,
+                                                       __ATOMIC_RELAXED)) {
+    }
+    long fail_after = __atomic_load_n(&c->fail_after, __ATOMIC_RELAXED);
+    if (fail_after >= 0 && call >= fail_after) return NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) != 0) return NULL;
+    __atomic_add_fetch(&c->live, 1, __ATOMIC_RELAXED);
+    return p;
+}
+
+void tu_count_free(void *user, void *ptr) {
+    tu_counting *c = user;
+    if (ptr) __atomic_sub_fetch(&c->live, 1, __ATOMIC_RELAXED);
+    free(ptr);
+}
+
+nc_context *tu_counting_context(tu_counting *c) {
+    c->fail_after = -1;
+    nc_context_options o;
+    nc_context_options_init(&o);
+    o.backend = NC_BACKEND_REF;
+    o.num_threads = 1;
+    o.allocator.alloc = tu_count_alloc;
+    o.allocator.free = tu_count_free;
+    o.allocator.user = c;
+    nc_context *ctx = NULL;
+    return nc_context_create(&o, &ctx) == NC_OK ? ctx : NULL;
+}
+
+int tu_fx_setup(void **state) {
+    tu_fx *f = calloc(1, sizeof *f);
+    if (!f || !(f->ctx = tu_counting_context(&f->cnt))) {
+        free(f);
+        return -1;
+    }
+    f->base = f->cnt.live;
+    *state = f;
+    return 0;
+}
+
+int tu_fx_teardown(void **state) {
+    tu_fx *f = *state;
+    assert_int_equal(f->cnt.live, f->base); /* nothing leaked by the case */
+    nc_context_destroy(f->ctx);
+    assert_int_equal(f->cnt.live, 0);
+    free(f);
+    return 0;
 }

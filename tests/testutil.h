@@ -32,6 +32,31 @@ char *tu_fixture(const char *name);
 /* Temporary path unique to this process: "/tmp/nc_test_<pid>_<name>" (malloc'ed). */
 char *tu_tmp_path(const char *name);
 
+/* An allocator that counts (thread-safe) and can fail on purpose, for leak and
+ * out-of-memory tests. calls counts every allocation attempt; once fail_after >= 0,
+ * every attempt with calls >= fail_after fails. */
+typedef struct tu_counting {
+    long live;        /* allocations not yet freed */
+    long calls;       /* allocations attempted */
+    long fail_after;  /* < 0: never fail */
+    size_t largest;   /* the largest size requested */
+} tu_counting;
+void *tu_count_alloc(void *user, size_t size, size_t align);
+void tu_count_free(void *user, void *ptr);
+/* A reference-backend, one-thread context whose allocations count into *c
+ * (fail_after set to -1); NULL on failure. */
+struct nc_context *tu_counting_context(tu_counting *c);
+
+/* The common fixture: a counting context; teardown fails the case when anything the
+ * case allocated through it is still live. Use as cmocka setup/teardown. */
+typedef struct tu_fx {
+    tu_counting cnt;
+    struct nc_context *ctx;
+    long base; /* live allocations right after the context was created */
+} tu_fx;
+int tu_fx_setup(void **state);
+int tu_fx_teardown(void **state);
+
 /* Finite-difference check: f(x) -> scalar loss computed by `loss`, analytic gradient
  * `grad` (n values). Checks `probes` coordinates chosen deterministically; returns the
  * worst |fd - analytic| / max(|fd| + |analytic|, 1e-3). eps ~1e-2 in f32 with double
