@@ -274,6 +274,33 @@ typedef struct nc_load_report {
 NC_API nc_status nc_model_load_weights(nc_model *model, const char *path, int strict,
                                        nc_load_report *report);
 
+typedef enum nc_first_conv_adapt {
+    NC_ADAPT_RGB_NORMAL = 0, /* channels 0..2 take the R, G, B weights, further channels
+                                N(0, 0.01^2) (the Chlorella guide); 1 channel takes
+                                R+G+B, 2 channels R and G */
+    NC_ADAPT_RGB_MEAN = 1    /* every channel = the mean of the RGB weights */
+} nc_first_conv_adapt;
+
+typedef struct nc_pretrained_options {
+    size_t struct_size;
+    int strict;                   /* 1 = every other key must match; default 0 */
+    nc_first_conv_adapt adapt;    /* when the first conv's input channels differ */
+    int keep_head;                /* 0 = tensors of a head whose shape differs keep
+                                     their fresh initialisation (new classes/heads);
+                                     default 0 */
+    uint64_t seed;                /* for NC_ADAPT_RGB_NORMAL's new channels */
+} nc_pretrained_options;
+
+NC_API void nc_pretrained_options_init(nc_pretrained_options *opt);
+/// Imports a torchvision state_dict (safetensors, see docs/format.md) into a model with
+/// a possibly different in_channels, class count or head count: the first
+/// convolution is adapted, the head is re-initialised where its shape differs, the
+/// rest must match (strict) or is loaded where it matches. report may be NULL.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT, NC_ERR_SHAPE, NC_ERR_NOT_FOUND
+/// (strict), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_model_load_pretrained(nc_model *model, const char *path, const nc_pretrained_options *opt,
+                                          nc_load_report *report);
+
 /// Class names stored with the model (saved in the file's metadata). names may be
 /// NULL to clear; count must equal num_classes otherwise. Strings are copied.
 NC_API nc_status nc_model_set_class_names(nc_model *model, const char *const *names, int count);
@@ -349,6 +376,17 @@ NC_API nc_status nc_builder_finish(nc_builder *b, nc_value output, int num_heads
 
 /* ----------------------------------------------------------------- trainer */
 
+typedef enum nc_optimizer {
+    NC_OPTIMIZER_SGD = 0,   /* torch.optim.SGD */
+    NC_OPTIMIZER_ADAM = 1,  /* torch.optim.Adam (L2 weight decay added to the gradient) */
+    NC_OPTIMIZER_ADAMW = 2  /* torch.optim.AdamW (decoupled weight decay) */
+} nc_optimizer;
+
+typedef enum nc_loss_kind {
+    NC_LOSS_CROSS_ENTROPY = 0,  /* softmax cross-entropy per head; labels n x heads */
+    NC_LOSS_BCE_WITH_LOGITS = 1 /* multi-label: labels n x heads x classes, each 0/1 */
+} nc_loss_kind;
+
 typedef struct nc_trainer_options {
     size_t struct_size;  /* sizeof(nc_trainer_options), set by _init */
     float lr;            /* default 0.01 */
@@ -357,6 +395,29 @@ typedef struct nc_trainer_options {
     float weight_decay;  /* L2 added to gradients (torch.optim.SGD); default 0 */
     int nesterov;        /* default 0 */
     uint64_t seed;       /* dropout stream; default 0 */
+    /* ---- optimizer (fields below added in 0.1; struct_size tells which are set) */
+    nc_optimizer optimizer;     /* default NC_OPTIMIZER_SGD */
+    float beta1, beta2, eps;    /* Adam/AdamW: defaults 0.9, 0.999, 1e-8 */
+    int no_decay_norm_bias;     /* 1 = no weight decay on biases and norm weights (all
+                                   groups); default 0 (torch applies it to everything) */
+    /* ---- loss */
+    nc_loss_kind loss;          /* default NC_LOSS_CROSS_ENTROPY */
+    float label_smoothing;      /* cross-entropy, in [0, 1); default 0 */
+    const float *class_weights; /* cross-entropy: num_classes values (shared by heads) or
+                                   num_heads*num_classes; NULL = none; copied */
+    int num_class_weights;
+    const float *head_weights;  /* num_heads values: loss = sum_h w_h * loss_h; NULL = 1s */
+    int32_t ignore_label;       /* cross-entropy label to skip (torch ignore_index);
+                                   default -100 */
+    const float *pos_weight;    /* BCE: num_heads*num_classes values; NULL = 1s; copied */
+    /* ---- step control */
+    int accumulation_steps;     /* micro-batches per update (loss averaged over them, as
+                                   torch with loss / k); default 1 */
+    float clip_grad_norm;       /* clip the global L2 norm of the gradients to this
+                                   (torch.nn.utils.clip_grad_norm_); 0 = off */
+    int max_nonfinite;          /* non-finite losses/gradients in a row before
+                                   NC_ERR_NUMERIC; each one before that skips its update
+                                   and reports skipped = 1; default 5 */
 } nc_trainer_options;
 
 /** Per-step results. */
@@ -364,7 +425,11 @@ typedef struct nc_step_stats {
     float loss;       /* mean over the batch of the softmax cross-entropy, summed over heads */
     int correct;      /* top-1 hits, counted over samples x heads */
     int total;        /* samples x heads */
-    int skipped;      /* 1 when the update was skipped for a non-finite loss */
+    int skipped;      /* 1 when the update was skipped for a non-finite loss or gradient */
+    int updated;      /* 1 when this call applied an optimizer update (with accumulation
+                         only every k-th call does) */
+    float grad_norm;  /* global L2 norm of the gradients before clipping (0 if no update) */
+    float lr;         /* learning rate of the default group used by the update */
 } nc_step_stats;
 
 /// Fills `opt` with defaults. NULL is ignored.
@@ -391,6 +456,77 @@ NC_API nc_status nc_trainer_step(nc_trainer *trainer, const float *x, const int3
 NC_API nc_status nc_trainer_set_lr(nc_trainer *trainer, float lr);
 /// Steps taken so far.
 NC_API int64_t nc_trainer_num_steps(const nc_trainer *trainer);
+
+/// Adds a parameter group: every trainable tensor whose name starts with one of the
+/// comma-separated `prefixes` (e.g. "conv1,bn1,layer1" or "fc") and is not yet in a
+/// named group, with its own lr and weight decay. Tensors in no group use the
+/// options' lr and weight_decay (group "default"). Call before the first step.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad lr/decay, duplicate name),
+/// NC_ERR_NOT_FOUND (a prefix matches no tensor), NC_ERR_STATE (after the first step).
+NC_API nc_status nc_trainer_add_group(nc_trainer *trainer, const char *name, const char *prefixes, float lr,
+                                      float weight_decay);
+/// Freezes (1) or unfreezes (0) a group ("default" included) at any time: frozen
+/// tensors get no update (their optimizer state is kept). Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_NOT_FOUND.
+NC_API nc_status nc_trainer_freeze_group(nc_trainer *trainer, const char *name, int frozen);
+/// Sets (and reads back) a group's current learning rate.
+NC_API nc_status nc_trainer_set_group_lr(nc_trainer *trainer, const char *name, float lr);
+NC_API nc_status nc_trainer_group_lr(const nc_trainer *trainer, const char *name, float *lr);
+
+/* ---------------------------------------------------------------- schedules */
+
+typedef enum nc_schedule_kind {
+    NC_SCHEDULE_CONSTANT = 0,    /* lr = base */
+    NC_SCHEDULE_STEP = 1,        /* torch StepLR(step_size, gamma) */
+    NC_SCHEDULE_MULTISTEP = 2,   /* torch MultiStepLR(milestones, gamma) */
+    NC_SCHEDULE_EXPONENTIAL = 3, /* torch ExponentialLR(gamma) */
+    NC_SCHEDULE_COSINE = 4,      /* linear warmup (LinearLR from warmup_start_factor over
+                                    warmup_steps) then CosineAnnealingLR(t_max, eta_min) */
+    NC_SCHEDULE_PLATEAU = 5      /* torch ReduceLROnPlateau */
+} nc_schedule_kind;
+
+typedef struct nc_schedule_options {
+    size_t struct_size;
+    nc_schedule_kind kind;       /* default NC_SCHEDULE_CONSTANT */
+    int step_size;               /* STEP; default 30 */
+    float gamma;                 /* STEP, MULTISTEP, EXPONENTIAL; default 0.1 */
+    const int *milestones;       /* MULTISTEP, increasing; copied */
+    int num_milestones;
+    int t_max;                   /* COSINE: steps of the cosine part; default 100 */
+    float eta_min;               /* COSINE: default 0 */
+    int warmup_steps;            /* COSINE: default 0 */
+    float warmup_start_factor;   /* COSINE: default 1/3 (torch LinearLR) */
+    int mode_max;                /* PLATEAU: 1 = metric should rise; default 0 (fall) */
+    float factor;                /* PLATEAU: default 0.1 */
+    int patience;                /* PLATEAU: default 10 */
+    float threshold;             /* PLATEAU: default 1e-4 */
+    int threshold_abs;           /* PLATEAU: 1 = 'abs' threshold mode; default 0 ('rel') */
+    int cooldown;                /* PLATEAU: default 0 */
+    float min_lr;                /* PLATEAU: default 0 */
+    float plateau_eps;           /* PLATEAU: default 1e-8 */
+} nc_schedule_options;
+
+/** A learning-rate schedule: a pure function of its position (and, for PLATEAU, of
+ *  the metrics it was given), applied to any number of groups' base rates. */
+typedef struct nc_schedule nc_schedule;
+
+NC_API void nc_schedule_options_init(nc_schedule_options *opt);
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (with the field named),
+/// NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_schedule_create(nc_context *ctx, const nc_schedule_options *opt, nc_schedule **out);
+NC_API void nc_schedule_destroy(nc_schedule *s);
+/// One scheduler.step() (per epoch or per batch, as the caller chooses); `metric` is
+/// used by PLATEAU only (a non-finite metric is NC_ERR_NUMERIC there).
+NC_API nc_status nc_schedule_step(nc_schedule *s, float metric);
+/// The learning rate now for a group whose initial rate is base_lr; for PLATEAU the
+/// rate of each base_lr is tracked separately (as torch tracks each group).
+NC_API float nc_schedule_lr(nc_schedule *s, float base_lr);
+/// Steps taken so far.
+NC_API int64_t nc_schedule_position(const nc_schedule *s);
+/// Makes the trainer take every group's lr from the schedule (from its group's
+/// initial lr) before each update; NULL detaches. The schedule must outlive the
+/// trainer or be detached.
+NC_API nc_status nc_trainer_set_schedule(nc_trainer *trainer, nc_schedule *s);
 
 
 /* ------------------------------------------------------------------- images */

@@ -15,6 +15,31 @@
 nc_status nc__softmax_xent(nc_context *ctx, const float *logits, const int32_t *labels, int64_t n, int heads,
                            int classes, float *dlogits, double *loss, int *correct);
 
+/* The loss of a trainer (nc_trainer_options' loss fields, arrays owned by the
+ * trainer). */
+typedef struct nc__loss_config {
+    nc_loss_kind kind;
+    float label_smoothing;       /* CE */
+    const float *class_weights;  /* CE: [heads * classes] (expanded) or NULL */
+    const float *head_weights;   /* [heads] or NULL */
+    int32_t ignore_label;        /* CE */
+    const float *pos_weight;     /* BCE: [heads * classes] or NULL */
+} nc__loss_config;
+
+/* The configured loss, PyTorch's semantics per head (CE: weighted mean over the
+ * non-ignored samples of the head, label smoothing as torch 1.13's
+ * cross_entropy(label_smoothing=); BCE: mean over all n*classes of the head of
+ * binary_cross_entropy_with_logits(pos_weight=)), summed over heads with head
+ * weights. labels: CE (n, heads) class indices (or ignore_label); BCE (n, heads,
+ * classes) 0/1. dlogits (n, heads*classes) may be NULL. *correct counts CE top-1
+ * hits over counted samples or BCE outputs with (logit > 0) == target; *counted the
+ * samples x heads (CE, ignored excluded) or outputs (BCE). A head whose samples are
+ * all ignored contributes 0 (torch gives NaN; we skip it). Errors: labels out of
+ * range -> NC_ERR_INVALID_ARGUMENT naming sample and head. */
+nc_status nc__loss_compute(nc_context *ctx, const nc__loss_config *cfg, const float *logits, const int32_t *labels,
+                           int64_t n, int heads, int classes, float *dlogits, double *loss, int *correct,
+                           int *counted);
+
 /* NC_ERR_INVALID_ARGUMENT naming the first label outside [0, classes). */
 nc_status nc__check_labels(nc_context *ctx, const int32_t *labels, int64_t n, int heads, int classes);
 
