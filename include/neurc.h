@@ -278,7 +278,9 @@ typedef enum nc_first_conv_adapt {
     NC_ADAPT_RGB_NORMAL = 0, /* channels 0..2 take the R, G, B weights, further channels
                                 N(0, 0.01^2) (the Chlorella guide); 1 channel takes
                                 R+G+B, 2 channels R and G */
-    NC_ADAPT_RGB_MEAN = 1    /* every channel = the mean of the RGB weights */
+    NC_ADAPT_RGB_MEAN = 1    /* every channel = the mean of the RGB weights times 3/c,
+                                i.e. (R+G+B)/c (timm's convention): an input whose c
+                                channels are alike keeps the RGB model's activations */
 } nc_first_conv_adapt;
 
 typedef struct nc_pretrained_options {
@@ -295,9 +297,11 @@ NC_API void nc_pretrained_options_init(nc_pretrained_options *opt);
 /// Imports a torchvision state_dict (safetensors, see docs/format.md) into a model with
 /// a possibly different in_channels, class count or head count: the first
 /// convolution is adapted, the head is re-initialised where its shape differs, the
-/// rest must match (strict) or is loaded where it matches. report may be NULL.
-/// Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT, NC_ERR_SHAPE, NC_ERR_NOT_FOUND
-/// (strict), NC_ERR_OUT_OF_MEMORY.
+/// rest must match (strict) or is loaded where it matches; on any failure the model is
+/// unchanged. opt NULL = defaults; report may be NULL. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT (bad struct_size or adapt value), NC_ERR_IO, NC_ERR_FORMAT,
+/// NC_ERR_LIMIT, NC_ERR_UNSUPPORTED, NC_ERR_SHAPE, NC_ERR_NOT_FOUND (strict, or a missing
+/// head with keep_head), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_model_load_pretrained(nc_model *model, const char *path, const nc_pretrained_options *opt,
                                           nc_load_report *report);
 

@@ -60,6 +60,13 @@ typedef struct nc__sgd_desc {
     int first_step;          /* 1: momentum buffer := grad (torch's first step) */
 } nc__sgd_desc;
 
+typedef struct nc__adam_desc {
+    float lr, beta1, beta2, eps, weight_decay;
+    int decoupled;           /* 1 = AdamW (param *= 1 - lr*wd first); 0 = Adam (wd*param
+                                added to the gradient) */
+    int64_t step;            /* this update's step number, from 1 (bias correction) */
+} nc__adam_desc;
+
 typedef struct nc__backend {
     const char *name;
     nc_backend_kind kind;
@@ -135,9 +142,15 @@ typedef struct nc__backend {
      * (param, grad, momentum buffer). buf may be NULL when momentum == 0. */
     nc_status (*sgd_update)(void *state, const nc__sgd_desc *d, size_t count, void *param,
                             void *buf, const void *grad);
-    /* (optional) Sum of squares and a finiteness check of `count` values, for gradient
-     * clipping and the numerical guard. */
+    /* torch.optim.Adam / AdamW on `count` elements: m, v the first and second moment
+     * buffers, same layout as param and grad. */
+    nc_status (*adam_update)(void *state, const nc__adam_desc *d, size_t count, void *param, void *m, void *v,
+                             const void *grad);
+    /* Sum of squares of `count` values in double (NaN/inf propagate): gradient norms
+     * for clipping and the numerical guard. */
     nc_status (*sum_squares)(void *state, size_t count, const void *x, double *out);
+    /* x[i] *= alpha (gradient clipping). */
+    nc_status (*scale)(void *state, size_t count, void *x, float alpha);
 } nc__backend;
 
 /* The built-in backends; NULL when not compiled in. */

@@ -5,6 +5,7 @@
 #include "neurc.h"
 #include "core/context.h"
 #include "core/model.h"
+#include "io/model_io.h"
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -324,23 +325,45 @@ fail:
     return st;
 }
 
-static void report_add(nc_load_report *r, const char *what, const char *name, const char *extra) {
+/* Helpers shared with pretrained.c: see io/model_io.h. */
+void nc__load_report_add(nc_load_report *r, const char *what, const char *name, const char *extra) {
     if (!r) return;
     size_t len = strlen(r->text);
     if (len + 4 >= sizeof r->text) return;
     snprintf(r->text + len, sizeof r->text - len, "%s%s %s%s", len ? "; " : "", what, name, extra ? extra : "");
 }
 
-static int shape_matches(const nc__st_tensor *ft, const nc__tensor_def *t) {
+int nc__load_shape_matches(const nc__st_tensor *ft, const nc__tensor_def *t) {
     if (ft->ndim != t->shape.ndim) return 0;
     for (int d = 0; d < ft->ndim; d++)
         if (ft->shape[d] != t->shape.d[d]) return 0;
     return 1;
 }
 
-static int loadable_dtype(nc__dtype dt) {
+int nc__load_dtype_ok(nc__dtype dt) {
     return dt == NC__DT_F32 || dt == NC__DT_F16 || dt == NC__DT_BF16 || dt == NC__DT_F64 || dt == NC__DT_I64 ||
            dt == NC__DT_I32;
+}
+
+void nc__load_mismatch_text(const nc__st_tensor *ft, const nc__tensor_def *t, char *buf, size_t size) {
+    char a[64], b[64];
+    nc__shape fs = {ft->ndim > 4 ? 4 : ft->ndim, {0}};
+    for (int d = 0; d < fs.ndim; d++) fs.d[d] = ft->shape[d];
+    snprintf(buf, size, " %s %s in file vs %s in model", nc__dtype_name(ft->dtype), nc__shape_str(&fs, a, sizeof a),
+             nc__shape_str(&t->shape, b, sizeof b));
+}
+
+nc_status nc__load_copy(nc_model *m, int i, const nc__st_tensor *ft, float *host) {
+    const nc__tensor_def *t = &m->graph->tensors[i];
+    if (t->role == NC__ROLE_NUM_BATCHES && ft->dtype == NC__DT_I64) {
+        int64_t v;
+        memcpy(&v, ft->data, sizeof v);
+        m->num_batches[i] = v < 0 ? 0 : v;
+        return NC_OK;
+    }
+    nc_status st = nc__st_to_f32(m->ctx, ft, host);
+    if (st == NC_OK) st = nc_model_set_tensor(m, t->name, host, m->slots[i].numel);
+    return st;
 }
 
 /* Matches file tensors to model tensors; strict: any difference fails before
@@ -357,21 +380,18 @@ static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *pat
         const nc__st_tensor *ft = nc__st_find(f, t->name);
         if (!ft) {
             r->missing++;
-            report_add(r, "missing", t->name, NULL);
-        } else if (!shape_matches(ft, t) || !loadable_dtype(ft->dtype)) {
-            char extra[160], a[64], b[64];
-            nc__shape fs = {ft->ndim > 4 ? 4 : ft->ndim, {0}};
-            for (int d = 0; d < fs.ndim; d++) fs.d[d] = ft->shape[d];
-            snprintf(extra, sizeof extra, " %s %s in file vs %s in model", nc__dtype_name(ft->dtype),
-                     nc__shape_str(&fs, a, sizeof a), nc__shape_str(&t->shape, b, sizeof b));
+            nc__load_report_add(r, "missing", t->name, NULL);
+        } else if (!nc__load_shape_matches(ft, t) || !nc__load_dtype_ok(ft->dtype)) {
+            char extra[160];
+            nc__load_mismatch_text(ft, t, extra, sizeof extra);
             r->mismatched++;
-            report_add(r, "mismatched", t->name, extra);
+            nc__load_report_add(r, "mismatched", t->name, extra);
         }
     }
     for (int k = 0; k < f->n_tensors; k++)
         if (nc__graph_find_tensor(g, f->tensors[k].name) < 0) {
             r->unexpected++;
-            report_add(r, "unexpected", f->tensors[k].name, NULL);
+            nc__load_report_add(r, "unexpected", f->tensors[k].name, NULL);
         }
     if (strict && (r->missing || r->unexpected || r->mismatched))
         return nc__error(ctx, r->mismatched ? NC_ERR_SHAPE : NC_ERR_NOT_FOUND,
@@ -386,16 +406,8 @@ static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *pat
     for (int i = 0; i < g->n_tensors && st == NC_OK; i++) {
         const nc__tensor_def *t = &g->tensors[i];
         const nc__st_tensor *ft = nc__st_find(f, t->name);
-        if (!ft || !shape_matches(ft, t) || !loadable_dtype(ft->dtype)) continue;
-        if (t->role == NC__ROLE_NUM_BATCHES && ft->dtype == NC__DT_I64) {
-            int64_t v;
-            memcpy(&v, ft->data, sizeof v);
-            m->num_batches[i] = v < 0 ? 0 : v;
-            r->loaded++;
-            continue;
-        }
-        st = nc__st_to_f32(ctx, ft, host);
-        if (st == NC_OK) st = nc_model_set_tensor(m, t->name, host, m->slots[i].numel);
+        if (!ft || !nc__load_shape_matches(ft, t) || !nc__load_dtype_ok(ft->dtype)) continue;
+        st = nc__load_copy(m, i, ft, host);
         if (st == NC_OK) r->loaded++;
     }
     nc__free(ctx, host);

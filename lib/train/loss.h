@@ -35,7 +35,22 @@ typedef struct nc__loss_config {
  * hits over counted samples or BCE outputs with (logit > 0) == target; *counted the
  * samples x heads (CE, ignored excluded) or outputs (BCE). A head whose samples are
  * all ignored contributes 0 (torch gives NaN; we skip it). Errors: labels out of
- * range -> NC_ERR_INVALID_ARGUMENT naming sample and head. */
+ * range -> NC_ERR_INVALID_ARGUMENT naming sample and head.
+ *
+ * Exactly, per CE head with class weights w (1s when NULL), W = sum_i w[y_i] over the
+ * counted samples, eps = label_smoothing, K = classes, lse_i = logsumexp(z_i):
+ *   loss_h = [ (1-eps) sum_i w[y_i] (lse_i - z_i[y_i])
+ *              + (eps/K) sum_i sum_k w[k] (lse_i - z_ik) ] / W
+ * (checked against torch 1.13 by tests/fixtures/make_loss_golden.py). A CE head with
+ * W == 0 (all ignored, or only zero-weight labels) contributes 0 and zero gradient,
+ * its hits still counted. Per BCE output: t ? pw softplus(-x) : softplus(x).
+ * cfg, logits, labels, loss NULL -> NC_ERR_NULL; n < 0, heads or classes < 1, an
+ * unknown kind, label_smoothing outside [0, 1] or a BCE target other than 0/1 ->
+ * NC_ERR_INVALID_ARGUMENT. Nothing is written on error. Non-finite logits: CE, a
+ * NaN or +inf logit gives a non-finite loss, a -inf logit is a probability of 0 (a
+ * finite loss unless it is the label's or label smoothing is on), as torch; BCE, any
+ * non-finite logit gives NaN, as torch. The weights are not checked (the trainer
+ * validates its options). */
 nc_status nc__loss_compute(nc_context *ctx, const nc__loss_config *cfg, const float *logits, const int32_t *labels,
                            int64_t n, int heads, int classes, float *dlogits, double *loss, int *correct,
                            int *counted);

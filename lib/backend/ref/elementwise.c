@@ -122,6 +122,40 @@ void nc__ref_sgd_update(int nt, const nc__sgd_desc *d, size_t count, float *para
     }
 }
 
+void nc__ref_adam_update(int nt, const nc__adam_desc *d, size_t count, float *param, float *m, float *v,
+                         const float *grad) {
+    // param, m, v, grad (count); torch 1.13 _single_tensor_adam:
+    // [AdamW: param *= 1 - lr*wd] [Adam: g += wd*param]; m = b1*m + (1-b1)*g;
+    // v = b2*v + (1-b2)*g*g; param -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    const float lr = d->lr, b1 = d->beta1, b2 = d->beta2, eps = d->eps, wd = d->weight_decay;
+    /* torch computes the bias corrections as Python floats (double) */
+    const double bc1 = 1.0 - pow((double)b1, (double)d->step);
+    const float bc2_sqrt = (float)sqrt(1.0 - pow((double)b2, (double)d->step));
+    const float step_size = (float)((double)lr / bc1), decay = (float)(1.0 - (double)lr * (double)wd);
+    const int decoupled = d->decoupled;
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) {
+        float g = grad[i], p = param[i];
+        if (wd != 0.0f) {
+            if (decoupled)
+                p = p * decay;
+            else
+                g = g + wd * p;
+        }
+        const float mi = m[i] * b1 + (1.0f - b1) * g;
+        const float vi = v[i] * b2 + (1.0f - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = p - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+    }
+}
+
+void nc__ref_scale(int nt, size_t count, float *x, float alpha) {
+    // x (count)
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) x[i] *= alpha;
+}
+
 /* Fixed chunking makes the double sum independent of the thread count. */
 #define SS_CHUNKS 64
 

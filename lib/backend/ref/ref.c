@@ -200,6 +200,17 @@ static nc_status ref_sgd_update(void *state, const nc__sgd_desc *d, size_t count
     return NC_OK;
 }
 
+static nc_status ref_adam_update(void *state, const nc__adam_desc *d, size_t count, void *param, void *m, void *v,
+                                 const void *grad) {
+    nc__ref_adam_update(NT(state), d, count, param, m, v, grad);
+    return NC_OK;
+}
+
+static nc_status ref_scale(void *state, size_t count, void *x, float alpha) {
+    nc__ref_scale(NT(state), count, x, alpha);
+    return NC_OK;
+}
+
 static nc_status ref_sum_squares(void *state, size_t count, const void *x, double *out) {
     *out = nc__ref_sum_squares(NT(state), count, x);
     return NC_OK;
@@ -236,7 +247,9 @@ static const nc__backend ref_backend = {
     .linear_forward = ref_linear_forward,
     .linear_backward = ref_linear_backward,
     .sgd_update = ref_sgd_update,
+    .adam_update = ref_adam_update,
     .sum_squares = ref_sum_squares,
+    .scale = ref_scale,
 };
 
 const nc__backend *nc__backend_ref(void) { return &ref_backend; }

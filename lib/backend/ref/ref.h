@@ -81,5 +81,9 @@ void nc__ref_concat_backward(int64_t n, int count, const int64_t *widths, float 
 void nc__ref_sgd_update(int nt, const nc__sgd_desc *d, size_t count, float *param, float *buf,
                         const float *grad);
 double nc__ref_sum_squares(int nt, size_t count, const float *x); /* NaN/inf propagate */
+/* torch.optim.Adam / AdamW (_single_tensor_adam's operation order, in float). */
+void nc__ref_adam_update(int nt, const nc__adam_desc *d, size_t count, float *param, float *m, float *v,
+                         const float *grad);
+void nc__ref_scale(int nt, size_t count, float *x, float alpha);
 
 #endif

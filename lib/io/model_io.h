@@ -1,0 +1,32 @@
+/* model_io.h — private helpers shared by the two state_dict importers:
+ * nc_model_load_weights (model_io.c) and nc_model_load_pretrained (pretrained.c).
+ * They match a file tensor to a model tensor, describe differences in an
+ * nc_load_report, and copy one matching tensor into the model. */
+#ifndef NC_IO_MODEL_IO_H
+#define NC_IO_MODEL_IO_H
+
+#include "neurc.h"
+#include "core/model.h"
+#include "io/safetensors.h"
+
+#include <stddef.h>
+
+/* Appends "<what> <name><extra>" to r->text ("; "-separated; silently cut when the
+ * text is full). NULL r is ignored; extra may be NULL. */
+void nc__load_report_add(nc_load_report *r, const char *what, const char *name, const char *extra);
+
+/* 1 when the file tensor has exactly the model tensor's shape (no broadcasting). */
+int nc__load_shape_matches(const nc__st_tensor *ft, const nc__tensor_def *t);
+
+/* 1 for the dtypes that load into a model: F32, F16, BF16, F64, I64, I32. */
+int nc__load_dtype_ok(nc__dtype dt);
+
+/* " F32 [64,3,7,7] in file vs [64,1,7,7] in model" into buf[size]. */
+void nc__load_mismatch_text(const nc__st_tensor *ft, const nc__tensor_def *t, char *buf, size_t size);
+
+/* Copies file tensor ft into model tensor i (shape and dtype already checked):
+ * an I64 num_batches_tracked exactly, anything else through float32 via host,
+ * scratch of at least m->slots[i].numel floats. */
+nc_status nc__load_copy(nc_model *m, int i, const nc__st_tensor *ft, float *host);
+
+#endif
