@@ -17,12 +17,13 @@ typedef struct golden_case {
     char optimizer[64], schedule[64];
     double lr, momentum, weight_decay, lr_bias, wd_bias, clip;
     int groups;
+    char loss_kind[64];  /* "" = plain CE, "ce_smooth_weighted_ignore", "bce" */
     double loss[STEPS], w[STEPS][K * F], b[STEPS][K];
 } golden_case;
 
 typedef struct golden {
     float x[N * F], w0[K * F], b0[K];
-    int32_t y[N];
+    int32_t y[N], bce_targets[N * K];
     golden_case cases[64];
     int n_cases;
 } golden;
@@ -51,6 +52,10 @@ static golden *load_golden(void) {
     for (int i = 0; i < K * F; i++) g->w0[i] = (float)buf[i];
     assert_int_equal(read_floats(f, buf, K), 0);
     for (int i = 0; i < K; i++) g->b0[i] = (float)buf[i];
+    assert_int_equal(fscanf(f, "%63s", word), 1);
+    assert_string_equal(word, "bce_targets");
+    assert_int_equal(read_floats(f, buf, N * K), 0);
+    for (int i = 0; i < N * K; i++) g->bce_targets[i] = (int32_t)buf[i];
     golden_case *c = NULL;
     while (fscanf(f, "%63s", word) == 1) {
         if (strcmp(word, "case") == 0) {
@@ -80,10 +85,11 @@ static golden *load_golden(void) {
             else if (!strcmp(word, "wd_bias")) c->wd_bias = atof(value);
             else if (!strcmp(word, "clip")) c->clip = atof(value);
             else if (!strcmp(word, "groups")) c->groups = atoi(value);
+            else if (!strcmp(word, "loss")) snprintf(c->loss_kind, sizeof c->loss_kind, "%s", value);
         }
     }
     fclose(f);
-    assert_true(g->n_cases >= 28);
+    assert_true(g->n_cases >= 30);
     return g;
 }
 
@@ -157,6 +163,20 @@ static void run_case(const golden *g, const golden_case *c, double *worst) {
                   : !strcmp(c->optimizer, "adam") ? NC_OPTIMIZER_ADAM
                                                   : NC_OPTIMIZER_ADAMW;
     o.nesterov = !strcmp(c->optimizer, "sgd_nesterov");
+    /* the script's loss settings (make_optim_golden.py) */
+    static const float class_weights[K] = {1.0f, 2.0f, 0.5f}, pos_weight[K] = {1.0f, 2.0f, 3.0f};
+    int32_t labels[N * K];
+    memcpy(labels, g->y, sizeof g->y);
+    if (!strcmp(c->loss_kind, "ce_smooth_weighted_ignore")) {
+        o.label_smoothing = 0.1f;
+        o.class_weights = class_weights;
+        o.num_class_weights = K;
+        labels[2] = o.ignore_label; /* -100 */
+    } else if (!strcmp(c->loss_kind, "bce")) {
+        o.loss = NC_LOSS_BCE_WITH_LOGITS;
+        o.pos_weight = pos_weight;
+        memcpy(labels, g->bce_targets, sizeof g->bce_targets);
+    }
     nc_trainer *t;
     assert_int_equal(nc_trainer_create(m, &o, &t), NC_OK);
     if (c->groups) assert_int_equal(nc_trainer_add_group(t, "bias", "fc.bias", (float)c->lr_bias, (float)c->wd_bias), NC_OK);
@@ -165,7 +185,7 @@ static void run_case(const golden *g, const golden_case *c, double *worst) {
     double err = 0;
     for (int k = 0; k < STEPS; k++) {
         nc_step_stats st;
-        assert_int_equal(nc_trainer_step(t, g->x, g->y, N, 2, 2, 2, &st), NC_OK);
+        assert_int_equal(nc_trainer_step(t, g->x, labels, N, 2, 2, 2, &st), NC_OK);
         assert_int_equal(st.updated, 1);
         assert_int_equal(nc_schedule_step(s, st.loss), NC_OK);
         float w[K * F], b[K];
