@@ -477,6 +477,47 @@ NC_API nc_status nc_trainer_freeze_group(nc_trainer *trainer, const char *name, 
 NC_API nc_status nc_trainer_set_group_lr(nc_trainer *trainer, const char *name, float lr);
 NC_API nc_status nc_trainer_group_lr(const nc_trainer *trainer, const char *name, float *lr);
 
+/* ------------------------------------------- weight average, early stopping */
+
+/** An exponential moving average of a model's weights. */
+typedef struct nc_ema nc_ema;
+
+/// Starts an average of every float tensor of `model` (parameters and running
+/// statistics, as timm's ModelEmaV2) from its current values: after each update call
+/// nc_ema_update, ema = decay * ema + (1 - decay) * weights. The model must outlive it.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (decay not in [0, 1)),
+/// NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_ema_create(nc_model *model, float decay, nc_ema **out);
+/// Destroys the average; NULL-safe. Swap back first if it is swapped in.
+NC_API void nc_ema_destroy(nc_ema *ema);
+/// Folds the model's current weights into the average (not while swapped in:
+/// NC_ERR_STATE).
+NC_API nc_status nc_ema_update(nc_ema *ema);
+/// Exchanges the model's weights with the average (O(1)): evaluate or save the
+/// averaged model, then swap again to continue training. Returns NC_OK, NC_ERR_NULL.
+NC_API nc_status nc_ema_swap(nc_ema *ema);
+/// 1 while the average is swapped into the model.
+NC_API int nc_ema_swapped(const nc_ema *ema);
+
+/** Early stopping on a monitored metric, keeping the best weights. */
+typedef struct nc_early_stopping nc_early_stopping;
+
+/// mode_max = 1 when a larger metric is better; an epoch improves when its metric
+/// beats the best by more than min_delta (PyTorch Lightning's EarlyStopping);
+/// `patience` epochs without improvement ask to stop. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT (patience < 0, min_delta < 0), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_early_stopping_create(nc_model *model, int mode_max, int patience, float min_delta,
+                                          nc_early_stopping **out);
+NC_API void nc_early_stopping_destroy(nc_early_stopping *es);
+/// Reports an epoch's metric. *improved (may be NULL) = 1 when it is the new best (the
+/// model's weights are copied); *stop (may be NULL) = 1 once `patience` epochs in a row
+/// did not improve. A NaN/inf metric is NC_ERR_NUMERIC and counts as nothing.
+NC_API nc_status nc_early_stopping_update(nc_early_stopping *es, float metric, int *improved, int *stop);
+/// Copies the best weights back into the model. NC_ERR_STATE before any improvement.
+NC_API nc_status nc_early_stopping_restore_best(nc_early_stopping *es);
+/// The best metric so far (NaN before the first update); NaN for NULL.
+NC_API float nc_early_stopping_best(const nc_early_stopping *es);
+
 /* ---------------------------------------------------------------- schedules */
 
 typedef enum nc_schedule_kind {

@@ -151,6 +151,8 @@ typedef struct nc__backend {
     nc_status (*sum_squares)(void *state, size_t count, const void *x, double *out);
     /* x[i] *= alpha (gradient clipping). */
     nc_status (*scale)(void *state, size_t count, void *x, float alpha);
+    /* y[i] = a * y[i] + b * x[i] (weight averages); a = 0, b = 1 is a copy. */
+    nc_status (*axpby)(void *state, size_t count, void *y, float a, const void *x, float b);
 } nc__backend;
 
 /* The built-in backends; NULL when not compiled in. */

@@ -156,6 +156,17 @@ void nc__ref_scale(int nt, size_t count, float *x, float alpha) {
     for (size_t i = 0; i < count; i++) x[i] *= alpha;
 }
 
+void nc__ref_axpby(int nt, size_t count, float *y, float a, const float *x, float b) {
+    // y, x (count); a == 0 overwrites y (NaN in y included)
+    if (a == 0.0f) {
+        PARALLEL_FOR_IF(count)
+        for (size_t i = 0; i < count; i++) y[i] = b * x[i];
+        return;
+    }
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) y[i] = a * y[i] + b * x[i];
+}
+
 /* Fixed chunking makes the double sum independent of the thread count. */
 #define SS_CHUNKS 64
 

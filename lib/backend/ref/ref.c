@@ -211,6 +211,11 @@ static nc_status ref_scale(void *state, size_t count, void *x, float alpha) {
     return NC_OK;
 }
 
+static nc_status ref_axpby(void *state, size_t count, void *y, float a, const void *x, float b) {
+    nc__ref_axpby(NT(state), count, y, a, x, b);
+    return NC_OK;
+}
+
 static nc_status ref_sum_squares(void *state, size_t count, const void *x, double *out) {
     *out = nc__ref_sum_squares(NT(state), count, x);
     return NC_OK;
@@ -250,6 +255,7 @@ static const nc__backend ref_backend = {
     .adam_update = ref_adam_update,
     .sum_squares = ref_sum_squares,
     .scale = ref_scale,
+    .axpby = ref_axpby,
 };
 
 const nc__backend *nc__backend_ref(void) { return &ref_backend; }

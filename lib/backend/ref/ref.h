@@ -85,5 +85,6 @@ double nc__ref_sum_squares(int nt, size_t count, const float *x); /* NaN/inf pro
 void nc__ref_adam_update(int nt, const nc__adam_desc *d, size_t count, float *param, float *m, float *v,
                          const float *grad);
 void nc__ref_scale(int nt, size_t count, float *x, float alpha);
+void nc__ref_axpby(int nt, size_t count, float *y, float a, const float *x, float b);
 
 #endif
