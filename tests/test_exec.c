@@ -69,12 +69,7 @@ static nc_model *every_op_model(nc_context *ctx, int heads) {
 }
 
 static void check_gradients(int heads) {
-    nc_context *ctx;
-    nc_context_options co;
-    nc_context_options_init(&co);
-    co.backend = NC_BACKEND_REF;
-    co.num_threads = 1;
-    assert_int_equal(nc_context_create(&co, &ctx), NC_OK);
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = every_op_model(ctx, heads);
     assert_int_equal(nc__model_ensure_grads(m), NC_OK);
     enum { N = 8, C = 2, H = 9, W = 7 };

@@ -146,12 +146,7 @@ static nc_schedule *make_schedule(nc_context *ctx, const char *kind) {
 }
 
 static void run_case(const golden *g, const golden_case *c, double *worst) {
-    nc_context *ctx;
-    nc_context_options co;
-    nc_context_options_init(&co);
-    co.backend = NC_BACKEND_REF;
-    co.num_threads = 1;
-    assert_int_equal(nc_context_create(&co, &ctx), NC_OK);
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = linear_model(ctx, g);
     nc_trainer_options o;
     nc_trainer_options_init(&o);
@@ -216,21 +211,11 @@ static void test_optim_trajectories_match_pytorch(void **state) {
     free(g);
 }
 
-static nc_context *ref_ctx(void) {
-    nc_context_options co;
-    nc_context_options_init(&co);
-    co.backend = NC_BACKEND_REF;
-    co.num_threads = 1;
-    nc_context *ctx;
-    assert_int_equal(nc_context_create(&co, &ctx), NC_OK);
-    return ctx;
-}
-
 /* k micro-batches with accumulation_steps = k give the update of one batch of k*n. */
 static void test_optim_accumulation_equals_big_batch(void **state) {
     (void)state;
     golden *g = load_golden();
-    nc_context *ctx = ref_ctx();
+    nc_context *ctx = tu_ref_context(1);
     nc_model *a = linear_model(ctx, g), *b = linear_model(ctx, g);
     nc_trainer_options o;
     nc_trainer_options_init(&o);
@@ -264,7 +249,7 @@ static void test_optim_accumulation_equals_big_batch(void **state) {
 static void test_optim_freeze_and_unfreeze_group(void **state) {
     (void)state;
     golden *g = load_golden();
-    nc_context *ctx = ref_ctx();
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = linear_model(ctx, g);
     nc_trainer *t;
     assert_int_equal(nc_trainer_create(m, NULL, &t), NC_OK);
@@ -309,7 +294,7 @@ static void test_optim_freeze_and_unfreeze_group(void **state) {
 static void test_optim_nonfinite_guard(void **state) {
     (void)state;
     golden *g = load_golden();
-    nc_context *ctx = ref_ctx();
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = linear_model(ctx, g);
     nc_trainer_options o;
     nc_trainer_options_init(&o);
@@ -344,7 +329,7 @@ static void test_optim_nonfinite_guard(void **state) {
 static void test_optim_bad_options(void **state) {
     (void)state;
     golden *g = load_golden();
-    nc_context *ctx = ref_ctx();
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = linear_model(ctx, g);
     nc_trainer *t = NULL;
     nc_trainer_options o;

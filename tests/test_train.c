@@ -20,16 +20,6 @@ static float test_noise(uint64_t stream, uint64_t i) {
     return (float)((z >> 40) & 0xffffff) / 16777216.0f - 0.5f;
 }
 
-static nc_context *ref_ctx(int threads) {
-    nc_context_options o;
-    nc_context_options_init(&o);
-    o.backend = NC_BACKEND_REF;
-    o.num_threads = threads;
-    nc_context *ctx = NULL;
-    assert_int_equal(nc_context_create(&o, &ctx), NC_OK);
-    return ctx;
-}
-
 /* logits = W flatten(x) + b: a linear softmax classifier on h x w images (the
  * adaptive pool to the image's own size is an identity that fixes the size). */
 static nc_model *linear_model(nc_context *ctx, int c, int h, int w, int classes) {
@@ -81,7 +71,7 @@ static void sgd_reference(double *w, double *bias, double *bw, double *bb, int s
 
 static void check_sgd(float momentum, float dampening, float wd, int nesterov) {
     enum { N = 5, C = 2, H = 2, W = 2, F = 8, K = 3, STEPS = 4 };
-    nc_context *ctx = ref_ctx(1);
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = linear_model(ctx, C, H, W, K);
     float x[N * F], wf[K * F], bf[K];
     int32_t y[N] = {0, 1, 2, 1, 0};
@@ -120,7 +110,7 @@ static void test_sgd_nesterov(void **s) { (void)s; check_sgd(0.9f, 0.0f, 1e-2f, 
 static void test_trainer_overfits_tiny_batch(void **s) {
     (void)s;
     enum { N = 8, C = 1, H = 16, W = 16, K = 4 };
-    nc_context *ctx = ref_ctx(0);
+    nc_context *ctx = tu_ref_context(0);
     nc_model_options mo;
     nc_model_options_init(&mo);
     mo.arch = "resnext";
@@ -165,7 +155,7 @@ static void test_trainer_overfits_tiny_batch(void **s) {
 
 static void test_trainer_nonfinite_loss_skips_update(void **s) {
     (void)s;
-    nc_context *ctx = ref_ctx(1);
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = linear_model(ctx, 1, 2, 2, 3);
     float x[2 * 4] = {1, 2, 3, 4, 5, 6, 7, NAN}, before[12], after[12];
     int32_t y[2] = {0, 1};
@@ -188,7 +178,7 @@ static void test_trainer_nonfinite_loss_skips_update(void **s) {
 
 static void test_trainer_bad_label_changes_nothing(void **s) {
     (void)s;
-    nc_context *ctx = ref_ctx(1);
+    nc_context *ctx = tu_ref_context(1);
     nc_model_options mo;
     nc_model_options_init(&mo);
     mo.arch = "simple_cnn";
@@ -219,7 +209,7 @@ static void test_trainer_bad_label_changes_nothing(void **s) {
 
 static void test_trainer_options_rejected(void **s) {
     (void)s;
-    nc_context *ctx = ref_ctx(1);
+    nc_context *ctx = tu_ref_context(1);
     nc_model *m = linear_model(ctx, 1, 2, 2, 2);
     nc_trainer *t = (nc_trainer *)&t;
     nc_trainer_options o;
@@ -249,7 +239,7 @@ static void test_trainer_options_rejected(void **s) {
 
 /* Same seed -> identical weights; dropout makes different trainer seeds differ. */
 static void run_dropout_training(uint64_t seed, int threads, float *out, int64_t count) {
-    nc_context *ctx = ref_ctx(threads);
+    nc_context *ctx = tu_ref_context(threads);
     nc_model_options mo;
     nc_model_options_init(&mo);
     mo.arch = "simple_cnn";
@@ -293,7 +283,7 @@ static void test_trainer_reproducible_by_seed(void **s) {
 static void test_trainer_learns_from_png_folder_through_loader(void **s) {
     (void)s;
     enum { PER_CLASS = 24, H = 12, W = 12 };
-    nc_context *ctx = ref_ctx(0);
+    nc_context *ctx = tu_ref_context(0);
     char *root = tu_tmp_path("png_folder");
     char path[512];
     assert_int_equal(mkdir(root, 0700), 0);

@@ -127,6 +127,16 @@ void tu_count_free(void *user, void *ptr) {
     free(ptr);
 }
 
+nc_context *tu_ref_context(int threads) {
+    nc_context_options o;
+    nc_context_options_init(&o);
+    o.backend = NC_BACKEND_REF;
+    o.num_threads = threads;
+    nc_context *ctx = NULL;
+    assert_int_equal(nc_context_create(&o, &ctx), NC_OK);
+    return ctx;
+}
+
 nc_context *tu_counting_context(tu_counting *c) {
     c->fail_after = -1;
     nc_context_options o;

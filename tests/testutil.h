@@ -43,6 +43,9 @@ typedef struct tu_counting {
 } tu_counting;
 void *tu_count_alloc(void *user, size_t size, size_t align);
 void tu_count_free(void *user, void *ptr);
+/* A reference-backend context with `threads` threads (0 = all cores); fails the
+ * test when it cannot be made. */
+struct nc_context *tu_ref_context(int threads);
 /* A reference-backend, one-thread context whose allocations count into *c
  * (fail_after set to -1); NULL on failure. */
 struct nc_context *tu_counting_context(tu_counting *c);
