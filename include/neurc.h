@@ -573,6 +573,41 @@ NC_API int64_t nc_schedule_position(const nc_schedule *s);
 /// trainer or be detached.
 NC_API nc_status nc_trainer_set_schedule(nc_trainer *trainer, nc_schedule *s);
 
+/* -------------------------------------------------------------- checkpoints */
+
+/** Where training stands, stored in a checkpoint with the trainer's state. */
+typedef struct nc_checkpoint_info {
+    size_t struct_size;     /* sizeof(nc_checkpoint_info), set by _init */
+    int64_t epoch;          /* epochs completed (or the epoch in progress) */
+    int64_t batch;          /* batches of that epoch already consumed (loader position) */
+    double best_metric;     /* best monitored metric so far (NaN = none) */
+    int64_t best_epoch;
+} nc_checkpoint_info;
+/// Fills `info` with zeros, best_metric NaN, struct_size set. NULL is ignored.
+NC_API void nc_checkpoint_info_init(nc_checkpoint_info *info);
+/// Saves the whole training state in one safetensors file, written atomically: the
+/// model (as nc_model_save: it also loads with nc_model_load), optimizer moments,
+/// per-tensor step counts, groups (lr, base lr, decay, frozen), trainer counters
+/// (steps, updates, accumulation, non-finite run; the RNG is counter-based, so the
+/// step count is its state), a partly accumulated gradient (when saved between the
+/// micro-batches of one update), the attached schedule's options and state, the info
+/// (NULL = as nc_checkpoint_info_init) and the trainer options. The file is written
+/// to "<path>.tmp.XXXXXX" and renamed over `path`, so `path` always holds a whole
+/// checkpoint; a writer killed mid-write can leave such a temporary file behind (it
+/// is never read; delete it). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT
+/// (bad info->struct_size), NC_ERR_IO, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+NC_API nc_status nc_trainer_save_checkpoint(nc_trainer *trainer, const char *path, const nc_checkpoint_info *info);
+/// Restores a trainer (made for the same model architecture, optimizer and groups)
+/// from a checkpoint: model tensors, optimizer state, counters, groups' rates and
+/// frozen flags, the attached schedule's state (if one is attached now and one was
+/// saved; it must be of the same kind), and *info (may be NULL). Trainer options other
+/// than the optimizer are kept as the trainer was created (the saved ones are for
+/// reference). Nothing changes on failure. Returns NC_OK, NC_ERR_NULL, NC_ERR_IO,
+/// NC_ERR_FORMAT (not a checkpoint, or a different optimizer/groups/architecture/
+/// schedule kind, message says which), NC_ERR_SHAPE, NC_ERR_NOT_FOUND,
+/// NC_ERR_INVALID_ARGUMENT (bad info->struct_size), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_trainer_load_checkpoint(nc_trainer *trainer, const char *path, nc_checkpoint_info *info);
+
 
 /* ------------------------------------------------------------------- images */
 

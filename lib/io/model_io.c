@@ -120,18 +120,15 @@ static nc_status add_meta_json(nc_context *ctx, nc__st_writer *w, const char *ke
 
 /* ---------------------------------------------------------------------- save */
 
-nc_status nc_model_save(nc_model *m, const char *path) {
-    if (!m) return NC_ERR_NULL;
+nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch) {
     nc_context *ctx = m->ctx;
-    if (!path) return nc__error(ctx, NC_ERR_NULL, "nc_model_save: path is NULL");
     const nc__graph *g = m->graph;
     nc_status st = NC_OK;
-    nc__st_writer *w = NULL;
     int64_t total = 0;
     for (int i = 0; i < g->n_tensors; i++) total += m->slots[i].numel;
     float *host = nc__alloc(ctx, (size_t)(total ? total : 1) * sizeof(float));
+    *scratch = host;
     NC_CHECK_ALLOC(ctx, host);
-    NC_CHECK(nc__st_writer_create(ctx, &w));
     float *cur = host;
     for (int i = 0; i < g->n_tensors; i++) {
         const nc__tensor_def *t = &g->tensors[i];
@@ -165,6 +162,19 @@ nc_status nc_model_save(nc_model *m, const char *path) {
         NC_CHECK(add_meta_json(ctx, w, "neurc.norm_mean", float_array(m->norm_mean, g->in_channels)));
         NC_CHECK(add_meta_json(ctx, w, "neurc.norm_std", float_array(m->norm_std, g->in_channels)));
     }
+fail:
+    return st;
+}
+
+nc_status nc_model_save(nc_model *m, const char *path) {
+    if (!m) return NC_ERR_NULL;
+    nc_context *ctx = m->ctx;
+    if (!path) return nc__error(ctx, NC_ERR_NULL, "nc_model_save: path is NULL");
+    nc_status st = NC_OK;
+    nc__st_writer *w = NULL;
+    float *host = NULL;
+    NC_CHECK(nc__st_writer_create(ctx, &w));
+    NC_CHECK(nc__model_io_add(m, w, &host));
     NC_CHECK(nc__st_write(w, path));
 fail:
     nc__st_writer_destroy(w);
@@ -368,7 +378,8 @@ nc_status nc__load_copy(nc_model *m, int i, const nc__st_tensor *ft, float *host
 
 /* Matches file tensors to model tensors; strict: any difference fails before
  * anything is changed. */
-static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *path, int strict, nc_load_report *rep) {
+static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *path, int strict, nc_load_report *rep,
+                              const char *ignore_prefix, int check_only) {
     nc_context *ctx = m->ctx;
     const nc__graph *g = m->graph;
     nc_load_report local;
@@ -388,8 +399,10 @@ static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *pat
             nc__load_report_add(r, "mismatched", t->name, extra);
         }
     }
+    const size_t ignore_len = ignore_prefix ? strlen(ignore_prefix) : 0;
     for (int k = 0; k < f->n_tensors; k++)
-        if (nc__graph_find_tensor(g, f->tensors[k].name) < 0) {
+        if (nc__graph_find_tensor(g, f->tensors[k].name) < 0 &&
+            !(ignore_len && strncmp(f->tensors[k].name, ignore_prefix, ignore_len) == 0)) {
             r->unexpected++;
             nc__load_report_add(r, "unexpected", f->tensors[k].name, NULL);
         }
@@ -397,6 +410,7 @@ static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *pat
         return nc__error(ctx, r->mismatched ? NC_ERR_SHAPE : NC_ERR_NOT_FOUND,
                          "%s: %d missing, %d unexpected, %d mismatched tensors (%s)", path, r->missing, r->unexpected,
                          r->mismatched, r->text);
+    if (check_only) return NC_OK;
     int64_t maxn = 1;
     for (int i = 0; i < g->n_tensors; i++)
         if (m->slots[i].numel > maxn) maxn = m->slots[i].numel;
@@ -412,6 +426,11 @@ static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *pat
     }
     nc__free(ctx, host);
     return st;
+}
+
+nc_status nc__model_io_load_tensors(nc_model *m, const nc__st_file *f, const char *path, const char *ignore_prefix,
+                                    int check_only) {
+    return load_tensors(m, f, path, 1, NULL, ignore_prefix, check_only);
 }
 
 static nc_status json_floats(nc_context *ctx, const char *path, const char *key, const char *text, float *out,
@@ -514,7 +533,9 @@ nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
         }
         NC_CHECK(create_from_options(ctx, path, arch, opts, &m));
     }
-    NC_CHECK(load_tensors(m, f, path, 1, NULL));
+    /* a checkpoint is also a model file: its optimizer tensors are not the model's */
+    NC_CHECK(load_tensors(m, f, path, 1, NULL,
+                          nc__st_meta(f, NC__CHECKPOINT_VERSION_KEY) ? NC__CHECKPOINT_PREFIX : NULL, 0));
     NC_CHECK(load_metadata(m, f, path));
     nc__st_close(f);
     *out = m;
@@ -534,7 +555,7 @@ nc_status nc_model_load_weights(nc_model *m, const char *path, int strict, nc_lo
     nc__st_file *f = NULL;
     nc_status st = nc__st_read(ctx, path, &f);
     if (st != NC_OK) return st;
-    st = load_tensors(m, f, path, strict, report);
+    st = load_tensors(m, f, path, strict, report, NULL, 0);
     nc__st_close(f);
     return st;
 }

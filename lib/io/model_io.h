@@ -1,7 +1,8 @@
 /* model_io.h — private helpers shared by the two state_dict importers:
  * nc_model_load_weights (model_io.c) and nc_model_load_pretrained (pretrained.c).
  * They match a file tensor to a model tensor, describe differences in an
- * nc_load_report, and copy one matching tensor into the model. */
+ * nc_load_report, and copy one matching tensor into the model. Also the pieces of
+ * nc_model_save / nc_model_load that checkpoints (train/checkpoint.c) reuse. */
 #ifndef NC_IO_MODEL_IO_H
 #define NC_IO_MODEL_IO_H
 
@@ -28,5 +29,25 @@ void nc__load_mismatch_text(const nc__st_tensor *ft, const nc__tensor_def *t, ch
  * an I64 num_batches_tracked exactly, anything else through float32 via host,
  * scratch of at least m->slots[i].numel floats. */
 nc_status nc__load_copy(nc_model *m, int i, const nc__st_tensor *ft, float *host);
+
+/* A checkpoint (nc_trainer_save_checkpoint) is a model file plus this metadata key and
+ * tensors named with this prefix, which nc_model_load skips in such a file. */
+#define NC__CHECKPOINT_VERSION_KEY "neurc.checkpoint_version"
+#define NC__CHECKPOINT_PREFIX "optimizer."
+
+/* Adds every tensor of m under its name and the metadata nc_model_save writes
+ * (architecture, heads, classes, class names, normalisation) to w. The tensor data
+ * is downloaded into *scratch, allocated here with the context (set even on failure,
+ * possibly NULL): nc__free it after nc__st_write / nc__st_serialize. */
+nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch);
+
+/* Loads m's tensors from f strictly: every model tensor present with its shape and a
+ * loadable dtype, every file tensor a model tensor unless its name starts with
+ * ignore_prefix (NULL = none). Checks everything before copying; check_only = 1 stops
+ * there and changes nothing. Returns NC_OK, NC_ERR_NOT_FOUND (missing/unexpected),
+ * NC_ERR_SHAPE (mismatched), NC_ERR_OUT_OF_MEMORY, a backend status; messages start
+ * with path. */
+nc_status nc__model_io_load_tensors(nc_model *m, const nc__st_file *f, const char *path, const char *ignore_prefix,
+                                    int check_only);
 
 #endif

@@ -9,41 +9,11 @@
 #include "core/rng.h"
 #include "graph/exec.h"
 #include "train/loss.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#define NC__GROUP_NAME 64
-
-typedef struct group {
-    char name[NC__GROUP_NAME];
-    float lr;            /* current (set_group_lr, or from the schedule) */
-    float base_lr;       /* initial: what a schedule scales */
-    float weight_decay;
-    int frozen;
-} group;
-
-struct nc_trainer {
-    nc_model *m;
-    nc_trainer_options opt;
-    group *groups;             /* [0] = "default" */
-    int n_groups;
-    size_t cap_groups;
-    int *tensor_group;         /* [n_tensors]: group of a trainable tensor, -1 for buffers */
-    int64_t *tensor_updates;   /* [n_tensors]: updates applied (torch's per-parameter state) */
-    void *state1, *state2;     /* backend buffers with the arena's offsets: SGD momentum or
-                                  Adam's first moment; Adam's second moment */
-    nc__loss_config loss;
-    float *class_weights, *head_weights, *pos_weight; /* owned copies, expanded */
-    nc_schedule *schedule;     /* borrowed */
-    int64_t steps;             /* calls of nc_trainer_step that ran a forward */
-    int64_t updates;           /* optimizer updates applied */
-    int accum_count;           /* micro-batches in the gradient arena */
-    int nonfinite_run;         /* skipped updates in a row */
-    float *logits, *dlogits;   /* host, grown to the largest batch */
-    size_t logits_cap;
-};
 
 void nc_trainer_options_init(nc_trainer_options *opt) {
     if (!opt) return;
@@ -149,7 +119,7 @@ static nc_status add_group_entry(nc_trainer *t, const char *name, float lr, floa
     nc_context *ctx = t->m->ctx;
     if (nc__grow(ctx, (void **)&t->groups, sizeof *t->groups, &t->cap_groups, (size_t)t->n_groups + 1) != 0)
         return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "trainer: out of memory");
-    group *g = &t->groups[t->n_groups++];
+    nc__group *g = &t->groups[t->n_groups++];
     memset(g, 0, sizeof *g);
     snprintf(g->name, sizeof g->name, "%s", name);
     g->lr = g->base_lr = lr;
@@ -371,7 +341,7 @@ static nc_status apply_update(nc_trainer *t) {
     for (int i = 0; i < m->graph->n_tensors; i++) {
         int gi = t->tensor_group[i];
         if (gi < 0 || t->groups[gi].frozen) continue;
-        const group *g = &t->groups[gi];
+        const nc__group *g = &t->groups[gi];
         const float wd = o->no_decay_norm_bias && is_bias_or_norm(&m->graph->tensors[i]) ? 0.0f : g->weight_decay;
         const size_t off = m->slots[i].offset, count = (size_t)m->slots[i].numel;
         void *p = (char *)m->arena + off, *gr = (char *)m->grad_arena + off, *s1 = (char *)t->state1 + off;

@@ -1,0 +1,45 @@
+/* trainer.h — nc_trainer internals, shared by trainer.c (the steps) and checkpoint.c
+ * (saving and restoring the whole training state): groups, the tensor->group map,
+ * optimizer moments in backend buffers with the model arena's offsets, counters. */
+#ifndef NC_TRAIN_TRAINER_H
+#define NC_TRAIN_TRAINER_H
+
+#include "neurc.h"
+#include "train/loss.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NC__GROUP_NAME 64
+
+typedef struct nc__group {
+    char name[NC__GROUP_NAME];
+    float lr;            /* current (set_group_lr, or from the schedule) */
+    float base_lr;       /* initial: what a schedule scales */
+    float weight_decay;
+    int frozen;
+} nc__group;
+
+struct nc_trainer {
+    nc_model *m;
+    nc_trainer_options opt;
+    nc__group *groups;         /* [0] = "default" */
+    int n_groups;
+    size_t cap_groups;
+    int *tensor_group;         /* [n_tensors]: group of a trainable tensor, -1 for buffers */
+    int64_t *tensor_updates;   /* [n_tensors]: updates applied (torch's per-parameter state) */
+    void *state1, *state2;     /* backend buffers with the arena's offsets: SGD momentum or
+                                  Adam's first moment; Adam's second moment (NULL for SGD) */
+    nc__loss_config loss;
+    float *class_weights, *head_weights, *pos_weight; /* owned copies, expanded */
+    nc_schedule *schedule;     /* borrowed */
+    int64_t steps;             /* calls of nc_trainer_step that ran a forward (the dropout
+                                  RNG is counter-based: this is its whole state) */
+    int64_t updates;           /* optimizer updates applied */
+    int accum_count;           /* micro-batches in the gradient arena */
+    int nonfinite_run;         /* skipped updates in a row */
+    float *logits, *dlogits;   /* host, grown to the largest batch */
+    size_t logits_cap;
+};
+
+#endif
