@@ -609,6 +609,103 @@ NC_API nc_status nc_trainer_save_checkpoint(nc_trainer *trainer, const char *pat
 NC_API nc_status nc_trainer_load_checkpoint(nc_trainer *trainer, const char *path, nc_checkpoint_info *info);
 
 
+/* ------------------------------------------------------------------ metrics */
+
+/** Classification metrics of one head, computed once from logits and labels. */
+typedef struct nc_metrics nc_metrics;
+
+#define NC_METRICS_MACRO (-1)     /* class argument: unweighted mean over classes */
+#define NC_METRICS_WEIGHTED (-2)  /* class argument: mean weighted by class support */
+
+/// Computes a head's metrics: sample i's logits are logits[i*logit_stride ...
+/// + num_classes) (softmax is applied; logit_stride 0 = num_classes) and its label
+/// labels[i*label_stride] (0 = 1); samples labelled ignore_label are skipped. For head
+/// h of a model with H heads of K classes: logits + h*K, stride H*K, labels + h,
+/// stride H. Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (a label out of range,
+/// num_classes < 2, n < 0, logit_stride < num_classes, label_stride < 0),
+/// NC_ERR_NUMERIC (a non-finite logit of a counted sample), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_metrics_compute(nc_context *ctx, const float *logits, int logit_stride, const int32_t *labels,
+                                    int label_stride, int64_t n, int num_classes, int32_t ignore_label,
+                                    nc_metrics **out);
+/// All samples ignored (or n = 0) gives a valid handle with count 0. The accessors
+/// below return 0 (integers) or NaN (rates) for a NULL handle or an out-of-range
+/// argument, and are O(K^2) at most (ECE: O(count)); the handle owns its memory.
+NC_API void nc_metrics_destroy(nc_metrics *m);
+NC_API int64_t nc_metrics_count(const nc_metrics *m);          /* samples counted */
+NC_API int nc_metrics_num_classes(const nc_metrics *m);
+/// Confusion matrix entry: samples of class `truth` predicted as `pred` (top-1: the
+/// first maximum logit, as np.argmax).
+NC_API int64_t nc_metrics_confusion(const nc_metrics *m, int truth, int pred);
+/// Top-k accuracy, as sklearn's top_k_accuracy_score: the true class y is a hit when
+/// #{j: z_j > z_y} + #{j > y: z_j == z_y} < k (equal scores rank the higher class
+/// index first), so with tied logits top_k(1) may differ from the confusion matrix's
+/// diagonal. k >= num_classes gives 1; k < 1 or count 0 gives NaN.
+NC_API double nc_metrics_top_k(const nc_metrics *m, int k);
+/// Precision, recall and F-beta (beta >= 0, finite) of class `cls` (0 when undefined,
+/// as sklearn's zero_division=0), or their averages: NC_METRICS_MACRO over the classes
+/// that occur in the truth or the top-1 predictions (sklearn's default labels; 0 when
+/// none), NC_METRICS_WEIGHTED by the number of true samples of each class.
+NC_API double nc_metrics_precision(const nc_metrics *m, int cls);
+NC_API double nc_metrics_recall(const nc_metrics *m, int cls);       /* = per-class accuracy */
+NC_API double nc_metrics_fbeta(const nc_metrics *m, int cls, double beta);
+/// Mean recall over the classes that occur in the truth (sklearn drops the others);
+/// NaN when count is 0.
+NC_API double nc_metrics_balanced_accuracy(const nc_metrics *m);
+/// One-vs-rest ROC-AUC of class `cls` on the softmax probabilities (ties get the mean
+/// rank: Mann-Whitney U, equal to sklearn's roc_auc_score), or NC_METRICS_MACRO /
+/// NC_METRICS_WEIGHTED (weights: true samples) over the classes where it is defined;
+/// NaN when the class has no positive or no negative sample (or no class has both).
+NC_API double nc_metrics_roc_auc(const nc_metrics *m, int cls);
+/// Mean cross-entropy of the softmax probabilities (sklearn's log_loss), in double
+/// from the logits, each -log p clipped to [-log(1 - eps), -log(eps)], eps =
+/// DBL_EPSILON (sklearn 1.2's clip for float64); NaN when count is 0.
+NC_API double nc_metrics_log_loss(const nc_metrics *m);
+/// Expected calibration error of the top-1 confidence c over `bins` equal-width bins:
+/// sum_b |B_b|/n * |accuracy(B_b) - confidence(B_b)|, with c in bin
+/// min(floor(c * bins), bins - 1) (bins [lo, hi), the last one closed). NaN when bins
+/// < 1 or count is 0.
+NC_API double nc_metrics_ece(const nc_metrics *m, int bins);
+
+/// Temperature scaling: the T > 0 minimising the mean cross-entropy of logits / T
+/// (Guo et al. 2017), fitted on validation logits (layout as nc_metrics_compute) by a
+/// safeguarded Newton iteration on 1/T (the loss is convex in 1/T), in double. The
+/// result is clamped to [1e-3, 1e3]: separable data (loss falls as T -> 0) gives 1e-3,
+/// logits no better than uniform give 1e3. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT (as nc_metrics_compute, or every sample ignored),
+/// NC_ERR_NUMERIC (non-finite logits).
+NC_API nc_status nc_calibrate_temperature(nc_context *ctx, const float *logits, int logit_stride,
+                                          const int32_t *labels, int label_stride, int64_t n, int num_classes,
+                                          int32_t ignore_label, float *temperature);
+
+/** Counts and rates of a binary decision "score >= threshold". */
+typedef struct nc_binary_stats {
+    int64_t tp, fp, tn, fn;
+    double precision, recall, fbeta;  /* 0 when undefined */
+} nc_binary_stats;
+
+typedef enum nc_threshold_rule {
+    NC_THRESHOLD_MAX_FBETA = 0,        /* the threshold with the highest F-beta */
+    NC_THRESHOLD_TARGET_PRECISION = 1  /* the lowest threshold whose precision >= target
+                                          (highest recall among them) */
+} nc_threshold_rule;
+
+/// Chooses a decision threshold for one class from scores[n] (e.g. its softmax
+/// probability) and positive[n] (1 = the sample is of that class, 0 = not):
+/// `value` is beta for NC_THRESHOLD_MAX_FBETA, the target precision otherwise. The
+/// threshold is one of the scores; *at (may be NULL) gets the stats it gives on this
+/// data (F-beta with beta = 1 for TARGET_PRECISION). Equal F-beta: the higher
+/// threshold wins. Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (n < 1, a NaN
+/// score, a `positive` not 0/1, beta < 0 or not finite, target outside [0, 1]),
+/// NC_ERR_NOT_FOUND (no threshold reaches the target precision), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_threshold_select(nc_context *ctx, const float *scores, const int32_t *positive, int64_t n,
+                                     nc_threshold_rule rule, double value, float *threshold, nc_binary_stats *at);
+/// The stats of "score >= threshold" on (held-out) data, F-beta with `beta`. Returns
+/// NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (as nc_threshold_select, n < 0, a NaN
+/// threshold).
+NC_API nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const int32_t *positive, int64_t n,
+                                    float threshold, double beta, nc_binary_stats *out);
+
+
 /* ------------------------------------------------------------------- images */
 
 /** An image: `channels` planes of `height` x `width` float32 values in [0, 1]
