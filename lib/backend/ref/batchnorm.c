@@ -5,16 +5,6 @@
 
 #include <math.h>
 
-/* Below this many elements a parallel region costs more than it saves. */
-#define PAR_MIN 32768
-
-#ifdef _OPENMP
-#define PRAGMA(x) _Pragma(#x)
-#define PARALLEL_FOR_IF(work) PRAGMA(omp parallel for num_threads(nt) schedule(static) if ((work) >= PAR_MIN))
-#else
-#define PARALLEL_FOR_IF(work)
-#endif
-
 void nc__ref_batchnorm_forward_train(int nt, const nc__bn_desc *d, float *y, float *save_mean,
                                      float *save_invstd, float *running_mean, float *running_var,
                                      const float *x, const float *gamma, const float *beta) {

@@ -8,16 +8,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Below this many elements a parallel region costs more than it saves. */
-#define PAR_MIN 32768
-
-#ifdef _OPENMP
-#define PRAGMA(x) _Pragma(#x)
-#define PARALLEL_FOR_IF(work) PRAGMA(omp parallel for num_threads(nt) schedule(static) if ((work) >= PAR_MIN))
-#else
-#define PARALLEL_FOR_IF(work)
-#endif
-
 void nc__ref_relu_forward(int nt, size_t count, float *y, const float *x) {
     // y, x (count); y may alias x
     PARALLEL_FOR_IF(count)

@@ -6,16 +6,6 @@
 
 #include <math.h>
 
-/* Below this many elements a parallel region costs more than it saves. */
-#define PAR_MIN 32768
-
-#ifdef _OPENMP
-#define PRAGMA(x) _Pragma(#x)
-#define PARALLEL_FOR_IF(work) PRAGMA(omp parallel for num_threads(nt) schedule(static) if ((work) >= PAR_MIN))
-#else
-#define PARALLEL_FOR_IF(work)
-#endif
-
 /* One output position's window: rows [h0, h1), cols [w0, w1) clamped to the input,
  * and the divisor of an average (PyTorch's pool_size). */
 typedef struct window {

@@ -7,13 +7,6 @@
 
 #include <string.h>
 
-#ifdef _OPENMP
-#define PRAGMA(x) _Pragma(#x)
-#define PARALLEL_FOR_IF(work) PRAGMA(omp parallel for num_threads(nt) schedule(static) if ((work) >= 32768))
-#else
-#define PARALLEL_FOR_IF(work)
-#endif
-
 #define NT(state) (((const nc__ref_state *)(state))->nt)
 
 /* ---- state and memory */

@@ -10,6 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The element-wise kernels' loops: `nt` threads, but only above NC__REF_PAR_MIN
+ * elements of work (below it a parallel region costs more than it saves). */
+#define NC__REF_PAR_MIN 32768
+#ifdef _OPENMP
+#define NC__REF_PRAGMA(x) _Pragma(#x)
+#define PARALLEL_FOR_IF(work) \
+    NC__REF_PRAGMA(omp parallel for num_threads(nt) schedule(static) if ((work) >= NC__REF_PAR_MIN))
+#else
+#define PARALLEL_FOR_IF(work)
+#endif
+
 typedef struct nc__ref_state {
     nc_context *ctx;
     int nt;                 /* threads */
