@@ -93,17 +93,6 @@ static nc_status loss_ce(nc_context *ctx, const nc__loss_config *cfg, const floa
                          int64_t n, int heads, int classes, float *dlogits, double *loss, int64_t *hits,
                          int64_t *counted) {
     const int32_t ignore = cfg->ignore_label;
-    /* Validate every label before writing anything. */
-    for (int64_t i = 0; i < n; i++)
-        for (int h = 0; h < heads; h++) {
-            int32_t y = labels[(size_t)i * (size_t)heads + (size_t)h];
-            if (y != ignore && (y < 0 || y >= classes))
-                return nc__error(ctx, NC_ERR_INVALID_ARGUMENT,
-                                 "label %d of sample %lld (head %d) is outside [0, %d) and is not the ignore "
-                                 "label %d",
-                                 (int)y, (long long)i, h, classes, (int)ignore);
-        }
-
     const double eps = cfg->label_smoothing;
     const double eps_k = eps / (double)classes;
     double total = 0.0;
@@ -177,16 +166,6 @@ static nc_status loss_ce(nc_context *ctx, const nc__loss_config *cfg, const floa
 static nc_status loss_bce(nc_context *ctx, const nc__loss_config *cfg, const float *logits, const int32_t *labels,
                           int64_t n, int heads, int classes, float *dlogits, double *loss, int64_t *hits,
                           int64_t *counted) {
-    for (int64_t i = 0; i < n; i++)
-        for (int h = 0; h < heads; h++)
-            for (int k = 0; k < classes; k++) {
-                int32_t t = labels[((size_t)i * (size_t)heads + (size_t)h) * (size_t)classes + (size_t)k];
-                if (t != 0 && t != 1)
-                    return nc__error(ctx, NC_ERR_INVALID_ARGUMENT,
-                                     "BCE target %d of sample %lld (head %d, class %d) is not 0 or 1", (int)t,
-                                     (long long)i, h, k);
-            }
-
     const double m = (double)n * (double)classes; /* outputs averaged per head */
     double total = 0.0;
     for (int h = 0; h < heads; h++) {
@@ -226,6 +205,33 @@ static nc_status loss_bce(nc_context *ctx, const nc__loss_config *cfg, const flo
 
 /* ------------------------------------------------------------------ entry */
 
+nc_status nc__loss_check_labels(nc_context *ctx, const nc__loss_config *cfg, const int32_t *labels, int64_t n,
+                                int heads, int classes) {
+    if (cfg->kind == NC_LOSS_BCE_WITH_LOGITS) {
+        for (int64_t i = 0; i < n; i++)
+            for (int h = 0; h < heads; h++)
+                for (int k = 0; k < classes; k++) {
+                    int32_t t = labels[((size_t)i * (size_t)heads + (size_t)h) * (size_t)classes + (size_t)k];
+                    if (t != 0 && t != 1)
+                        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT,
+                                         "BCE target %d of sample %lld (head %d, class %d) is not 0 or 1", (int)t,
+                                         (long long)i, h, k);
+                }
+        return NC_OK;
+    }
+    const int32_t ignore = cfg->ignore_label;
+    for (int64_t i = 0; i < n; i++)
+        for (int h = 0; h < heads; h++) {
+            int32_t y = labels[(size_t)i * (size_t)heads + (size_t)h];
+            if (y != ignore && (y < 0 || y >= classes))
+                return nc__error(ctx, NC_ERR_INVALID_ARGUMENT,
+                                 "label %d of sample %lld (head %d) is outside [0, %d) and is not the ignore "
+                                 "label %d",
+                                 (int)y, (long long)i, h, classes, (int)ignore);
+        }
+    return NC_OK;
+}
+
 nc_status nc__loss_compute(nc_context *ctx, const nc__loss_config *cfg, const float *logits, const int32_t *labels,
                            int64_t n, int heads, int classes, float *dlogits, double *loss, int *correct,
                            int *counted) {
@@ -234,7 +240,10 @@ nc_status nc__loss_compute(nc_context *ctx, const nc__loss_config *cfg, const fl
         return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "loss: bad sizes (n %lld, heads %d, classes %d)",
                          (long long)n, heads, classes);
     int64_t hits = 0, cnt = 0;
-    nc_status st;
+    nc_status st = cfg->kind == NC_LOSS_CROSS_ENTROPY || cfg->kind == NC_LOSS_BCE_WITH_LOGITS
+                       ? nc__loss_check_labels(ctx, cfg, labels, n, heads, classes) /* before writing anything */
+                       : NC_OK;
+    if (st != NC_OK) return st;
     switch (cfg->kind) {
     case NC_LOSS_CROSS_ENTROPY:
         if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing <= 1.0f))

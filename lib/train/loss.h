@@ -55,6 +55,12 @@ nc_status nc__loss_compute(nc_context *ctx, const nc__loss_config *cfg, const fl
                            int64_t n, int heads, int classes, float *dlogits, double *loss, int *correct,
                            int *counted);
 
+/* The label check of nc__loss_compute alone (CE: each label in [0, classes) or the
+ * ignore label; BCE: each target 0 or 1), so callers can reject a batch before any
+ * state changes. NC_ERR_INVALID_ARGUMENT naming sample, head (and class). */
+nc_status nc__loss_check_labels(nc_context *ctx, const nc__loss_config *cfg, const int32_t *labels, int64_t n,
+                                int heads, int classes);
+
 /* NC_ERR_INVALID_ARGUMENT naming the first label outside [0, classes). */
 nc_status nc__check_labels(nc_context *ctx, const int32_t *labels, int64_t n, int heads, int classes);
 

@@ -361,25 +361,6 @@ static nc_status apply_update(nc_trainer *t) {
     return NC_OK;
 }
 
-/* Labels are checked before the forward pass so a bad batch changes no state. */
-static nc_status check_labels(nc_trainer *t, const int32_t *labels, int n) {
-    const int heads = t->m->graph->num_heads, classes = t->m->num_classes;
-    if (t->loss.kind == NC_LOSS_CROSS_ENTROPY) {
-        for (size_t i = 0; i < (size_t)n * (size_t)heads; i++)
-            if (labels[i] != t->loss.ignore_label && (labels[i] < 0 || labels[i] >= classes))
-                return nc__error(t->m->ctx, NC_ERR_INVALID_ARGUMENT,
-                                 "label %d of sample %zu (head %zu) is outside [0, %d)", (int)labels[i],
-                                 i / (size_t)heads, i % (size_t)heads, classes);
-        return NC_OK;
-    }
-    for (size_t i = 0; i < (size_t)n * (size_t)heads * (size_t)classes; i++)
-        if (labels[i] != 0 && labels[i] != 1)
-            return nc__error(t->m->ctx, NC_ERR_INVALID_ARGUMENT,
-                             "BCE target %d of sample %zu (head %zu, class %zu) must be 0 or 1", (int)labels[i],
-                             i / ((size_t)heads * classes), i / classes % (size_t)heads, i % (size_t)classes);
-    return NC_OK;
-}
-
 /* A non-finite loss or gradient: drop this update's gradients; fail after
  * max_nonfinite in a row. */
 static nc_status skip_update(nc_trainer *t, nc_step_stats *out, const char *what) {
@@ -413,7 +394,8 @@ nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, 
         t->logits_cap = t->logits && t->dlogits ? outputs : 0;
         if (!t->logits_cap) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_trainer_step: out of memory");
     }
-    if ((st = check_labels(t, labels, n)) != NC_OK) return st;
+    /* labels are checked before the forward pass so a bad batch changes no state */
+    if ((st = nc__loss_check_labels(ctx, &t->loss, labels, n, heads, classes)) != NC_OK) return st;
 
     if (t->accum_count == 0) {
         st = ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, m->arena_bytes / sizeof(float));
