@@ -93,6 +93,7 @@ typedef struct nc_context nc_context;
 typedef struct nc_model nc_model;
 typedef struct nc_trainer nc_trainer;
 typedef struct nc_builder nc_builder;
+typedef struct nc_loader nc_loader;  /* data loader (see "loader" below) */
 
 typedef enum nc_backend_kind {
     NC_BACKEND_AUTO = 0,   /* the fastest available: cuda, then onednn, then ref */
@@ -315,6 +316,15 @@ NC_API const char *nc_model_class_name(const nc_model *model, int i);
 NC_API nc_status nc_model_set_normalization(nc_model *model, const float *mean, const float *std);
 /// Copies the stored normalisation; NC_ERR_NOT_FOUND when none is set.
 NC_API nc_status nc_model_get_normalization(const nc_model *model, float *mean, float *std);
+/// Stores a free-form string `value` under `key` in the model's metadata (saved in
+/// model files and checkpoints as "user.<key>", read back by nc_model_load), e.g. the
+/// input size or a calibrated threshold a program needs to use the model. Keys are
+/// 1..63 characters of [A-Za-z0-9_.-]; value NULL removes the key. Returns NC_OK,
+/// NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad key), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_model_set_info(nc_model *model, const char *key, const char *value);
+/// The value stored under `key`, or NULL (also for NULL arguments). Valid until the
+/// key is set again or the model is destroyed.
+NC_API const char *nc_model_info(const nc_model *model, const char *key);
 
 /// The model's context (borrowed); NULL for NULL.
 NC_API nc_context *nc_model_context(const nc_model *model);
@@ -705,6 +715,99 @@ NC_API nc_status nc_threshold_select(nc_context *ctx, const float *scores, const
 NC_API nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const int32_t *positive, int64_t n,
                                     float threshold, double beta, nc_binary_stats *out);
 
+/* ------------------------------------------------------------ evaluation run */
+
+/// Runs `model` in evaluation mode over one epoch (`epoch`) of `loader` and stores
+/// every sample's logits (row i: nc_model_num_outputs values, head-major) and labels
+/// (row i: the batch's `heads` labels) in loader order; `capacity` is the number of
+/// rows the buffers hold (labels may be NULL). *count gets the rows written. The
+/// loader's batches must match the model's input channels. Returns NC_OK,
+/// NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (capacity too small: nothing beyond it is
+/// written, the message gives the size needed), NC_ERR_SHAPE, the loader's errors
+/// (decode failures name the file), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+NC_API nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
+                                         int32_t *labels, int64_t capacity, int64_t *count);
+
+/* ------------------------------------------------------------------ reports */
+
+/** One epoch of a training run; NaN marks a value not measured (e.g. no validation). */
+typedef struct nc_epoch_record {
+    size_t struct_size;     /* sizeof(nc_epoch_record), set by _init */
+    int64_t epoch;          /* 1-based */
+    double train_loss, train_acc;  /* accuracy as a fraction in [0, 1] */
+    double val_loss, val_acc;
+    double lr;              /* learning rate of the default group at the epoch's end */
+    double seconds;         /* wall time of the epoch */
+    double images_per_sec;  /* training throughput */
+} nc_epoch_record;
+
+/** The per-epoch history of a run. */
+typedef struct nc_history nc_history;
+
+/// Fills `r` with epoch 0, NaN values and struct_size. NULL is ignored.
+NC_API void nc_epoch_record_init(nc_epoch_record *r);
+NC_API nc_status nc_history_create(nc_context *ctx, nc_history **out);
+NC_API void nc_history_destroy(nc_history *h);
+/// Appends a record (copied). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad
+/// struct_size), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_history_add(nc_history *h, const nc_epoch_record *r);
+/// Drops every record with epoch > `epoch` (a resumed run continues from there).
+NC_API nc_status nc_history_truncate(nc_history *h, int64_t epoch);
+NC_API int64_t nc_history_count(const nc_history *h);  /* 0 for NULL */
+NC_API nc_status nc_history_get(const nc_history *h, int64_t i, nc_epoch_record *r);
+/// Writes the history atomically as CSV (header epoch,train_loss,train_acc,val_loss,
+/// val_acc,lr,seconds,images_per_sec; NaN as an empty field) or as a JSON array of
+/// objects (NaN as null). Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_history_write_csv(const nc_history *h, const char *path);
+NC_API nc_status nc_history_write_json(const nc_history *h, const char *path);
+/// Reads a CSV written by nc_history_write_csv (to continue it on resume). Returns
+/// NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT (file:line in the message),
+/// NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_history_read_csv(nc_context *ctx, const char *path, nc_history **out);
+
+/// SVG figures (self-contained, no scripts or external resources), written atomically:
+/// training curves (loss and accuracy panels, train vs val), a confusion-matrix heat
+/// map (normalize 1 = colour by row fraction, counts always printed) and per-class
+/// accuracy (recall) bars. class_names may be NULL (class indices are used).
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (empty history / metrics),
+/// NC_ERR_IO, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_svg_training_curves(const nc_history *h, const char *path);
+NC_API nc_status nc_svg_confusion_matrix(nc_context *ctx, const nc_metrics *m, const char *const *class_names,
+                                         int normalize, const char *path);
+NC_API nc_status nc_svg_per_class_accuracy(nc_context *ctx, const nc_metrics *m, const char *const *class_names,
+                                           const char *path);
+
+/** A run's report: run facts, history and the metrics of each evaluated split/head. */
+typedef struct nc_report nc_report;
+
+NC_API nc_status nc_report_create(nc_context *ctx, nc_report **out);
+NC_API void nc_report_destroy(nc_report *r);
+/// Sets a run fact shown in the report ("model", "dataset", "epochs", ...); strings
+/// and numbers are copied; setting a key again replaces it. Keys are kept in order
+/// of first setting. Returns NC_OK, NC_ERR_NULL, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_report_set_string(nc_report *r, const char *key, const char *value);
+NC_API nc_status nc_report_set_number(nc_report *r, const char *key, double value);
+/// Copies the history into the report (replacing an earlier one).
+NC_API nc_status nc_report_set_history(nc_report *r, const nc_history *h);
+/// Adds the metrics of head `head` on split `split` ("val", "test", ...): every
+/// aggregate of the metrics API, the per-class table and the confusion matrix are
+/// copied out of m. class_names may be NULL. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT (head < 0, an empty split name, the same split/head
+/// twice), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_report_add_metrics(nc_report *r, const char *split, int head, const nc_metrics *m,
+                                       const char *const *class_names);
+/// Writes into directory `dir` (created if missing): report.json, summary.txt (the
+/// text of nc_report_summary), curves.svg (when a history is set), and per split and
+/// head confusion_<split>.svg and per_class_<split>.svg (suffix _h<head> when the
+/// head is not 0). Every file is written atomically. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_IO, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_report_write(nc_report *r, const char *dir);
+/// The human-readable summary: run facts, the last epoch, then per split/head the
+/// aggregate metrics, the per-class table (precision, recall = accuracy, F1, support)
+/// and the confusion matrix. Copies at most size-1 bytes and a NUL into buf (buf may be
+/// NULL when size is 0); *needed (may be NULL) gets the full length + 1.
+NC_API nc_status nc_report_summary(const nc_report *r, char *buf, size_t size, size_t *needed);
+
 
 /* ------------------------------------------------------------------- images */
 
@@ -892,8 +995,6 @@ NC_API nc_status nc_split_kfold(nc_context *ctx, const int32_t *labels, int64_t 
                                 int32_t *fold);
 
 /* ------------------------------------------------------------------- loader */
-
-typedef struct nc_loader nc_loader;
 
 typedef struct nc_loader_options {
     size_t struct_size;
