@@ -348,6 +348,7 @@ static void test_load_bad_metadata(void **s) {
         {"custom", "neurc.graph", "{\"in_channels\": 1, \"output\": 1, \"nodes\": [{\"op\": \"warp\", \"name\": \"r\", \"inputs\": [0]}]}"},
         {"custom", "neurc.graph", "{\"in_channels\": 1, \"output\": 9, \"nodes\": [{\"op\": \"relu\", \"name\": \"r\", \"inputs\": [0]}]}"},
         {"custom", "neurc.graph", "{\"in_channels\": 1e99, \"output\": 1, \"nodes\": []}"},
+        {"arch", "user.bad key", "x"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rewrite_meta(ctx, strcmp(cases[i].file, "arch") == 0 ? good : custom, bad, cases[i].key, cases[i].value);
@@ -365,6 +366,61 @@ static void test_load_bad_metadata(void **s) {
     free(good);
     free(custom);
     free(bad);
+    nc_context_destroy(ctx);
+}
+
+static void test_info_set_get_save_load(void **s) {
+    (void)s;
+    nc_context *ctx = ctx_new();
+    char *path = tu_tmp_path("info.safetensors"), *ckpt = tu_tmp_path("info_ckpt.safetensors");
+    nc_model *m = make_arch(ctx, "simple_cnn", 3, 1, 1);
+    assert_null(nc_model_info(m, "image_size"));
+    assert_int_equal(nc_model_set_info(m, "image_size", "28"), NC_OK);
+    assert_int_equal(nc_model_set_info(m, "threshold.value", "0.25"), NC_OK);
+    assert_int_equal(nc_model_set_info(m, "a-first_key", "comma, \"quote\" and ünïcode"), NC_OK);
+    assert_int_equal(nc_model_set_info(m, "gone", "soon"), NC_OK);
+    assert_int_equal(nc_model_set_info(m, "threshold.value", "0.5"), NC_OK); /* replaces */
+    assert_int_equal(nc_model_set_info(m, "gone", NULL), NC_OK);             /* removes */
+    assert_int_equal(nc_model_set_info(m, "never-set", NULL), NC_OK);
+    assert_null(nc_model_info(m, "gone"));
+    assert_string_equal(nc_model_info(m, "threshold.value"), "0.5");
+    /* bad keys and NULLs */
+    const char *bad[] = {"", "with space", "slash/key", "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(nc_model_set_info(m, bad[i], "v"), NC_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(nc_context_last_error(ctx), "nc_model_set_info"));
+    }
+    assert_int_equal(nc_model_set_info(m, NULL, "v"), NC_ERR_NULL);
+    assert_int_equal(nc_model_set_info(NULL, "k", "v"), NC_ERR_NULL);
+    assert_null(nc_model_info(NULL, "k"));
+    assert_null(nc_model_info(m, NULL));
+    /* model file and checkpoint both carry the keys, and only them */
+    assert_int_equal(nc_model_save(m, path), NC_OK);
+    nc_trainer *t;
+    assert_int_equal(nc_trainer_create(m, NULL, &t), NC_OK);
+    assert_int_equal(nc_trainer_save_checkpoint(t, ckpt, NULL), NC_OK);
+    nc_trainer_destroy(t);
+    const char *files[] = {path, ckpt};
+    for (int f = 0; f < 2; f++) {
+        nc_model *r;
+        assert_int_equal(nc_model_load(ctx, files[f], &r), NC_OK);
+        assert_string_equal(nc_model_info(r, "image_size"), "28");
+        assert_string_equal(nc_model_info(r, "threshold.value"), "0.5");
+        assert_string_equal(nc_model_info(r, "a-first_key"), "comma, \"quote\" and ünïcode");
+        assert_null(nc_model_info(r, "gone"));
+        assert_null(nc_model_info(r, "format"));
+        nc_model_destroy(r);
+    }
+    /* stored under the "user." prefix */
+    nc__st_file *sf;
+    assert_int_equal(nc__st_read(ctx, path, &sf), NC_OK);
+    assert_string_equal(nc__st_meta(sf, "user.image_size"), "28");
+    nc__st_close(sf);
+    nc_model_destroy(m);
+    unlink(path);
+    unlink(ckpt);
+    free(path);
+    free(ckpt);
     nc_context_destroy(ctx);
 }
 
@@ -390,6 +446,7 @@ int main(void) {
         cmocka_unit_test(test_load_weights_strict_and_report),
         cmocka_unit_test(test_load_bad_metadata),
         cmocka_unit_test(test_save_errors),
+        cmocka_unit_test(test_info_set_get_save_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

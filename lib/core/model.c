@@ -67,6 +67,12 @@ void nc_model_destroy(nc_model *m) {
     if (m->arena) ctx->backend->free(ctx->backend_state, m->arena);
     if (m->grad_arena) ctx->backend->free(ctx->backend_state, m->grad_arena);
     nc_model_set_class_names(m, NULL, 0);
+    for (int i = 0; i < m->n_info; i++) {
+        nc__free(ctx, m->info_keys[i]);
+        nc__free(ctx, m->info_values[i]);
+    }
+    nc__free(ctx, m->info_keys);
+    nc__free(ctx, m->info_values);
     nc__free(ctx, m->norm_mean);
     nc__free(ctx, m->norm_std);
     nc__free(ctx, m->slots);
@@ -277,6 +283,90 @@ nc_status nc_model_get_normalization(const nc_model *m, float *mean, float *std)
     memcpy(mean, m->norm_mean, (size_t)m->graph->in_channels * sizeof(float));
     memcpy(std, m->norm_std, (size_t)m->graph->in_channels * sizeof(float));
     return NC_OK;
+}
+
+static int info_key_ok(const char *key) {
+    size_t n = strlen(key);
+    if (n < 1 || n > 63) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Index of key in the sorted list, or -(insertion point) - 1. */
+static int info_find(const nc_model *m, const char *key) {
+    int lo = 0, hi = m->n_info;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2, c = strcmp(m->info_keys[mid], key);
+        if (c == 0) return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -lo - 1;
+}
+
+nc_status nc_model_set_info(nc_model *m, const char *key, const char *value) {
+    if (!m) return NC_ERR_NULL;
+    nc_context *ctx = m->ctx;
+    if (!key) return nc__error(ctx, NC_ERR_NULL, "nc_model_set_info: key is NULL");
+    if (!info_key_ok(key))
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT,
+                         "nc_model_set_info: key '%.80s' must be 1..63 characters of [A-Za-z0-9_.-]", key);
+    int i = info_find(m, key);
+    if (!value) { /* remove */
+        if (i < 0) return NC_OK;
+        nc__free(ctx, m->info_keys[i]);
+        nc__free(ctx, m->info_values[i]);
+        memmove(m->info_keys + i, m->info_keys + i + 1, (size_t)(m->n_info - i - 1) * sizeof(char *));
+        memmove(m->info_values + i, m->info_values + i + 1, (size_t)(m->n_info - i - 1) * sizeof(char *));
+        m->n_info--;
+        return NC_OK;
+    }
+    char *v = nc__strdup(ctx, value);
+    if (!v) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_model_set_info: out of memory");
+    if (i >= 0) {
+        nc__free(ctx, m->info_values[i]);
+        m->info_values[i] = v;
+        return NC_OK;
+    }
+    i = -i - 1;
+    char *k = nc__strdup(ctx, key);
+    char **keys = nc__alloc(ctx, (size_t)(m->n_info + 1) * sizeof(char *));
+    char **values = nc__alloc(ctx, (size_t)(m->n_info + 1) * sizeof(char *));
+    if (!k || !keys || !values) {
+        nc__free(ctx, k);
+        nc__free(ctx, v);
+        nc__free(ctx, keys);
+        nc__free(ctx, values);
+        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_model_set_info: out of memory");
+    }
+    for (int j = 0, o = 0; j <= m->n_info; j++) {
+        if (j == i) {
+            keys[j] = k;
+            values[j] = v;
+        } else {
+            keys[j] = m->info_keys[o];
+            values[j] = m->info_values[o++];
+        }
+    }
+    nc__free(ctx, m->info_keys);
+    nc__free(ctx, m->info_values);
+    m->info_keys = keys;
+    m->info_values = values;
+    m->n_info++;
+    return NC_OK;
+}
+
+const char *nc_model_info(const nc_model *m, const char *key) {
+    if (!m || !key) return NULL;
+    int i = info_find(m, key);
+    return i >= 0 ? m->info_values[i] : NULL;
 }
 
 /* ------------------------------------------------------------------- forward */

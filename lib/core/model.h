@@ -36,6 +36,9 @@ struct nc_model {
     char **class_names;         /* [num_classes] or NULL */
     float *norm_mean, *norm_std;/* [in_channels] or NULL */
     int num_classes;            /* per head */
+    char **info_keys;           /* [n_info] free-form metadata (nc_model_set_info), sorted by key */
+    char **info_values;
+    int n_info;
     /* execution plans, one per (training, input shape); rebuilt on change */
     struct nc__plan *plan_eval;
     struct nc__plan *plan_train;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define FORMAT_VERSION "1"
+#define USER_PREFIX "user."  /* nc_model_set_info keys are saved as user.<key> */
 
 /* ------------------------------------------------------------ metadata JSON */
 
@@ -161,6 +162,11 @@ nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch) {
     if (m->norm_mean) {
         NC_CHECK(add_meta_json(ctx, w, "neurc.norm_mean", float_array(m->norm_mean, g->in_channels)));
         NC_CHECK(add_meta_json(ctx, w, "neurc.norm_std", float_array(m->norm_std, g->in_channels)));
+    }
+    for (int i = 0; i < m->n_info; i++) {
+        char key[80];
+        snprintf(key, sizeof key, "%s%s", USER_PREFIX, m->info_keys[i]);
+        NC_CHECK(nc__st_writer_meta(w, key, m->info_values[i]));
     }
 fail:
     return st;
@@ -487,6 +493,14 @@ static nc_status load_metadata(nc_model *m, const nc__st_file *f, const char *pa
         if (st == NC_OK) st = json_floats(ctx, path, "neurc.norm_std", sd, buf + c, c);
         if (st == NC_OK) st = nc_model_set_normalization(m, buf, buf + c);
         nc__free(ctx, buf);
+    }
+    size_t plen = strlen(USER_PREFIX);
+    for (int i = 0; st == NC_OK && i < f->n_meta; i++) {
+        if (strncmp(f->meta_keys[i], USER_PREFIX, plen) != 0) continue;
+        st = nc_model_set_info(m, f->meta_keys[i] + plen, f->meta_values[i]);
+        if (st == NC_ERR_INVALID_ARGUMENT)
+            st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata key '%.80s' is not a valid info key", path,
+                           f->meta_keys[i]);
     }
     return st;
 }
