@@ -104,7 +104,7 @@ typedef enum nc_backend_kind {
 
 /** Allocator hooks: every host allocation the library keeps goes through them. Three
  *  kinds of short-lived scratch do not: the reference kernels' packing buffers, the
- *  JSON parser's trees while a file header is read or written, and libpng's / zlib's
+ *  JSON parser's trees while a file header or a report is read or written, and libpng's / zlib's
  *  own internal buffers while a file is decoded. With loader workers, the hooks are
  *  called from several threads at once.
  *  alloc returns memory aligned to at least `align` (a power of two <= 4096) or NULL. */
@@ -723,8 +723,10 @@ NC_API nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const 
 /// rows the buffers hold (labels may be NULL). *count gets the rows written. The
 /// loader's batches must match the model's input channels. Returns NC_OK,
 /// NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (capacity too small: nothing beyond it is
-/// written, the message gives the size needed), NC_ERR_SHAPE, the loader's errors
-/// (decode failures name the file), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+/// written, the message gives the size needed; or a negative capacity or epoch),
+/// NC_ERR_SHAPE, the loader's errors (decode failures name the file; the loader
+/// reports into its dataset's context, and when that is not the model's, the model's
+/// context says so), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
 NC_API nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
                                          int32_t *labels, int64_t capacity, int64_t *count);
 
@@ -746,31 +748,40 @@ typedef struct nc_history nc_history;
 
 /// Fills `r` with epoch 0, NaN values and struct_size. NULL is ignored.
 NC_API void nc_epoch_record_init(nc_epoch_record *r);
+/// An empty history (records are kept in the order added). Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_history_create(nc_context *ctx, nc_history **out);
-NC_API void nc_history_destroy(nc_history *h);
+NC_API void nc_history_destroy(nc_history *h);  /* NULL-safe */
 /// Appends a record (copied). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad
 /// struct_size), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_history_add(nc_history *h, const nc_epoch_record *r);
 /// Drops every record with epoch > `epoch` (a resumed run continues from there).
+/// Returns NC_OK, NC_ERR_NULL.
 NC_API nc_status nc_history_truncate(nc_history *h, int64_t epoch);
 NC_API int64_t nc_history_count(const nc_history *h);  /* 0 for NULL */
+/// Copies record i (0-based, in the order added). Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_INVALID_ARGUMENT (i out of range).
 NC_API nc_status nc_history_get(const nc_history *h, int64_t i, nc_epoch_record *r);
 /// Writes the history atomically as CSV (header epoch,train_loss,train_acc,val_loss,
-/// val_acc,lr,seconds,images_per_sec; NaN as an empty field) or as a JSON array of
-/// objects (NaN as null). Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_OUT_OF_MEMORY.
+/// val_acc,lr,seconds,images_per_sec; NaN as an empty field, infinities as inf/-inf,
+/// the shortest of %.15g/%.17g that reads back exactly, '.' whatever the locale) or as
+/// a JSON array of objects (NaN and infinities as null). Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_IO (message names the path), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_history_write_csv(const nc_history *h, const char *path);
 NC_API nc_status nc_history_write_json(const nc_history *h, const char *path);
-/// Reads a CSV written by nc_history_write_csv (to continue it on resume). Returns
-/// NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT (file:line in the message),
-/// NC_ERR_OUT_OF_MEMORY.
+/// Reads a CSV written by nc_history_write_csv (to continue it on resume): the exact
+/// header, 8 fields a line, integer epochs strictly increasing, LF or CRLF, trailing
+/// empty lines allowed. Returns NC_OK, NC_ERR_NULL, NC_ERR_IO, NC_ERR_FORMAT
+/// (file:line in the message), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_history_read_csv(nc_context *ctx, const char *path, nc_history **out);
 
 /// SVG figures (self-contained, no scripts or external resources), written atomically:
 /// training curves (loss and accuracy panels, train vs val), a confusion-matrix heat
 /// map (normalize 1 = colour by row fraction, counts always printed) and per-class
-/// accuracy (recall) bars. class_names may be NULL (class indices are used).
-/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (empty history / metrics),
-/// NC_ERR_IO, NC_ERR_OUT_OF_MEMORY.
+/// accuracy (recall) bars. class_names may be NULL (class indices are used). See
+/// docs/reports.md. Errors go to the history's context for the curves. Returns NC_OK,
+/// NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (empty history, metrics that counted no
+/// sample), NC_ERR_IO (message names the path), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_svg_training_curves(const nc_history *h, const char *path);
 NC_API nc_status nc_svg_confusion_matrix(nc_context *ctx, const nc_metrics *m, const char *const *class_names,
                                          int normalize, const char *path);
@@ -780,32 +791,38 @@ NC_API nc_status nc_svg_per_class_accuracy(nc_context *ctx, const nc_metrics *m,
 /** A run's report: run facts, history and the metrics of each evaluated split/head. */
 typedef struct nc_report nc_report;
 
+/// An empty report. Returns NC_OK, NC_ERR_NULL, NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_report_create(nc_context *ctx, nc_report **out);
-NC_API void nc_report_destroy(nc_report *r);
+NC_API void nc_report_destroy(nc_report *r);  /* NULL-safe */
 /// Sets a run fact shown in the report ("model", "dataset", "epochs", ...); strings
 /// and numbers are copied; setting a key again replaces it. Keys are kept in order
-/// of first setting. Returns NC_OK, NC_ERR_NULL, NC_ERR_OUT_OF_MEMORY.
+/// of first setting. Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (empty key),
+/// NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_report_set_string(nc_report *r, const char *key, const char *value);
 NC_API nc_status nc_report_set_number(nc_report *r, const char *key, double value);
-/// Copies the history into the report (replacing an earlier one).
+/// Copies the history into the report (replacing an earlier one). Returns NC_OK,
+/// NC_ERR_NULL, NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_report_set_history(nc_report *r, const nc_history *h);
 /// Adds the metrics of head `head` on split `split` ("val", "test", ...): every
 /// aggregate of the metrics API, the per-class table and the confusion matrix are
 /// copied out of m. class_names may be NULL. Returns NC_OK, NC_ERR_NULL,
 /// NC_ERR_INVALID_ARGUMENT (head < 0, an empty split name, the same split/head
-/// twice), NC_ERR_OUT_OF_MEMORY.
+/// twice, or two splits whose file names would clash: bytes outside [A-Za-z0-9._-]
+/// become '_'), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_report_add_metrics(nc_report *r, const char *split, int head, const nc_metrics *m,
                                        const char *const *class_names);
 /// Writes into directory `dir` (created if missing): report.json, summary.txt (the
-/// text of nc_report_summary), curves.svg (when a history is set), and per split and
+/// text of nc_report_summary), curves.svg (when a non-empty history is set), and per split and
 /// head confusion_<split>.svg and per_class_<split>.svg (suffix _h<head> when the
 /// head is not 0). Every file is written atomically. Returns NC_OK, NC_ERR_NULL,
-/// NC_ERR_IO, NC_ERR_OUT_OF_MEMORY.
+/// NC_ERR_INVALID_ARGUMENT (empty dir), NC_ERR_IO (message names the path),
+/// NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_report_write(nc_report *r, const char *dir);
 /// The human-readable summary: run facts, the last epoch, then per split/head the
 /// aggregate metrics, the per-class table (precision, recall = accuracy, F1, support)
 /// and the confusion matrix. Copies at most size-1 bytes and a NUL into buf (buf may be
-/// NULL when size is 0); *needed (may be NULL) gets the full length + 1.
+/// NULL when size is 0); *needed (may be NULL) gets the full length + 1. Returns
+/// NC_OK, NC_ERR_NULL (r, or buf with size > 0), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_report_summary(const nc_report *r, char *buf, size_t size, size_t *needed);
 
 

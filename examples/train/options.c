@@ -1,0 +1,403 @@
+/* options.c — nc-train's option table: the usage text, the conversion of the
+ * effective option strings into a typed cfg (strict: a bad value is a usage error),
+ * and config.json, a flat JSON object of option name -> string that lets resume,
+ * evaluate and test reuse a run's options (flags given again override). */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OPT_DEF(id, name, arg, def, persist, meta, help) {name, arg, def, persist, meta, help},
+const optdef option_defs[OPT_COUNT] = {OPTION_TABLE(OPT_DEF)};
+#undef OPT_DEF
+
+int option_index(const char *name) {
+    for (int i = 0; i < OPT_COUNT; i++)
+        if (strcmp(option_defs[i].name, name) == 0) return i;
+    return -1;
+}
+
+void print_usage(FILE *f) {
+    fprintf(f,
+            "usage: " PROG " [MODE] --data PATH [options]\n"
+            "Trains, resumes, evaluates or tests a CNN image classifier with neurc.\n"
+            "Output (--output-dir): train_log.csv/.json, last/best.safetensors, split.csv,\n"
+            "config.json, report.json, summary.txt and SVG figures. See docs/cli.md.\n\n");
+    for (int i = 0; i < OPT_COUNT; i++) {
+        const optdef *o = &option_defs[i];
+        char left[64];
+        if (o->arg == 1) snprintf(left, sizeof left, "--%s %s", o->name, o->meta);
+        else if (o->arg == 2) snprintf(left, sizeof left, "--%s[=0|1]", o->name);
+        else snprintf(left, sizeof left, "--%s", o->name);
+        int show_def = o->arg != 0 && o->def[0] != '\0' && strcmp(o->def, "0") != 0;
+        fprintf(f, "  %-30s %s%s%s%s\n", left, o->help, show_def ? " [" : "", show_def ? o->def : "",
+                show_def ? "]" : "");
+    }
+    fprintf(f, "\nExit status: 0 success, 1 failure (message names the cause), 2 bad usage,\n"
+               "130 interrupted (last.safetensors written; continue with `resume`).\n");
+}
+
+/* ------------------------------------------------------------ conversion */
+
+static int bad(const cfg *c, int id, const char *why) {
+    fprintf(stderr, PROG ": bad value '%s' for --%s: %s (try --help)\n", c->val[id], option_defs[id].name, why);
+    return EXIT_USAGE;
+}
+
+static int to_long(const char *s, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int to_float(const char *s, double lo, double hi, float *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(v) || v < lo || v > hi) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+#define INT_OPT(id, field, lo, hi)                                                                   \
+    do {                                                                                             \
+        long v_;                                                                                     \
+        if (to_long(c->val[OPT_##id], lo, hi, &v_)) return bad(c, OPT_##id, "expected an integer in " #lo ".." #hi); \
+        c->field = (int)v_;                                                                          \
+    } while (0)
+#define FLOAT_OPT(id, field, lo, hi)                                                                   \
+    do {                                                                                               \
+        if (to_float(c->val[OPT_##id], lo, hi, &c->field)) return bad(c, OPT_##id, "expected a number in " #lo ".." #hi); \
+    } while (0)
+
+/* "a,b,c" -> floats; returns the count or -1. */
+static int float_list(const char *s, float *out, int max, double lo, double hi) {
+    int n = 0;
+    char buf[1024];
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n >= max || to_float(tok, lo, hi, &out[n])) return -1;
+        n++;
+    }
+    return n;
+}
+
+static int int_list(const char *s, int *out, int max, long lo, long hi) {
+    int n = 0;
+    char buf[1024];
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long v;
+        if (n >= max || to_long(tok, lo, hi, &v)) return -1;
+        out[n++] = (int)v;
+    }
+    return n;
+}
+
+static int pick(const char *s, const char *const *names, int count) {
+    for (int i = 0; i < count; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
+static const char *opt_str(const cfg *c, int id) { return c->val[id][0] ? c->val[id] : NULL; }
+
+int cfg_resolve(cfg *c) {
+    static const char *const modes[] = {"train", "resume", "evaluate", "test"};
+    static const char *const augments[] = {"auto", "none", "light", "full"};
+    static const char *const heads[] = {"linear", "mlp"};
+    static const char *const adapts[] = {"normal", "mean"};
+    static const char *const optimizers[] = {"sgd", "adam", "adamw"};
+    static const char *const schedulers[] = {"none", "step", "multistep", "exponential", "cosine", "plateau"};
+    static const char *const weights[] = {"none", "balanced"};
+    static const char *const monitors[] = {"val_loss", "val_acc", "val_f1"};
+    static const char *const backends[] = {"auto", "ref", "onednn", "cuda"};
+    static const char *const bools[] = {"0", "1"};
+    int k;
+
+    if ((k = pick(c->val[OPT_MODE], modes, 4)) < 0) return bad(c, OPT_MODE, "expected train, resume, evaluate or test");
+    c->mode = (mode)k;
+    c->data = opt_str(c, OPT_DATA);
+    c->val_data = opt_str(c, OPT_VAL_DATA);
+    c->test_data = opt_str(c, OPT_TEST_DATA);
+    c->out = c->val[OPT_OUTPUT_DIR];
+    if (!c->out[0]) return bad(c, OPT_OUTPUT_DIR, "empty");
+    FLOAT_OPT(VAL_SPLIT, val_split, 0.0, 0.9);
+    FLOAT_OPT(TEST_SPLIT, test_split, 0.0, 0.9);
+    INT_OPT(IN_CHANNELS, in_channels, 0, 16);
+    INT_OPT(IMG_SIZE, img_size, 0, 4096);
+    if ((k = pick(c->val[OPT_AUGMENT], augments, 4)) < 0) return bad(c, OPT_AUGMENT, "expected auto, none, light or full");
+    c->augment = k - 1;
+    c->has_norm = 0;
+    if (opt_str(c, OPT_MEAN) || opt_str(c, OPT_STD)) {
+        int nm = float_list(c->val[OPT_MEAN], c->mean, 16, -1e6, 1e6);
+        int ns = float_list(c->val[OPT_STD], c->std, 16, 1e-12, 1e6);
+        if (nm < 1) return bad(c, OPT_MEAN, "expected 1..16 comma-separated numbers (and --std as many)");
+        if (ns != nm) return bad(c, OPT_STD, "expected as many positive numbers as --mean");
+        c->has_norm = 1;
+        c->norm_count = nm;
+    }
+    /* models */
+    {
+        char buf[1024];
+        if (strlen(c->val[OPT_MODEL]) >= sizeof buf) return bad(c, OPT_MODEL, "too long");
+        strcpy(buf, c->val[OPT_MODEL]);
+        c->num_models = 0;
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (c->num_models >= 16 || strlen(tok) >= sizeof c->models[0]) return bad(c, OPT_MODEL, "at most 16 names");
+            for (int i = 0; i < c->num_models; i++)
+                if (strcmp(c->models[i], tok) == 0) return bad(c, OPT_MODEL, "a model is named twice");
+            strcpy(c->models[c->num_models++], tok);
+        }
+        if (c->num_models == 0) return bad(c, OPT_MODEL, "no architecture named");
+    }
+    INT_OPT(WIDTH, width, 1, 4096);
+    INT_OPT(CARDINALITY, cardinality, 1, 1024);
+    INT_OPT(BASE_WIDTH, base_width, 1, 4096);
+    if (int_list(c->val[OPT_BLOCKS], c->blocks, 4, 1, 64) != 4) return bad(c, OPT_BLOCKS, "expected four counts 1..64");
+    if ((k = pick(c->val[OPT_BASIC], bools, 2)) < 0) return bad(c, OPT_BASIC, "expected 0 or 1");
+    c->basic = k;
+    INT_OPT(HEADS, heads, 0, 256);
+    if ((k = pick(c->val[OPT_HEAD], heads, 2)) < 0) return bad(c, OPT_HEAD, "expected linear or mlp");
+    c->head = k;
+    FLOAT_OPT(HEAD_DROPOUT, head_dropout, 0.0, 0.99);
+    FLOAT_OPT(BLOCK_DROPOUT, block_dropout, 0.0, 0.99);
+    if (strcmp(c->val[OPT_SMALL_INPUT], "auto") == 0) c->small_input = -1;
+    else if ((k = pick(c->val[OPT_SMALL_INPUT], bools, 2)) >= 0) c->small_input = k;
+    else return bad(c, OPT_SMALL_INPUT, "expected auto, 0 or 1");
+    if ((k = pick(c->val[OPT_ADAPT], adapts, 2)) < 0) return bad(c, OPT_ADAPT, "expected normal or mean");
+    c->adapt = k;
+
+    INT_OPT(EPOCHS, epochs, 1, 100000);
+    INT_OPT(BATCH_SIZE, batch_size, 1, 65536);
+    if ((k = pick(c->val[OPT_OPTIMIZER], optimizers, 3)) < 0) return bad(c, OPT_OPTIMIZER, "expected sgd, adam or adamw");
+    c->optimizer = k;
+    if (strcmp(c->val[OPT_LR], "auto") == 0) c->lr = c->optimizer == 0 ? 0.01f : 0.001f;
+    else FLOAT_OPT(LR, lr, 0.0, 100.0);
+    FLOAT_OPT(MOMENTUM, momentum, 0.0, 0.9999);
+    FLOAT_OPT(WEIGHT_DECAY, weight_decay, 0.0, 10.0);
+    if ((k = pick(c->val[OPT_NESTEROV], bools, 2)) < 0) return bad(c, OPT_NESTEROV, "expected 0 or 1");
+    c->nesterov = k;
+    if (c->nesterov && (c->optimizer != 0 || c->momentum <= 0.0f))
+        return bad(c, OPT_NESTEROV, "needs --optimizer sgd with --momentum > 0");
+    c->lr_head = c->lr_backbone = c->lr_early = -1.0f;
+    if (opt_str(c, OPT_LR_HEAD)) FLOAT_OPT(LR_HEAD, lr_head, 0.0, 100.0);
+    if (opt_str(c, OPT_LR_BACKBONE)) FLOAT_OPT(LR_BACKBONE, lr_backbone, 0.0, 100.0);
+    if (opt_str(c, OPT_LR_EARLY)) FLOAT_OPT(LR_EARLY, lr_early, 0.0, 100.0);
+    INT_OPT(FREEZE_BACKBONE, freeze_epochs, 0, 100000);
+    if ((k = pick(c->val[OPT_SCHEDULER], schedulers, 6)) < 0)
+        return bad(c, OPT_SCHEDULER, "expected none, step, multistep, exponential, cosine or plateau");
+    c->scheduler = k - 1; /* -1 none, 0 step.. 4 plateau; +1 = nc_schedule_kind */
+    INT_OPT(STEP_SIZE, step_size, 1, 100000);
+    FLOAT_OPT(GAMMA, gamma, 0.0, 10.0);
+    c->num_milestones = 0;
+    if (opt_str(c, OPT_MILESTONES)) {
+        c->num_milestones = int_list(c->val[OPT_MILESTONES], c->milestones, 32, 1, 100000);
+        if (c->num_milestones < 1) return bad(c, OPT_MILESTONES, "expected increasing epochs");
+        for (int i = 1; i < c->num_milestones; i++)
+            if (c->milestones[i] <= c->milestones[i - 1]) return bad(c, OPT_MILESTONES, "not increasing");
+    }
+    if (c->scheduler == 1 && c->num_milestones == 0)
+        return bad(c, OPT_SCHEDULER, "multistep needs --milestones");
+    INT_OPT(T_MAX, t_max, 0, 100000);
+    FLOAT_OPT(ETA_MIN, eta_min, 0.0, 100.0);
+    INT_OPT(WARMUP, warmup, 0, 100000);
+    FLOAT_OPT(PLATEAU_FACTOR, plateau_factor, 0.0, 0.9999);
+    INT_OPT(PLATEAU_PATIENCE, plateau_patience, 0, 100000);
+    FLOAT_OPT(MIN_LR, min_lr, 0.0, 100.0);
+    FLOAT_OPT(LABEL_SMOOTHING, label_smoothing, 0.0, 0.99);
+    if ((k = pick(c->val[OPT_CLASS_WEIGHTS], weights, 2)) >= 0) {
+        c->class_weights = k;
+        c->num_weights = 0;
+    } else {
+        c->num_weights = float_list(c->val[OPT_CLASS_WEIGHTS], c->weights, 256, 0.0, 1e6);
+        if (c->num_weights < 2) return bad(c, OPT_CLASS_WEIGHTS, "expected none, balanced or one weight per class");
+        c->class_weights = 2;
+    }
+    INT_OPT(GRAD_ACCUM, grad_accum, 1, 4096);
+    FLOAT_OPT(CLIP_GRAD, clip_grad, 0.0, 1e6);
+    FLOAT_OPT(EMA, ema, 0.0, 0.999999);
+    INT_OPT(EARLY_STOPPING, early_stopping, 0, 100000);
+    FLOAT_OPT(MIN_DELTA, min_delta, 0.0, 1e6);
+    if ((k = pick(c->val[OPT_MONITOR], monitors, 3)) < 0) return bad(c, OPT_MONITOR, "expected val_loss, val_acc or val_f1");
+    c->monitor = k;
+    INT_OPT(FOLDS, folds, 0, 100);
+    if (c->folds == 1) return bad(c, OPT_FOLDS, "k-fold needs K >= 2");
+    c->threshold_class = opt_str(c, OPT_THRESHOLD_CLASS);
+    {
+        const char *r = c->val[OPT_THRESHOLD_RULE];
+        float v;
+        if (strncmp(r, "fbeta:", 6) == 0 && to_float(r + 6, 0.0, 1e6, &v) == 0) c->threshold_precision = 0;
+        else if (strncmp(r, "precision:", 10) == 0 && to_float(r + 10, 0.0, 1.0, &v) == 0) c->threshold_precision = 1;
+        else return bad(c, OPT_THRESHOLD_RULE, "expected fbeta:BETA or precision:TARGET");
+        c->threshold_value = v;
+    }
+    {
+        const char *s = c->val[OPT_SEED];
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (s[0] == '-' || errno || end == s || *end) return bad(c, OPT_SEED, "expected a non-negative integer");
+        c->seed = (uint64_t)v;
+    }
+    if ((k = pick(c->val[OPT_BACKEND], backends, 4)) < 0) return bad(c, OPT_BACKEND, "expected auto, ref, onednn or cuda");
+    c->backend = (nc_backend_kind)k;
+    INT_OPT(THREADS, threads, 0, 4096);
+    INT_OPT(WORKERS, workers, 0, 256);
+    c->force = strcmp(c->val[OPT_FORCE], "1") == 0;
+    INT_OPT(LOG_EVERY, log_every, 1, 100000000);
+    c->quiet = strcmp(c->val[OPT_QUIET], "1") == 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------ config.json */
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+int config_write(const cfg *c, const char *path, char *err, size_t errsize) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(err, errsize, "cannot write %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "{\n  \"neurc\": ");
+    json_string(f, nc_version_string());
+    for (int i = 0; i < OPT_COUNT; i++) {
+        if (!option_defs[i].persist) continue;
+        fprintf(f, ",\n  ");
+        json_string(f, option_defs[i].name);
+        fprintf(f, ": ");
+        json_string(f, c->val[i]);
+    }
+    fprintf(f, "\n}\n");
+    int bad_write = ferror(f);
+    if (fclose(f) != 0 || bad_write || rename(tmp, path) != 0) {
+        snprintf(err, errsize, "cannot write %s: %s", path, strerror(errno));
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses one JSON string at *p (after the opening quote) into a malloc'ed string. */
+static char *parse_string(const char **p) {
+    const char *s = *p;
+    size_t cap = strlen(s) + 1, n = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    while (*s && *s != '"') {
+        if (*s == '\\') {
+            s++;
+            if (*s == 'u') {
+                unsigned v = 0;
+                for (int i = 1; i <= 4; i++) {
+                    char ch = s[i];
+                    if (!ch) goto bad_escape;
+                    v = v * 16 + (unsigned)(ch >= 'a' ? ch - 'a' + 10 : ch >= 'A' ? ch - 'A' + 10 : ch - '0');
+                }
+                if (v == 0 || v > 0x7f) goto bad_escape; /* config.json only escapes control characters */
+                out[n++] = (char)v;
+                s += 5;
+                continue;
+            }
+            if (*s == 'n') out[n++] = '\n';
+            else if (*s == 't') out[n++] = '\t';
+            else if (*s == '"' || *s == '\\' || *s == '/') out[n++] = *s;
+            else goto bad_escape;
+            s++;
+            continue;
+        }
+        out[n++] = *s++;
+    }
+    if (*s != '"') goto bad_escape;
+    out[n] = '\0';
+    *p = s + 1;
+    return out;
+bad_escape:
+    free(out);
+    return NULL;
+}
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+    return p;
+}
+
+int config_read(const char *path, char ***keys, char ***vals, int *count, char *err, size_t errsize) {
+    *keys = *vals = NULL;
+    *count = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errsize, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *text = malloc(1 << 20);
+    size_t len = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (!text) {
+        snprintf(err, errsize, "out of memory reading %s", path);
+        return -2;
+    }
+    text[len] = '\0';
+    char **k = calloc(OPT_COUNT + 8, sizeof *k), **v = calloc(OPT_COUNT + 8, sizeof *v);
+    int n = 0, rc = -2;
+    const char *p = skip_ws(text);
+    if (!k || !v || *p != '{') goto out;
+    p = skip_ws(p + 1);
+    while (*p == '"') {
+        if (n >= OPT_COUNT + 8) goto out;
+        p++;
+        k[n] = parse_string(&p);
+        if (!k[n]) goto out;
+        p = skip_ws(p);
+        if (*p != ':') goto out;
+        p = skip_ws(p + 1);
+        if (*p != '"') goto out;
+        p++;
+        v[n] = parse_string(&p);
+        if (!v[n]) goto out;
+        n++;
+        p = skip_ws(p);
+        if (*p == ',') p = skip_ws(p + 1);
+        else break;
+    }
+    if (*p != '}') goto out;
+    rc = 0;
+out:
+    free(text);
+    if (rc != 0) {
+        snprintf(err, errsize, "%s is not a config.json written by " PROG, path);
+        config_free(k, v, n + 1);
+        return rc;
+    }
+    *keys = k;
+    *vals = v;
+    *count = n;
+    return 0;
+}
+
+void config_free(char **keys, char **vals, int count) {
+    for (int i = 0; keys && vals && i < count; i++) {
+        free(keys[i]);
+        free(vals[i]);
+    }
+    free(keys);
+    free(vals);
+}

@@ -1,0 +1,77 @@
+/* predict.c — nc_model_predict_loader: one eval-mode pass of a model over a loader's
+ * epoch, collecting every sample's logits and labels in loader order, so programs
+ * (nc-train's evaluation, nc-predict) compute metrics once from whole arrays. */
+#include "core/context.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* The loader's message lands in its dataset's context. The model context's text is
+ * cleared before each loader call: when the loader shares that context (the usual
+ * case) its message is there and gets prefixed; when the text is still empty the
+ * loader wrote elsewhere and the model's context says where to look. */
+static nc_status loader_failed(nc_context *ctx, nc_status st, int64_t batch) {
+    if (ctx->error[0] != '\0')
+        return nc__error_prefix(ctx, st, "nc_model_predict_loader: batch %lld", (long long)batch + 1);
+    return nc__error(ctx, st,
+                     "nc_model_predict_loader: the loader failed at batch %lld (%s); its message is in the "
+                     "context of the loader's dataset",
+                     (long long)batch + 1, nc_status_str(st));
+}
+
+nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
+                                  int32_t *labels, int64_t capacity, int64_t *count) {
+    static const char fn[] = "nc_model_predict_loader";
+    if (!model) return NC_ERR_NULL;
+    nc_context *ctx = nc_model_context(model);
+    if (count) *count = 0;
+    if (!loader) return nc__error(ctx, NC_ERR_NULL, "%s: loader is NULL", fn);
+    if (!logits) return nc__error(ctx, NC_ERR_NULL, "%s: logits is NULL", fn);
+    if (!count) return nc__error(ctx, NC_ERR_NULL, "%s: count is NULL", fn);
+    if (capacity < 0)
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: capacity %lld is negative", fn, (long long)capacity);
+    if (epoch < 0)
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: epoch %lld is negative", fn, (long long)epoch);
+
+    const size_t outputs = (size_t)nc_model_num_outputs(model);
+    const int in_c = nc_model_in_channels(model);
+    nc_status st;
+    ctx->error[0] = '\0';
+    if ((st = nc_loader_start_epoch(loader, epoch)) != NC_OK) return loader_failed(ctx, st, 0);
+
+    int64_t rows = 0;
+    for (int64_t b = 0;; b++) {
+        nc_batch batch;
+        ctx->error[0] = '\0';
+        if ((st = nc_loader_next(loader, &batch)) != NC_OK) return loader_failed(ctx, st, b);
+        if (batch.n == 0) break;
+        if (batch.c != in_c)
+            return nc__error(ctx, NC_ERR_SHAPE, "%s: batch %lld has %d channels, the model expects %d", fn,
+                             (long long)b + 1, batch.c, in_c);
+        if (rows + batch.n > capacity) {
+            /* count the rest of the epoch so the message gives the size needed; the
+             * loader decodes the remaining batches, but nothing is written */
+            int64_t needed = rows + batch.n;
+            for (;;) {
+                if ((st = nc_loader_next(loader, &batch)) != NC_OK || batch.n == 0) break;
+                needed += batch.n;
+            }
+            *count = rows;
+            if (st != NC_OK)
+                return nc__error(ctx, NC_ERR_INVALID_ARGUMENT,
+                                 "%s: capacity %lld rows is too small (at least %lld needed)", fn,
+                                 (long long)capacity, (long long)needed);
+            return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: capacity %lld rows is too small (%lld needed)", fn,
+                             (long long)capacity, (long long)needed);
+        }
+        st = nc_model_forward(model, batch.x, batch.n, batch.c, batch.h, batch.w,
+                              logits + (size_t)rows * outputs);
+        if (st != NC_OK) return nc__error_prefix(ctx, st, "%s: batch %lld", fn, (long long)b + 1);
+        if (labels)
+            memcpy(labels + (size_t)rows * (size_t)batch.heads, batch.labels,
+                   (size_t)batch.n * (size_t)batch.heads * sizeof *labels);
+        rows += batch.n;
+        *count = rows;
+    }
+    return NC_OK;
+}
