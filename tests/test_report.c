@@ -122,7 +122,8 @@ static double jnum(const cJSON *o, const char *key) {
 }
 
 static void assert_contains(const char *text, const char *part) {
-    if (!strstr(text, part)) fail_msg("text does not contain \"%s\":\n%s", part, text);
+    if (!text) fail_msg("no text to look for \"%s\" in", part);
+    else if (!strstr(text, part)) fail_msg("text does not contain \"%s\":\n%s", part, text);
 }
 
 /* ------------------------------------------------------------------ history */
@@ -278,9 +279,11 @@ static void test_history_read_csv_rejects_malformed(void **state) {
     assert_int_equal(nc_history_count(h), 0);
     nc_history_destroy(h);
     unlink(path);
-    /* missing file */
+    /* missing file, a directory */
     assert_int_equal(nc_history_read_csv(ctx, path, &h), NC_ERR_IO);
     assert_non_null(strstr(nc_context_last_error(ctx), path));
+    assert_int_equal(nc_history_read_csv(ctx, "/tmp", &h), NC_ERR_IO);
+    assert_non_null(strstr(nc_context_last_error(ctx), "/tmp"));
     free(path);
 }
 
@@ -383,6 +386,19 @@ static void test_svg_training_curves(void **state) {
     /* train: one line per panel; val: epochs 1-3 and 8-12 per panel, 6 alone */
     assert_int_equal(count_of(t, "<polyline class=\"train\""), 2);
     assert_int_equal(count_of(t, "<polyline class=\"val\""), 4);
+    /* points per line, in order: loss train 12, val 3 and 5; accuracy the same */
+    static const int want_pts[6] = {12, 3, 5, 12, 3, 5};
+    int li = 0;
+    for (const char *p = strstr(t, "<polyline"); p; p = strstr(p + 1, "<polyline"), li++) {
+        const char *q = strstr(p, "points=\"");
+        assert_non_null(q);
+        int pts = 1;
+        for (q += 8; *q != '"'; q++) pts += *q == ' ';
+        assert_true(li < 6);
+        assert_int_equal(pts, want_pts[li]);
+    }
+    assert_int_equal(li, 6);
+    assert_int_equal(count_of(t, "<circle"), 4 * 12 - 6); /* a marker per measured value */
     assert_non_null(strstr(t, "<title>Training curves (12 epochs)</title>"));
     free(t);
     nc_history_destroy(h);

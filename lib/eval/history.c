@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct nc_history {
     nc_context *ctx;
@@ -202,6 +203,11 @@ static nc_status read_whole(nc_context *ctx, const char *path, char **data, size
     nc_status st = NC_OK;
     char *buf = NULL;
     long len = -1;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = nc__error(ctx, NC_ERR_IO, "%s: not a regular file", path);
+        goto done;
+    }
     if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
     if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
         st = nc__error(ctx, NC_ERR_IO, "%s: cannot determine the size: %s", path, strerror(errno));

@@ -550,7 +550,7 @@ void nc__svg_confusion(nc__sbuf *sb, int K, const int64_t *cm, const char *const
     svgf(sb, "</linearGradient></defs>\n");
 
     /* cells */
-    double cf = fmin(15, cs * 0.3); /* count font */
+    double cf = fmin(15, cs * 0.42); /* count font */
     svgf(sb, "<g class=\"cells\" font-size=\"%n\" text-anchor=\"middle\">\n", cf);
     for (int t = 0; t < K; t++) {
         int64_t row = 0;
