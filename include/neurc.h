@@ -121,6 +121,10 @@ typedef struct nc_context_options {
     int num_threads;         /* CPU threads; 0 = all available cores */
     int deterministic;       /* 1 = deterministic algorithms only; default 0 */
     nc_allocator allocator;  /* all-NULL = the C library's aligned_alloc/free */
+    /* ---- added in 0.1 (struct_size tells whether it is set) */
+    int bf16;                /* 1 = convolutions and linear layers compute in bfloat16
+                                (fp32 storage and master weights); NC_BACKEND_ONEDNN on a
+                                CPU with AVX512_BF16 only. Default 0 */
 } nc_context_options;
 
 /// Fills `opt` with defaults and sets struct_size. NULL is ignored.
@@ -128,8 +132,10 @@ NC_API void nc_context_options_init(nc_context_options *opt);
 
 /// Creates a context. `opt` may be NULL for defaults.
 /// Returns NC_OK; NC_ERR_NULL if `out` is NULL; NC_ERR_INVALID_ARGUMENT for a bad
-/// struct_size, thread count or backend value; NC_ERR_UNSUPPORTED if the requested
-/// backend is not built in; NC_ERR_OUT_OF_MEMORY. The caller owns *out.
+/// struct_size, thread count, backend or bf16 value; NC_ERR_UNSUPPORTED if the
+/// requested backend is not built in, or bf16 is asked of a backend other than oneDNN
+/// or on a CPU without AVX512_BF16; NC_ERR_BACKEND if the backend cannot start;
+/// NC_ERR_OUT_OF_MEMORY. The caller owns *out.
 NC_API nc_status nc_context_create(const nc_context_options *opt, nc_context **out);
 
 /// Destroys a context; NULL-safe. Models and trainers made from it must be

@@ -156,10 +156,12 @@ nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
     if (o.num_threads < 0 || o.num_threads > 4096) return NC_ERR_INVALID_ARGUMENT;
     if ((unsigned)o.backend > NC_BACKEND_CUDA) return NC_ERR_INVALID_ARGUMENT;
 
+    if (o.bf16 != 0 && o.bf16 != 1) return NC_ERR_INVALID_ARGUMENT;
+
     const nc__backend *be = NULL;
     switch (o.backend) {
     case NC_BACKEND_AUTO:
-        be = nc__backend_cuda();
+        be = o.bf16 ? NULL : nc__backend_cuda(); /* bf16 compute: oneDNN only */
         if (!be) be = nc__backend_onednn();
         if (!be) be = nc__backend_ref();
         break;
@@ -168,6 +170,7 @@ nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
     case NC_BACKEND_CUDA: be = nc__backend_cuda(); break;
     }
     if (!be) return NC_ERR_UNSUPPORTED;
+    if (o.bf16 && be->kind != NC_BACKEND_ONEDNN) return NC_ERR_UNSUPPORTED;
 
     nc_context *ctx = o.allocator.alloc(o.allocator.user, sizeof *ctx, NC__ALIGN);
     if (!ctx) return NC_ERR_OUT_OF_MEMORY;

@@ -463,9 +463,16 @@ class TestModel(unittest.TestCase):
         dbl = array.array("d", flat(self.x))  # float64 buffer: converted
         mv3 = memoryview(dbl).cast("B").cast("d", (3, 2, 10, 10))
         self.assertEqual(array.array("f", flat(self.model.forward(mv3))).tobytes(), ref)
+        # A batch of one and batches of two may take other kernels (oneDNN picks by
+        # shape), so they agree to rounding, not bit for bit.
+        want = array.array("f", ref)
         single = self.model.forward(self.x[0])  # (c, h, w) = a batch of one
-        self.assertEqual(array.array("f", flat(single)).tobytes(), ref[:12])
-        self.assertEqual(array.array("f", flat(self.model.predict(self.x, batch_size=2))).tobytes(), ref)
+        for g, w in zip(flat(single), want[:3]):
+            self.assertAlmostEqual(g, w, delta=1e-5 * max(1.0, abs(w)))
+        got = flat(self.model.predict(self.x, batch_size=2))
+        self.assertEqual(len(got), len(want))
+        for g, w in zip(got, want):
+            self.assertAlmostEqual(g, w, delta=1e-5 * max(1.0, abs(w)))
 
     @unittest.skipUnless(np is not None, "numpy not available")
     def test_numpy_zero_copy_and_conversion(self):
@@ -482,7 +489,7 @@ class TestModel(unittest.TestCase):
         xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # not C-contiguous
         self.assertFalse(xt.flags.c_contiguous)
         np.testing.assert_array_equal(self.model.forward(xt), ref)
-        np.testing.assert_array_equal(self.model.predict(x, batch_size=1), ref)
+        np.testing.assert_allclose(self.model.predict(x, batch_size=1), ref, rtol=1e-5, atol=1e-6)  # other batch size: other kernels
         labels = _buffers.as_input(np.array([1, 2], dtype=np.int64), "labels", "i")
         self.assertEqual(labels.keep.dtype, np.int32)
 

@@ -123,11 +123,12 @@ class Context(_Object):
 
     backend: "auto" (default), "ref", "onednn" or "cuda"; threads: CPU threads (0 = all
     cores); deterministic: only deterministic algorithms; allocator: a TrackingAllocator
-    (or None for the C library's)."""
+    (or None for the C library's); bf16: convolutions and linear layers in bfloat16
+    (oneDNN on a CPU with AVX512_BF16 only, else UnsupportedError)."""
 
     _kind = "context"
 
-    def __init__(self, backend="auto", threads=0, device=0, deterministic=False, allocator=None):
+    def __init__(self, backend="auto", threads=0, device=0, deterministic=False, allocator=None, bf16=False):
         opt = nc_context_options()
         lib.nc_context_options_init(byref(opt))
         opt.backend = _enum(backend, BACKENDS, "backend")
@@ -136,6 +137,7 @@ class Context(_Object):
         opt.num_threads = threads
         opt.device = int(device)
         opt.deterministic = 1 if deterministic else 0
+        opt.bf16 = 1 if bf16 else 0
         if allocator is not None:
             allocator._struct(opt.allocator)
         self._allocator = allocator  # the callbacks must outlive the context

@@ -1,0 +1,422 @@
+/* onednn.c — the oneDNN backend's nc__backend table: engine and stream, host
+ * memory from the context allocator in plain NCHW f32, primitive caching and
+ * execution with the context's thread count. Convolution, batch norm, pooling and
+ * inner product run as oneDNN primitives (ops.c); element-wise work, reshaping and
+ * optimizer updates are memory-bound loops over the same plain buffers, so they
+ * call the ref kernels directly. */
+#include "backend/onednn/onednn.h"
+#include "backend/ref/ref.h"
+
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#define S(state) ((dn_state *)(state))
+
+const char *nc__dnnl_status_str(dnnl_status_t st) {
+    switch (st) {
+    case dnnl_success: return "success";
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "no implementation for these sizes and formats";
+    case dnnl_iterator_ends: return "iterator ends";
+    case dnnl_runtime_error: return "runtime error";
+    case dnnl_not_required: return "not required";
+    }
+    return "unknown status";
+}
+
+/* ---- threads: OpenMP's thread count is a per-thread ICV of the calling thread, so
+ * setting it around a call and restoring it leaves no global state behind. */
+
+static int threads_enter(const dn_state *s) {
+#if defined(_OPENMP)
+    int old = omp_get_max_threads();
+    if (old != s->nt) omp_set_num_threads(s->nt);
+    return old;
+#else
+    (void)s;
+    return 1;
+#endif
+}
+
+static void threads_leave(const dn_state *s, int old) {
+#if defined(_OPENMP)
+    if (old != s->nt) omp_set_num_threads(old);
+#else
+    (void)s;
+    (void)old;
+#endif
+}
+
+nc_status nc__dnnl_scratch(dn_state *s, int slot, size_t bytes, void **out) {
+    if (bytes == 0) bytes = 64;
+    if (s->scr_size[slot] < bytes) {
+        nc__free(s->ctx, s->scr[slot]);
+        s->scr[slot] = NULL;
+        s->scr_size[slot] = 0;
+        void *p = nc__alloc(s->ctx, bytes);
+        if (!p)
+            return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: cannot allocate %zu bytes of scratch",
+                             bytes);
+        s->scr[slot] = p;
+        s->scr_size[slot] = bytes;
+    }
+    *out = s->scr[slot];
+    return NC_OK;
+}
+
+/* ---- per-node cache */
+
+static void cache_clear(dn_cache *c) {
+    for (int k = 0; k < DN_MAX_PRIM; k++) {
+        if (c->prim[k]) dnnl_primitive_destroy(c->prim[k]);
+        if (c->pd[k]) dnnl_primitive_desc_destroy(c->pd[k]);
+        c->prim[k] = NULL;
+        c->pd[k] = NULL;
+        c->ident[k] = 0;
+    }
+}
+
+void nc__dnnl_cache_release(void *state, void *cache) {
+    if (!cache) return;
+    cache_clear(cache);
+    nc__free(S(state)->ctx, cache);
+}
+
+nc_status nc__dnnl_cache_get(dn_state *s, void **slot, int op, const int64_t *key, int n, dn_cache **out) {
+    dn_cache *c = *slot;
+    if (c && c->op == op && memcmp(c->key, key, (size_t)n * sizeof *key) == 0) {
+        *out = c;
+        return NC_OK;
+    }
+    if (!c) {
+        c = nc__calloc(s->ctx, 1, sizeof *c);
+        if (!c) return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a node cache");
+        *slot = c;
+    } else {
+        cache_clear(c);
+        memset(c, 0, sizeof *c);
+    }
+    c->op = op;
+    memcpy(c->key, key, (size_t)n * sizeof *key);
+    *out = c;
+    return NC_OK;
+}
+
+nc_status nc__dnnl_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what) {
+    static const dnnl_format_tag_t plain[6] = {dnnl_format_tag_undef, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd,
+                                               dnnl_abcde};
+    nc_status st = NC_OK;
+    dnnl_dims_t dd;
+    for (int i = 0; i < ndim; i++) dd[i] = dims[i];
+    NC_DNNL_CHECK(what, dnnl_memory_desc_init_by_tag(md, ndim, dd, dnnl_f32, plain[ndim]));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_make(dn_state *s, dn_cache *c, int k, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                        int allow_bf16, const char *what) {
+    nc_status st = NC_OK;
+    dnnl_primitive_attr_t attr = NULL;
+    int old = threads_enter(s);
+    NC_DNNL_CHECK(what, dnnl_primitive_attr_create(&attr));
+    NC_DNNL_CHECK(what, dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    if (allow_bf16 && s->bf16) NC_DNNL_CHECK(what, dnnl_primitive_attr_set_fpmath_mode(attr, dnnl_fpmath_mode_bf16));
+    NC_DNNL_CHECK(what, dnnl_primitive_desc_create(&c->pd[k], op_desc, attr, s->engine, hint));
+    NC_DNNL_CHECK(what, dnnl_primitive_create(&c->prim[k], c->pd[k]));
+fail:
+    if (st != NC_OK && c->pd[k]) {
+        dnnl_primitive_desc_destroy(c->pd[k]);
+        c->pd[k] = NULL;
+    }
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    threads_leave(s, old);
+    return st;
+}
+
+nc_status nc__dnnl_exec(dn_state *s, dn_cache *c, int k, int nargs, const dn_arg *args, const char *what) {
+    nc_status st = NC_OK;
+    dnnl_exec_arg_t ea[12];
+    dnnl_memory_t mem[12];
+    int nm = 0;
+    int old = threads_enter(s);
+    const dnnl_memory_desc_t *pad_md = dnnl_primitive_desc_query_md(c->pd[k], dnnl_query_scratchpad_md, 0);
+    size_t pad_bytes = pad_md ? dnnl_memory_desc_get_size(pad_md) : 0;
+    for (int i = 0; i < nargs && i < 11; i++) {
+        NC_DNNL_CHECK(what, dnnl_memory_create(&mem[nm], args[i].md, s->engine, args[i].ptr));
+        ea[nm].arg = args[i].arg;
+        ea[nm].memory = mem[nm];
+        nm++;
+    }
+    if (pad_bytes) {
+        void *pad;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_PAD, pad_bytes, &pad));
+        NC_DNNL_CHECK(what, dnnl_memory_create(&mem[nm], pad_md, s->engine, pad));
+        ea[nm].arg = DNNL_ARG_SCRATCHPAD;
+        ea[nm].memory = mem[nm];
+        nm++;
+    }
+    NC_DNNL_CHECK(what, dnnl_primitive_execute(c->prim[k], s->stream, nm, ea));
+    NC_DNNL_CHECK(what, dnnl_stream_wait(s->stream));
+fail:
+    for (int i = 0; i < nm; i++) dnnl_memory_destroy(mem[i]);
+    threads_leave(s, old);
+    return st;
+}
+
+/* ---- layout changes at a primitive's boundary */
+
+static nc_status make_reorder(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to) {
+    nc_status st = NC_OK;
+    if (c->ident[k]) return NC_OK;
+    if (dnnl_memory_desc_equal(from, to)) {
+        c->ident[k] = 1;
+        return NC_OK;
+    }
+    dnnl_primitive_attr_t attr = NULL;
+    NC_DNNL_CHECK("reorder", dnnl_primitive_attr_create(&attr));
+    NC_DNNL_CHECK("reorder", dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    NC_DNNL_CHECK("reorder", dnnl_reorder_primitive_desc_create(&c->pd[k], from, s->engine, to, s->engine, attr));
+    NC_DNNL_CHECK("reorder", dnnl_primitive_create(&c->prim[k], c->pd[k]));
+    c->ident[k] = 2;
+fail:
+    if (st != NC_OK && c->pd[k]) {
+        dnnl_primitive_desc_destroy(c->pd[k]);
+        c->pd[k] = NULL;
+    }
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+nc_status nc__dnnl_reorder_in(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const void *ptr, int slot, void **out) {
+    nc_status st;
+    NC_CHECK(make_reorder(s, c, k, from, to));
+    if (c->ident[k] == 1) {
+        *out = (void *)ptr;
+        return NC_OK;
+    }
+    NC_CHECK(nc__dnnl_scratch(s, slot, dnnl_memory_desc_get_size(to), out));
+    const dn_arg args[] = {{DNNL_ARG_FROM, from, (void *)ptr}, {DNNL_ARG_TO, to, *out}};
+    NC_CHECK(nc__dnnl_exec(s, c, k, 2, args, "reorder"));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_out_buffer(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, void *dst, int slot, void **out) {
+    nc_status st;
+    NC_CHECK(make_reorder(s, c, k, from, to));
+    if (c->ident[k] == 1) {
+        *out = dst;
+        return NC_OK;
+    }
+    NC_CHECK(nc__dnnl_scratch(s, slot, dnnl_memory_desc_get_size(from), out));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_reorder_out(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                               const dnnl_memory_desc_t *to, const void *src, void *dst) {
+    if (c->ident[k] == 1) return NC_OK;
+    const dn_arg args[] = {{DNNL_ARG_FROM, from, (void *)src}, {DNNL_ARG_TO, to, dst}};
+    return nc__dnnl_exec(s, c, k, 2, args, "reorder");
+}
+
+/* ---- state and memory */
+
+static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
+    nc_status st = NC_OK;
+    dn_state *s = nc__calloc(ctx, 1, sizeof *s);
+    if (!s) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for its state");
+    s->ctx = ctx;
+    s->nt = num_threads >= 1 ? num_threads : 1;
+    s->bf16 = ctx->opt.bf16; /* 0 unless the caller's struct_size covered it */
+    if (s->bf16) {
+        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        if (((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) != (unsigned)dnnl_cpu_isa_avx512_core_bf16) {
+            st = nc__error(ctx, NC_ERR_UNSUPPORTED,
+                           "onednn backend: bf16 compute needs a CPU with AVX512_BF16 (or AMX); this one has not "
+                           "(oneDNN ISA 0x%x)", (unsigned)isa);
+            goto fail;
+        }
+    }
+    NC_DNNL_CHECK("engine", dnnl_engine_create(&s->engine, dnnl_cpu, 0));
+    NC_DNNL_CHECK("stream", dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags));
+    *state = s;
+    return NC_OK;
+fail:
+    if (s->engine) dnnl_engine_destroy(s->engine);
+    nc__free(ctx, s);
+    return st;
+}
+
+static void dn_destroy(void *state) {
+    if (!state) return;
+    dn_state *s = state;
+    for (int i = 0; i < DN_SCR_COUNT; i++) nc__free(s->ctx, s->scr[i]);
+    if (s->stream) dnnl_stream_destroy(s->stream);
+    if (s->engine) dnnl_engine_destroy(s->engine);
+    nc__free(s->ctx, s);
+}
+
+static nc_status dn_alloc(void *state, size_t bytes, void **out) {
+    dn_state *s = state;
+    void *p = nc__alloc(s->ctx, bytes ? bytes : 1);
+    if (!p) return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: cannot allocate %zu bytes", bytes);
+    *out = p;
+    return NC_OK;
+}
+
+static void dn_free(void *state, void *ptr) {
+    if (ptr) nc__free(S(state)->ctx, ptr);
+}
+
+static nc_status dn_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
+    // dst, src (numel(shape)): host NCHW f32, the layout this backend keeps
+    const size_t n = (size_t)nc__shape_numel(shape);
+    if (n && dst != src) memcpy(dst, src, n * sizeof(float));
+    return NC_OK;
+}
+
+static nc_status dn_download(void *state, float *dst, const void *src, const nc__shape *shape) {
+    const size_t n = (size_t)nc__shape_numel(shape);
+    if (n && dst != src) memcpy(dst, src, n * sizeof(float));
+    return NC_OK;
+}
+
+static nc_status dn_fill(void *state, void *dst, float value, size_t count) {
+    // dst (count)
+    float *d = dst;
+    if (value == 0.0f) {
+        if (count) memset(d, 0, count * sizeof(float));
+        return NC_OK;
+    }
+    for (size_t i = 0; i < count; i++) d[i] = value;
+    return NC_OK;
+}
+
+/* ---- element-wise, reshaping and optimizer: the ref kernels on the same buffers */
+
+static nc_status dn_accumulate(void *state, void *dst, const void *src, size_t count) {
+    nc__ref_accumulate(S(state)->nt, count, dst, src);
+    return NC_OK;
+}
+
+static nc_status dn_relu_forward(void *state, size_t count, void *y, const void *x) {
+    nc__ref_relu_forward(S(state)->nt, count, y, x);
+    return NC_OK;
+}
+
+static nc_status dn_relu_backward(void *state, size_t count, void *dx, const void *dy, const void *y) {
+    nc__ref_relu_backward(S(state)->nt, count, dx, dy, y);
+    return NC_OK;
+}
+
+static nc_status dn_add_forward(void *state, size_t count, void *y, const void *a, const void *b) {
+    nc__ref_add_forward(S(state)->nt, count, y, a, b);
+    return NC_OK;
+}
+
+static nc_status dn_dropout_forward(void *state, size_t count, float p, uint64_t seed, void *y, const void *x) {
+    nc__ref_dropout_forward(S(state)->nt, count, p, seed, y, x);
+    return NC_OK;
+}
+
+static nc_status dn_dropout_backward(void *state, size_t count, float p, uint64_t seed, void *dx,
+                                     const void *dy) {
+    nc__ref_dropout_backward(S(state)->nt, count, p, seed, dx, dy);
+    return NC_OK;
+}
+
+static nc_status dn_flatten_forward(void *state, const nc__shape *in, void *y, const void *x) {
+    const size_t n = (size_t)nc__shape_numel(in);
+    if (n && y != x) memcpy(y, x, n * sizeof(float));
+    return NC_OK;
+}
+
+static nc_status dn_flatten_backward(void *state, const nc__shape *in, void *dx, const void *dy) {
+    nc__ref_accumulate(S(state)->nt, (size_t)nc__shape_numel(in), dx, dy);
+    return NC_OK;
+}
+
+static nc_status dn_concat_forward(void *state, int64_t n, int count, const int64_t *widths, void *y,
+                                   const void *const *xs) {
+    nc__ref_concat_forward(n, count, widths, y, (const float *const *)xs);
+    return NC_OK;
+}
+
+static nc_status dn_concat_backward(void *state, int64_t n, int count, const int64_t *widths, void *const *dxs,
+                                    const void *dy) {
+    nc__ref_concat_backward(n, count, widths, (float *const *)dxs, dy);
+    return NC_OK;
+}
+
+static nc_status dn_sgd_update(void *state, const nc__sgd_desc *d, size_t count, void *param, void *buf,
+                               const void *grad) {
+    nc__ref_sgd_update(S(state)->nt, d, count, param, buf, grad);
+    return NC_OK;
+}
+
+static nc_status dn_adam_update(void *state, const nc__adam_desc *d, size_t count, void *param, void *m, void *v,
+                                const void *grad) {
+    nc__ref_adam_update(S(state)->nt, d, count, param, m, v, grad);
+    return NC_OK;
+}
+
+static nc_status dn_sum_squares(void *state, size_t count, const void *x, double *out) {
+    *out = nc__ref_sum_squares(S(state)->nt, count, x);
+    return NC_OK;
+}
+
+static nc_status dn_scale(void *state, size_t count, void *x, float alpha) {
+    nc__ref_scale(S(state)->nt, count, x, alpha);
+    return NC_OK;
+}
+
+static nc_status dn_axpby(void *state, size_t count, void *y, float a, const void *x, float b) {
+    nc__ref_axpby(S(state)->nt, count, y, a, x, b);
+    return NC_OK;
+}
+
+static const nc__backend onednn_backend = {
+    .name = "onednn",
+    .kind = NC_BACKEND_ONEDNN,
+    .init = dn_init,
+    .destroy = dn_destroy,
+    .alloc = dn_alloc,
+    .free = dn_free,
+    .upload = dn_upload,
+    .download = dn_download,
+    .fill = dn_fill,
+    .accumulate = dn_accumulate,
+    .release_cache = nc__dnnl_cache_release,
+    .conv2d_forward = nc__dnnl_conv2d_forward,
+    .conv2d_backward = nc__dnnl_conv2d_backward,
+    .batchnorm_forward_train = nc__dnnl_bn_forward_train,
+    .batchnorm_forward_infer = nc__dnnl_bn_forward_infer,
+    .batchnorm_backward = nc__dnnl_bn_backward,
+    .relu_forward = dn_relu_forward,
+    .relu_backward = dn_relu_backward,
+    .add_forward = dn_add_forward,
+    .dropout_forward = dn_dropout_forward,
+    .dropout_backward = dn_dropout_backward,
+    .pool2d_forward = nc__dnnl_pool2d_forward,
+    .pool2d_backward = nc__dnnl_pool2d_backward,
+    .flatten_forward = dn_flatten_forward,
+    .flatten_backward = dn_flatten_backward,
+    .concat_forward = dn_concat_forward,
+    .concat_backward = dn_concat_backward,
+    .linear_forward = nc__dnnl_linear_forward,
+    .linear_backward = nc__dnnl_linear_backward,
+    .sgd_update = dn_sgd_update,
+    .adam_update = dn_adam_update,
+    .sum_squares = dn_sum_squares,
+    .scale = dn_scale,
+    .axpby = dn_axpby,
+};
+
+const nc__backend *nc__backend_onednn(void) { return &onednn_backend; }

@@ -1,0 +1,513 @@
+/* ops.c — the oneDNN backend's primitives: convolution (grouped,
+ * strided, padded, dilated; forward, backward data, backward weights + bias),
+ * batch normalisation (training with saved statistics, inference, backward),
+ * pooling (max with workspace, avg counting padding, adaptive avg when the bins are
+ * uniform) and inner product. Primitives are made once per node and sizes in the
+ * node's cache slot. Tensors between ops are plain (NCHW); a convolution runs in
+ * the blocked layouts oneDNN picks (format_tag any) with cached reorders at its
+ * boundary. oneDNN overwrites its outputs while backward entries must accumulate,
+ * so gradients go to scratch and are added with the ref kernel. */
+#include "backend/onednn/onednn.h"
+#include "backend/ref/ref.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { OP_CONV = 1, OP_BN, OP_POOL, OP_LINEAR };
+
+/* Adds `count` floats of scratch `tmp` into dst (NULL dst: gradient not wanted). */
+static void add_into(const dn_state *s, void *dst, const void *tmp, size_t count) {
+    if (dst) nc__ref_accumulate(s->nt, count, dst, tmp);
+}
+
+/* ---------------------------------------------------------------- convolution */
+
+/* Slots of a convolution's cache: the three primitives, then the reorders between
+ * the graph's plain layouts and the blocked ones oneDNN chose (format_tag any). */
+enum {
+    CONV_FWD = 0, CONV_BWD_DATA, CONV_BWD_WEIGHTS,
+    R_FWD_SRC, R_FWD_WEI, R_FWD_DST,
+    R_BD_DDST, R_BD_WEI, R_BD_DSRC,
+    R_BW_SRC, R_BW_DDST, R_BW_DWEI
+};
+
+typedef struct conv_mds {
+    dnnl_memory_desc_t src, wei, bias, dst;  /* plain: the graph's layouts */
+    dnnl_memory_desc_t src_any, wei_any, dst_any;
+    dnnl_dims_t strides, dil, pad;
+} conv_mds;
+
+static nc_status any_md(dn_state *s, dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain) {
+    nc_status st = NC_OK;
+    NC_DNNL_CHECK("convolution layout", dnnl_memory_desc_init_by_tag(md, plain->ndims, plain->dims, dnnl_f32,
+                                                                     dnnl_format_tag_any));
+fail:
+    return st;
+}
+
+static const dnnl_memory_desc_t *pd_md(dn_cache *c, int k, dnnl_query_t what) {
+    return dnnl_primitive_desc_query_md(c->pd[k], what, 0);
+}
+
+static nc_status conv_prepare(dn_state *s, const nc__conv_desc *d, int has_bias, dn_cache **out, conv_mds *m) {
+    nc_status st = NC_OK;
+    const int64_t key[17] = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->groups, d->stride_h, d->stride_w,
+                             d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->oh, d->ow, has_bias};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_CONV, key, 17, out));
+    const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->k, d->oh, d->ow};
+    const int64_t wg[5] = {d->groups, d->k / d->groups, d->c / d->groups, d->r, d->s};
+    const int64_t wd[4] = {d->k, d->c, d->r, d->s}, bias[1] = {d->k};
+    NC_CHECK(nc__dnnl_md(s, &m->src, 4, src, "convolution source"));
+    NC_CHECK(nc__dnnl_md(s, &m->dst, 4, dst, "convolution destination"));
+    NC_CHECK(d->groups > 1 ? nc__dnnl_md(s, &m->wei, 5, wg, "convolution weights")
+                           : nc__dnnl_md(s, &m->wei, 4, wd, "convolution weights"));
+    NC_CHECK(nc__dnnl_md(s, &m->bias, 1, bias, "convolution bias"));
+    NC_CHECK(any_md(s, &m->src_any, &m->src));
+    NC_CHECK(any_md(s, &m->wei_any, &m->wei));
+    NC_CHECK(any_md(s, &m->dst_any, &m->dst));
+    m->strides[0] = d->stride_h;
+    m->strides[1] = d->stride_w;
+    m->dil[0] = d->dil_h - 1; /* oneDNN counts the gaps: 0 = dense */
+    m->dil[1] = d->dil_w - 1;
+    /* symmetric padding: oneDNN's size check floors like PyTorch's output size */
+    m->pad[0] = d->pad_h;
+    m->pad[1] = d->pad_w;
+fail:
+    return st;
+}
+
+static nc_status conv_make_fwd(dn_state *s, dn_cache *c, conv_mds *m, int has_bias) {
+    nc_status st = NC_OK;
+    if (c->prim[CONV_FWD]) return NC_OK;
+    dnnl_convolution_desc_t od;
+    NC_DNNL_CHECK("convolution forward",
+                  dnnl_dilated_convolution_forward_desc_init(&od, dnnl_forward_training, dnnl_convolution_direct,
+                                                             &m->src_any, &m->wei_any, has_bias ? &m->bias : NULL,
+                                                             &m->dst_any, m->strides, m->dil, m->pad, m->pad));
+    NC_CHECK(nc__dnnl_make(s, c, CONV_FWD, &od, NULL, 1, "convolution forward"));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, const void *x, const void *w,
+                                  const void *b) {
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    conv_mds m;
+    void *bx, *bw, *by;
+    NC_CHECK(conv_prepare(s, d, b != NULL, &c, &m));
+    NC_CHECK(conv_make_fwd(s, c, &m, b != NULL));
+    const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
+    const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *dst = pd_md(c, CONV_FWD, dnnl_query_dst_md);
+    NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m.src, src, x, DN_SCR_B0, &bx));
+    NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_WEI, &m.wei, wei, w, DN_SCR_B1, &bw));
+    NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m.dst, y, DN_SCR_B2, &by));
+    const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_WEIGHTS, wei, bw}, {DNNL_ARG_DST, dst, by},
+                           {DNNL_ARG_BIAS, &m.bias, (void *)b}};
+    NC_CHECK(nc__dnnl_exec(s, c, CONV_FWD, b ? 4 : 3, args, "convolution forward"));
+    NC_CHECK(nc__dnnl_reorder_out(s, c, R_FWD_DST, dst, &m.dst, by, y));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx, void *dw, void *db,
+                                   const void *dy, const void *x, const void *w) {
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    conv_mds m;
+    const int has_bias = db != NULL;
+    NC_CHECK(conv_prepare(s, d, has_bias, &c, &m));
+    NC_CHECK(conv_make_fwd(s, c, &m, has_bias));
+    if (dx) {
+        if (!c->prim[CONV_BWD_DATA]) {
+            dnnl_convolution_desc_t od;
+            NC_DNNL_CHECK("convolution backward data",
+                          dnnl_dilated_convolution_backward_data_desc_init(&od, dnnl_convolution_direct, &m.src_any,
+                                                                           &m.wei_any, &m.dst_any, m.strides, m.dil,
+                                                                           m.pad, m.pad));
+            NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_DATA, &od, c->pd[CONV_FWD], 1, "convolution backward data"));
+        }
+        const dnnl_memory_desc_t *ddst = pd_md(c, CONV_BWD_DATA, dnnl_query_diff_dst_md);
+        const dnnl_memory_desc_t *wei = pd_md(c, CONV_BWD_DATA, dnnl_query_weights_md);
+        const dnnl_memory_desc_t *dsrc = pd_md(c, CONV_BWD_DATA, dnnl_query_diff_src_md);
+        const size_t count = (size_t)(d->n * d->c * d->h * d->w);
+        void *tmp, *bdy, *bw, *bdx;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
+        NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_DDST, &m.dst, ddst, dy, DN_SCR_B0, &bdy));
+        NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_WEI, &m.wei, wei, w, DN_SCR_B1, &bw));
+        NC_CHECK(nc__dnnl_out_buffer(s, c, R_BD_DSRC, dsrc, &m.src, tmp, DN_SCR_B2, &bdx));
+        const dn_arg args[] = {{DNNL_ARG_DIFF_DST, ddst, bdy}, {DNNL_ARG_WEIGHTS, wei, bw},
+                               {DNNL_ARG_DIFF_SRC, dsrc, bdx}};
+        NC_CHECK(nc__dnnl_exec(s, c, CONV_BWD_DATA, 3, args, "convolution backward data"));
+        NC_CHECK(nc__dnnl_reorder_out(s, c, R_BD_DSRC, dsrc, &m.src, bdx, tmp));
+        add_into(s, dx, tmp, count);
+    }
+    if (dw || db) {
+        if (!c->prim[CONV_BWD_WEIGHTS]) {
+            dnnl_convolution_desc_t od;
+            NC_DNNL_CHECK("convolution backward weights",
+                          dnnl_dilated_convolution_backward_weights_desc_init(
+                              &od, dnnl_convolution_direct, &m.src_any, &m.wei_any, has_bias ? &m.bias : NULL,
+                              &m.dst_any, m.strides, m.dil, m.pad, m.pad));
+            NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1,
+                                   "convolution backward weights"));
+        }
+        const dnnl_memory_desc_t *src = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_src_md);
+        const dnnl_memory_desc_t *ddst = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_diff_dst_md);
+        const dnnl_memory_desc_t *dwei = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_diff_weights_md);
+        const size_t wcount = (size_t)(d->k * (d->c / d->groups) * d->r * d->s);
+        void *tw, *tb = NULL, *bx, *bdy, *bdw;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, wcount * sizeof(float), &tw));
+        if (has_bias) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DB, (size_t)d->k * sizeof(float), &tb));
+        NC_CHECK(nc__dnnl_reorder_in(s, c, R_BW_SRC, &m.src, src, x, DN_SCR_B0, &bx));
+        NC_CHECK(nc__dnnl_reorder_in(s, c, R_BW_DDST, &m.dst, ddst, dy, DN_SCR_B2, &bdy));
+        NC_CHECK(nc__dnnl_out_buffer(s, c, R_BW_DWEI, dwei, &m.wei, tw, DN_SCR_B1, &bdw));
+        const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_DIFF_DST, ddst, bdy},
+                               {DNNL_ARG_DIFF_WEIGHTS, dwei, bdw}, {DNNL_ARG_DIFF_BIAS, &m.bias, tb}};
+        NC_CHECK(nc__dnnl_exec(s, c, CONV_BWD_WEIGHTS, has_bias ? 4 : 3, args, "convolution backward weights"));
+        NC_CHECK(nc__dnnl_reorder_out(s, c, R_BW_DWEI, dwei, &m.wei, bdw, tw));
+        add_into(s, dw, tw, wcount);
+        if (has_bias) add_into(s, db, tb, (size_t)d->k);
+    }
+fail:
+    return st;
+}
+
+/* ------------------------------------------------------- batch normalisation */
+
+enum { BN_FWD_TRAIN = 0, BN_BWD, BN_FWD_INFER };
+#define BN_FLAGS ((unsigned)dnnl_use_scale | (unsigned)dnnl_use_shift)
+
+static nc_status bn_prepare(dn_state *s, const nc__bn_desc *d, dn_cache **out, dnnl_memory_desc_t *data,
+                            dnnl_memory_desc_t *chan) {
+    nc_status st;
+    int64_t eps_bits = 0;
+    memcpy(&eps_bits, &d->eps, sizeof d->eps);
+    const int64_t key[4] = {d->n, d->c, d->hw, eps_bits};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_BN, key, 4, out));
+    const int64_t dims[4] = {d->n, d->c, d->hw, 1}, cd[1] = {d->c};
+    NC_CHECK(nc__dnnl_md(s, data, 4, dims, "batch norm data"));
+    NC_CHECK(nc__dnnl_md(s, chan, 1, cd, "batch norm statistics"));
+fail:
+    return st;
+}
+
+static nc_status bn_make_train(dn_state *s, dn_cache *c, const dnnl_memory_desc_t *data, float eps) {
+    nc_status st = NC_OK;
+    if (c->prim[BN_FWD_TRAIN]) return NC_OK;
+    dnnl_batch_normalization_desc_t od;
+    NC_DNNL_CHECK("batch norm forward",
+                  dnnl_batch_normalization_forward_desc_init(&od, dnnl_forward_training, data, eps, BN_FLAGS));
+    NC_CHECK(nc__dnnl_make(s, c, BN_FWD_TRAIN, &od, NULL, 0, "batch norm forward"));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_bn_forward_train(void *state, const nc__bn_desc *d, void *y, void *save_mean,
+                                    void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                    const void *gamma, const void *beta) {
+    // y, x (N, C, HW); save_mean, save_invstd, running_mean, running_var, gamma, beta (C)
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    dnnl_memory_desc_t data, chan;
+    NC_CHECK(bn_prepare(s, d, &c, &data, &chan));
+    NC_CHECK(bn_make_train(s, c, &data, d->eps));
+    const size_t C = (size_t)d->c;
+    float *stat; /* (C) batch mean, (C) biased variance */
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_STAT, 2 * C * sizeof(float), (void **)&stat));
+    float *mean = stat, *var = stat + C;
+    const dn_arg args[] = {{DNNL_ARG_SRC, &data, (void *)x}, {DNNL_ARG_DST, &data, y},
+                           {DNNL_ARG_SCALE, &chan, (void *)gamma}, {DNNL_ARG_SHIFT, &chan, (void *)beta},
+                           {DNNL_ARG_MEAN, &chan, mean}, {DNNL_ARG_VARIANCE, &chan, var}};
+    NC_CHECK(nc__dnnl_exec(s, c, BN_FWD_TRAIN, 6, args, "batch norm forward"));
+    /* PyTorch's bookkeeping: saved mean and 1/sqrt(var+eps); running stats with the
+     * unbiased variance, as the ref kernel */
+    const double count = (double)d->n * (double)d->hw, m = (double)d->momentum;
+    float *sm = save_mean, *si = save_invstd, *rm = running_mean, *rv = running_var;
+    for (size_t ch = 0; ch < C; ch++) {
+        const double mu = mean[ch], v = var[ch];
+        if (sm) sm[ch] = (float)mu;
+        if (si) si[ch] = (float)(1.0 / sqrt(v + (double)d->eps));
+        if (rm) rm[ch] = (float)((1.0 - m) * rm[ch] + m * mu);
+        if (rv) {
+            const double unbiased = count > 1 ? v * count / (count - 1.0) : v;
+            rv[ch] = (float)((1.0 - m) * rv[ch] + m * unbiased);
+        }
+    }
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_bn_forward_infer(void *state, const nc__bn_desc *d, void *y, const void *x,
+                                    const void *gamma, const void *beta, const void *running_mean,
+                                    const void *running_var) {
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    dnnl_memory_desc_t data, chan;
+    NC_CHECK(bn_prepare(s, d, &c, &data, &chan));
+    if (!c->prim[BN_FWD_INFER]) {
+        dnnl_batch_normalization_desc_t od;
+        NC_DNNL_CHECK("batch norm inference",
+                      dnnl_batch_normalization_forward_desc_init(&od, dnnl_forward_inference, &data, d->eps,
+                                                                 BN_FLAGS | (unsigned)dnnl_use_global_stats));
+        NC_CHECK(nc__dnnl_make(s, c, BN_FWD_INFER, &od, NULL, 0, "batch norm inference"));
+    }
+    const dn_arg args[] = {{DNNL_ARG_SRC, &data, (void *)x}, {DNNL_ARG_DST, &data, y},
+                           {DNNL_ARG_SCALE, &chan, (void *)gamma}, {DNNL_ARG_SHIFT, &chan, (void *)beta},
+                           {DNNL_ARG_MEAN, &chan, (void *)running_mean},
+                           {DNNL_ARG_VARIANCE, &chan, (void *)running_var}};
+    NC_CHECK(nc__dnnl_exec(s, c, BN_FWD_INFER, 6, args, "batch norm inference"));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_bn_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                               const void *dy, const void *x, const void *gamma, const void *save_mean,
+                               const void *save_invstd) {
+    // dx (N, C, HW) or NULL, dgamma, dbeta (C) accumulated; dy, x (N, C, HW)
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    dnnl_memory_desc_t data, chan;
+    NC_CHECK(bn_prepare(s, d, &c, &data, &chan));
+    NC_CHECK(bn_make_train(s, c, &data, d->eps));
+    if (!c->prim[BN_BWD]) {
+        dnnl_batch_normalization_desc_t od;
+        NC_DNNL_CHECK("batch norm backward",
+                      dnnl_batch_normalization_backward_desc_init(&od, dnnl_backward, &data, &data, d->eps,
+                                                                  BN_FLAGS));
+        NC_CHECK(nc__dnnl_make(s, c, BN_BWD, &od, c->pd[BN_FWD_TRAIN], 0, "batch norm backward"));
+    }
+    const size_t C = (size_t)d->c, count = (size_t)(d->n * d->c * d->hw);
+    float *stat, *tdx; /* stat: (C) variance, (C) dgamma, (C) dbeta, (C) zeros */
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_STAT, 4 * C * sizeof(float), (void **)&stat));
+    /* oneDNN 2.6 counts SHIFT among backward's inputs when use_shift is set, though
+     * the gradients do not depend on it: zeros */
+    memset(stat + 3 * C, 0, C * sizeof(float));
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), (void **)&tdx));
+    const float *invstd = save_invstd;
+    for (size_t ch = 0; ch < C; ch++) /* the variance the forward normalised with */
+        stat[ch] = (float)(1.0 / ((double)invstd[ch] * (double)invstd[ch]) - (double)d->eps);
+    const dn_arg args[] = {{DNNL_ARG_SRC, &data, (void *)x},           {DNNL_ARG_DIFF_DST, &data, (void *)dy},
+                           {DNNL_ARG_MEAN, &chan, (void *)save_mean},  {DNNL_ARG_VARIANCE, &chan, stat},
+                           {DNNL_ARG_SCALE, &chan, (void *)gamma},     {DNNL_ARG_DIFF_SRC, &data, tdx},
+                           {DNNL_ARG_DIFF_SCALE, &chan, stat + C},     {DNNL_ARG_DIFF_SHIFT, &chan, stat + 2 * C},
+                           {DNNL_ARG_SHIFT, &chan, stat + 3 * C}};
+    NC_CHECK(nc__dnnl_exec(s, c, BN_BWD, 9, args, "batch norm backward"));
+    add_into(s, dx, tdx, count);
+    add_into(s, dgamma, stat + C, C);
+    add_into(s, dbeta, stat + 2 * C, C);
+fail:
+    return st;
+}
+
+/* -------------------------------------------------------------------- pooling */
+
+enum { POOL_FWD_INFER = 0, POOL_FWD_TRAIN, POOL_BWD };
+
+typedef struct pool_mds {
+    dnnl_memory_desc_t src, dst;
+    dnnl_dims_t strides, kernel, dil, pad;
+    dnnl_alg_kind_t alg;
+} pool_mds;
+
+static nc_status pool_prepare(dn_state *s, const nc__pool_desc *d, dn_cache **out, pool_mds *m) {
+    nc_status st;
+    const int64_t key[13] = {d->mode, d->n,  d->c,        d->h,        d->w,     d->oh,   d->ow,
+                             d->kh,   d->kw, d->stride_h, d->stride_w, d->pad_h, d->pad_w};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_POOL, key, 13, out));
+    const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
+    NC_CHECK(nc__dnnl_md(s, &m->src, 4, src, "pooling source"));
+    NC_CHECK(nc__dnnl_md(s, &m->dst, 4, dst, "pooling destination"));
+    m->dil[0] = m->dil[1] = 0;
+    if (d->mode == NC__POOL_ADAPTIVE_AVG) {
+        /* uniform bins (H % OH == 0) are an ordinary average pooling */
+        if (d->h % d->oh || d->w % d->ow) {
+            (*out)->fallback = 1;
+            return NC_OK;
+        }
+        m->kernel[0] = m->strides[0] = d->h / d->oh;
+        m->kernel[1] = m->strides[1] = d->w / d->ow;
+        m->pad[0] = m->pad[1] = 0;
+        m->alg = dnnl_pooling_avg_exclude_padding;
+    } else {
+        m->kernel[0] = d->kh;
+        m->kernel[1] = d->kw;
+        m->strides[0] = d->stride_h;
+        m->strides[1] = d->stride_w;
+        m->pad[0] = d->pad_h;
+        m->pad[1] = d->pad_w;
+        /* PyTorch counts padding in the divisor and, in floor mode, never lets a window
+         * pass the padded edge: always kh*kw, oneDNN's include_padding */
+        m->alg = d->mode == NC__POOL_MAX ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
+    }
+fail:
+    return st;
+}
+
+static nc_status pool_make_fwd(dn_state *s, dn_cache *c, pool_mds *m, int k) {
+    nc_status st = NC_OK;
+    if (c->prim[k]) return NC_OK;
+    dnnl_pooling_v2_desc_t od;
+    NC_DNNL_CHECK("pooling forward",
+                  dnnl_pooling_v2_forward_desc_init(&od, k == POOL_FWD_TRAIN ? dnnl_forward_training
+                                                                             : dnnl_forward_inference,
+                                                    m->alg, &m->src, &m->dst, m->strides, m->kernel, m->dil,
+                                                    m->pad, m->pad));
+    NC_CHECK(nc__dnnl_make(s, c, k, &od, NULL, 0, "pooling forward"));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_pool2d_forward(void *state, const nc__pool_desc *d, void *y, const void *x) {
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    pool_mds m;
+    NC_CHECK(pool_prepare(s, d, &c, &m));
+    if (c->fallback) {
+        nc__ref_pool2d_forward(s->nt, d, y, x);
+        return NC_OK;
+    }
+    NC_CHECK(pool_make_fwd(s, c, &m, POOL_FWD_INFER));
+    const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DST, &m.dst, y}};
+    NC_CHECK(nc__dnnl_exec(s, c, POOL_FWD_INFER, 2, args, "pooling forward"));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy, const void *x,
+                                   const void *y) {
+    // dx (N, C, H, W) accumulated; dy (N, C, OH, OW); x, y only for max
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    pool_mds m;
+    NC_CHECK(pool_prepare(s, d, &c, &m));
+    if (c->fallback) {
+        nc__ref_pool2d_backward(s->nt, d, dx, dy, x, y);
+        return NC_OK;
+    }
+    NC_CHECK(pool_make_fwd(s, c, &m, POOL_FWD_TRAIN));
+    if (!c->prim[POOL_BWD]) {
+        dnnl_pooling_v2_desc_t od;
+        NC_DNNL_CHECK("pooling backward",
+                      dnnl_pooling_v2_backward_desc_init(&od, m.alg, &m.src, &m.dst, m.strides, m.kernel, m.dil,
+                                                         m.pad, m.pad));
+        NC_CHECK(nc__dnnl_make(s, c, POOL_BWD, &od, c->pd[POOL_FWD_TRAIN], 0, "pooling backward"));
+    }
+    const size_t count = (size_t)(d->n * d->c * d->h * d->w);
+    void *tdx, *ws = NULL;
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tdx));
+    const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(c->pd[POOL_FWD_TRAIN], dnnl_query_workspace_md, 0);
+    const int has_ws = d->mode == NC__POOL_MAX && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
+    if (has_ws) {
+        /* The max positions: recomputed here (one cheap forward) rather than kept from
+         * the forward pass, so backward never depends on a stale workspace. */
+        void *ty;
+        const size_t ycount = (size_t)(d->n * d->c * d->oh * d->ow);
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_WS, dnnl_memory_desc_get_size(ws_md), &ws));
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, ycount * sizeof(float), &ty));
+        const dn_arg fa[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DST, &m.dst, ty},
+                             {DNNL_ARG_WORKSPACE, ws_md, ws}};
+        NC_CHECK(nc__dnnl_exec(s, c, POOL_FWD_TRAIN, 3, fa, "pooling forward (workspace)"));
+    }
+    const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_DIFF_SRC, &m.src, tdx},
+                           {DNNL_ARG_WORKSPACE, ws_md, ws}};
+    NC_CHECK(nc__dnnl_exec(s, c, POOL_BWD, has_ws ? 3 : 2, args, "pooling backward"));
+    add_into(s, dx, tdx, count);
+fail:
+    return st;
+}
+
+/* ------------------------------------------------------------- inner product */
+
+enum { IP_FWD = 0, IP_BWD_DATA, IP_BWD_WEIGHTS };
+
+typedef struct ip_mds {
+    dnnl_memory_desc_t src, wei, bias, dst;
+} ip_mds;
+
+static nc_status ip_prepare(dn_state *s, const nc__linear_desc *d, int has_bias, dn_cache **out, ip_mds *m) {
+    nc_status st = NC_OK;
+    const int64_t key[4] = {d->n, d->in, d->out, has_bias};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_LINEAR, key, 4, out));
+    const int64_t src[2] = {d->n, d->in}, wei[2] = {d->out, d->in}, dst[2] = {d->n, d->out}, b[1] = {d->out};
+    NC_CHECK(nc__dnnl_md(s, &m->src, 2, src, "inner product source"));
+    NC_CHECK(nc__dnnl_md(s, &m->wei, 2, wei, "inner product weights"));
+    NC_CHECK(nc__dnnl_md(s, &m->dst, 2, dst, "inner product destination"));
+    NC_CHECK(nc__dnnl_md(s, &m->bias, 1, b, "inner product bias"));
+    if (!(*out)->prim[IP_FWD]) {
+        dnnl_inner_product_desc_t od;
+        NC_DNNL_CHECK("inner product forward",
+                      dnnl_inner_product_forward_desc_init(&od, dnnl_forward_training, &m->src, &m->wei,
+                                                           has_bias ? &m->bias : NULL, &m->dst));
+        NC_CHECK(nc__dnnl_make(s, *out, IP_FWD, &od, NULL, 1, "inner product forward"));
+    }
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_linear_forward(void *state, const nc__linear_desc *d, void *y, const void *x, const void *w,
+                                  const void *b) {
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    ip_mds m;
+    NC_CHECK(ip_prepare(s, d, b != NULL, &c, &m));
+    const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
+                           {DNNL_ARG_DST, &m.dst, y}, {DNNL_ARG_BIAS, &m.bias, (void *)b}};
+    NC_CHECK(nc__dnnl_exec(s, c, IP_FWD, b ? 4 : 3, args, "inner product forward"));
+fail:
+    return st;
+}
+
+nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *dx, void *dw, void *db,
+                                   const void *dy, const void *x, const void *w) {
+    dn_state *s = state;
+    nc_status st;
+    dn_cache *c;
+    ip_mds m;
+    const int has_bias = db != NULL;
+    NC_CHECK(ip_prepare(s, d, has_bias, &c, &m));
+    if (dx) {
+        if (!c->prim[IP_BWD_DATA]) {
+            dnnl_inner_product_desc_t od;
+            NC_DNNL_CHECK("inner product backward data",
+                          dnnl_inner_product_backward_data_desc_init(&od, &m.src, &m.wei, &m.dst));
+            NC_CHECK(nc__dnnl_make(s, c, IP_BWD_DATA, &od, c->pd[IP_FWD], 1, "inner product backward data"));
+        }
+        const size_t count = (size_t)(d->n * d->in);
+        void *tmp;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
+        const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
+                               {DNNL_ARG_DIFF_SRC, &m.src, tmp}};
+        NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_DATA, 3, args, "inner product backward data"));
+        add_into(s, dx, tmp, count);
+    }
+    if (dw || db) {
+        if (!c->prim[IP_BWD_WEIGHTS]) {
+            dnnl_inner_product_desc_t od;
+            NC_DNNL_CHECK("inner product backward weights",
+                          dnnl_inner_product_backward_weights_desc_init(&od, &m.src, &m.wei,
+                                                                        has_bias ? &m.bias : NULL, &m.dst));
+            NC_CHECK(nc__dnnl_make(s, c, IP_BWD_WEIGHTS, &od, c->pd[IP_FWD], 1, "inner product backward weights"));
+        }
+        const size_t wcount = (size_t)(d->out * d->in);
+        void *tw, *tb = NULL;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, wcount * sizeof(float), &tw));
+        if (has_bias) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DB, (size_t)d->out * sizeof(float), &tb));
+        const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DIFF_DST, &m.dst, (void *)dy},
+                               {DNNL_ARG_DIFF_WEIGHTS, &m.wei, tw}, {DNNL_ARG_DIFF_BIAS, &m.bias, tb}};
+        NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_WEIGHTS, has_bias ? 4 : 3, args, "inner product backward weights"));
+        add_into(s, dw, tw, wcount);
+        if (has_bias) add_into(s, db, tb, (size_t)d->out);
+    }
+fail:
+    return st;
+}
