@@ -444,7 +444,7 @@ typedef struct nc_trainer_options {
 typedef struct nc_step_stats {
     float loss;       /* mean over the batch of the softmax cross-entropy, summed over heads */
     int correct;      /* top-1 hits, counted over samples x heads */
-    int total;        /* samples x heads */
+    int total;        /* samples x heads, not counting ignored labels */
     int skipped;      /* 1 when the update was skipped for a non-finite loss or gradient */
     int updated;      /* 1 when this call applied an optimizer update (with accumulation
                          only every k-th call does) */
