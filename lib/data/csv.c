@@ -6,6 +6,7 @@
 #include "data/dataset.h"
 #include "data/data.h"
 #include "core/context.h"
+#include "io/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -242,48 +243,6 @@ static nc_status map_labels(nc_dataset *ds, const char *const *str, int h) {
 
 /* ------------------------------------------------------------ loading */
 
-static nc_status read_text(nc_context *ctx, const char *path, char **text, size_t *size) {
-    *text = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    nc_status st = NC_OK;
-    char *buf = NULL;
-    if (fstat(fd, &sb) != 0 || S_ISDIR(sb.st_mode)) {
-        st = nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(S_ISDIR(sb.st_mode) ? EISDIR : errno));
-        goto done;
-    }
-    if ((uint64_t)sb.st_size > MANIFEST_MAX) {
-        st = nc__error(ctx, NC_ERR_LIMIT, "%s: %lld bytes, over the manifest limit of %zu", path,
-                       (long long)sb.st_size, MANIFEST_MAX);
-        goto done;
-    }
-    size_t n = (size_t)sb.st_size, got = 0;
-    buf = nc__alloc(ctx, n + 1);
-    if (!buf) {
-        st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-        goto done;
-    }
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            st = nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
-            goto done;
-        }
-        if (r == 0) break;
-        got += (size_t)r;
-    }
-    buf[got] = 0;
-    *text = buf;
-    *size = got;
-    buf = NULL;
-done:
-    nc__free(ctx, buf);
-    close(fd);
-    return st;
-}
-
 /* `value` resolved against base ("" = as is) into the pool. */
 static const char *resolve(nc_dataset *ds, const char *base, const char *value) {
     size_t b = strlen(base), v = strlen(value);
@@ -337,7 +296,7 @@ nc_status nc__csv_load(nc_dataset *ds, const char *manifest, const nc_dataset_op
     int got;
     nc_status st;
 
-    NC_CHECK(read_text(ctx, manifest, &text, &text_size));
+    NC_CHECK(nc__read_file(ctx, manifest, MANIFEST_MAX, NC_ERR_LIMIT, "manifest", &text, &text_size));
     c.p = text;
     c.end = text + text_size;
     if (text_size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) c.p += 3; /* UTF-8 BOM */

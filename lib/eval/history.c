@@ -23,7 +23,7 @@ static const char csv_header[] = "epoch,train_loss,train_acc,val_loss,val_acc,lr
 static const char *const col_names[NC__HISTORY_COLUMNS] = {
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_sec"};
 /* A CSV larger than this is not a history (64 bytes * 2^22 epochs). */
-#define NC__HISTORY_MAX_FILE ((long)1 << 28)
+#define NC__HISTORY_MAX_FILE ((size_t)1 << 28)
 
 static double *field_of(nc_epoch_record *r, int col) {
     switch (col) {
@@ -197,45 +197,6 @@ nc_status nc_history_write_json(const nc_history *h, const char *path) {
 
 /* ----------------------------------------------------------------- reader */
 
-static nc_status read_whole(nc_context *ctx, const char *path, char **data, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return nc__error(ctx, NC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    nc_status st = NC_OK;
-    char *buf = NULL;
-    long len = -1;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = nc__error(ctx, NC_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = nc__error(ctx, NC_ERR_IO, "%s: cannot determine the size: %s", path, strerror(errno));
-        goto done;
-    }
-    if (len > NC__HISTORY_MAX_FILE) {
-        st = nc__error(ctx, NC_ERR_FORMAT, "%s: %ld bytes is too large for a history CSV", path, len);
-        goto done;
-    }
-    buf = nc__alloc(ctx, (size_t)len + 1);
-    if (!buf) {
-        st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-        goto done;
-    }
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        st = nc__error(ctx, NC_ERR_IO, "%s: read failed: %s", path, ferror(f) ? strerror(errno) : "short read");
-        nc__free(ctx, buf);
-        buf = NULL;
-        goto done;
-    }
-    buf[len] = 0;
-    *data = buf;
-    *size = (size_t)len;
-done:
-    fclose(f);
-    return st;
-}
-
 nc_status nc_history_read_csv(nc_context *ctx, const char *path, nc_history **out) {
     if (!ctx) return NC_ERR_NULL;
     if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_history_read_csv: %s is NULL", path ? "out" : "path");
@@ -243,7 +204,7 @@ nc_status nc_history_read_csv(nc_context *ctx, const char *path, nc_history **ou
     char *data = NULL;
     size_t size = 0;
     nc_history *h = NULL;
-    nc_status st = read_whole(ctx, path, &data, &size);
+    nc_status st = nc__read_file(ctx, path, NC__HISTORY_MAX_FILE, NC_ERR_FORMAT, "history CSV", &data, &size);
     if (st != NC_OK) return st;
     NC_CHECK(nc_history_create(ctx, &h));
 

@@ -1,6 +1,7 @@
 /* atomic.c — whole-file writes that never leave a half-written file behind: the data
  * goes to "<path>.tmp.XXXXXX" in the same directory, is fsync'ed, then renamed over
- * `path` and the directory fsync'ed. Readers see the old file or the new one. */
+ * `path` and the directory fsync'ed. Readers see the old file or the new one. Also the
+ * matching whole-file read with a size limit (nc__read_file). */
 #include "io/safetensors.h"
 #include "core/context.h"
 
@@ -148,5 +149,53 @@ fail_closed:
     nc_status st = nc__error(ctx, NC_ERR_IO, "%s: %s (temporary file '%s'): %s", path, what, tmp,
                              strerror(e));
     nc__free(ctx, tmp);
+    return st;
+}
+
+nc_status nc__read_file(nc_context *ctx, const char *path, size_t max_bytes, nc_status too_large, const char *what,
+                        char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
+    if (fd < 0) return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
+    nc_status st = NC_OK;
+    char *buf = NULL;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        st = nc__error(ctx, NC_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = nc__error(ctx, NC_ERR_IO, "%s: not a regular file%s", path, S_ISDIR(sb.st_mode) ? " (a directory)" : "");
+        goto done;
+    }
+    if (sb.st_size < 0 || (uintmax_t)sb.st_size > max_bytes) {
+        st = nc__error(ctx, too_large, "%s: %jd bytes, over the %s limit of %zu bytes", path, (intmax_t)sb.st_size,
+                       what, max_bytes);
+        goto done;
+    }
+    size_t n = (size_t)sb.st_size, got = 0;
+    buf = nc__alloc(ctx, n + 1);
+    if (!buf) {
+        st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        goto done;
+    }
+    while (got < n) { /* a file that shrank meanwhile ends early: its bytes are what was read */
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = nc__error(ctx, NC_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+            goto done;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    buf[got] = 0;
+    *data = buf;
+    *size = got;
+    buf = NULL;
+done:
+    nc__free(ctx, buf);
+    close(fd);
     return st;
 }
