@@ -93,7 +93,7 @@ static void run_conv_case(pair *p, const conv_case *cc, uint64_t seed) {
              (long long)cc->ph, (long long)cc->pw, (long long)cc->dh, (long long)cc->dw, cc->bias);
     void *cache_ref = NULL, *cache_dn = NULL;
     nc__conv_desc d = {cc->n, cc->c, cc->h, cc->w, cc->k, cc->r, cc->s, cc->g, cc->sh, cc->sw, cc->ph, cc->pw,
-                       cc->dh, cc->dw, 0, 0, NULL};
+                       cc->dh, cc->dw, 0, 0, NULL, 0, 0};
     d.oh = (cc->h + 2 * cc->ph - cc->dh * (cc->r - 1) - 1) / cc->sh + 1;
     d.ow = (cc->w + 2 * cc->pw - cc->dw * (cc->s - 1) - 1) / cc->sw + 1;
     const size_t nx = (size_t)(d.n * d.c * d.h * d.w), ny = (size_t)(d.n * d.k * d.oh * d.ow);
@@ -163,7 +163,7 @@ static void run_bn_case(pair *p, int64_t n, int64_t c, int64_t hw, uint64_t seed
     char cfg[64];
     snprintf(cfg, sizeof cfg, "n%lld c%lld hw%lld", (long long)n, (long long)c, (long long)hw);
     void *cr = NULL, *cd = NULL;
-    nc__bn_desc d = {n, c, hw, 1e-5f, 0.1f, NULL};
+    nc__bn_desc d = {n, c, hw, 1e-5f, 0.1f, NULL, 4, 0};
     const size_t nx = (size_t)(n * c * hw), C = (size_t)c;
     float *x = tu_rand(nx, -2, 3, seed), *dy = tu_rand(nx, -1, 1, seed + 1);
     float *gamma = tu_rand(C, 0.5f, 1.5f, seed + 2), *beta = tu_rand(C, -1, 1, seed + 3);
@@ -233,7 +233,7 @@ static void run_pool_case(pair *p, nc__pool_mode mode, int64_t n, int64_t c, int
              (long long)n, (long long)c, (long long)h, (long long)w, (long long)oh, (long long)ow, (long long)k,
              (long long)s, (long long)pad);
     void *cr = NULL, *cd = NULL;
-    nc__pool_desc d = {mode, n, c, h, w, oh, ow, k, k, s, s, pad, pad, NULL};
+    nc__pool_desc d = {mode, n, c, h, w, oh, ow, k, k, s, s, pad, pad, NULL, 0};
     if (mode != NC__POOL_ADAPTIVE_AVG) {
         d.oh = (h + 2 * pad - k) / s + 1;
         d.ow = (w + 2 * pad - k) / s + 1;
@@ -278,7 +278,7 @@ static void run_linear_case(pair *p, int64_t n, int64_t in, int64_t out, int bia
     char cfg[64];
     snprintf(cfg, sizeof cfg, "n%lld in%lld out%lld b%d", (long long)n, (long long)in, (long long)out, bias);
     void *cr = NULL, *cd = NULL;
-    nc__linear_desc d = {n, in, out, NULL};
+    nc__linear_desc d = {n, in, out, NULL, 0};
     const size_t nx = (size_t)(n * in), ny = (size_t)(n * out), nw = (size_t)(in * out), nb = (size_t)out;
     float *x = tu_rand(nx, -1, 1, seed), *w = tu_rand(nw, -1, 1, seed + 1), *b = tu_rand(nb, -1, 1, seed + 2);
     float *dy = tu_rand(ny, -1, 1, seed + 3), *y_ref = tu_zeros(ny), *y_dn = tu_zeros(ny);
@@ -321,7 +321,7 @@ static void test_conv_cache_rebuilds_for_new_shape(void **state) {
     float *x = tu_rand(2 * 4 * 9 * 9, -1, 1, 500), *w = tu_rand(8 * 4 * 9, -1, 1, 501);
     float *yr = tu_zeros(2 * 8 * 81), *yd = tu_zeros(2 * 8 * 81);
     for (int64_t hw = 5; hw <= 9; hw += 4) {
-        nc__conv_desc d = {2, 4, hw, hw, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, hw, hw, &cr};
+        nc__conv_desc d = {2, 4, hw, hw, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, hw, hw, &cr, 0, 0};
         assert_int_equal(p->ref->backend->conv2d_forward(p->ref->backend_state, &d, yr, x, w, NULL), NC_OK);
         d.cache = &cd;
         assert_int_equal(p->dn->backend->conv2d_forward(p->dn->backend_state, &d, yd, x, w, NULL), NC_OK);

@@ -9,7 +9,14 @@
  *  - Arguments: backend state, descriptor, outputs, then inputs.
  *  - Backward entries ACCUMULATE into every gradient they write (dx += ...,
  *    dw += ...): the executor zeroes gradient buffers before their first use, so
- *    fan-out (residual connections) needs no special case.
+ *    fan-out (residual connections) needs no special case. Exception: a descriptor's
+ *    `overwrite` flag says dx is written here first (the executor did not zero it),
+ *    so the backend writes dx instead of adding to it.
+ *  - Layouts: parameters, their gradients and optimizer state are plain row-major
+ *    f32 (the host layout). Activation values and their gradients are in the
+ *    backend's own layout, which may pad (value_floats); element-wise entries
+ *    (fill, accumulate, relu, add, dropout) work on value_floats() elements of it,
+ *    and upload/download of activations go through value_upload/value_download.
  *  - Optional gradient outputs may be NULL (e.g. dx of the first convolution).
  *  - `cache` in a descriptor points at a per-node slot (initially NULL) where a
  *    backend may keep prepared primitives for that node and shape; the executor
@@ -32,12 +39,19 @@ typedef struct nc__conv_desc {
     int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
     int64_t oh, ow;          /* output spatial size */
     void **cache;
+    int overwrite;           /* backward: dx holds nothing yet, write it instead of
+                                accumulating (dw, db always accumulate) */
+    uint64_t wversion;       /* changes whenever the model's parameters may have
+                                changed: lets a backend cache prepared (reordered,
+                                folded) weights between inference calls */
 } nc__conv_desc;
 
 typedef struct nc__bn_desc {
     int64_t n, c, hw;        /* (N, C, HW); BatchNorm1d has hw = 1 */
     float eps, momentum;     /* PyTorch semantics */
     void **cache;
+    int rank;                /* 4: BatchNorm2d on an activation value; 2: BatchNorm1d */
+    int overwrite;           /* backward: dx holds nothing yet (see nc__conv_desc) */
 } nc__bn_desc;
 
 typedef enum nc__pool_mode { NC__POOL_MAX = 0, NC__POOL_AVG = 1, NC__POOL_ADAPTIVE_AVG = 2 } nc__pool_mode;
@@ -47,12 +61,20 @@ typedef struct nc__pool_desc {
     int64_t n, c, h, w, oh, ow;
     int64_t kh, kw, stride_h, stride_w, pad_h, pad_w; /* unused for adaptive */
     void **cache;
+    int overwrite;           /* backward: dx holds nothing yet (see nc__conv_desc) */
 } nc__pool_desc;
 
 typedef struct nc__linear_desc {
     int64_t n, in, out;      /* y(N, out) = x(N, in) W(out, in)^T + b(out) */
     void **cache;
+    int overwrite;           /* backward: dx holds nothing yet (see nc__conv_desc) */
 } nc__linear_desc;
+
+/* Batch normalisation with running statistics, for fusion into a convolution. */
+typedef struct nc__bn_params {
+    const void *gamma, *beta, *mean, *var; /* (K) each, plain */
+    float eps;
+} nc__bn_params;
 
 typedef struct nc__sgd_desc {
     float lr, momentum, dampening, weight_decay;
@@ -87,6 +109,14 @@ typedef struct nc__backend {
     nc_status (*accumulate)(void *state, void *dst, const void *src, size_t count);
     /* (optional) Frees what a backend stored in a descriptor's cache slot. */
     void (*release_cache)(void *state, void *cache);
+    /* (optional) Floats of backend memory an activation value of `shape` occupies in
+     * the backend's layout (>= numel when a blocked layout pads channels); NULL:
+     * numel, plain NCHW. Also the count element-wise entries get for activations. */
+    size_t (*value_floats)(void *state, const nc__shape *shape);
+    /* (optional) Host NCHW f32 <-> an activation value in the backend's layout;
+     * NULL: upload/download (the layout is plain). */
+    nc_status (*value_upload)(void *state, void *dst, const float *src, const nc__shape *shape);
+    nc_status (*value_download)(void *state, float *dst, const void *src, const nc__shape *shape);
 
     /* ---- convolution; w (K, C/G, R, S), b (K) may be NULL */
     nc_status (*conv2d_forward)(void *state, const nc__conv_desc *d, void *y, const void *x,
@@ -131,6 +161,21 @@ typedef struct nc__backend {
                                 const void *const *xs);
     nc_status (*concat_backward)(void *state, int64_t n, int count, const int64_t *widths,
                                  void *const *dxs, const void *dy);
+
+    /* ---- fused entries (optional; the executor fuses only where a backend has them,
+     * so the ref backend, the oracle, always runs the ops one by one).
+     * Inference: y = [relu]( bn(conv(x, w) + b) + residual ): bn with running
+     * statistics (NULL: none), residual of y's shape (NULL: none). */
+    nc_status (*conv2d_fused_infer)(void *state, const nc__conv_desc *d, const nc__bn_params *bn, void *y,
+                                    const void *x, const void *w, const void *b, const void *residual, int relu);
+    /* Training: y = relu(batchnorm_forward_train(x)), same bookkeeping. */
+    nc_status (*batchnorm_relu_forward_train)(void *state, const nc__bn_desc *d, void *y, void *save_mean,
+                                              void *save_invstd, void *running_mean, void *running_var,
+                                              const void *x, const void *gamma, const void *beta);
+    /* Its backward: dy is the gradient of the ReLU's output y; as batchnorm_backward. */
+    nc_status (*batchnorm_relu_backward)(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                         const void *dy, const void *y, const void *x, const void *gamma,
+                                         const void *save_mean, const void *save_invstd);
 
     /* ---- fully connected; w (out, in), b (out) may be NULL */
     nc_status (*linear_forward)(void *state, const nc__linear_desc *d, void *y, const void *x,

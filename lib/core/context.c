@@ -214,3 +214,18 @@ const char *nc_context_last_error(const nc_context *ctx) {
 nc_backend_kind nc_context_backend(const nc_context *ctx) {
     return ctx ? ctx->kind : NC_BACKEND_REF;
 }
+
+size_t nc__value_floats(const nc_context *ctx, const nc__shape *shape) {
+    const nc__backend *be = ctx->backend;
+    return be->value_floats ? be->value_floats(ctx->backend_state, shape) : (size_t)nc__shape_numel(shape);
+}
+
+nc_status nc__value_upload(nc_context *ctx, void *dst, const float *src, const nc__shape *shape) {
+    const nc__backend *be = ctx->backend;
+    return (be->value_upload ? be->value_upload : be->upload)(ctx->backend_state, dst, src, shape);
+}
+
+nc_status nc__value_download(nc_context *ctx, float *dst, const void *src, const nc__shape *shape) {
+    const nc__backend *be = ctx->backend;
+    return (be->value_download ? be->value_download : be->download)(ctx->backend_state, dst, src, shape);
+}

@@ -29,6 +29,9 @@ struct nc_model {
     nc__tensor_slot *slots;     /* [graph->n_tensors] */
     int64_t *num_batches;       /* [graph->n_tensors]: host counters of NUM_BATCHES slots */
     int64_t num_params;
+    /* Bumped (nc__model_params_changed) by everything that writes parameters or
+     * buffers, or swaps the arena: backends cache prepared weights by it. */
+    uint64_t param_version;
     /* metadata */
     nc_model_options opt;       /* arch options (opt.arch points at arch_name) */
     char arch_name[64];         /* "" for builder-made models ("custom") */
@@ -56,6 +59,8 @@ void nc__model_set_arch(nc_model *m, const nc_model_options *opt);
 void *nc__model_tensor_ptr(const nc_model *m, int i);
 void *nc__model_grad_ptr(const nc_model *m, int i);
 nc_status nc__model_ensure_grads(nc_model *m);
+/* Records that parameters may have changed (invalidates backend weight caches). */
+static inline void nc__model_params_changed(nc_model *m) { m->param_version++; }
 /* Builds the graph of a built-in architecture into b (lib/models/registry.c);
  * validates opt. *out receives the logits value. */
 nc_status nc__arch_build(nc_context *ctx, const nc_model_options *opt, nc_builder *b, nc_value *out);

@@ -27,7 +27,7 @@ static nc__conv_desc conv_desc(const nc__plan *p, int i) {
     const nc__conv_attr *a = &nd->attr.conv;
     nc__conv_desc d = {x->d[0], x->d[1], x->d[2], x->d[3], a->out_channels, a->kh, a->kw, a->groups,
                        a->stride_h, a->stride_w, a->pad_h, a->pad_w, a->dil_h, a->dil_w, y->d[2], y->d[3],
-                       &p->cache[i]};
+                       &p->cache[i], 0, p->m->param_version};
     return d;
 }
 
@@ -35,7 +35,7 @@ static nc__bn_desc bn_desc(const nc__plan *p, int i) {
     const nc__node *nd = &p->m->graph->nodes[i];
     const nc__shape *x = &p->shapes[i];
     nc__bn_desc d = {x->d[0], x->d[1], x->ndim == 4 ? x->d[2] * x->d[3] : 1, nd->attr.bn.eps,
-                     nd->attr.bn.momentum, &p->cache[i]};
+                     nd->attr.bn.momentum, &p->cache[i], x->ndim, 0};
     return d;
 }
 
@@ -47,15 +47,18 @@ static nc__pool_desc pool_desc(const nc__plan *p, int i) {
                        : nd->op == NC__OP_AVGPOOL ? NC__POOL_AVG
                                                   : NC__POOL_ADAPTIVE_AVG,
                        x->d[0], x->d[1], x->d[2], x->d[3], y->d[2], y->d[3],
-                       a->kh, a->kw, a->stride_h, a->stride_w, a->pad_h, a->pad_w, &p->cache[i]};
+                       a->kh, a->kw, a->stride_h, a->stride_w, a->pad_h, a->pad_w, &p->cache[i], 0};
     return d;
 }
 
 static nc__linear_desc linear_desc(const nc__plan *p, int i) {
     const nc__node *nd = &p->m->graph->nodes[i];
-    nc__linear_desc d = {p->shapes[i].d[0], p->shapes[nd->inputs[0]].d[1], p->shapes[i].d[1], &p->cache[i]};
+    nc__linear_desc d = {p->shapes[i].d[0], p->shapes[nd->inputs[0]].d[1], p->shapes[i].d[1], &p->cache[i], 0};
     return d;
 }
+
+/* Elements of value v's buffer in the backend's layout (element-wise counts). */
+static size_t floats(const nc__plan *p, int v) { return nc__value_floats(p->m->ctx, &p->shapes[v]); }
 
 static uint64_t node_seed(const nc__plan *p, int i) { return nc__rng_u64(p->dropout_seed, 0x64726f70ull, (uint64_t)i); }
 
@@ -74,9 +77,9 @@ nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t d
         const nc__node *nd = &g->nodes[i];
         void *y = val(p, i);
         const void *x0 = nd->n_inputs > 0 ? val(p, nd->inputs[0]) : NULL;
-        size_t count = (size_t)nc__shape_numel(&p->shapes[i]);
+        size_t count = floats(p, i);
         switch (nd->op) {
-        case NC__OP_INPUT: st = be->upload(bs, y, x, &p->shapes[0]); break;
+        case NC__OP_INPUT: st = nc__value_upload(ctx, y, x, &p->shapes[0]); break;
         case NC__OP_CONV2D: {
             nc__conv_desc d = conv_desc(p, i);
             st = be->conv2d_forward(bs, &d, y, x0, param(p, nd, 0), nd->attr.conv.bias ? param(p, nd, 1) : NULL);
@@ -133,7 +136,7 @@ nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t d
 nc_status nc__plan_read_output(nc__plan *p, float *out) {
     nc_context *ctx = p->m->ctx;
     int o = p->m->graph->output;
-    return ctx->backend->download(ctx->backend_state, out, val(p, o), &p->shapes[o]);
+    return nc__value_download(ctx, out, val(p, o), &p->shapes[o]);
 }
 
 nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
@@ -144,21 +147,21 @@ nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
     nc_status st;
     if (!p->training) return nc__error(ctx, NC_ERR_STATE, "internal: backward on an eval plan");
     if (!p->m->grad_arena) return nc__error(ctx, NC_ERR_STATE, "internal: no gradient arena");
-    st = be->upload(bs, grad(p, g->output), dlogits, &p->shapes[g->output]);
+    st = nc__value_upload(ctx, grad(p, g->output), dlogits, &p->shapes[g->output]);
     for (int i = g->output; i >= 1 && st == NC_OK; i--) {
         if (p->val_off[i] == NONE) continue;
         const nc__node *nd = &g->nodes[i];
         /* gradients this node writes first: zero them */
         for (int z = p->zero_first[i]; z < p->zero_first[i + 1] && st == NC_OK; z++) {
             int v = p->zero_list[z];
-            st = be->fill(bs, grad(p, v), 0.0f, (size_t)nc__shape_numel(&p->shapes[v]));
+            st = be->fill(bs, grad(p, v), 0.0f, floats(p, v));
         }
         if (st != NC_OK) break;
         const void *dy = grad(p, i);
         int in0 = nd->n_inputs > 0 ? nd->inputs[0] : 0;
         void *dx = in0 > 0 ? grad(p, in0) : NULL; /* no gradient for the graph input */
         const void *x0 = nd->n_inputs > 0 ? val(p, in0) : NULL;
-        size_t count = (size_t)nc__shape_numel(&p->shapes[i]);
+        size_t count = floats(p, i);
         switch (nd->op) {
         case NC__OP_INPUT: break;
         case NC__OP_CONV2D: {

@@ -170,7 +170,7 @@ static nc_status build(nc_model *m, int training, const nc__shape *in, nc__plan 
     for (int v = 0; v < n; v++) {
         if (!needed[v]) continue;
         const nc__node *node = &g->nodes[v];
-        size_t bytes = (size_t)nc__shape_numel(&p->shapes[v]) * sizeof(float);
+        size_t bytes = nc__value_floats(ctx, &p->shapes[v]) * sizeof(float);
         int last = last_consumer[v] > v ? last_consumer[v] : v;
         if (v == g->output) last = n;
         if (training) {

@@ -58,6 +58,12 @@ static void fill_kernel(int nt, size_t count, float *dst, float value) {
     for (size_t i = 0; i < count; i++) dst[i] = value;
 }
 
+/* A backward entry whose descriptor says `overwrite` starts from a zeroed dx: the
+ * ref kernels always accumulate. */
+static void zero_if_overwrite(void *state, int overwrite, void *dx, size_t count) {
+    if (overwrite && dx) fill_kernel(NT(state), count, dx, 0.0f);
+}
+
 static nc_status ref_fill(void *state, void *dst, float value, size_t count) {
     fill_kernel(NT(state), count, dst, value);
     return NC_OK;
@@ -78,6 +84,7 @@ static nc_status ref_conv2d_forward(void *state, const nc__conv_desc *d, void *y
 
 static nc_status ref_conv2d_backward(void *state, const nc__conv_desc *d, void *dx, void *dw, void *db,
                                      const void *dy, const void *x, const void *w) {
+    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->c * d->h * d->w));
     nc__ref_conv2d_backward(NT(state), d, dx, dw, db, dy, x, w);
     return NC_OK;
 }
@@ -90,6 +97,7 @@ static nc_status ref_linear_forward(void *state, const nc__linear_desc *d, void 
 
 static nc_status ref_linear_backward(void *state, const nc__linear_desc *d, void *dx, void *dw,
                                      void *db, const void *dy, const void *x, const void *w) {
+    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->in));
     nc__ref_linear_backward(NT(state), d, dx, dw, db, dy, x, w);
     return NC_OK;
 }
@@ -114,6 +122,7 @@ static nc_status ref_bn_forward_infer(void *state, const nc__bn_desc *d, void *y
 static nc_status ref_bn_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma,
                                  void *dbeta, const void *dy, const void *x, const void *gamma,
                                  const void *save_mean, const void *save_invstd) {
+    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->c * d->hw));
     nc__ref_batchnorm_backward(NT(state), d, dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd);
     return NC_OK;
 }
@@ -156,6 +165,7 @@ static nc_status ref_pool2d_forward(void *state, const nc__pool_desc *d, void *y
 
 static nc_status ref_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy,
                                      const void *x, const void *y) {
+    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->c * d->h * d->w));
     nc__ref_pool2d_backward(NT(state), d, dx, dy, x, y);
     return NC_OK;
 }
