@@ -73,6 +73,51 @@ static float *copy_of(const float *x, size_t n) {
     return p;
 }
 
+/* The oneDNN backend keeps activations in its own (blocked) layout: values go in
+ * and out through value_upload / value_download, as the executor does. */
+static nc__shape shape4(int64_t n, int64_t c, int64_t h, int64_t w) {
+    nc__shape s = {4, {n, c, h, w}};
+    return s;
+}
+
+static float *act_in(pair *p, const float *host, nc__shape s) {
+    const size_t floats = nc__value_floats(p->dn, &s);
+    float *buf = tu_zeros(floats);
+    assert_int_equal(nc__value_upload(p->dn, buf, host, &s), NC_OK);
+    return buf;
+}
+
+static float *act_out(pair *p, const float *buf, nc__shape s) {
+    float *host = tu_zeros((size_t)nc__shape_numel(&s));
+    assert_int_equal(nc__value_download(p->dn, host, buf, &s), NC_OK);
+    return host;
+}
+
+/* A buffer of NaN in the layout: a gradient written first (overwrite) must replace
+ * every float, padding included. */
+static float *act_nan(pair *p, nc__shape s) {
+    const size_t floats = nc__value_floats(p->dn, &s);
+    float *buf = tu_zeros(floats);
+    for (size_t i = 0; i < floats; i++) buf[i] = NAN;
+    return buf;
+}
+
+static void check_all_finite(const char *what, const char *cfg, const float *buf, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(buf[i])) {
+            print_error("%s [%s]: float %zu of %zu is %g: not overwritten\n", what, cfg, i, n, (double)buf[i]);
+            fail();
+        }
+}
+
+/* Compares a oneDNN activation buffer against a host NCHW reference. */
+static void check_act(pair *p, const char *what, const char *cfg, const float *buf, nc__shape s, const float *ref,
+                      double tol) {
+    float *host = act_out(p, buf, s);
+    check_below(what, cfg, tu_norm_err(host, ref, (size_t)nc__shape_numel(&s)), tol);
+    free(host);
+}
+
 static void release(nc_context *ctx, void **cache) {
     if (*cache && ctx->backend->release_cache) ctx->backend->release_cache(ctx->backend_state, *cache);
     *cache = NULL;
@@ -96,39 +141,52 @@ static void run_conv_case(pair *p, const conv_case *cc, uint64_t seed) {
                        cc->dh, cc->dw, 0, 0, NULL, 0, 0};
     d.oh = (cc->h + 2 * cc->ph - cc->dh * (cc->r - 1) - 1) / cc->sh + 1;
     d.ow = (cc->w + 2 * cc->pw - cc->dw * (cc->s - 1) - 1) / cc->sw + 1;
+    const nc__shape xs = shape4(d.n, d.c, d.h, d.w), ys = shape4(d.n, d.k, d.oh, d.ow);
     const size_t nx = (size_t)(d.n * d.c * d.h * d.w), ny = (size_t)(d.n * d.k * d.oh * d.ow);
     const size_t nw = (size_t)(d.k * (d.c / d.groups) * d.r * d.s), nb = (size_t)d.k;
     float *x = tu_rand(nx, -1, 1, seed), *w = tu_rand(nw, -1, 1, seed + 1), *b = tu_rand(nb, -1, 1, seed + 2);
     float *dy = tu_rand(ny, -1, 1, seed + 3);
-    float *y_ref = tu_zeros(ny), *y_dn = tu_zeros(ny);
+    float *y_ref = tu_zeros(ny), *y_dn = act_in(p, y_ref, ys), *x_dn = act_in(p, x, xs), *dy_dn = act_in(p, dy, ys);
     /* gradients start non-zero: backward must accumulate */
     float *dx_ref = tu_rand(nx, -1, 1, seed + 4), *dw_ref = tu_rand(nw, -1, 1, seed + 5);
     float *db_ref = tu_rand(nb, -1, 1, seed + 6);
-    float *dx_dn = copy_of(dx_ref, nx), *dw_dn = copy_of(dw_ref, nw), *db_dn = copy_of(db_ref, nb);
+    float *dx_dn = act_in(p, dx_ref, xs), *dw_dn = copy_of(dw_ref, nw), *db_dn = copy_of(db_ref, nb);
     const float *bias = cc->bias ? b : NULL;
 
     for (int rep = 0; rep < 2; rep++) { /* the second run reuses the cached primitives */
         d.cache = &cache_ref;
         assert_int_equal(p->ref->backend->conv2d_forward(p->ref->backend_state, &d, y_ref, x, w, bias), NC_OK);
         d.cache = &cache_dn;
-        assert_int_equal(p->dn->backend->conv2d_forward(p->dn->backend_state, &d, y_dn, x, w, bias), NC_OK);
-        check_below("conv forward", cfg, tu_norm_err(y_dn, y_ref, ny), TOL_OP);
+        assert_int_equal(p->dn->backend->conv2d_forward(p->dn->backend_state, &d, y_dn, x_dn, w, bias), NC_OK);
+        check_act(p, "conv forward", cfg, y_dn, ys, y_ref, TOL_OP);
     }
     d.cache = &cache_ref;
     assert_int_equal(p->ref->backend->conv2d_backward(p->ref->backend_state, &d, dx_ref, dw_ref,
                                                       cc->bias ? db_ref : NULL, dy, x, w), NC_OK);
     d.cache = &cache_dn;
     assert_int_equal(p->dn->backend->conv2d_backward(p->dn->backend_state, &d, dx_dn, dw_dn,
-                                                     cc->bias ? db_dn : NULL, dy, x, w), NC_OK);
-    check_below("conv backward dx", cfg, tu_norm_err(dx_dn, dx_ref, nx), TOL_OP);
+                                                     cc->bias ? db_dn : NULL, dy_dn, x_dn, w), NC_OK);
+    check_act(p, "conv backward dx", cfg, dx_dn, xs, dx_ref, TOL_OP);
     check_below("conv backward dw", cfg, tu_norm_err(dw_dn, dw_ref, nw), TOL_OP);
     if (cc->bias) check_below("conv backward db", cfg, tu_norm_err(db_dn, db_ref, nb), TOL_OP);
+    /* dx written first (overwrite): every float replaced, equal to a fresh gradient */
+    d.overwrite = 1;
+    float *dx_ow = act_nan(p, xs);
+    for (size_t i = 0; i < nx; i++) dx_ref[i] = NAN;
+    d.cache = &cache_ref;
+    assert_int_equal(p->ref->backend->conv2d_backward(p->ref->backend_state, &d, dx_ref, dw_ref, NULL, dy, x, w), NC_OK);
+    d.cache = &cache_dn;
+    assert_int_equal(p->dn->backend->conv2d_backward(p->dn->backend_state, &d, dx_ow, dw_dn, NULL, dy_dn, x_dn, w),
+                     NC_OK);
+    check_all_finite("conv backward dx (overwrite)", cfg, dx_ow, nc__value_floats(p->dn, &xs));
+    check_act(p, "conv backward dx (overwrite)", cfg, dx_ow, xs, dx_ref, TOL_OP);
+    d.overwrite = 0;
     /* dx NULL (first layer): weights only */
-    assert_int_equal(p->dn->backend->conv2d_backward(p->dn->backend_state, &d, NULL, dw_dn, NULL, dy, x, w),
+    assert_int_equal(p->dn->backend->conv2d_backward(p->dn->backend_state, &d, NULL, dw_dn, NULL, dy_dn, x_dn, w),
                      NC_OK);
     release(p->ref, &cache_ref);
     release(p->dn, &cache_dn);
-    free(x), free(w), free(b), free(dy), free(y_ref), free(y_dn);
+    free(x), free(w), free(b), free(dy), free(y_ref), free(y_dn), free(x_dn), free(dy_dn), free(dx_ow);
     free(dx_ref), free(dw_ref), free(db_ref), free(dx_dn), free(dw_dn), free(db_dn);
 }
 
@@ -157,30 +215,116 @@ static void test_conv_matches_ref(void **state) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(*state, &cases[i], 100 + 10 * i);
 }
 
+/* Fused inference convolution (batch norm folded, residual sum, ReLU) against the
+ * ref ops one by one. */
+static void run_fused_case(pair *p, const conv_case *cc, int with_bn, int with_res, int relu, uint64_t seed) {
+    char cfg[200];
+    snprintf(cfg, sizeof cfg, "n%lld c%lld %lldx%lld k%lld %lldx%lld g%lld s%lld b%d bn%d res%d relu%d",
+             (long long)cc->n, (long long)cc->c, (long long)cc->h, (long long)cc->w, (long long)cc->k,
+             (long long)cc->r, (long long)cc->s, (long long)cc->g, (long long)cc->sh, cc->bias, with_bn, with_res,
+             relu);
+    void *cr = NULL, *cbr = NULL, *cd = NULL;
+    nc__conv_desc d = {cc->n, cc->c, cc->h, cc->w, cc->k, cc->r, cc->s, cc->g, cc->sh, cc->sw, cc->ph, cc->pw,
+                       cc->dh, cc->dw, 0, 0, NULL, 0, 7};
+    d.oh = (cc->h + 2 * cc->ph - cc->dh * (cc->r - 1) - 1) / cc->sh + 1;
+    d.ow = (cc->w + 2 * cc->pw - cc->dw * (cc->s - 1) - 1) / cc->sw + 1;
+    const nc__shape xs = shape4(d.n, d.c, d.h, d.w), ys = shape4(d.n, d.k, d.oh, d.ow);
+    const size_t nx = (size_t)nc__shape_numel(&xs), ny = (size_t)nc__shape_numel(&ys), K = (size_t)d.k;
+    const size_t nw = K * (size_t)(d.c / d.groups * d.r * d.s);
+    float *x = tu_rand(nx, -1, 1, seed), *w = tu_rand(nw, -1, 1, seed + 1), *b = tu_rand(K, -1, 1, seed + 2);
+    float *res = tu_rand(ny, -1, 1, seed + 3), *gamma = tu_rand(K, 0.5f, 1.5f, seed + 4);
+    float *beta = tu_rand(K, -1, 1, seed + 5), *mean = tu_rand(K, -1, 1, seed + 6), *var = tu_rand(K, 0.2f, 2, seed + 7);
+    float *y_ref = tu_zeros(ny), *t = tu_zeros(ny);
+    float *x_dn = act_in(p, x, xs), *res_dn = act_in(p, res, ys), *y_dn = act_nan(p, ys);
+    const nc__backend *rb = p->ref->backend;
+    void *rs = p->ref->backend_state;
+    d.cache = &cr;
+    assert_int_equal(rb->conv2d_forward(rs, &d, t, x, w, cc->bias ? b : NULL), NC_OK);
+    if (with_bn) {
+        nc__bn_desc bd = {d.n, d.k, d.oh * d.ow, 1e-5f, 0.1f, &cbr, 4, 0};
+        assert_int_equal(rb->batchnorm_forward_infer(rs, &bd, y_ref, t, gamma, beta, mean, var), NC_OK);
+    } else {
+        memcpy(y_ref, t, ny * sizeof(float));
+    }
+    if (with_res) assert_int_equal(rb->add_forward(rs, ny, y_ref, y_ref, res), NC_OK);
+    if (relu) assert_int_equal(rb->relu_forward(rs, ny, y_ref, y_ref), NC_OK);
+    const nc__bn_params bn = {gamma, beta, mean, var, 1e-5f};
+    d.cache = &cd;
+    for (int rep = 0; rep < 3; rep++) { /* cached folded weights; then new parameters (version) */
+        if (rep == 2) { /* changed gamma and weights under a new version: refolded */
+            for (size_t k = 0; k < K; k++) gamma[k] *= 0.5f;
+            for (size_t i = 0; i < nw; i++) w[i] = -w[i];
+            d.wversion++;
+            d.cache = &cr;
+            assert_int_equal(rb->conv2d_forward(rs, &d, t, x, w, cc->bias ? b : NULL), NC_OK);
+            if (with_bn) {
+                nc__bn_desc bd = {d.n, d.k, d.oh * d.ow, 1e-5f, 0.1f, &cbr, 4, 0};
+                assert_int_equal(rb->batchnorm_forward_infer(rs, &bd, y_ref, t, gamma, beta, mean, var), NC_OK);
+            } else {
+                memcpy(y_ref, t, ny * sizeof(float));
+            }
+            if (with_res) assert_int_equal(rb->add_forward(rs, ny, y_ref, y_ref, res), NC_OK);
+            if (relu) assert_int_equal(rb->relu_forward(rs, ny, y_ref, y_ref), NC_OK);
+            d.cache = &cd;
+        }
+        nc_status st = p->dn->backend->conv2d_fused_infer(p->dn->backend_state, &d, with_bn ? &bn : NULL, y_dn, x_dn,
+                                                          w, cc->bias ? b : NULL, with_res ? res_dn : NULL, relu);
+        if (st != NC_OK) print_error("%s\n", nc_context_last_error(p->dn));
+        assert_int_equal(st, NC_OK);
+        check_act(p, "fused conv inference", cfg, y_dn, ys, y_ref, TOL_OP);
+    }
+    release(p->ref, &cr);
+    release(p->ref, &cbr);
+    release(p->dn, &cd);
+    free(x), free(w), free(b), free(res), free(gamma), free(beta), free(mean), free(var), free(y_ref), free(t);
+    free(x_dn), free(res_dn), free(y_dn);
+}
+
+static void test_fused_conv_matches_ref(void **state) {
+    SKIP_WITHOUT_ONEDNN();
+    static const conv_case cases[] = {
+        /* n  c   h   w   k   r  s  g  sh sw ph pw dh dw bias */
+        {1, 3, 16, 16, 16, 7, 7, 1, 2, 2, 3, 3, 1, 1, 0},  /* stem */
+        {2, 16, 9, 7, 16, 3, 3, 4, 2, 2, 1, 1, 1, 1, 0},  /* grouped s2, odd */
+        {1, 32, 6, 6, 64, 3, 3, 32, 1, 1, 1, 1, 1, 1, 0}, /* 32 groups, batch 1 */
+        {2, 64, 5, 5, 256, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1}, /* 1x1 expand with bias */
+        {2, 12, 5, 5, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  /* channels padded to the block */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int combo = 1; combo < 8; combo++) /* bn, residual, relu: every non-empty mix */
+            run_fused_case(*state, &cases[i], combo & 1, (combo >> 1) & 1, (combo >> 2) & 1, 600 + 10 * i);
+}
+
 /* --------------------------------------------------------------- batchnorm */
 
-static void run_bn_case(pair *p, int64_t n, int64_t c, int64_t hw, uint64_t seed) {
+static void run_bn_case(pair *p, int64_t n, int64_t c, int64_t hw, int relu, uint64_t seed) {
     char cfg[64];
-    snprintf(cfg, sizeof cfg, "n%lld c%lld hw%lld", (long long)n, (long long)c, (long long)hw);
+    snprintf(cfg, sizeof cfg, "n%lld c%lld hw%lld%s", (long long)n, (long long)c, (long long)hw,
+             relu ? " +relu" : "");
     void *cr = NULL, *cd = NULL;
-    nc__bn_desc d = {n, c, hw, 1e-5f, 0.1f, NULL, 4, 0};
+    /* hw 1 is BatchNorm1d on a 2-D value (plain), else BatchNorm2d on (N, C, HW, 1) */
+    const int rank = hw == 1 ? 2 : 4;
+    nc__bn_desc d = {n, c, hw, 1e-5f, 0.1f, NULL, rank, 0};
+    const nc__shape xs = rank == 2 ? (nc__shape){2, {n, c}} : shape4(n, c, hw, 1);
     const size_t nx = (size_t)(n * c * hw), C = (size_t)c;
     float *x = tu_rand(nx, -2, 3, seed), *dy = tu_rand(nx, -1, 1, seed + 1);
     float *gamma = tu_rand(C, 0.5f, 1.5f, seed + 2), *beta = tu_rand(C, -1, 1, seed + 3);
     float *rm_ref = tu_rand(C, -1, 1, seed + 4), *rv_ref = tu_rand(C, 0.5f, 2, seed + 5);
     float *rm_dn = copy_of(rm_ref, C), *rv_dn = copy_of(rv_ref, C);
-    float *y_ref = tu_zeros(nx), *y_dn = tu_zeros(nx);
+    float *y_ref = tu_zeros(nx), *y_dn = act_in(p, y_ref, xs), *x_dn = act_in(p, x, xs), *dy_dn = act_in(p, dy, xs);
     float *sm_ref = tu_zeros(C), *si_ref = tu_zeros(C), *sm_dn = tu_zeros(C), *si_dn = tu_zeros(C);
+    const nc__backend *rb = p->ref->backend, *db = p->dn->backend;
+    void *rs = p->ref->backend_state, *ds = p->dn->backend_state;
 
     d.cache = &cr;
-    assert_int_equal(p->ref->backend->batchnorm_forward_train(p->ref->backend_state, &d, y_ref, sm_ref, si_ref,
-                                                              rm_ref, rv_ref, x, gamma, beta), NC_OK);
+    assert_int_equal(rb->batchnorm_forward_train(rs, &d, y_ref, sm_ref, si_ref, rm_ref, rv_ref, x, gamma, beta), NC_OK);
+    if (relu) assert_int_equal(rb->relu_forward(rs, nx, y_ref, y_ref), NC_OK);
     d.cache = &cd;
-    nc_status st = p->dn->backend->batchnorm_forward_train(p->dn->backend_state, &d, y_dn, sm_dn, si_dn, rm_dn,
-                                                           rv_dn, x, gamma, beta);
+    nc_status st = (relu ? db->batchnorm_relu_forward_train : db->batchnorm_forward_train)(
+        ds, &d, y_dn, sm_dn, si_dn, rm_dn, rv_dn, x_dn, gamma, beta);
     if (st != NC_OK) print_error("%s\n", nc_context_last_error(p->dn));
     assert_int_equal(st, NC_OK);
-    check_below("bn train y", cfg, tu_norm_err(y_dn, y_ref, nx), TOL_OP);
+    check_act(p, "bn train y", cfg, y_dn, xs, y_ref, TOL_OP);
     check_below("bn save_mean", cfg, tu_norm_err(sm_dn, sm_ref, C), TOL_OP);
     check_below("bn save_invstd", cfg, tu_norm_err(si_dn, si_ref, C), TOL_OP);
     check_below("bn running_mean", cfg, tu_norm_err(rm_dn, rm_ref, C), TOL_OP);
@@ -188,40 +332,61 @@ static void run_bn_case(pair *p, int64_t n, int64_t c, int64_t hw, uint64_t seed
 
     float *dx_ref = tu_rand(nx, -1, 1, seed + 6), *dg_ref = tu_rand(C, -1, 1, seed + 7);
     float *db_ref = tu_rand(C, -1, 1, seed + 8);
-    float *dx_dn = copy_of(dx_ref, nx), *dg_dn = copy_of(dg_ref, C), *db_dn = copy_of(db_ref, C);
+    float *dx_dn = act_in(p, dx_ref, xs), *dg_dn = copy_of(dg_ref, C), *db_dn = copy_of(db_ref, C);
+    float *dz = tu_zeros(nx); /* ref: the ReLU's backward into the BN output's gradient */
+    if (relu) assert_int_equal(rb->relu_backward(rs, nx, dz, dy, y_ref), NC_OK);
     d.cache = &cr;
-    assert_int_equal(p->ref->backend->batchnorm_backward(p->ref->backend_state, &d, dx_ref, dg_ref, db_ref, dy, x,
-                                                         gamma, sm_ref, si_ref), NC_OK);
+    assert_int_equal(rb->batchnorm_backward(rs, &d, dx_ref, dg_ref, db_ref, relu ? dz : dy, x, gamma, sm_ref, si_ref),
+                     NC_OK);
     d.cache = &cd;
-    st = p->dn->backend->batchnorm_backward(p->dn->backend_state, &d, dx_dn, dg_dn, db_dn, dy, x, gamma, sm_dn,
-                                            si_dn);
+    st = relu ? db->batchnorm_relu_backward(ds, &d, dx_dn, dg_dn, db_dn, dy_dn, y_dn, x_dn, gamma, sm_dn, si_dn)
+              : db->batchnorm_backward(ds, &d, dx_dn, dg_dn, db_dn, dy_dn, x_dn, gamma, sm_dn, si_dn);
     if (st != NC_OK) print_error("%s\n", nc_context_last_error(p->dn));
     assert_int_equal(st, NC_OK);
-    check_below("bn backward dx", cfg, tu_norm_err(dx_dn, dx_ref, nx), 1e-4);
+    check_act(p, "bn backward dx", cfg, dx_dn, xs, dx_ref, 1e-4);
     check_below("bn backward dgamma", cfg, tu_norm_err(dg_dn, dg_ref, C), 1e-4);
     check_below("bn backward dbeta", cfg, tu_norm_err(db_dn, db_ref, C), TOL_OP);
 
+    /* dx written first (overwrite) */
+    d.overwrite = 1;
+    float *dx_ow = act_nan(p, xs);
+    for (size_t i = 0; i < nx; i++) dx_ref[i] = NAN;
     d.cache = &cr;
-    assert_int_equal(p->ref->backend->batchnorm_forward_infer(p->ref->backend_state, &d, y_ref, x, gamma, beta,
-                                                              rm_ref, rv_ref), NC_OK);
+    assert_int_equal(rb->batchnorm_backward(rs, &d, dx_ref, dg_ref, db_ref, relu ? dz : dy, x, gamma, sm_ref, si_ref),
+                     NC_OK);
     d.cache = &cd;
-    assert_int_equal(p->dn->backend->batchnorm_forward_infer(p->dn->backend_state, &d, y_dn, x, gamma, beta,
-                                                             rm_ref, rv_ref), NC_OK);
-    check_below("bn infer y", cfg, tu_norm_err(y_dn, y_ref, nx), TOL_OP);
+    st = relu ? db->batchnorm_relu_backward(ds, &d, dx_ow, dg_dn, db_dn, dy_dn, y_dn, x_dn, gamma, sm_dn, si_dn)
+              : db->batchnorm_backward(ds, &d, dx_ow, dg_dn, db_dn, dy_dn, x_dn, gamma, sm_dn, si_dn);
+    assert_int_equal(st, NC_OK);
+    check_all_finite("bn backward dx (overwrite)", cfg, dx_ow, nc__value_floats(p->dn, &xs));
+    check_act(p, "bn backward dx (overwrite)", cfg, dx_ow, xs, dx_ref, 1e-4);
+    d.overwrite = 0;
+
+    if (!relu) {
+        d.cache = &cr;
+        assert_int_equal(rb->batchnorm_forward_infer(rs, &d, y_ref, x, gamma, beta, rm_ref, rv_ref), NC_OK);
+        d.cache = &cd;
+        assert_int_equal(db->batchnorm_forward_infer(ds, &d, y_dn, x_dn, gamma, beta, rm_ref, rv_ref), NC_OK);
+        check_act(p, "bn infer y", cfg, y_dn, xs, y_ref, TOL_OP);
+    }
     release(p->ref, &cr);
     release(p->dn, &cd);
     free(x), free(dy), free(gamma), free(beta), free(rm_ref), free(rv_ref), free(rm_dn), free(rv_dn);
-    free(y_ref), free(y_dn), free(sm_ref), free(si_ref), free(sm_dn), free(si_dn);
-    free(dx_ref), free(dg_ref), free(db_ref), free(dx_dn), free(dg_dn), free(db_dn);
+    free(y_ref), free(y_dn), free(x_dn), free(dy_dn), free(sm_ref), free(si_ref), free(sm_dn), free(si_dn);
+    free(dx_ref), free(dg_ref), free(db_ref), free(dx_dn), free(dg_dn), free(db_dn), free(dz), free(dx_ow);
 }
 
 static void test_batchnorm_matches_ref(void **state) {
     SKIP_WITHOUT_ONEDNN();
-    run_bn_case(*state, 3, 8, 35, 200);  /* odd spatial (5x7) */
-    run_bn_case(*state, 1, 16, 9, 210);  /* batch 1 */
-    run_bn_case(*state, 6, 32, 1, 220);  /* BatchNorm1d */
-    run_bn_case(*state, 2, 64, 4, 230);  /* 8 values per channel, as ResNet's last stage at 64x64 */
-    run_bn_case(*state, 4, 512, 4, 240); /* wide */
+    for (int relu = 0; relu <= 1; relu++) { /* plain, then fused with ReLU (training) */
+        run_bn_case(*state, 3, 8, 35, relu, 200);  /* odd spatial (5x7) */
+        run_bn_case(*state, 1, 16, 9, relu, 210);  /* batch 1 */
+        run_bn_case(*state, 6, 32, 1, relu, 220);  /* BatchNorm1d */
+        run_bn_case(*state, 2, 64, 4, relu, 230);  /* 8 values per channel, as ResNet's last stage at 64x64 */
+        run_bn_case(*state, 4, 512, 4, relu, 240); /* wide */
+        run_bn_case(*state, 2, 12, 25, relu, 250); /* channels not a multiple of the block: padded */
+        run_bn_case(*state, 2, 4, 9, relu, 260);   /* fewer channels than a block: plain */
+    }
 }
 
 /* ----------------------------------------------------------------- pooling */
@@ -238,26 +403,35 @@ static void run_pool_case(pair *p, nc__pool_mode mode, int64_t n, int64_t c, int
         d.oh = (h + 2 * pad - k) / s + 1;
         d.ow = (w + 2 * pad - k) / s + 1;
     }
+    const nc__shape xs = shape4(n, c, h, w), ys = shape4(n, c, d.oh, d.ow);
     const size_t nx = (size_t)(n * c * h * w), ny = (size_t)(n * c * d.oh * d.ow);
     float *x = tu_rand(nx, -1, 1, seed), *dy = tu_rand(ny, -1, 1, seed + 1);
-    float *y_ref = tu_zeros(ny), *y_dn = tu_zeros(ny);
-    float *dx_ref = tu_rand(nx, -1, 1, seed + 2), *dx_dn = copy_of(dx_ref, nx);
+    float *y_ref = tu_zeros(ny), *y_dn = act_in(p, y_ref, ys), *x_dn = act_in(p, x, xs), *dy_dn = act_in(p, dy, ys);
+    float *dx_ref = tu_rand(nx, -1, 1, seed + 2), *dx_dn = act_in(p, dx_ref, xs);
     d.cache = &cr;
     assert_int_equal(p->ref->backend->pool2d_forward(p->ref->backend_state, &d, y_ref, x), NC_OK);
     d.cache = &cd;
-    assert_int_equal(p->dn->backend->pool2d_forward(p->dn->backend_state, &d, y_dn, x), NC_OK);
-    check_below("pool forward", cfg, tu_norm_err(y_dn, y_ref, ny), TOL_OP);
+    assert_int_equal(p->dn->backend->pool2d_forward(p->dn->backend_state, &d, y_dn, x_dn), NC_OK);
+    check_act(p, "pool forward", cfg, y_dn, ys, y_ref, TOL_OP);
     const int is_max = mode == NC__POOL_MAX;
-    d.cache = &cr;
-    assert_int_equal(p->ref->backend->pool2d_backward(p->ref->backend_state, &d, dx_ref, dy, is_max ? x : NULL,
-                                                      is_max ? y_ref : NULL), NC_OK);
-    d.cache = &cd;
-    assert_int_equal(p->dn->backend->pool2d_backward(p->dn->backend_state, &d, dx_dn, dy, is_max ? x : NULL,
-                                                     is_max ? y_dn : NULL), NC_OK);
-    check_below("pool backward", cfg, tu_norm_err(dx_dn, dx_ref, nx), TOL_OP);
+    for (int overwrite = 0; overwrite <= 1; overwrite++) {
+        float *dx_ow = overwrite ? act_nan(p, xs) : dx_dn;
+        if (overwrite)
+            for (size_t i = 0; i < nx; i++) dx_ref[i] = NAN;
+        d.overwrite = overwrite;
+        d.cache = &cr;
+        assert_int_equal(p->ref->backend->pool2d_backward(p->ref->backend_state, &d, dx_ref, dy, is_max ? x : NULL,
+                                                          is_max ? y_ref : NULL), NC_OK);
+        d.cache = &cd;
+        assert_int_equal(p->dn->backend->pool2d_backward(p->dn->backend_state, &d, dx_ow, dy_dn,
+                                                         is_max ? x_dn : NULL, is_max ? y_dn : NULL), NC_OK);
+        if (overwrite) check_all_finite("pool backward (overwrite)", cfg, dx_ow, nc__value_floats(p->dn, &xs));
+        check_act(p, overwrite ? "pool backward (overwrite)" : "pool backward", cfg, dx_ow, xs, dx_ref, TOL_OP);
+        if (overwrite) free(dx_ow);
+    }
     release(p->ref, &cr);
     release(p->dn, &cd);
-    free(x), free(dy), free(y_ref), free(y_dn), free(dx_ref), free(dx_dn);
+    free(x), free(dy), free(y_ref), free(y_dn), free(x_dn), free(dy_dn), free(dx_ref), free(dx_dn);
 }
 
 static void test_pool_matches_ref(void **state) {
@@ -270,6 +444,12 @@ static void test_pool_matches_ref(void **state) {
     run_pool_case(*state, NC__POOL_ADAPTIVE_AVG, 3, 8, 7, 7, 1, 1, 0, 0, 0, 350); /* global */
     run_pool_case(*state, NC__POOL_ADAPTIVE_AVG, 2, 3, 8, 12, 2, 3, 0, 0, 0, 360); /* uniform bins */
     run_pool_case(*state, NC__POOL_ADAPTIVE_AVG, 2, 3, 7, 10, 3, 4, 0, 0, 0, 370); /* uneven: ref kernel */
+    /* blocked layouts (>= 16 channels, one not a multiple of the block) */
+    run_pool_case(*state, NC__POOL_MAX, 2, 16, 16, 16, 0, 0, 3, 2, 1, 380);
+    run_pool_case(*state, NC__POOL_MAX, 1, 20, 9, 9, 0, 0, 3, 2, 1, 390);
+    run_pool_case(*state, NC__POOL_AVG, 2, 24, 9, 7, 0, 0, 3, 2, 1, 395);
+    run_pool_case(*state, NC__POOL_ADAPTIVE_AVG, 2, 32, 7, 7, 1, 1, 0, 0, 0, 396);
+    run_pool_case(*state, NC__POOL_ADAPTIVE_AVG, 2, 16, 7, 10, 3, 4, 0, 0, 0, 397); /* uneven, blocked */
 }
 
 /* ------------------------------------------------------------------ linear */
@@ -319,18 +499,20 @@ static void test_conv_cache_rebuilds_for_new_shape(void **state) {
     pair *p = *state;
     void *cr = NULL, *cd = NULL;
     float *x = tu_rand(2 * 4 * 9 * 9, -1, 1, 500), *w = tu_rand(8 * 4 * 9, -1, 1, 501);
-    float *yr = tu_zeros(2 * 8 * 81), *yd = tu_zeros(2 * 8 * 81);
+    float *yr = tu_zeros(2 * 8 * 81);
     for (int64_t hw = 5; hw <= 9; hw += 4) {
         nc__conv_desc d = {2, 4, hw, hw, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, hw, hw, &cr, 0, 0};
+        const nc__shape xs = shape4(2, 4, hw, hw), ys = shape4(2, 8, hw, hw);
+        float *xd = act_in(p, x, xs), *yd = act_in(p, yr, ys);
         assert_int_equal(p->ref->backend->conv2d_forward(p->ref->backend_state, &d, yr, x, w, NULL), NC_OK);
         d.cache = &cd;
-        assert_int_equal(p->dn->backend->conv2d_forward(p->dn->backend_state, &d, yd, x, w, NULL), NC_OK);
-        check_below("conv after a shape change", "5x5 then 9x9", tu_norm_err(yd, yr, (size_t)(2 * 8 * hw * hw)),
-                    TOL_OP);
+        assert_int_equal(p->dn->backend->conv2d_forward(p->dn->backend_state, &d, yd, xd, w, NULL), NC_OK);
+        check_act(p, "conv after a shape change", "5x5 then 9x9", yd, ys, yr, TOL_OP);
+        free(xd), free(yd);
     }
     release(p->ref, &cr);
     release(p->dn, &cd);
-    free(x), free(w), free(yr), free(yd);
+    free(x), free(w), free(yr);
 }
 
 /* ------------------------------------------------------------ whole models */
@@ -597,6 +779,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_matches_ref),
         cmocka_unit_test(test_conv_cache_rebuilds_for_new_shape),
+        cmocka_unit_test(test_fused_conv_matches_ref),
         cmocka_unit_test(test_batchnorm_matches_ref),
         cmocka_unit_test(test_pool_matches_ref),
         cmocka_unit_test(test_linear_matches_ref),

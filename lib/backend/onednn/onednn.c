@@ -69,7 +69,14 @@ nc_status nc__dnnl_scratch(dn_state *s, int slot, size_t bytes, void **out) {
 
 /* ---- per-node cache */
 
-static void cache_clear(dn_cache *c) {
+static void cache_clear(dn_state *s, dn_cache *c) {
+    nc__free(s->ctx, c->wbuf);
+    nc__free(s->ctx, c->bbuf);
+    nc__free(s->ctx, c->ws);
+    c->wbuf = c->ws = NULL;
+    c->bbuf = NULL;
+    c->wbuf_bytes = c->ws_bytes = 0;
+    c->wready = 0;
     for (int k = 0; k < DN_MAX_PRIM; k++) {
         if (c->prim[k]) dnnl_primitive_destroy(c->prim[k]);
         if (c->pd[k]) dnnl_primitive_desc_destroy(c->pd[k]);
@@ -81,7 +88,7 @@ static void cache_clear(dn_cache *c) {
 
 void nc__dnnl_cache_release(void *state, void *cache) {
     if (!cache) return;
-    cache_clear(cache);
+    cache_clear(S(state), cache);
     nc__free(S(state)->ctx, cache);
 }
 
@@ -96,7 +103,7 @@ nc_status nc__dnnl_cache_get(dn_state *s, void **slot, int op, const int64_t *ke
         if (!c) return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a node cache");
         *slot = c;
     } else {
-        cache_clear(c);
+        cache_clear(s, c);
         memset(c, 0, sizeof *c);
     }
     c->op = op;
@@ -116,24 +123,69 @@ fail:
     return st;
 }
 
+nc_status nc__dnnl_cache_buffer(dn_state *s, void **buf, size_t *have, size_t bytes) {
+    if (*buf && *have >= bytes) return NC_OK;
+    nc__free(s->ctx, *buf);
+    *have = 0;
+    *buf = nc__alloc(s->ctx, bytes ? bytes : 64);
+    if (!*buf)
+        return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: cannot allocate %zu bytes for a node",
+                         bytes);
+    *have = bytes;
+    return NC_OK;
+}
+
+const char *nc__dnnl_impl(const dn_cache *c, int k) {
+    const char *name = NULL;
+    if (!c->pd[k] || dnnl_primitive_desc_query(c->pd[k], dnnl_query_impl_info_str, 0, &name) != dnnl_success ||
+        !name)
+        return "";
+    return name;
+}
+
 nc_status nc__dnnl_make(dn_state *s, dn_cache *c, int k, const void *op_desc, const_dnnl_primitive_desc_t hint,
                         int allow_bf16, const char *what) {
-    nc_status st = NC_OK;
+    return nc__dnnl_make_post(s, c, k, op_desc, hint, allow_bf16, NULL, what);
+}
+
+/* Creates c->pd[k] and c->prim[k]; no error recorded (the caller decides). */
+static dnnl_status_t make_pd(dn_state *s, dn_cache *c, int k, const void *op_desc,
+                             const_dnnl_primitive_desc_t hint, int allow_bf16, const_dnnl_post_ops_t post) {
     dnnl_primitive_attr_t attr = NULL;
     int old = threads_enter(s);
-    NC_DNNL_CHECK(what, dnnl_primitive_attr_create(&attr));
-    NC_DNNL_CHECK(what, dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    if (allow_bf16 && s->bf16) NC_DNNL_CHECK(what, dnnl_primitive_attr_set_fpmath_mode(attr, dnnl_fpmath_mode_bf16));
-    NC_DNNL_CHECK(what, dnnl_primitive_desc_create(&c->pd[k], op_desc, attr, s->engine, hint));
-    NC_DNNL_CHECK(what, dnnl_primitive_create(&c->prim[k], c->pd[k]));
-fail:
-    if (st != NC_OK && c->pd[k]) {
+    dnnl_status_t r = dnnl_primitive_attr_create(&attr);
+    if (r == dnnl_success) r = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (r == dnnl_success && post) r = dnnl_primitive_attr_set_post_ops(attr, post);
+    if (r == dnnl_success && allow_bf16 && s->bf16) r = dnnl_primitive_attr_set_fpmath_mode(attr, dnnl_fpmath_mode_bf16);
+    if (r == dnnl_success) r = dnnl_primitive_desc_create(&c->pd[k], op_desc, attr, s->engine, hint);
+    if (r == dnnl_success) r = dnnl_primitive_create(&c->prim[k], c->pd[k]);
+    if (r != dnnl_success && c->pd[k]) {
         dnnl_primitive_desc_destroy(c->pd[k]);
         c->pd[k] = NULL;
     }
     if (attr) dnnl_primitive_attr_destroy(attr);
     threads_leave(s, old);
+    return r;
+}
+
+nc_status nc__dnnl_make_post(dn_state *s, dn_cache *c, int k, const void *op_desc,
+                             const_dnnl_primitive_desc_t hint, int allow_bf16, const_dnnl_post_ops_t post,
+                             const char *what) {
+    nc_status st = NC_OK;
+    NC_DNNL_CHECK(what, make_pd(s, c, k, op_desc, hint, allow_bf16, post));
+fail:
     return st;
+}
+
+int nc__dnnl_try_make(dn_state *s, dn_cache *c, int k, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                      int allow_bf16, const_dnnl_post_ops_t post) {
+    if (make_pd(s, c, k, op_desc, hint, allow_bf16, post) != dnnl_success) return 0;
+    if (strncmp(nc__dnnl_impl(c, k), "ref", 3) != 0) return 1;
+    dnnl_primitive_destroy(c->prim[k]);
+    dnnl_primitive_desc_destroy(c->pd[k]);
+    c->prim[k] = NULL;
+    c->pd[k] = NULL;
+    return 0;
 }
 
 nc_status nc__dnnl_exec(dn_state *s, dn_cache *c, int k, int nargs, const dn_arg *args, const char *what) {
@@ -163,6 +215,52 @@ nc_status nc__dnnl_exec(dn_state *s, dn_cache *c, int k, int nargs, const dn_arg
 fail:
     for (int i = 0; i < nm; i++) dnnl_memory_destroy(mem[i]);
     threads_leave(s, old);
+    return st;
+}
+
+static nc_status make_reorder(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to);
+
+/* ---- the activation layout */
+
+static int act_blocked(const dn_state *s, int ndim, const int64_t *dims) {
+    return ndim == 4 && s->block > 0 && dims[1] >= s->block;
+}
+
+nc_status nc__dnnl_act_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what) {
+    if (!act_blocked(s, ndim, dims)) return nc__dnnl_md(s, md, ndim, dims, what);
+    nc_status st = NC_OK;
+    dnnl_dims_t dd = {dims[0], dims[1], dims[2], dims[3]};
+    NC_DNNL_CHECK(what, dnnl_memory_desc_init_by_tag(md, 4, dd, dnnl_f32,
+                                                     s->block == 16 ? dnnl_nChw16c : dnnl_nChw8c));
+fail:
+    return st;
+}
+
+size_t nc__dnnl_act_floats(const dn_state *s, int ndim, const int64_t *dims) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        int64_t d = dims[i];
+        if (i == 1 && act_blocked(s, ndim, dims)) d = (d + s->block - 1) / s->block * s->block;
+        n *= (size_t)d;
+    }
+    return n;
+}
+
+nc_status nc__dnnl_reorder_once(dn_state *s, const dnnl_memory_desc_t *from, const void *src,
+                                const dnnl_memory_desc_t *to, void *dst) {
+    nc_status st = NC_OK;
+    dn_cache c;
+    memset(&c, 0, sizeof c);
+    NC_CHECK(make_reorder(s, &c, 0, from, to));
+    if (c.ident[0] == 1) {
+        if (dst != src) memcpy(dst, src, dnnl_memory_desc_get_size(to));
+    } else {
+        const dn_arg args[] = {{DNNL_ARG_FROM, from, (void *)src}, {DNNL_ARG_TO, to, dst}};
+        st = nc__dnnl_exec(s, &c, 0, 2, args, "reorder");
+    }
+fail:
+    cache_clear(s, &c);
     return st;
 }
 
@@ -228,6 +326,40 @@ nc_status nc__dnnl_reorder_out(dn_state *s, dn_cache *c, int k, const dnnl_memor
 
 /* ---- state and memory */
 
+/* The activation layout: the destination layout oneDNN picks (format_tag any) for a
+ * typical 3x3 convolution of a ResNet's middle stages. A channel-blocked nChw{8,16}c
+ * becomes the layout of every wide activation; anything else (channels-last, plain)
+ * leaves activations plain. */
+static nc_status detect_block(dn_state *s) {
+    nc_status st = NC_OK;
+    dn_cache c;
+    memset(&c, 0, sizeof c);
+    dnnl_memory_desc_t src, wei, dst;
+    dnnl_dims_t sd = {2, 64, 28, 28}, wd = {64, 64, 3, 3}, strides = {1, 1}, pad = {1, 1};
+    dnnl_convolution_desc_t od;
+    s->block = 0;
+    NC_DNNL_CHECK("layout probe", dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_format_tag_any));
+    NC_DNNL_CHECK("layout probe", dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_f32, dnnl_format_tag_any));
+    NC_DNNL_CHECK("layout probe", dnnl_memory_desc_init_by_tag(&dst, 4, sd, dnnl_f32, dnnl_format_tag_any));
+    NC_DNNL_CHECK("layout probe", dnnl_convolution_forward_desc_init(&od, dnnl_forward_training,
+                                                                     dnnl_convolution_direct, &src, &wei, NULL,
+                                                                     &dst, strides, pad, pad));
+    NC_CHECK(nc__dnnl_make(s, &c, 0, &od, NULL, 0, "layout probe"));
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(c.pd[0], dnnl_query_dst_md, 0);
+    if (md && md->format_kind == dnnl_blocked && md->format_desc.blocking.inner_nblks == 1 &&
+        md->format_desc.blocking.inner_idxs[0] == 1 &&
+        (md->format_desc.blocking.inner_blks[0] == 8 || md->format_desc.blocking.inner_blks[0] == 16)) {
+        dnnl_memory_desc_t want;
+        const int64_t dims[4] = {2, 64, 28, 28};
+        s->block = (int)md->format_desc.blocking.inner_blks[0];
+        NC_CHECK(nc__dnnl_act_md(s, &want, 4, dims, "layout probe"));
+        if (!dnnl_memory_desc_equal(&want, md)) s->block = 0; /* some other blocking: stay plain */
+    }
+fail:
+    cache_clear(s, &c);
+    return st;
+}
+
 static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
     nc_status st = NC_OK;
     dn_state *s = nc__calloc(ctx, 1, sizeof *s);
@@ -246,6 +378,7 @@ static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
     }
     NC_DNNL_CHECK("engine", dnnl_engine_create(&s->engine, dnnl_cpu, 0));
     NC_DNNL_CHECK("stream", dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags));
+    NC_CHECK(detect_block(s));
     *state = s;
     return NC_OK;
 fail:
@@ -275,8 +408,9 @@ static void dn_free(void *state, void *ptr) {
     if (ptr) nc__free(S(state)->ctx, ptr);
 }
 
+/* Parameters and their gradients: plain host NCHW f32. */
 static nc_status dn_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
-    // dst, src (numel(shape)): host NCHW f32, the layout this backend keeps
+    // dst, src (numel(shape))
     const size_t n = (size_t)nc__shape_numel(shape);
     if (n && dst != src) memcpy(dst, src, n * sizeof(float));
     return NC_OK;
@@ -286,6 +420,33 @@ static nc_status dn_download(void *state, float *dst, const void *src, const nc_
     const size_t n = (size_t)nc__shape_numel(shape);
     if (n && dst != src) memcpy(dst, src, n * sizeof(float));
     return NC_OK;
+}
+
+/* Activation values: the activation layout. */
+static size_t dn_value_floats(void *state, const nc__shape *shape) {
+    return nc__dnnl_act_floats(S(state), shape->ndim, shape->d);
+}
+
+static nc_status dn_value_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
+    dn_state *s = state;
+    nc_status st;
+    dnnl_memory_desc_t plain, act;
+    NC_CHECK(nc__dnnl_md(s, &plain, shape->ndim, shape->d, "upload"));
+    NC_CHECK(nc__dnnl_act_md(s, &act, shape->ndim, shape->d, "upload"));
+    NC_CHECK(nc__dnnl_reorder_once(s, &plain, src, &act, dst));
+fail:
+    return st;
+}
+
+static nc_status dn_value_download(void *state, float *dst, const void *src, const nc__shape *shape) {
+    dn_state *s = state;
+    nc_status st;
+    dnnl_memory_desc_t plain, act;
+    NC_CHECK(nc__dnnl_md(s, &plain, shape->ndim, shape->d, "download"));
+    NC_CHECK(nc__dnnl_act_md(s, &act, shape->ndim, shape->d, "download"));
+    NC_CHECK(nc__dnnl_reorder_once(s, &act, src, &plain, dst));
+fail:
+    return st;
 }
 
 static nc_status dn_fill(void *state, void *dst, float value, size_t count) {
@@ -332,15 +493,21 @@ static nc_status dn_dropout_backward(void *state, size_t count, float p, uint64_
     return NC_OK;
 }
 
+/* Flatten is (N, C, H, W) in logical order: the plain layout of the input. */
 static nc_status dn_flatten_forward(void *state, const nc__shape *in, void *y, const void *x) {
-    const size_t n = (size_t)nc__shape_numel(in);
-    if (n && y != x) memcpy(y, x, n * sizeof(float));
-    return NC_OK;
+    return dn_value_download(state, y, x, in);
 }
 
 static nc_status dn_flatten_backward(void *state, const nc__shape *in, void *dx, const void *dy) {
-    nc__ref_accumulate(S(state)->nt, (size_t)nc__shape_numel(in), dx, dy);
-    return NC_OK;
+    dn_state *s = state;
+    nc_status st;
+    void *tmp = NULL;
+    const size_t n = nc__dnnl_act_floats(s, in->ndim, in->d);
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, n * sizeof(float), &tmp));
+    NC_CHECK(dn_value_upload(state, tmp, dy, in));
+    nc__ref_accumulate(s->nt, n, dx, tmp);
+fail:
+    return st;
 }
 
 static nc_status dn_concat_forward(void *state, int64_t n, int count, const int64_t *widths, void *y,
@@ -394,6 +561,12 @@ static const nc__backend onednn_backend = {
     .fill = dn_fill,
     .accumulate = dn_accumulate,
     .release_cache = nc__dnnl_cache_release,
+    .value_floats = dn_value_floats,
+    .value_upload = dn_value_upload,
+    .value_download = dn_value_download,
+    .conv2d_fused_infer = nc__dnnl_conv2d_fused_infer,
+    .batchnorm_relu_forward_train = nc__dnnl_bn_relu_forward_train,
+    .batchnorm_relu_backward = nc__dnnl_bn_relu_backward,
     .conv2d_forward = nc__dnnl_conv2d_forward,
     .conv2d_backward = nc__dnnl_conv2d_backward,
     .batchnorm_forward_train = nc__dnnl_bn_forward_train,

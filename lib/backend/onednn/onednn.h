@@ -1,8 +1,16 @@
 /* onednn.h — internals shared by the oneDNN backend's files: the state (engine,
  * stream, threads, scratch buffers from the context allocator), the per-node
- * primitive cache, and NC_DNNL_CHECK, which turns a dnnl_status_t into
- * NC_ERR_BACKEND naming the primitive. Tensors are plain NCHW f32 in host memory
- * from the context allocator, so element-wise work reuses the ref kernels. */
+ * primitive cache, the activation layout, and NC_DNNL_CHECK, which turns a
+ * dnnl_status_t into NC_ERR_BACKEND naming the primitive.
+ *
+ * Activation layout: 4-D values with at least `block` channels live in the blocked
+ * layout oneDNN's convolutions pick on this CPU (nChw8c on AVX2, nChw16c on
+ * AVX-512; channels padded with zeros to a multiple of the block), found once at
+ * init by asking a convolution with format_tag any. Every primitive reads and writes
+ * that layout directly, so values cross the graph without reorders; only the graph's
+ * input and output, flatten, and primitives that want another layout reorder. Other
+ * values (2-D, few channels) are plain. Element-wise work runs the ref kernels over
+ * the padded buffers (padding stays zero through relu, add and dropout). */
 #ifndef NC_BACKEND_ONEDNN_ONEDNN_H
 #define NC_BACKEND_ONEDNN_ONEDNN_H
 
@@ -19,6 +27,7 @@ typedef struct dn_state {
     nc_context *ctx;
     int nt;                       /* threads for every primitive and ref kernel */
     int bf16;                     /* 1: conv / inner product compute in bf16 (fpmath mode) */
+    int block;                    /* channel block of the activation layout; 0: plain */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     void *scr[DN_SCR_COUNT];
@@ -28,7 +37,7 @@ typedef struct dn_state {
 /* What a node's cache slot holds: primitives for one op and one set of sizes
  * (`key`); a different key rebuilds them. Up to DN_MAX_PRIM primitives (forward,
  * backward data, backward weights, ...), created lazily. */
-#define DN_MAX_PRIM 12
+#define DN_MAX_PRIM 16
 #define DN_MAX_KEY 20
 typedef struct dn_cache {
     int op;                       /* which op family filled the slot */
@@ -37,6 +46,17 @@ typedef struct dn_cache {
     dnnl_primitive_t prim[DN_MAX_PRIM];
     int fallback;                 /* 1: oneDNN cannot express this case; the ref kernel runs */
     int ident[DN_MAX_PRIM];       /* reorder slots: 0 not made, 1 layouts equal (none), 2 made */
+    /* convolution weights in the forward primitive's layout (folded with batch norm
+     * for fused inference), valid for parameter version `wver` when `wready` */
+    void *wbuf;
+    size_t wbuf_bytes;
+    const void *wsrc;             /* the parameter buffer wbuf was made from */
+    uint64_t wver;
+    int wready;
+    float *bbuf;                  /* folded bias (K) */
+    /* batch norm + ReLU: the ReLU mask from the training forward, for backward */
+    void *ws;
+    size_t ws_bytes;
 } dn_cache;
 
 /* Turns a failed dnnl call into NC_ERR_BACKEND ("oneDNN <what>: <status>"); needs
@@ -65,6 +85,16 @@ void nc__dnnl_cache_release(void *state, void *cache);
  * bf16 fpmath where `allow_bf16`) and its primitive into c->pd[k], c->prim[k]. */
 nc_status nc__dnnl_make(dn_state *s, dn_cache *c, int k, const void *op_desc, const_dnnl_primitive_desc_t hint,
                         int allow_bf16, const char *what);
+/* The same with post-ops (NULL: none). */
+nc_status nc__dnnl_make_post(dn_state *s, dn_cache *c, int k, const void *op_desc,
+                             const_dnnl_primitive_desc_t hint, int allow_bf16, const_dnnl_post_ops_t post,
+                             const char *what);
+/* Tries to make c->pd[k] / c->prim[k]: 1 when oneDNN has a non-reference
+ * implementation for the descriptor, else 0 with nothing made and no error set. */
+int nc__dnnl_try_make(dn_state *s, dn_cache *c, int k, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                      int allow_bf16, const_dnnl_post_ops_t post);
+/* Name of the implementation oneDNN chose for c->pd[k] ("jit:avx2", "ref:any"...). */
+const char *nc__dnnl_impl(const dn_cache *c, int k);
 
 /* Data of `ptr` (layout `from`) in layout `to`: ptr itself when they are equal,
  * else reordered (cached reorder c->prim[k]) into scratch `slot`; *out the result. */
@@ -90,6 +120,16 @@ nc_status nc__dnnl_exec(dn_state *s, dn_cache *c, int k, int nargs, const dn_arg
 
 /* Plain memory descriptor for dims (ndim <= 5) in the row-major (abcd...) layout. */
 nc_status nc__dnnl_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what);
+/* Memory descriptor of an activation value with these dims in the activation
+ * layout (blocked for 4-D values with >= block channels, else plain). */
+nc_status nc__dnnl_act_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what);
+/* Floats such a value occupies (channels padded to the block). */
+size_t nc__dnnl_act_floats(const dn_state *s, int ndim, const int64_t *dims);
+/* One-off reorder (a primitive made, run and destroyed): for the graph's boundary. */
+nc_status nc__dnnl_reorder_once(dn_state *s, const dnnl_memory_desc_t *from, const void *src,
+                                const dnnl_memory_desc_t *to, void *dst);
+/* Cache-owned buffer of at least `bytes` (contents kept only if it does not grow). */
+nc_status nc__dnnl_cache_buffer(dn_state *s, void **buf, size_t *have, size_t bytes);
 
 /* The op entries (ops.c). */
 nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, const void *x, const void *w,
@@ -112,5 +152,13 @@ nc_status nc__dnnl_linear_forward(void *state, const nc__linear_desc *d, void *y
                                   const void *w, const void *b);
 nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *dx, void *dw, void *db,
                                    const void *dy, const void *x, const void *w);
+nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const nc__bn_params *bn, void *y,
+                                      const void *x, const void *w, const void *b, const void *residual, int relu);
+nc_status nc__dnnl_bn_relu_forward_train(void *state, const nc__bn_desc *d, void *y, void *save_mean,
+                                         void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                         const void *gamma, const void *beta);
+nc_status nc__dnnl_bn_relu_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                    const void *dy, const void *y, const void *x, const void *gamma,
+                                    const void *save_mean, const void *save_invstd);
 
 #endif

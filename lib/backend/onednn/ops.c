@@ -1,19 +1,23 @@
-/* ops.c — the oneDNN backend's primitives: convolution (grouped,
- * strided, padded, dilated; forward, backward data, backward weights + bias),
- * batch normalisation (training with saved statistics, inference, backward),
+/* ops.c — the oneDNN backend's primitives: convolution (grouped, strided, padded,
+ * dilated; forward, backward data, backward weights + bias; inference fused with a
+ * folded batch norm, a residual sum and ReLU as post-ops), batch normalisation
+ * (training with saved statistics, optionally fused with ReLU; inference; backward),
  * pooling (max with workspace, avg counting padding, adaptive avg when the bins are
  * uniform) and inner product. Primitives are made once per node and sizes in the
- * node's cache slot. Tensors between ops are plain (NCHW); a convolution runs in
- * the blocked layouts oneDNN picks (format_tag any) with cached reorders at its
- * boundary. oneDNN overwrites its outputs while backward entries must accumulate,
- * so gradients go to scratch and are added with the ref kernel. */
+ * node's cache slot. Activations are in the backend's activation layout
+ * (onednn.h); a primitive that prefers another layout gets cached reorders at its
+ * boundary. Weights are reordered into the forward primitive's layout once per
+ * parameter version and shared with backward data. oneDNN overwrites its outputs
+ * while backward entries must accumulate, so a gradient goes straight to dx only
+ * when the executor says dx is written here first (`overwrite`), else through
+ * scratch and the ref kernel's add. */
 #include "backend/onednn/onednn.h"
 #include "backend/ref/ref.h"
 
 #include <math.h>
 #include <string.h>
 
-enum { OP_CONV = 1, OP_BN, OP_POOL, OP_LINEAR };
+enum { OP_CONV = 1, OP_BN, OP_POOL, OP_LINEAR, OP_CONV_FUSED };
 
 /* Adds `count` floats of scratch `tmp` into dst (NULL dst: gradient not wanted). */
 static void add_into(const dn_state *s, void *dst, const void *tmp, size_t count) {
@@ -22,24 +26,25 @@ static void add_into(const dn_state *s, void *dst, const void *tmp, size_t count
 
 /* ---------------------------------------------------------------- convolution */
 
-/* Slots of a convolution's cache: the three primitives, then the reorders between
- * the graph's plain layouts and the blocked ones oneDNN chose (format_tag any). */
+/* Slots of a convolution's cache: the primitives, then the reorders between the
+ * activation / plain weight layouts and the ones a primitive chose. */
 enum {
     CONV_FWD = 0, CONV_BWD_DATA, CONV_BWD_WEIGHTS,
-    R_FWD_SRC, R_FWD_WEI, R_FWD_DST,
+    R_FWD_SRC, R_FWD_WEI, R_FWD_DST, R_FWD_RES,
     R_BD_DDST, R_BD_WEI, R_BD_DSRC,
     R_BW_SRC, R_BW_DDST, R_BW_DWEI
 };
 
 typedef struct conv_mds {
-    dnnl_memory_desc_t src, wei, bias, dst;  /* plain: the graph's layouts */
+    dnnl_memory_desc_t src, dst;             /* the activation layout */
+    dnnl_memory_desc_t wei, bias;            /* plain: the parameters' layout */
     dnnl_memory_desc_t src_any, wei_any, dst_any;
     dnnl_dims_t strides, dil, pad;
 } conv_mds;
 
-static nc_status any_md(dn_state *s, dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain) {
+static nc_status any_md(dn_state *s, dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like) {
     nc_status st = NC_OK;
-    NC_DNNL_CHECK("convolution layout", dnnl_memory_desc_init_by_tag(md, plain->ndims, plain->dims, dnnl_f32,
+    NC_DNNL_CHECK("convolution layout", dnnl_memory_desc_init_by_tag(md, like->ndims, like->dims, dnnl_f32,
                                                                      dnnl_format_tag_any));
 fail:
     return st;
@@ -49,16 +54,17 @@ static const dnnl_memory_desc_t *pd_md(dn_cache *c, int k, dnnl_query_t what) {
     return dnnl_primitive_desc_query_md(c->pd[k], what, 0);
 }
 
-static nc_status conv_prepare(dn_state *s, const nc__conv_desc *d, int has_bias, dn_cache **out, conv_mds *m) {
+static nc_status conv_prepare(dn_state *s, const nc__conv_desc *d, int op, int variant, dn_cache **out,
+                              conv_mds *m) {
     nc_status st = NC_OK;
     const int64_t key[17] = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->groups, d->stride_h, d->stride_w,
-                             d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->oh, d->ow, has_bias};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_CONV, key, 17, out));
+                             d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->oh, d->ow, variant};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, op, key, 17, out));
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->k, d->oh, d->ow};
     const int64_t wg[5] = {d->groups, d->k / d->groups, d->c / d->groups, d->r, d->s};
     const int64_t wd[4] = {d->k, d->c, d->r, d->s}, bias[1] = {d->k};
-    NC_CHECK(nc__dnnl_md(s, &m->src, 4, src, "convolution source"));
-    NC_CHECK(nc__dnnl_md(s, &m->dst, 4, dst, "convolution destination"));
+    NC_CHECK(nc__dnnl_act_md(s, &m->src, 4, src, "convolution source"));
+    NC_CHECK(nc__dnnl_act_md(s, &m->dst, 4, dst, "convolution destination"));
     NC_CHECK(d->groups > 1 ? nc__dnnl_md(s, &m->wei, 5, wg, "convolution weights")
                            : nc__dnnl_md(s, &m->wei, 4, wd, "convolution weights"));
     NC_CHECK(nc__dnnl_md(s, &m->bias, 1, bias, "convolution bias"));
@@ -76,15 +82,45 @@ fail:
     return st;
 }
 
-static nc_status conv_make_fwd(dn_state *s, dn_cache *c, conv_mds *m, int has_bias) {
+/* The forward primitive: on the activation layout when oneDNN has a real kernel
+ * for it, else in the layouts it picks (reorders at the boundary). */
+static nc_status conv_make_fwd(dn_state *s, dn_cache *c, conv_mds *m, int has_bias, dnnl_prop_kind_t prop,
+                               const_dnnl_post_ops_t post) {
     nc_status st = NC_OK;
     if (c->prim[CONV_FWD]) return NC_OK;
     dnnl_convolution_desc_t od;
+    const dnnl_memory_desc_t *b = has_bias ? &m->bias : NULL;
     NC_DNNL_CHECK("convolution forward",
-                  dnnl_dilated_convolution_forward_desc_init(&od, dnnl_forward_training, dnnl_convolution_direct,
-                                                             &m->src_any, &m->wei_any, has_bias ? &m->bias : NULL,
-                                                             &m->dst_any, m->strides, m->dil, m->pad, m->pad));
-    NC_CHECK(nc__dnnl_make(s, c, CONV_FWD, &od, NULL, 1, "convolution forward"));
+                  dnnl_dilated_convolution_forward_desc_init(&od, prop, dnnl_convolution_direct, &m->src,
+                                                             &m->wei_any, b, &m->dst, m->strides, m->dil,
+                                                             m->pad, m->pad));
+    if (nc__dnnl_try_make(s, c, CONV_FWD, &od, NULL, 1, post)) return NC_OK;
+    NC_DNNL_CHECK("convolution forward",
+                  dnnl_dilated_convolution_forward_desc_init(&od, prop, dnnl_convolution_direct, &m->src_any,
+                                                             &m->wei_any, b, &m->dst_any, m->strides, m->dil,
+                                                             m->pad, m->pad));
+    NC_CHECK(nc__dnnl_make_post(s, c, CONV_FWD, &od, NULL, 1, post, "convolution forward"));
+fail:
+    return st;
+}
+
+/* Plain weights w (already folded where fused) in the forward primitive's layout,
+ * kept in c->wbuf: remade when the parameters changed since (d->wversion, buffer). */
+static nc_status conv_weights(dn_state *s, dn_cache *c, const nc__conv_desc *d, const conv_mds *m,
+                              const void *w, const void *wsrc, int force, void **out) {
+    nc_status st = NC_OK;
+    const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
+    if (!force && c->wready && c->wver == d->wversion && c->wsrc == wsrc) {
+        *out = c->wbuf;
+        return NC_OK;
+    }
+    c->wready = 0;
+    NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(wei)));
+    NC_CHECK(nc__dnnl_reorder_once(s, &m->wei, w, wei, c->wbuf));
+    c->wready = 1;
+    c->wver = d->wversion;
+    c->wsrc = wsrc;
+    *out = c->wbuf;
 fail:
     return st;
 }
@@ -96,18 +132,111 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
     dn_cache *c;
     conv_mds m;
     void *bx, *bw, *by;
-    NC_CHECK(conv_prepare(s, d, b != NULL, &c, &m));
-    NC_CHECK(conv_make_fwd(s, c, &m, b != NULL));
+    NC_CHECK(conv_prepare(s, d, OP_CONV, b != NULL, &c, &m));
+    NC_CHECK(conv_make_fwd(s, c, &m, b != NULL, dnnl_forward_training, NULL));
     const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
     const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
     const dnnl_memory_desc_t *dst = pd_md(c, CONV_FWD, dnnl_query_dst_md);
     NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m.src, src, x, DN_SCR_B0, &bx));
-    NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_WEI, &m.wei, wei, w, DN_SCR_B1, &bw));
+    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
     NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m.dst, y, DN_SCR_B2, &by));
     const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_WEIGHTS, wei, bw}, {DNNL_ARG_DST, dst, by},
                            {DNNL_ARG_BIAS, &m.bias, (void *)b}};
     NC_CHECK(nc__dnnl_exec(s, c, CONV_FWD, b ? 4 : 3, args, "convolution forward"));
     NC_CHECK(nc__dnnl_reorder_out(s, c, R_FWD_DST, dst, &m.dst, by, y));
+fail:
+    return st;
+}
+
+/* Inference: batch norm folded into the weights and bias (w' = w * g/sqrt(v+eps)
+ * per output channel, b' = (b - mean) * g/sqrt(v+eps) + beta), residual sum and
+ * ReLU as post-ops; the folded weights are cached per parameter version. */
+nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const nc__bn_params *bn, void *y,
+                                      const void *x, const void *w, const void *b, const void *residual, int relu) {
+    dn_state *s = state;
+    nc_status st = NC_OK;
+    dn_cache *c;
+    conv_mds m;
+    dnnl_post_ops_t post = NULL;
+    void *bx, *bw, *by;
+    const int has_bias = b != NULL || bn != NULL;
+    NC_CHECK(conv_prepare(s, d, OP_CONV_FUSED, has_bias | (bn != NULL) << 1 | (residual != NULL) << 2 | !!relu << 3,
+                          &c, &m));
+    if (!c->prim[CONV_FWD]) {
+        NC_DNNL_CHECK("convolution post-ops", dnnl_post_ops_create(&post));
+        if (residual) NC_DNNL_CHECK("convolution post-ops", dnnl_post_ops_append_sum(post, 1.0f));
+        if (relu)
+            NC_DNNL_CHECK("convolution post-ops",
+                          dnnl_post_ops_append_eltwise(post, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        NC_CHECK(conv_make_fwd(s, c, &m, has_bias, dnnl_forward_inference, post));
+    }
+    const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
+    const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *dst = pd_md(c, CONV_FWD, dnnl_query_dst_md);
+    const void *bias = b;
+    if (bn) {
+        const size_t K = (size_t)d->k, per = (size_t)(d->c / d->groups * d->r * d->s);
+        if (!(c->wready && c->wver == d->wversion && c->wsrc == w)) {
+            float *fw;
+            NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, K * per * sizeof(float), (void **)&fw));
+            if (!c->bbuf) {
+                c->bbuf = nc__alloc(s->ctx, K * sizeof(float));
+                if (!c->bbuf) {
+                    st = nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a folded bias");
+                    goto fail;
+                }
+            }
+            const float *g = bn->gamma, *be = bn->beta, *mu = bn->mean, *var = bn->var, *wf = w, *bf = b;
+            for (size_t k = 0; k < K; k++) {
+                const double scale = (double)g[k] / sqrt((double)var[k] + (double)bn->eps);
+                for (size_t i = 0; i < per; i++) fw[k * per + i] = (float)((double)wf[k * per + i] * scale);
+                c->bbuf[k] = (float)(((bf ? (double)bf[k] : 0.0) - (double)mu[k]) * scale + (double)be[k]);
+            }
+            NC_CHECK(conv_weights(s, c, d, &m, fw, w, 1, &bw));
+        }
+        bias = c->bbuf;
+    }
+    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
+    NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m.src, src, x, DN_SCR_B0, &bx));
+    NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m.dst, y, DN_SCR_B2, &by));
+    if (residual) { /* the sum post-op adds what the destination holds */
+        if (by == y) {
+            if (y != residual) memcpy(y, residual, dnnl_memory_desc_get_size(&m.dst));
+        } else {
+            void *br;
+            NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_RES, &m.dst, dst, residual, DN_SCR_B1, &br));
+            memcpy(by, br, dnnl_memory_desc_get_size(dst));
+        }
+    }
+    const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_WEIGHTS, wei, bw}, {DNNL_ARG_DST, dst, by},
+                           {DNNL_ARG_BIAS, &m.bias, (void *)bias}};
+    NC_CHECK(nc__dnnl_exec(s, c, CONV_FWD, has_bias ? 4 : 3, args, "fused convolution"));
+    NC_CHECK(nc__dnnl_reorder_out(s, c, R_FWD_DST, dst, &m.dst, by, y));
+fail:
+    if (post) dnnl_post_ops_destroy(post);
+    return st;
+}
+
+/* Where a backward primitive writes a gradient of activation layout `act` that must
+ * end in dx: dx itself when it is written here first and the layouts agree, else
+ * scratch `slot` (then conv_grad_out finishes). */
+static nc_status grad_buffer(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *prim,
+                             const dnnl_memory_desc_t *act, void *dx, int overwrite, void **out) {
+    nc_status st;
+    void *tmp = dx;
+    if (!overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, dnnl_memory_desc_get_size(act), &tmp));
+    NC_CHECK(nc__dnnl_out_buffer(s, c, k, prim, act, tmp, DN_SCR_B2, out));
+fail:
+    return st;
+}
+
+static nc_status grad_finish(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *prim,
+                             const dnnl_memory_desc_t *act, const void *buf, void *dx, int overwrite) {
+    nc_status st;
+    void *tmp = dx;
+    if (!overwrite) tmp = s->scr[DN_SCR_DX];
+    NC_CHECK(nc__dnnl_reorder_out(s, c, k, prim, act, buf, tmp));
+    if (!overwrite) add_into(s, dx, tmp, dnnl_memory_desc_get_size(act) / sizeof(float));
 fail:
     return st;
 }
@@ -119,41 +248,56 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
     dn_cache *c;
     conv_mds m;
     const int has_bias = db != NULL;
-    NC_CHECK(conv_prepare(s, d, has_bias, &c, &m));
-    NC_CHECK(conv_make_fwd(s, c, &m, has_bias));
+    NC_CHECK(conv_prepare(s, d, OP_CONV, has_bias, &c, &m));
+    NC_CHECK(conv_make_fwd(s, c, &m, has_bias, dnnl_forward_training, NULL));
     if (dx) {
         if (!c->prim[CONV_BWD_DATA]) {
             dnnl_convolution_desc_t od;
             NC_DNNL_CHECK("convolution backward data",
-                          dnnl_dilated_convolution_backward_data_desc_init(&od, dnnl_convolution_direct, &m.src_any,
-                                                                           &m.wei_any, &m.dst_any, m.strides, m.dil,
+                          dnnl_dilated_convolution_backward_data_desc_init(&od, dnnl_convolution_direct, &m.src,
+                                                                           &m.wei_any, &m.dst, m.strides, m.dil,
                                                                            m.pad, m.pad));
-            NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_DATA, &od, c->pd[CONV_FWD], 1, "convolution backward data"));
+            if (!nc__dnnl_try_make(s, c, CONV_BWD_DATA, &od, c->pd[CONV_FWD], 1, NULL)) {
+                NC_DNNL_CHECK("convolution backward data",
+                              dnnl_dilated_convolution_backward_data_desc_init(
+                                  &od, dnnl_convolution_direct, &m.src_any, &m.wei_any, &m.dst_any, m.strides,
+                                  m.dil, m.pad, m.pad));
+                NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_DATA, &od, c->pd[CONV_FWD], 1, "convolution backward data"));
+            }
         }
         const dnnl_memory_desc_t *ddst = pd_md(c, CONV_BWD_DATA, dnnl_query_diff_dst_md);
         const dnnl_memory_desc_t *wei = pd_md(c, CONV_BWD_DATA, dnnl_query_weights_md);
         const dnnl_memory_desc_t *dsrc = pd_md(c, CONV_BWD_DATA, dnnl_query_diff_src_md);
-        const size_t count = (size_t)(d->n * d->c * d->h * d->w);
-        void *tmp, *bdy, *bw, *bdx;
-        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
+        void *bdy, *bw, *bdx;
         NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_DDST, &m.dst, ddst, dy, DN_SCR_B0, &bdy));
-        NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_WEI, &m.wei, wei, w, DN_SCR_B1, &bw));
-        NC_CHECK(nc__dnnl_out_buffer(s, c, R_BD_DSRC, dsrc, &m.src, tmp, DN_SCR_B2, &bdx));
+        /* the forward's reordered weights when the layouts agree (backward follows
+         * the forward of the same step, so they are current) */
+        if (c->wready && c->wsrc == w && dnnl_memory_desc_equal(wei, pd_md(c, CONV_FWD, dnnl_query_weights_md)))
+            bw = c->wbuf;
+        else
+            NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_WEI, &m.wei, wei, w, DN_SCR_B1, &bw));
+        NC_CHECK(grad_buffer(s, c, R_BD_DSRC, dsrc, &m.src, dx, d->overwrite, &bdx));
         const dn_arg args[] = {{DNNL_ARG_DIFF_DST, ddst, bdy}, {DNNL_ARG_WEIGHTS, wei, bw},
                                {DNNL_ARG_DIFF_SRC, dsrc, bdx}};
         NC_CHECK(nc__dnnl_exec(s, c, CONV_BWD_DATA, 3, args, "convolution backward data"));
-        NC_CHECK(nc__dnnl_reorder_out(s, c, R_BD_DSRC, dsrc, &m.src, bdx, tmp));
-        add_into(s, dx, tmp, count);
+        NC_CHECK(grad_finish(s, c, R_BD_DSRC, dsrc, &m.src, bdx, dx, d->overwrite));
     }
     if (dw || db) {
         if (!c->prim[CONV_BWD_WEIGHTS]) {
             dnnl_convolution_desc_t od;
+            const dnnl_memory_desc_t *bm = has_bias ? &m.bias : NULL;
             NC_DNNL_CHECK("convolution backward weights",
-                          dnnl_dilated_convolution_backward_weights_desc_init(
-                              &od, dnnl_convolution_direct, &m.src_any, &m.wei_any, has_bias ? &m.bias : NULL,
-                              &m.dst_any, m.strides, m.dil, m.pad, m.pad));
-            NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1,
-                                   "convolution backward weights"));
+                          dnnl_dilated_convolution_backward_weights_desc_init(&od, dnnl_convolution_direct, &m.src,
+                                                                              &m.wei_any, bm, &m.dst, m.strides,
+                                                                              m.dil, m.pad, m.pad));
+            if (!nc__dnnl_try_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1, NULL)) {
+                NC_DNNL_CHECK("convolution backward weights",
+                              dnnl_dilated_convolution_backward_weights_desc_init(
+                                  &od, dnnl_convolution_direct, &m.src_any, &m.wei_any, bm, &m.dst_any, m.strides,
+                                  m.dil, m.pad, m.pad));
+                NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1,
+                                       "convolution backward weights"));
+            }
         }
         const dnnl_memory_desc_t *src = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_src_md);
         const dnnl_memory_desc_t *ddst = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_diff_dst_md);
@@ -181,49 +325,57 @@ fail:
 enum { BN_FWD_TRAIN = 0, BN_BWD, BN_FWD_INFER };
 #define BN_FLAGS ((unsigned)dnnl_use_scale | (unsigned)dnnl_use_shift)
 
-static nc_status bn_prepare(dn_state *s, const nc__bn_desc *d, dn_cache **out, dnnl_memory_desc_t *data,
+/* data: (N, C, HW, 1) in the activation layout (the same memory as (N, C, H, W))
+ * for BatchNorm2d, plain (N, C, 1, 1) for BatchNorm1d. */
+static nc_status bn_prepare(dn_state *s, const nc__bn_desc *d, int relu, dn_cache **out, dnnl_memory_desc_t *data,
                             dnnl_memory_desc_t *chan) {
     nc_status st;
     int64_t eps_bits = 0;
     memcpy(&eps_bits, &d->eps, sizeof d->eps);
-    const int64_t key[4] = {d->n, d->c, d->hw, eps_bits};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_BN, key, 4, out));
+    const int64_t key[6] = {d->n, d->c, d->hw, eps_bits, d->rank, relu};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_BN, key, 6, out));
     const int64_t dims[4] = {d->n, d->c, d->hw, 1}, cd[1] = {d->c};
-    NC_CHECK(nc__dnnl_md(s, data, 4, dims, "batch norm data"));
+    NC_CHECK(d->rank == 4 ? nc__dnnl_act_md(s, data, 4, dims, "batch norm data")
+                          : nc__dnnl_md(s, data, 4, dims, "batch norm data"));
     NC_CHECK(nc__dnnl_md(s, chan, 1, cd, "batch norm statistics"));
 fail:
     return st;
 }
 
-static nc_status bn_make_train(dn_state *s, dn_cache *c, const dnnl_memory_desc_t *data, float eps) {
+static unsigned bn_flags(int relu) { return BN_FLAGS | (relu ? (unsigned)dnnl_fuse_norm_relu : 0u); }
+
+static nc_status bn_make_train(dn_state *s, dn_cache *c, const dnnl_memory_desc_t *data, float eps, int relu) {
     nc_status st = NC_OK;
     if (c->prim[BN_FWD_TRAIN]) return NC_OK;
     dnnl_batch_normalization_desc_t od;
     NC_DNNL_CHECK("batch norm forward",
-                  dnnl_batch_normalization_forward_desc_init(&od, dnnl_forward_training, data, eps, BN_FLAGS));
+                  dnnl_batch_normalization_forward_desc_init(&od, dnnl_forward_training, data, eps, bn_flags(relu)));
     NC_CHECK(nc__dnnl_make(s, c, BN_FWD_TRAIN, &od, NULL, 0, "batch norm forward"));
 fail:
     return st;
 }
 
-nc_status nc__dnnl_bn_forward_train(void *state, const nc__bn_desc *d, void *y, void *save_mean,
-                                    void *save_invstd, void *running_mean, void *running_var, const void *x,
-                                    const void *gamma, const void *beta) {
+static nc_status bn_forward_train(dn_state *s, const nc__bn_desc *d, int relu, void *y, void *save_mean,
+                                  void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                  const void *gamma, const void *beta) {
     // y, x (N, C, HW); save_mean, save_invstd, running_mean, running_var, gamma, beta (C)
-    dn_state *s = state;
     nc_status st;
     dn_cache *c;
     dnnl_memory_desc_t data, chan;
-    NC_CHECK(bn_prepare(s, d, &c, &data, &chan));
-    NC_CHECK(bn_make_train(s, c, &data, d->eps));
+    NC_CHECK(bn_prepare(s, d, relu, &c, &data, &chan));
+    NC_CHECK(bn_make_train(s, c, &data, d->eps, relu));
     const size_t C = (size_t)d->c;
     float *stat; /* (C) batch mean, (C) biased variance */
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_STAT, 2 * C * sizeof(float), (void **)&stat));
     float *mean = stat, *var = stat + C;
-    const dn_arg args[] = {{DNNL_ARG_SRC, &data, (void *)x}, {DNNL_ARG_DST, &data, y},
-                           {DNNL_ARG_SCALE, &chan, (void *)gamma}, {DNNL_ARG_SHIFT, &chan, (void *)beta},
-                           {DNNL_ARG_MEAN, &chan, mean}, {DNNL_ARG_VARIANCE, &chan, var}};
-    NC_CHECK(nc__dnnl_exec(s, c, BN_FWD_TRAIN, 6, args, "batch norm forward"));
+    const dnnl_memory_desc_t *ws_md = pd_md(c, BN_FWD_TRAIN, dnnl_query_workspace_md);
+    const int has_ws = relu && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
+    if (has_ws) NC_CHECK(nc__dnnl_cache_buffer(s, &c->ws, &c->ws_bytes, dnnl_memory_desc_get_size(ws_md)));
+    const dn_arg args[] = {{DNNL_ARG_SRC, &data, (void *)x},        {DNNL_ARG_DST, &data, y},
+                           {DNNL_ARG_SCALE, &chan, (void *)gamma},  {DNNL_ARG_SHIFT, &chan, (void *)beta},
+                           {DNNL_ARG_MEAN, &chan, mean},            {DNNL_ARG_VARIANCE, &chan, var},
+                           {DNNL_ARG_WORKSPACE, ws_md, c->ws}};
+    NC_CHECK(nc__dnnl_exec(s, c, BN_FWD_TRAIN, has_ws ? 7 : 6, args, "batch norm forward"));
     /* PyTorch's bookkeeping: saved mean and 1/sqrt(var+eps); running stats with the
      * unbiased variance, as the ref kernel */
     const double count = (double)d->n * (double)d->hw, m = (double)d->momentum;
@@ -242,6 +394,18 @@ fail:
     return st;
 }
 
+nc_status nc__dnnl_bn_forward_train(void *state, const nc__bn_desc *d, void *y, void *save_mean,
+                                    void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                    const void *gamma, const void *beta) {
+    return bn_forward_train(state, d, 0, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta);
+}
+
+nc_status nc__dnnl_bn_relu_forward_train(void *state, const nc__bn_desc *d, void *y, void *save_mean,
+                                         void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                         const void *gamma, const void *beta) {
+    return bn_forward_train(state, d, 1, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta);
+}
+
 nc_status nc__dnnl_bn_forward_infer(void *state, const nc__bn_desc *d, void *y, const void *x,
                                     const void *gamma, const void *beta, const void *running_mean,
                                     const void *running_var) {
@@ -249,7 +413,7 @@ nc_status nc__dnnl_bn_forward_infer(void *state, const nc__bn_desc *d, void *y, 
     nc_status st;
     dn_cache *c;
     dnnl_memory_desc_t data, chan;
-    NC_CHECK(bn_prepare(s, d, &c, &data, &chan));
+    NC_CHECK(bn_prepare(s, d, 0, &c, &data, &chan));
     if (!c->prim[BN_FWD_INFER]) {
         dnnl_batch_normalization_desc_t od;
         NC_DNNL_CHECK("batch norm inference",
@@ -266,30 +430,33 @@ fail:
     return st;
 }
 
-nc_status nc__dnnl_bn_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
-                               const void *dy, const void *x, const void *gamma, const void *save_mean,
-                               const void *save_invstd) {
+static nc_status bn_backward(dn_state *s, const nc__bn_desc *d, int relu, void *dx, void *dgamma, void *dbeta,
+                             const void *dy, const void *x, const void *gamma, const void *save_mean,
+                             const void *save_invstd) {
     // dx (N, C, HW) or NULL, dgamma, dbeta (C) accumulated; dy, x (N, C, HW)
-    dn_state *s = state;
     nc_status st;
     dn_cache *c;
     dnnl_memory_desc_t data, chan;
-    NC_CHECK(bn_prepare(s, d, &c, &data, &chan));
-    NC_CHECK(bn_make_train(s, c, &data, d->eps));
+    NC_CHECK(bn_prepare(s, d, relu, &c, &data, &chan));
+    NC_CHECK(bn_make_train(s, c, &data, d->eps, relu));
     if (!c->prim[BN_BWD]) {
         dnnl_batch_normalization_desc_t od;
         NC_DNNL_CHECK("batch norm backward",
                       dnnl_batch_normalization_backward_desc_init(&od, dnnl_backward, &data, &data, d->eps,
-                                                                  BN_FLAGS));
+                                                                  bn_flags(relu)));
         NC_CHECK(nc__dnnl_make(s, c, BN_BWD, &od, c->pd[BN_FWD_TRAIN], 0, "batch norm backward"));
     }
-    const size_t C = (size_t)d->c, count = (size_t)(d->n * d->c * d->hw);
-    float *stat, *tdx; /* stat: (C) variance, (C) dgamma, (C) dbeta, (C) zeros */
+    const dnnl_memory_desc_t *ws_md = pd_md(c, BN_BWD, dnnl_query_workspace_md);
+    const int has_ws = relu && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
+    if (has_ws && !c->ws)
+        return nc__error(s->ctx, NC_ERR_STATE, "internal: batch norm + ReLU backward without its forward");
+    const size_t C = (size_t)d->c, bytes = dnnl_memory_desc_get_size(&data);
+    float *stat, *tdx = dx; /* stat: (C) variance, (C) dgamma, (C) dbeta, (C) zeros */
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_STAT, 4 * C * sizeof(float), (void **)&stat));
     /* oneDNN 2.6 counts SHIFT among backward's inputs when use_shift is set, though
      * the gradients do not depend on it: zeros */
     memset(stat + 3 * C, 0, C * sizeof(float));
-    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), (void **)&tdx));
+    if (!dx || !d->overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, (void **)&tdx));
     const float *invstd = save_invstd;
     for (size_t ch = 0; ch < C; ch++) /* the variance the forward normalised with */
         stat[ch] = (float)(1.0 / ((double)invstd[ch] * (double)invstd[ch]) - (double)d->eps);
@@ -297,13 +464,26 @@ nc_status nc__dnnl_bn_backward(void *state, const nc__bn_desc *d, void *dx, void
                            {DNNL_ARG_MEAN, &chan, (void *)save_mean},  {DNNL_ARG_VARIANCE, &chan, stat},
                            {DNNL_ARG_SCALE, &chan, (void *)gamma},     {DNNL_ARG_DIFF_SRC, &data, tdx},
                            {DNNL_ARG_DIFF_SCALE, &chan, stat + C},     {DNNL_ARG_DIFF_SHIFT, &chan, stat + 2 * C},
-                           {DNNL_ARG_SHIFT, &chan, stat + 3 * C}};
-    NC_CHECK(nc__dnnl_exec(s, c, BN_BWD, 9, args, "batch norm backward"));
-    add_into(s, dx, tdx, count);
+                           {DNNL_ARG_SHIFT, &chan, stat + 3 * C},      {DNNL_ARG_WORKSPACE, ws_md, c->ws}};
+    NC_CHECK(nc__dnnl_exec(s, c, BN_BWD, has_ws ? 10 : 9, args, "batch norm backward"));
+    if (dx && tdx != dx) add_into(s, dx, tdx, bytes / sizeof(float));
     add_into(s, dgamma, stat + C, C);
     add_into(s, dbeta, stat + 2 * C, C);
 fail:
     return st;
+}
+
+nc_status nc__dnnl_bn_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                               const void *dy, const void *x, const void *gamma, const void *save_mean,
+                               const void *save_invstd) {
+    return bn_backward(state, d, 0, dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd);
+}
+
+nc_status nc__dnnl_bn_relu_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                    const void *dy, const void *y, const void *x, const void *gamma,
+                                    const void *save_mean, const void *save_invstd) {
+    (void)y; /* oneDNN keeps the ReLU mask from the forward (workspace) */
+    return bn_backward(state, d, 1, dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd);
 }
 
 /* -------------------------------------------------------------------- pooling */
@@ -322,8 +502,8 @@ static nc_status pool_prepare(dn_state *s, const nc__pool_desc *d, dn_cache **ou
                              d->kh,   d->kw, d->stride_h, d->stride_w, d->pad_h, d->pad_w};
     NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_POOL, key, 13, out));
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
-    NC_CHECK(nc__dnnl_md(s, &m->src, 4, src, "pooling source"));
-    NC_CHECK(nc__dnnl_md(s, &m->dst, 4, dst, "pooling destination"));
+    NC_CHECK(nc__dnnl_act_md(s, &m->src, 4, src, "pooling source"));
+    NC_CHECK(nc__dnnl_act_md(s, &m->dst, 4, dst, "pooling destination"));
     m->dil[0] = m->dil[1] = 0;
     if (d->mode == NC__POOL_ADAPTIVE_AVG) {
         /* uniform bins (H % OH == 0) are an ordinary average pooling */
@@ -364,16 +544,52 @@ fail:
     return st;
 }
 
+/* The ref kernels on plain copies: adaptive pooling with non-uniform bins, which
+ * oneDNN cannot express (rare: a head on an odd-sized map). */
+static nc_status pool_fallback_forward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *y,
+                                       const void *x) {
+    nc_status st;
+    void *px, *py;
+    dnnl_memory_desc_t plain_x, plain_y;
+    const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
+    NC_CHECK(nc__dnnl_md(s, &plain_x, 4, src, "pooling source"));
+    NC_CHECK(nc__dnnl_md(s, &plain_y, 4, dst, "pooling destination"));
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B0, dnnl_memory_desc_get_size(&plain_x), &px));
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B1, dnnl_memory_desc_get_size(&plain_y), &py));
+    NC_CHECK(nc__dnnl_reorder_once(s, &m->src, x, &plain_x, px));
+    nc__ref_pool2d_forward(s->nt, d, py, px);
+    NC_CHECK(nc__dnnl_reorder_once(s, &plain_y, py, &m->dst, y));
+fail:
+    return st;
+}
+
+static nc_status pool_fallback_backward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *dx,
+                                        const void *dy) {
+    nc_status st;
+    void *pdy, *pdx, *tdx;
+    dnnl_memory_desc_t plain_x, plain_y;
+    const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
+    NC_CHECK(nc__dnnl_md(s, &plain_x, 4, src, "pooling source"));
+    NC_CHECK(nc__dnnl_md(s, &plain_y, 4, dst, "pooling destination"));
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B0, dnnl_memory_desc_get_size(&plain_y), &pdy));
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B1, dnnl_memory_desc_get_size(&plain_x), &pdx));
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, dnnl_memory_desc_get_size(&m->src), &tdx));
+    NC_CHECK(nc__dnnl_reorder_once(s, &m->dst, dy, &plain_y, pdy));
+    memset(pdx, 0, dnnl_memory_desc_get_size(&plain_x));
+    nc__ref_pool2d_backward(s->nt, d, pdx, pdy, NULL, NULL);
+    NC_CHECK(nc__dnnl_reorder_once(s, &plain_x, pdx, &m->src, d->overwrite ? dx : tdx));
+    if (!d->overwrite) add_into(s, dx, tdx, dnnl_memory_desc_get_size(&m->src) / sizeof(float));
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_pool2d_forward(void *state, const nc__pool_desc *d, void *y, const void *x) {
     dn_state *s = state;
     nc_status st;
     dn_cache *c;
     pool_mds m;
     NC_CHECK(pool_prepare(s, d, &c, &m));
-    if (c->fallback) {
-        nc__ref_pool2d_forward(s->nt, d, y, x);
-        return NC_OK;
-    }
+    if (c->fallback) return pool_fallback_forward(s, d, &m, y, x);
     NC_CHECK(pool_make_fwd(s, c, &m, POOL_FWD_INFER));
     const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DST, &m.dst, y}};
     NC_CHECK(nc__dnnl_exec(s, c, POOL_FWD_INFER, 2, args, "pooling forward"));
@@ -383,16 +599,14 @@ fail:
 
 nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy, const void *x,
                                    const void *y) {
-    // dx (N, C, H, W) accumulated; dy (N, C, OH, OW); x, y only for max
+    // dx (N, C, H, W) accumulated; dy (N, C, OH, OW); x only for max
     dn_state *s = state;
     nc_status st;
     dn_cache *c;
     pool_mds m;
+    (void)y;
     NC_CHECK(pool_prepare(s, d, &c, &m));
-    if (c->fallback) {
-        nc__ref_pool2d_backward(s->nt, d, dx, dy, x, y);
-        return NC_OK;
-    }
+    if (c->fallback) return pool_fallback_backward(s, d, &m, dx, dy);
     NC_CHECK(pool_make_fwd(s, c, &m, POOL_FWD_TRAIN));
     if (!c->prim[POOL_BWD]) {
         dnnl_pooling_v2_desc_t od;
@@ -401,18 +615,17 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
                                                          m.pad, m.pad));
         NC_CHECK(nc__dnnl_make(s, c, POOL_BWD, &od, c->pd[POOL_FWD_TRAIN], 0, "pooling backward"));
     }
-    const size_t count = (size_t)(d->n * d->c * d->h * d->w);
-    void *tdx, *ws = NULL;
-    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tdx));
+    const size_t bytes = dnnl_memory_desc_get_size(&m.src);
+    void *tdx = dx, *ws = NULL;
+    if (!d->overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tdx));
     const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(c->pd[POOL_FWD_TRAIN], dnnl_query_workspace_md, 0);
     const int has_ws = d->mode == NC__POOL_MAX && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
     if (has_ws) {
         /* The max positions: recomputed here (one cheap forward) rather than kept from
          * the forward pass, so backward never depends on a stale workspace. */
         void *ty;
-        const size_t ycount = (size_t)(d->n * d->c * d->oh * d->ow);
         NC_CHECK(nc__dnnl_scratch(s, DN_SCR_WS, dnnl_memory_desc_get_size(ws_md), &ws));
-        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, ycount * sizeof(float), &ty));
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, dnnl_memory_desc_get_size(&m.dst), &ty));
         const dn_arg fa[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DST, &m.dst, ty},
                              {DNNL_ARG_WORKSPACE, ws_md, ws}};
         NC_CHECK(nc__dnnl_exec(s, c, POOL_FWD_TRAIN, 3, fa, "pooling forward (workspace)"));
@@ -420,7 +633,7 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_DIFF_SRC, &m.src, tdx},
                            {DNNL_ARG_WORKSPACE, ws_md, ws}};
     NC_CHECK(nc__dnnl_exec(s, c, POOL_BWD, has_ws ? 3 : 2, args, "pooling backward"));
-    add_into(s, dx, tdx, count);
+    if (tdx != dx) add_into(s, dx, tdx, bytes / sizeof(float));
 fail:
     return st;
 }
@@ -483,12 +696,12 @@ nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *
             NC_CHECK(nc__dnnl_make(s, c, IP_BWD_DATA, &od, c->pd[IP_FWD], 1, "inner product backward data"));
         }
         const size_t count = (size_t)(d->n * d->in);
-        void *tmp;
-        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
+        void *tmp = dx;
+        if (!d->overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
         const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
                                {DNNL_ARG_DIFF_SRC, &m.src, tmp}};
         NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_DATA, 3, args, "inner product backward data"));
-        add_into(s, dx, tmp, count);
+        if (tmp != dx) add_into(s, dx, tmp, count);
     }
     if (dw || db) {
         if (!c->prim[IP_BWD_WEIGHTS]) {
