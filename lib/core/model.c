@@ -133,6 +133,7 @@ nc_status nc__model_init_params(nc_model *m, uint64_t seed) {
         st = ctx->backend->upload(ctx->backend_state, nc__model_tensor_ptr(m, i), host, &t->shape);
     }
     nc__free(ctx, host);
+    nc__model_params_changed(m);
     return st;
 }
 
@@ -213,8 +214,10 @@ nc_status nc_model_set_tensor(nc_model *m, const char *name, const float *data, 
         if (!(data[0] >= 0.0f && data[0] < 9.2e18f))
             return nc__error(m->ctx, NC_ERR_INVALID_ARGUMENT, "nc_model_set_tensor: '%s' must be a non-negative count", name);
         m->num_batches[i] = (int64_t)data[0];
+        nc__model_params_changed(m);
         return NC_OK;
     }
+    nc__model_params_changed(m);
     return m->ctx->backend->upload(m->ctx->backend_state, nc__model_tensor_ptr(m, i), data, &t->shape);
 }
 

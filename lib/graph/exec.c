@@ -1,7 +1,9 @@
 /* exec.c — runs a prepared plan on the context's backend. Forward walks the nodes
  * in topological order; backward is the autodiff of the static graph: each op's
  * backward rule in reverse order, gradients accumulated (+=) so values with several
- * consumers (residual connections) need no special case. */
+ * consumers (residual connections) need no special case, except that the first
+ * writer of a gradient overwrites it where the plan says so. Fused groups (exec.h)
+ * run as one backend call at their head's position; their members are skipped. */
 #include "graph/exec.h"
 #include "core/context.h"
 #include "core/rng.h"
@@ -73,24 +75,38 @@ nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t d
                          p->training ? "training" : "eval", training ? "training" : "eval");
     p->dropout_seed = dropout_seed;
     for (int i = 0; i < g->n_nodes && st == NC_OK; i++) {
-        if (p->val_off[i] == NONE) continue; /* not needed for the output */
+        if (p->run_at[i] != i) continue; /* not needed for the output, or run by its group */
         const nc__node *nd = &g->nodes[i];
-        void *y = val(p, i);
+        const nc__fusion *f = &p->fusion[i];
+        void *y = val(p, f->out);
         const void *x0 = nd->n_inputs > 0 ? val(p, nd->inputs[0]) : NULL;
         size_t count = floats(p, i);
         switch (nd->op) {
         case NC__OP_INPUT: st = nc__value_upload(ctx, y, x, &p->shapes[0]); break;
         case NC__OP_CONV2D: {
             nc__conv_desc d = conv_desc(p, i);
-            st = be->conv2d_forward(bs, &d, y, x0, param(p, nd, 0), nd->attr.conv.bias ? param(p, nd, 1) : NULL);
+            const void *b = nd->attr.conv.bias ? param(p, nd, 1) : NULL;
+            if (f->out == i) {
+                st = be->conv2d_forward(bs, &d, y, x0, param(p, nd, 0), b);
+            } else { /* fused eval chain: [relu]([bn](conv) [+ residual]) */
+                nc__bn_params bp = {NULL, NULL, NULL, NULL, 0.0f};
+                if (f->bn >= 0) {
+                    const nc__node *bn = &g->nodes[f->bn];
+                    bp = (nc__bn_params){param(p, bn, 0), param(p, bn, 1), param(p, bn, 2), param(p, bn, 3),
+                                         bn->attr.bn.eps};
+                }
+                st = be->conv2d_fused_infer(bs, &d, f->bn >= 0 ? &bp : NULL, y, x0, param(p, nd, 0), b,
+                                            f->residual >= 0 ? val(p, f->residual) : NULL, f->relu >= 0);
+            }
             break;
         }
         case NC__OP_BATCHNORM: {
             nc__bn_desc d = bn_desc(p, i);
             if (training) {
                 char *save = (char *)p->arena + p->save_off[i];
-                st = be->batchnorm_forward_train(bs, &d, y, save, save + d.c * sizeof(float), param(p, nd, 2),
-                                                 param(p, nd, 3), x0, param(p, nd, 0), param(p, nd, 1));
+                st = (f->relu >= 0 ? be->batchnorm_relu_forward_train : be->batchnorm_forward_train)(
+                    bs, &d, y, save, save + d.c * sizeof(float), param(p, nd, 2), param(p, nd, 3), x0,
+                    param(p, nd, 0), param(p, nd, 1));
                 p->m->num_batches[nd->tensors[4]]++;
             } else {
                 st = be->batchnorm_forward_infer(bs, &d, y, x0, param(p, nd, 0), param(p, nd, 1), param(p, nd, 2),
@@ -130,6 +146,8 @@ nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t d
         }
         if (st != NC_OK) nc__error_prefix(ctx, st, "%s", nd->name);
     }
+    /* batch statistics went into the running statistics */
+    if (training) nc__model_params_changed(p->m);
     return st;
 }
 
@@ -149,15 +167,17 @@ nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
     if (!p->m->grad_arena) return nc__error(ctx, NC_ERR_STATE, "internal: no gradient arena");
     st = nc__value_upload(ctx, grad(p, g->output), dlogits, &p->shapes[g->output]);
     for (int i = g->output; i >= 1 && st == NC_OK; i--) {
-        if (p->val_off[i] == NONE) continue;
+        if (p->run_at[i] != i) continue; /* not needed, or a fused RELU (run by its BN) */
         const nc__node *nd = &g->nodes[i];
-        /* gradients this node writes first: zero them */
+        const nc__fusion *f = &p->fusion[i];
+        const int first = p->first_write[i];
+        /* gradients this node writes first and not whole: zero them */
         for (int z = p->zero_first[i]; z < p->zero_first[i + 1] && st == NC_OK; z++) {
             int v = p->zero_list[z];
             st = be->fill(bs, grad(p, v), 0.0f, floats(p, v));
         }
         if (st != NC_OK) break;
-        const void *dy = grad(p, i);
+        const void *dy = grad(p, f->out);
         int in0 = nd->n_inputs > 0 ? nd->inputs[0] : 0;
         void *dx = in0 > 0 ? grad(p, in0) : NULL; /* no gradient for the graph input */
         const void *x0 = nd->n_inputs > 0 ? val(p, in0) : NULL;
@@ -166,15 +186,22 @@ nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
         case NC__OP_INPUT: break;
         case NC__OP_CONV2D: {
             nc__conv_desc d = conv_desc(p, i);
+            d.overwrite = first & 1;
             st = be->conv2d_backward(bs, &d, dx, param_grad(p, nd, 0), nd->attr.conv.bias ? param_grad(p, nd, 1) : NULL,
                                      dy, x0, param(p, nd, 0));
             break;
         }
         case NC__OP_BATCHNORM: {
             nc__bn_desc d = bn_desc(p, i);
+            d.overwrite = first & 1;
             char *save = (char *)p->arena + p->save_off[i];
-            st = be->batchnorm_backward(bs, &d, dx, param_grad(p, nd, 0), param_grad(p, nd, 1), dy, x0,
-                                        param(p, nd, 0), save, save + d.c * sizeof(float));
+            if (f->relu >= 0)
+                st = be->batchnorm_relu_backward(bs, &d, dx, param_grad(p, nd, 0), param_grad(p, nd, 1), dy,
+                                                 val(p, f->out), x0, param(p, nd, 0), save,
+                                                 save + d.c * sizeof(float));
+            else
+                st = be->batchnorm_backward(bs, &d, dx, param_grad(p, nd, 0), param_grad(p, nd, 1), dy, x0,
+                                            param(p, nd, 0), save, save + d.c * sizeof(float));
             break;
         }
         case NC__OP_RELU:
@@ -185,6 +212,7 @@ nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
         case NC__OP_ADAPTIVE_AVGPOOL:
             if (dx) {
                 nc__pool_desc d = pool_desc(p, i);
+                d.overwrite = first & 1;
                 int is_max = nd->op == NC__OP_MAXPOOL;
                 st = be->pool2d_backward(bs, &d, dx, dy, is_max ? x0 : NULL, is_max ? val(p, i) : NULL);
             }
@@ -192,11 +220,15 @@ nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
         case NC__OP_ADD:
             for (int k = 0; k < 2 && st == NC_OK; k++) {
                 void *dk = nd->inputs[k] > 0 ? grad(p, nd->inputs[k]) : NULL;
-                if (dk) st = be->accumulate(bs, dk, dy, count);
+                if (dk && (first >> k & 1))
+                    st = be->axpby(bs, count, dk, 0.0f, dy, 1.0f); /* first write: an exact copy */
+                else if (dk)
+                    st = be->accumulate(bs, dk, dy, count);
             }
             break;
         case NC__OP_LINEAR: {
             nc__linear_desc d = linear_desc(p, i);
+            d.overwrite = first & 1;
             st = be->linear_backward(bs, &d, dx, param_grad(p, nd, 0), nd->attr.linear.bias ? param_grad(p, nd, 1) : NULL,
                                      dy, x0, param(p, nd, 0));
             break;

@@ -2,7 +2,32 @@
  * train): value shapes, backend descriptors with their primitive caches, and a memory
  * plan that packs every activation, saved statistic and gradient into one arena by
  * liveness. Forward runs nodes in topological order; backward (autodiff) runs each
- * op's backward rule in reverse order, accumulating gradients. */
+ * op's backward rule in reverse order, accumulating gradients.
+ *
+ * Fusion. Where the backend has the optional fused entries (backend.h; never ref,
+ * the oracle), the plan groups nodes and runs each group as one call at the position
+ * of its first node, the head (run_at[member] = head):
+ *  - eval, conv2d_fused_infer: CONV [-> BATCHNORM2d] [-> ADD] [-> RELU], at least one
+ *    op after the conv, every intermediate value consumed only by the next op and not
+ *    the graph output; the ADD's other input (the residual) is a value computed before
+ *    the conv. Of the two branches meeting at a ResNet downsample block's ADD, the one
+ *    whose conv comes later takes the ADD, the other branch's value is its residual.
+ *  - train, batchnorm_relu_forward_train + batchnorm_relu_backward: a BATCHNORM whose
+ *    only consumer is a RELU; its backward runs at the BN's backward position with dy
+ *    = the RELU value's gradient and y = the RELU's value; the RELU's backward is
+ *    skipped.
+ * A group writes only the value of its last node (fusion[head].out); intermediate
+ * values have no buffer (val_off/grad_off SIZE_MAX). For liveness, a value is
+ * consumed when the group containing its consumer runs, so a conv chain's input and
+ * residual are consumed at the conv's position, and a fused RELU's value lives until
+ * the BN's backward. Graph nodes are untouched: code walking the graph (summary,
+ * parameter lists) sees every node.
+ *
+ * Overwrite. The backward at the position where a gradient is first written (the
+ * last consumer of the value) gets that gradient zeroed by the executor (zero_list),
+ * except when the writer is the input gradient of a conv/bn/pool/linear (or fused
+ * bn+relu) rule, which is called with `overwrite` set, or of an ADD, which copies dy
+ * with axpby(a = 0, b = 1); first_write marks these. */
 #ifndef NC_GRAPH_EXEC_H
 #define NC_GRAPH_EXEC_H
 
@@ -22,6 +47,15 @@ typedef struct nc__interval {
  * Scratch comes from ctx; without memory it degrades to no reuse. */
 size_t nc__plan_memory(nc_context *ctx, nc__interval *iv, int count, size_t align);
 
+/* A fused group, indexed by its head node; members -1 when absent. */
+typedef struct nc__fusion {
+    int bn, add, relu;      /* eval conv chain: bn, add, relu after the conv;
+                               train bn+relu: relu only */
+    int residual;           /* the ADD's other input (-1: none) */
+    int out;                /* node whose value the group writes (the head itself
+                               when the node is not fused) */
+} nc__fusion;
+
 typedef struct nc__plan {
     nc_model *m;
     int training;
@@ -34,6 +68,19 @@ typedef struct nc__plan {
     size_t *save_off;           /* [n_nodes] bn saved mean, then invstd (training) */
     int *zero_first;            /* [n_nodes] CSR: grads to zero before backward of node */
     int *zero_list;
+    unsigned char *first_write; /* [n_nodes] bit k: this node's backward writes input k's
+                                   gradient first, whole (overwrite / copy), not zeroed */
+    /* fusion (see above) */
+    int *run_at;                /* [n_nodes] position node i runs at: i, its group's head,
+                                   or -1 when the output does not need it */
+    nc__fusion *fusion;         /* [n_nodes], meaningful for nodes with run_at[i] == i */
+    int n_conv_chains;          /* fused eval conv chains */
+    int n_bn_relu;              /* fused train bn+relu pairs */
+    /* the memory plan's requests (kept for diagnostics and tests): buffer_owner[i] =
+       node * 3 + kind (0 value, 1 gradient, 2 saved statistics) */
+    nc__interval *buffers;
+    int *buffer_owner;
+    int n_buffers;
     size_t arena_bytes;         /* planned size */
     size_t naive_bytes;         /* sum of all buffers without reuse (for reports) */
     void *arena;

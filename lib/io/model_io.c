@@ -375,6 +375,7 @@ nc_status nc__load_copy(nc_model *m, int i, const nc__st_tensor *ft, float *host
         int64_t v;
         memcpy(&v, ft->data, sizeof v);
         m->num_batches[i] = v < 0 ? 0 : v;
+        nc__model_params_changed(m);
         return NC_OK;
     }
     nc_status st = nc__st_to_f32(m->ctx, ft, host);

@@ -100,6 +100,7 @@ nc_status nc_ema_swap(nc_ema *e) {
     m->num_batches = e->avg.num_batches;
     e->avg.num_batches = counts;
     e->swapped = !e->swapped;
+    nc__model_params_changed(m);
     return NC_OK;
 }
 
@@ -175,6 +176,7 @@ nc_status nc_early_stopping_restore_best(nc_early_stopping *es) {
     nc_model *m = es->m;
     if (!es->have_best)
         return nc__error(m->ctx, NC_ERR_STATE, "nc_early_stopping_restore_best: no metric reported yet");
+    nc__model_params_changed(m);
     return blend(m, m->arena, m->num_batches, 0.0f, es->best_weights.arena, es->best_weights.num_batches, 1.0f);
 }
 

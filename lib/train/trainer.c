@@ -338,6 +338,7 @@ static nc_status apply_update(nc_trainer *t) {
     const nc_trainer_options *o = &t->opt;
     if (t->schedule)
         for (int g = 0; g < t->n_groups; g++) t->groups[g].lr = nc_schedule_lr(t->schedule, t->groups[g].base_lr);
+    nc__model_params_changed(m); /* before the writes: also right when one fails half-way */
     for (int i = 0; i < m->graph->n_tensors; i++) {
         int gi = t->tensor_group[i];
         if (gi < 0 || t->groups[gi].frozen) continue;
