@@ -166,7 +166,10 @@ static void test_plan_memory_no_overlap(void **s) {
 static void test_plan_reuses_activations(void **s) {
     (void)s;
     nc_context *ctx;
-    assert_int_equal(nc_context_create(NULL, &ctx), NC_OK);
+    nc_context_options co; /* ref: every op its own buffer (fused plans: test_fusion) */
+    nc_context_options_init(&co);
+    co.backend = NC_BACKEND_REF;
+    assert_int_equal(nc_context_create(&co, &ctx), NC_OK);
     nc_model_options o;
     nc_model_options_init(&o);
     o.arch = "resnet18";
