@@ -1,9 +1,10 @@
 /* onednn.c — the oneDNN backend's nc__backend table: engine and stream, host
- * memory from the context allocator in plain NCHW f32, primitive caching and
+ * memory from the context allocator, the activation layout (chosen at init, see
+ * onednn.h) with uploads, downloads and flatten as reorders, primitive caching and
  * execution with the context's thread count. Convolution, batch norm, pooling and
- * inner product run as oneDNN primitives (ops.c); element-wise work, reshaping and
- * optimizer updates are memory-bound loops over the same plain buffers, so they
- * call the ref kernels directly. */
+ * inner product run as oneDNN primitives (ops.c; narrow grouped convolutions in
+ * grouped.c); element-wise work and optimizer updates are memory-bound loops, so
+ * they call the ref kernels directly on the (padded) buffers. */
 #include "backend/onednn/onednn.h"
 #include "backend/ref/ref.h"
 

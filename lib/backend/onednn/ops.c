@@ -12,6 +12,7 @@
  * when the executor says dx is written here first (`overwrite`), else through
  * scratch and the ref kernel's add. */
 #include "backend/onednn/onednn.h"
+#include "backend/onednn/grouped.h"
 #include "backend/ref/ref.h"
 
 #include <math.h>
@@ -125,6 +126,31 @@ fail:
     return st;
 }
 
+/* Narrow grouped convolutions (2 or 4 channels per group) run our own kernels
+ * (grouped.c) on the nChw8c layout instead of oneDNN's im2col + GEMM. */
+static int use_gconv(const dn_state *s, const nc__conv_desc *d) {
+    return s->block == 8 && !s->bf16 && nc__gconv8_supported(d);
+}
+
+/* Weights w packed for grouped.c, cached like conv_weights. */
+static nc_status gconv_weights(dn_state *s, dn_cache *c, const nc__conv_desc *d, const void *w, const void *wsrc,
+                               int force, void **out) {
+    nc_status st = NC_OK;
+    if (!force && c->wready && c->wver == d->wversion && c->wsrc == wsrc) {
+        *out = c->wbuf;
+        return NC_OK;
+    }
+    c->wready = 0;
+    NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, nc__gconv8_weight_floats(d) * sizeof(float)));
+    nc__gconv8_pack_weights(d, c->wbuf, w);
+    c->wready = 1;
+    c->wver = d->wversion;
+    c->wsrc = wsrc;
+    *out = c->wbuf;
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, const void *x, const void *w,
                                   const void *b) {
     dn_state *s = state;
@@ -133,6 +159,11 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
     conv_mds m;
     void *bx, *bw, *by;
     NC_CHECK(conv_prepare(s, d, OP_CONV, b != NULL, &c, &m));
+    if (use_gconv(s, d)) {
+        NC_CHECK(gconv_weights(s, c, d, w, w, 0, &bw));
+        nc__gconv8_forward(s->nt, d, y, x, bw, b, NULL, 0);
+        return NC_OK;
+    }
     NC_CHECK(conv_make_fwd(s, c, &m, b != NULL, dnnl_forward_training, NULL));
     const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
     const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
@@ -148,6 +179,34 @@ fail:
     return st;
 }
 
+/* Runs a fused forward primitive: the sum post-op adds what the destination holds,
+ * so the residual is copied there first. */
+static nc_status fused_exec(dn_state *s, dn_cache *c, const conv_mds *m, void *y, const void *x, void *bw,
+                            const void *bias, const void *residual) {
+    nc_status st;
+    void *bx, *by;
+    const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
+    const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *dst = pd_md(c, CONV_FWD, dnnl_query_dst_md);
+    NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m->src, src, x, DN_SCR_B0, &bx));
+    NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m->dst, y, DN_SCR_B2, &by));
+    if (residual) {
+        if (by == y) {
+            if (y != residual) memcpy(y, residual, dnnl_memory_desc_get_size(&m->dst));
+        } else {
+            void *br;
+            NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_RES, &m->dst, dst, residual, DN_SCR_B1, &br));
+            memcpy(by, br, dnnl_memory_desc_get_size(dst));
+        }
+    }
+    const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_WEIGHTS, wei, bw}, {DNNL_ARG_DST, dst, by},
+                           {DNNL_ARG_BIAS, &m->bias, (void *)bias}};
+    NC_CHECK(nc__dnnl_exec(s, c, CONV_FWD, bias ? 4 : 3, args, "fused convolution"));
+    NC_CHECK(nc__dnnl_reorder_out(s, c, R_FWD_DST, dst, &m->dst, by, y));
+fail:
+    return st;
+}
+
 /* Inference: batch norm folded into the weights and bias (w' = w * g/sqrt(v+eps)
  * per output channel, b' = (b - mean) * g/sqrt(v+eps) + beta), residual sum and
  * ReLU as post-ops; the folded weights are cached per parameter version. */
@@ -158,11 +217,12 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
     dn_cache *c;
     conv_mds m;
     dnnl_post_ops_t post = NULL;
-    void *bx, *bw, *by;
+    void *bw;
     const int has_bias = b != NULL || bn != NULL;
     NC_CHECK(conv_prepare(s, d, OP_CONV_FUSED, has_bias | (bn != NULL) << 1 | (residual != NULL) << 2 | !!relu << 3,
                           &c, &m));
-    if (!c->prim[CONV_FWD]) {
+    const int own = use_gconv(s, d);
+    if (!own && !c->prim[CONV_FWD]) {
         NC_DNNL_CHECK("convolution post-ops", dnnl_post_ops_create(&post));
         if (residual) NC_DNNL_CHECK("convolution post-ops", dnnl_post_ops_append_sum(post, 1.0f));
         if (relu)
@@ -170,9 +230,6 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
                           dnnl_post_ops_append_eltwise(post, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
         NC_CHECK(conv_make_fwd(s, c, &m, has_bias, dnnl_forward_inference, post));
     }
-    const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
-    const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
-    const dnnl_memory_desc_t *dst = pd_md(c, CONV_FWD, dnnl_query_dst_md);
     const void *bias = b;
     if (bn) {
         const size_t K = (size_t)d->k, per = (size_t)(d->c / d->groups * d->r * d->s);
@@ -192,26 +249,17 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
                 for (size_t i = 0; i < per; i++) fw[k * per + i] = (float)((double)wf[k * per + i] * scale);
                 c->bbuf[k] = (float)(((bf ? (double)bf[k] : 0.0) - (double)mu[k]) * scale + (double)be[k]);
             }
-            NC_CHECK(conv_weights(s, c, d, &m, fw, w, 1, &bw));
+            NC_CHECK(own ? gconv_weights(s, c, d, fw, w, 1, &bw) : conv_weights(s, c, d, &m, fw, w, 1, &bw));
         }
         bias = c->bbuf;
     }
-    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
-    NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m.src, src, x, DN_SCR_B0, &bx));
-    NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m.dst, y, DN_SCR_B2, &by));
-    if (residual) { /* the sum post-op adds what the destination holds */
-        if (by == y) {
-            if (y != residual) memcpy(y, residual, dnnl_memory_desc_get_size(&m.dst));
-        } else {
-            void *br;
-            NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_RES, &m.dst, dst, residual, DN_SCR_B1, &br));
-            memcpy(by, br, dnnl_memory_desc_get_size(dst));
-        }
+    if (own) {
+        NC_CHECK(gconv_weights(s, c, d, w, w, 0, &bw));
+        nc__gconv8_forward(s->nt, d, y, x, bw, bias, residual, relu);
+    } else {
+        NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
+        NC_CHECK(fused_exec(s, c, &m, y, x, bw, bias, residual));
     }
-    const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_WEIGHTS, wei, bw}, {DNNL_ARG_DST, dst, by},
-                           {DNNL_ARG_BIAS, &m.bias, (void *)bias}};
-    NC_CHECK(nc__dnnl_exec(s, c, CONV_FWD, has_bias ? 4 : 3, args, "fused convolution"));
-    NC_CHECK(nc__dnnl_reorder_out(s, c, R_FWD_DST, dst, &m.dst, by, y));
 fail:
     if (post) dnnl_post_ops_destroy(post);
     return st;
@@ -249,6 +297,24 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
     conv_mds m;
     const int has_bias = db != NULL;
     NC_CHECK(conv_prepare(s, d, OP_CONV, has_bias, &c, &m));
+    if (use_gconv(s, d)) {
+        if (dx) {
+            void *bw; /* the forward's packed weights (backward follows its forward) */
+            if (c->wready && c->wsrc == w)
+                bw = c->wbuf;
+            else
+                NC_CHECK(gconv_weights(s, c, d, w, w, 1, &bw));
+            nc__gconv8_backward_data(s->nt, d, dx, dy, bw, d->overwrite);
+        }
+        if (dw || db) {
+            float *tw = dw;
+            if (!tw) /* bias gradient only: the weights' goes to scratch */
+                NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, (size_t)(d->k * (d->c / d->groups) * d->r * d->s) * sizeof(float),
+                                          (void **)&tw));
+            nc__gconv8_backward_weights(s->nt, d, tw, db, dy, x);
+        }
+        return NC_OK;
+    }
     NC_CHECK(conv_make_fwd(s, c, &m, has_bias, dnnl_forward_training, NULL));
     if (dx) {
         if (!c->prim[CONV_BWD_DATA]) {

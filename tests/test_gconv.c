@@ -1,0 +1,381 @@
+/* test_gconv.c — the direct grouped-convolution kernels for 2 and 4 channels per group
+ * on the nChw8c layout (lib/backend/onednn/grouped.c) against the ref backend's plain
+ * NCHW kernels: forward with every bias/residual/relu combination, backward data
+ * written and accumulated, backward weights accumulated onto non-zero dw/db, over
+ * strides, paddings, dilations, odd sizes, batches and kernel sizes; and the shapes
+ * the kernels must refuse. Skips when the build has no oneDNN (grouped.c is built
+ * with that backend). */
+#include "testutil.h"
+
+#include "nc_config.h"
+#include "backend/backend.h"
+#include "backend/ref/ref.h"
+#if HAVE_ONEDNN
+#include "backend/onednn/grouped.h"
+#endif
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-5 /* normalized error, one op in f32 */
+
+#define SKIP_WITHOUT_ONEDNN()                                                     \
+    do {                                                                          \
+        if (!HAVE_ONEDNN) {                                                       \
+            print_message("oneDNN backend not built in (meson -Donednn): skipped\n"); \
+            skip();                                                               \
+        }                                                                         \
+    } while (0)
+
+#if HAVE_ONEDNN
+
+/* ------------------------------------------------------------------ helpers */
+
+typedef struct gcase {
+    int64_t n, c, h, w, cpg, r, s, sh, sw, ph, pw, dh, dw;
+} gcase;
+
+static nc__conv_desc desc_of(const gcase *g) {
+    nc__conv_desc d;
+    memset(&d, 0, sizeof d);
+    d.n = g->n, d.c = g->c, d.h = g->h, d.w = g->w;
+    d.k = g->c, d.r = g->r, d.s = g->s, d.groups = g->c / g->cpg;
+    d.stride_h = g->sh, d.stride_w = g->sw, d.pad_h = g->ph, d.pad_w = g->pw;
+    d.dil_h = g->dh, d.dil_w = g->dw;
+    d.oh = (g->h + 2 * g->ph - g->dh * (g->r - 1) - 1) / g->sh + 1;
+    d.ow = (g->w + 2 * g->pw - g->dw * (g->s - 1) - 1) / g->sw + 1;
+    return d;
+}
+
+static void cfg_str(char *buf, size_t len, const gcase *g) {
+    snprintf(buf, len, "N%lld C%lld %lldx%lld cpg%lld k%lldx%lld s%lld,%lld p%lld,%lld d%lld,%lld",
+             (long long)g->n, (long long)g->c, (long long)g->h, (long long)g->w, (long long)g->cpg,
+             (long long)g->r, (long long)g->s, (long long)g->sh, (long long)g->sw, (long long)g->ph,
+             (long long)g->pw, (long long)g->dh, (long long)g->dw);
+}
+
+/* dst (N, C/8, H, W, 8) from src (N, C, H, W), and back. */
+static void to_blocked(float *dst, const float *src, int64_t n, int64_t c, int64_t h, int64_t w) {
+    for (int64_t in = 0; in < n; in++)
+        for (int64_t ic = 0; ic < c; ic++)
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t x = 0; x < w; x++)
+                    dst[(((in * (c / 8) + ic / 8) * h + y) * w + x) * 8 + ic % 8] =
+                        src[((in * c + ic) * h + y) * w + x];
+}
+static void from_blocked(float *dst, const float *src, int64_t n, int64_t c, int64_t h, int64_t w) {
+    for (int64_t in = 0; in < n; in++)
+        for (int64_t ic = 0; ic < c; ic++)
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t x = 0; x < w; x++)
+                    dst[((in * c + ic) * h + y) * w + x] =
+                        src[(((in * (c / 8) + ic / 8) * h + y) * w + x) * 8 + ic % 8];
+}
+
+static void check_below(const char *what, const char *cfg, double err) {
+    if (!(err < TOL)) {
+        print_error("%s [%s]: normalized error %.3g >= %.3g\n", what, cfg, err, TOL);
+        fail();
+    }
+}
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* Packs w and returns the packed buffer (malloc'ed). */
+static float *packed_of(const nc__conv_desc *d, const float *w) {
+    const size_t n = nc__gconv8_weight_floats(d);
+    float *p = tu_zeros(n);
+    nc__gconv8_pack_weights(d, p, w);
+    return p;
+}
+
+/* ------------------------------------------------------------------ checks */
+
+/* Forward with the four bias / residual / relu combinations. */
+static void check_forward(const gcase *g, int nt, uint64_t seed) {
+    char cfg[160];
+    cfg_str(cfg, sizeof cfg, g);
+    nc__conv_desc d = desc_of(g);
+    assert_true(nc__gconv8_supported(&d));
+    const size_t xn = (size_t)(d.n * d.c * d.h * d.w), yn = (size_t)(d.n * d.k * d.oh * d.ow);
+    const size_t wn = (size_t)(d.k * g->cpg * d.r * d.s);
+    float *x = tu_rand(xn, -1, 1, seed), *w = tu_rand(wn, -1, 1, seed + 1);
+    float *b = tu_rand((size_t)d.k, -1, 1, seed + 2), *res = tu_rand(yn, -1, 1, seed + 3);
+    float *xb = tu_zeros(xn), *resb = tu_zeros(yn), *yb = tu_zeros(yn), *y = tu_zeros(yn);
+    float *yref = tu_zeros(yn);
+    float *packed = packed_of(&d, w);
+    to_blocked(xb, x, d.n, d.c, d.h, d.w);
+    to_blocked(resb, res, d.n, d.k, d.oh, d.ow);
+    static const int combos[4][3] = {{0, 0, 0}, {1, 0, 1}, {1, 1, 1}, {0, 1, 0}}; /* bias, res, relu */
+    for (int ci = 0; ci < 4; ci++) {
+        const int use_b = combos[ci][0], use_r = combos[ci][1], relu = combos[ci][2];
+        nc__ref_conv2d_forward(1, &d, yref, x, w, use_b ? b : NULL);
+        for (size_t i = 0; i < yn; i++) {
+            float v = yref[i] + (use_r ? res[i] : 0.0f);
+            yref[i] = relu && v < 0 ? 0.0f : v;
+        }
+        for (size_t i = 0; i < yn; i++) yb[i] = NAN; /* y is overwritten */
+        nc__gconv8_forward(nt, &d, yb, xb, packed, use_b ? b : NULL, use_r ? resb : NULL, relu);
+        from_blocked(y, yb, d.n, d.k, d.oh, d.ow);
+        char what[64];
+        snprintf(what, sizeof what, "forward bias=%d res=%d relu=%d nt=%d", use_b, use_r, relu, nt);
+        assert_true(all_finite(y, yn));
+        check_below(what, cfg, tu_norm_err(y, yref, yn));
+    }
+    free(x), free(w), free(b), free(res), free(xb), free(resb), free(yb), free(y), free(yref), free(packed);
+}
+
+/* Backward data (accumulated onto random dx, then written over NaN) and backward
+ * weights (accumulated onto random dw, db; and without db). */
+static void check_backward(const gcase *g, int nt, uint64_t seed) {
+    char cfg[160];
+    cfg_str(cfg, sizeof cfg, g);
+    nc__conv_desc d = desc_of(g);
+    assert_true(nc__gconv8_supported(&d));
+    const size_t xn = (size_t)(d.n * d.c * d.h * d.w), yn = (size_t)(d.n * d.k * d.oh * d.ow);
+    const size_t wn = (size_t)(d.k * g->cpg * d.r * d.s), kn = (size_t)d.k;
+    float *x = tu_rand(xn, -1, 1, seed), *w = tu_rand(wn, -1, 1, seed + 1);
+    float *dy = tu_rand(yn, -1, 1, seed + 2), *dx0 = tu_rand(xn, -1, 1, seed + 3);
+    float *dw0 = tu_rand(wn, -1, 1, seed + 4), *db0 = tu_rand(kn, -1, 1, seed + 5);
+    float *xb = tu_zeros(xn), *dyb = tu_zeros(yn), *dxb = tu_zeros(xn), *dx = tu_zeros(xn);
+    float *dxref = tu_zeros(xn), *dwref = tu_zeros(wn), *dbref = tu_zeros(kn);
+    float *dw = tu_zeros(wn), *db = tu_zeros(kn), *dw2 = tu_zeros(wn), *db2 = tu_zeros(kn);
+    float *packed = packed_of(&d, w);
+    to_blocked(xb, x, d.n, d.c, d.h, d.w);
+    to_blocked(dyb, dy, d.n, d.k, d.oh, d.ow);
+
+    /* reference: dx += , dw += , db += */
+    memcpy(dxref, dx0, xn * sizeof(float));
+    memcpy(dwref, dw0, wn * sizeof(float));
+    memcpy(dbref, db0, kn * sizeof(float));
+    nc__ref_conv2d_backward(1, &d, dxref, dwref, dbref, dy, x, w);
+
+    /* backward data, accumulating */
+    to_blocked(dxb, dx0, d.n, d.c, d.h, d.w);
+    nc__gconv8_backward_data(nt, &d, dxb, dyb, packed, 0);
+    from_blocked(dx, dxb, d.n, d.c, d.h, d.w);
+    check_below("backward data overwrite=0", cfg, tu_norm_err(dx, dxref, xn));
+
+    /* backward data, overwriting NaN: equals the accumulated result minus dx0 */
+    for (size_t i = 0; i < xn; i++) dxb[i] = NAN;
+    nc__gconv8_backward_data(nt, &d, dxb, dyb, packed, 1);
+    from_blocked(dx, dxb, d.n, d.c, d.h, d.w);
+    assert_true(all_finite(dx, xn));
+    for (size_t i = 0; i < xn; i++) dxref[i] = 0.0f;
+    nc__ref_conv2d_backward(1, &d, dxref, dw2, NULL, dy, x, w); /* dw2: scratch */
+    check_below("backward data overwrite=1", cfg, tu_norm_err(dx, dxref, xn));
+
+    /* backward weights with db, accumulating */
+    memcpy(dw, dw0, wn * sizeof(float));
+    memcpy(db, db0, kn * sizeof(float));
+    nc__gconv8_backward_weights(nt, &d, dw, db, dyb, xb);
+    check_below("backward weights dw", cfg, tu_norm_err(dw, dwref, wn));
+    check_below("backward weights db", cfg, tu_norm_err(db, dbref, kn));
+
+    /* without db: the same dw, bit for bit (same thread count), db untouched */
+    memcpy(dw2, dw0, wn * sizeof(float));
+    nc__gconv8_backward_weights(nt, &d, dw2, NULL, dyb, xb);
+    assert_memory_equal(dw, dw2, wn * sizeof(float));
+
+    free(x), free(w), free(dy), free(dx0), free(dw0), free(db0), free(xb), free(dyb), free(dxb), free(dx);
+    free(dxref), free(dwref), free(dbref), free(dw), free(db), free(dw2), free(db2), free(packed);
+}
+
+static void check_all(const gcase *cases, size_t count, uint64_t seed) {
+    for (size_t i = 0; i < count; i++)
+        for (int nt = 1; nt <= 2; nt++) {
+            check_forward(&cases[i], nt, seed + 100 * i);
+            check_backward(&cases[i], nt, seed + 100 * i + 50);
+        }
+}
+
+#endif /* HAVE_ONEDNN */
+
+/* ------------------------------------------------------------------ cases */
+
+/* 3x3, pad 1, strides 1 and 2, odd sizes, batch 1 and 3, C = 16, 32, 128, cpg 4 and 2. */
+static void test_gconv_3x3_matches_ref(void **state) {
+    (void)state;
+    SKIP_WITHOUT_ONEDNN();
+#if HAVE_ONEDNN
+    static const gcase cases[] = {
+        /* n  c    h   w  cpg r  s sh sw ph pw dh dw */
+        {1, 16, 7, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1},   {3, 16, 7, 9, 2, 3, 3, 1, 1, 1, 1, 1, 1},
+        {3, 32, 7, 9, 4, 3, 3, 2, 2, 1, 1, 1, 1},   {1, 32, 9, 7, 2, 3, 3, 2, 2, 1, 1, 1, 1},
+        {1, 128, 12, 13, 4, 3, 3, 1, 1, 1, 1, 1, 1}, {3, 128, 9, 7, 4, 3, 3, 2, 2, 1, 1, 1, 1},
+        {1, 128, 7, 9, 2, 3, 3, 1, 1, 1, 1, 1, 1},  {2, 16, 20, 21, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+        {1, 16, 23, 22, 2, 3, 3, 2, 2, 1, 1, 1, 1},
+    };
+    check_all(cases, sizeof cases / sizeof cases[0], 1000);
+#endif
+}
+
+/* 1x1 (strides 1 and 2) and 5x5 with dilation 2. */
+static void test_gconv_1x1_and_dilated_5x5_match_ref(void **state) {
+    (void)state;
+    SKIP_WITHOUT_ONEDNN();
+#if HAVE_ONEDNN
+    static const gcase cases[] = {
+        /* n  c    h   w  cpg r  s sh sw ph pw dh dw */
+        {2, 16, 7, 9, 4, 1, 1, 1, 1, 0, 0, 1, 1},  {3, 32, 7, 9, 2, 1, 1, 2, 2, 0, 0, 1, 1},
+        {1, 16, 7, 9, 4, 5, 5, 1, 1, 4, 4, 2, 2},  {3, 32, 9, 7, 2, 5, 5, 1, 1, 4, 4, 2, 2},
+        {1, 128, 11, 10, 4, 5, 5, 2, 2, 2, 2, 2, 2}, {2, 16, 13, 17, 2, 5, 5, 2, 2, 3, 3, 2, 2},
+    };
+    check_all(cases, sizeof cases / sizeof cases[0], 2000);
+#endif
+}
+
+/* Shapes off the beaten path: non-square kernels, strides and dilations differing by
+ * axis (also wide rows, so 3-wide kernels at strides 1 and 2 meet interior blocks), padding wider than the kernel reach (rows with no tap), input narrower than
+ * the kernel, stride larger than the kernel, and C = 8 (one channel block, so
+ * backward weights splits the rows of a block between threads). */
+static void test_gconv_odd_shapes_match_ref(void **state) {
+    (void)state;
+    SKIP_WITHOUT_ONEDNN();
+#if HAVE_ONEDNN
+    static const gcase cases[] = {
+        /* n  c   h   w  cpg r  s sh sw ph pw dh dw */
+        {2, 16, 9, 11, 2, 3, 5, 1, 2, 1, 0, 2, 1}, {1, 24, 8, 6, 4, 1, 3, 3, 1, 0, 2, 1, 3},
+        {1, 16, 5, 6, 4, 3, 3, 1, 1, 3, 4, 1, 1},  {2, 8, 2, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+        {3, 8, 7, 9, 2, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 16, 10, 10, 4, 2, 2, 3, 3, 0, 0, 1, 1},
+        {1, 8, 1, 1, 2, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 16, 5, 40, 4, 3, 3, 2, 2, 1, 1, 1, 1},
+        {2, 16, 9, 20, 4, 3, 3, 1, 1, 2, 1, 2, 1}, {1, 16, 6, 37, 2, 3, 3, 1, 2, 1, 0, 1, 1},
+    };
+    check_all(cases, sizeof cases / sizeof cases[0], 3000);
+#endif
+}
+
+/* A kernel with more taps than the per-thread partial sums hold at once (13x13 = 169
+ * taps > 128 for cpg 4): backward weights makes several passes. */
+static void test_gconv_large_kernel_matches_ref(void **state) {
+    (void)state;
+    SKIP_WITHOUT_ONEDNN();
+#if HAVE_ONEDNN
+    static const gcase cases[] = {
+        /* n  c   h   w  cpg r   s  sh sw ph pw dh dw */
+        {2, 8, 15, 15, 4, 13, 13, 1, 1, 6, 6, 1, 1}, {1, 16, 17, 16, 2, 17, 17, 1, 1, 8, 8, 1, 1},
+    };
+    check_all(cases, sizeof cases / sizeof cases[0], 4000);
+#endif
+}
+
+/* Backward weights with more threads than channel blocks splits a block's rows; the
+ * result depends only on the thread count: equal bit for bit when repeated, and
+ * matching the reference for 3 and 4 threads. */
+static void test_gconv_backward_weights_split_rows_deterministic(void **state) {
+    (void)state;
+    SKIP_WITHOUT_ONEDNN();
+#if HAVE_ONEDNN
+    static const gcase g = {3, 8, 11, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+    nc__conv_desc d = desc_of(&g);
+    const size_t xn = (size_t)(d.n * d.c * d.h * d.w), yn = (size_t)(d.n * d.k * d.oh * d.ow);
+    const size_t wn = (size_t)(d.k * g.cpg * d.r * d.s);
+    float *x = tu_rand(xn, -1, 1, 51), *dy = tu_rand(yn, -1, 1, 52), *w = tu_zeros(wn);
+    float *xb = tu_zeros(xn), *dyb = tu_zeros(yn);
+    float *ref = tu_zeros(wn), *dbref = tu_zeros((size_t)d.k);
+    float *a = tu_zeros(wn), *b = tu_zeros(wn), *dba = tu_zeros((size_t)d.k), *dbb = tu_zeros((size_t)d.k);
+    to_blocked(xb, x, d.n, d.c, d.h, d.w);
+    to_blocked(dyb, dy, d.n, d.k, d.oh, d.ow);
+    nc__ref_conv2d_backward(1, &d, NULL, ref, dbref, dy, x, w);
+    for (int nt = 3; nt <= 4; nt++) {
+        memset(a, 0, wn * sizeof(float));
+        memset(b, 0, wn * sizeof(float));
+        memset(dba, 0, (size_t)d.k * sizeof(float));
+        memset(dbb, 0, (size_t)d.k * sizeof(float));
+        nc__gconv8_backward_weights(nt, &d, a, dba, dyb, xb);
+        nc__gconv8_backward_weights(nt, &d, b, dbb, dyb, xb);
+        assert_memory_equal(a, b, wn * sizeof(float));
+        assert_memory_equal(dba, dbb, (size_t)d.k * sizeof(float));
+        check_below("backward weights split rows dw", "C8 nt>blocks", tu_norm_err(a, ref, wn));
+        check_below("backward weights split rows db", "C8 nt>blocks", tu_norm_err(dba, dbref, (size_t)d.k));
+    }
+    free(x), free(dy), free(w), free(xb), free(dyb), free(ref), free(dbref), free(a), free(b), free(dba),
+        free(dbb);
+#endif
+}
+
+/* Packing against hand-worked lanes: C = 8, cpg 4 (groups {0..3}, {4..7}), 1x1,
+ * w[k][i] = 10 k + i. Forward rotation t, lane j: w[j][(j%4 + t)%4]; backward
+ * rotation t, lane j: w[b + (j%4 + t)%4][j%4] with b = j - j%4. */
+static void test_gconv_pack_weights_layout(void **state) {
+    (void)state;
+    SKIP_WITHOUT_ONEDNN();
+#if HAVE_ONEDNN
+    static const gcase g = {1, 8, 1, 1, 4, 1, 1, 1, 1, 0, 0, 1, 1};
+    nc__conv_desc d = desc_of(&g);
+    assert_int_equal(nc__gconv8_weight_floats(&d), 2 * 8 * 4);
+    float w[32]; // (K=8, C/G=4, 1, 1)
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < 4; i++) w[k * 4 + i] = (float)(10 * k + i);
+    float p[64];
+    nc__gconv8_pack_weights(&d, p, w);
+    /* t = 1: forward lanes w[0][1] w[1][2] w[2][3] w[3][0] | w[4][1] w[5][2] w[6][3] w[7][0] */
+    static const float fwd1[8] = {1, 12, 23, 30, 41, 52, 63, 70};
+    /* t = 1: backward lanes w[1][0] w[2][1] w[3][2] w[0][3] | w[5][0] w[6][1] w[7][2] w[4][3] */
+    static const float bwd1[8] = {10, 21, 32, 3, 50, 61, 72, 43};
+    static const float fwd0[8] = {0, 11, 22, 33, 40, 51, 62, 73};
+    assert_memory_equal(p + 0, fwd0, sizeof fwd0);
+    assert_memory_equal(p + 8, fwd1, sizeof fwd1);
+    assert_memory_equal(p + 32, fwd0, sizeof fwd0); /* bwd t = 0 is the diagonal too */
+    assert_memory_equal(p + 40, bwd1, sizeof bwd1);
+#endif
+}
+
+/* What the kernels must refuse, so callers fall back on oneDNN. */
+static void test_gconv_supported_rejects(void **state) {
+    (void)state;
+    SKIP_WITHOUT_ONEDNN();
+#if HAVE_ONEDNN
+    static const gcase ok4 = {1, 16, 7, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+    static const gcase ok2 = {1, 16, 7, 9, 2, 3, 3, 1, 1, 1, 1, 1, 1};
+    nc__conv_desc d = desc_of(&ok4);
+    const int cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    assert_int_equal(nc__gconv8_supported(&d), cpu);
+    d = desc_of(&ok2);
+    assert_int_equal(nc__gconv8_supported(&d), cpu);
+    if (!cpu) skip();
+
+    assert_false(nc__gconv8_supported(NULL));
+    d = desc_of(&ok4), d.c = d.k = 12, d.groups = 3; /* C % 8 != 0 (cpg 4) */
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.c = d.k = 20, d.groups = 10; /* C % 8 != 0 (cpg 2) */
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.groups = 2; /* cpg 8 */
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.groups = 16; /* depthwise, cpg 1 */
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.groups = 1; /* dense */
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.k = 32; /* C != K */
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.groups = 0;
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.stride_h = 0;
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.dil_w = 0;
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.pad_h = -1;
+    assert_false(nc__gconv8_supported(&d));
+    d = desc_of(&ok4), d.oh = 0;
+    assert_false(nc__gconv8_supported(&d));
+#endif
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gconv_3x3_matches_ref),
+        cmocka_unit_test(test_gconv_1x1_and_dilated_5x5_match_ref),
+        cmocka_unit_test(test_gconv_odd_shapes_match_ref),
+        cmocka_unit_test(test_gconv_large_kernel_matches_ref),
+        cmocka_unit_test(test_gconv_backward_weights_split_rows_deterministic),
+        cmocka_unit_test(test_gconv_pack_weights_layout),
+        cmocka_unit_test(test_gconv_supported_rejects),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
