@@ -215,6 +215,26 @@ static void test_conv_matches_ref(void **state) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(*state, &cases[i], 100 + 10 * i);
 }
 
+/* y = [relu](bn(conv(x)) + res) by the ref backend's ops one by one; t scratch of y's size. */
+static void fused_by_ref(pair *p, nc__conv_desc *d, void **cr, void **cbr, float *y, float *t, const float *x,
+                         const float *w, const float *b, const nc__bn_params *bn, const float *res, int relu) {
+    const nc__backend *rb = p->ref->backend;
+    void *rs = p->ref->backend_state;
+    const size_t ny = (size_t)(d->n * d->k * d->oh * d->ow);
+    void **saved = d->cache;
+    d->cache = cr;
+    assert_int_equal(rb->conv2d_forward(rs, d, t, x, w, b), NC_OK);
+    d->cache = saved;
+    if (bn) {
+        nc__bn_desc bd = {d->n, d->k, d->oh * d->ow, bn->eps, 0.1f, cbr, 4, 0};
+        assert_int_equal(rb->batchnorm_forward_infer(rs, &bd, y, t, bn->gamma, bn->beta, bn->mean, bn->var), NC_OK);
+    } else {
+        memcpy(y, t, ny * sizeof(float));
+    }
+    if (res) assert_int_equal(rb->add_forward(rs, ny, y, y, res), NC_OK);
+    if (relu) assert_int_equal(rb->relu_forward(rs, ny, y, y), NC_OK);
+}
+
 /* Fused inference convolution (batch norm folded, residual sum, ReLU) against the
  * ref ops one by one. */
 static void run_fused_case(pair *p, const conv_case *cc, int with_bn, int with_res, int relu, uint64_t seed) {
@@ -236,35 +256,17 @@ static void run_fused_case(pair *p, const conv_case *cc, int with_bn, int with_r
     float *beta = tu_rand(K, -1, 1, seed + 5), *mean = tu_rand(K, -1, 1, seed + 6), *var = tu_rand(K, 0.2f, 2, seed + 7);
     float *y_ref = tu_zeros(ny), *t = tu_zeros(ny);
     float *x_dn = act_in(p, x, xs), *res_dn = act_in(p, res, ys), *y_dn = act_nan(p, ys);
-    const nc__backend *rb = p->ref->backend;
-    void *rs = p->ref->backend_state;
-    d.cache = &cr;
-    assert_int_equal(rb->conv2d_forward(rs, &d, t, x, w, cc->bias ? b : NULL), NC_OK);
-    if (with_bn) {
-        nc__bn_desc bd = {d.n, d.k, d.oh * d.ow, 1e-5f, 0.1f, &cbr, 4, 0};
-        assert_int_equal(rb->batchnorm_forward_infer(rs, &bd, y_ref, t, gamma, beta, mean, var), NC_OK);
-    } else {
-        memcpy(y_ref, t, ny * sizeof(float));
-    }
-    if (with_res) assert_int_equal(rb->add_forward(rs, ny, y_ref, y_ref, res), NC_OK);
-    if (relu) assert_int_equal(rb->relu_forward(rs, ny, y_ref, y_ref), NC_OK);
     const nc__bn_params bn = {gamma, beta, mean, var, 1e-5f};
+    fused_by_ref(p, &d, &cr, &cbr, y_ref, t, x, w, cc->bias ? b : NULL, with_bn ? &bn : NULL, with_res ? res : NULL,
+                 relu);
     d.cache = &cd;
     for (int rep = 0; rep < 3; rep++) { /* cached folded weights; then new parameters (version) */
         if (rep == 2) { /* changed gamma and weights under a new version: refolded */
             for (size_t k = 0; k < K; k++) gamma[k] *= 0.5f;
             for (size_t i = 0; i < nw; i++) w[i] = -w[i];
             d.wversion++;
-            d.cache = &cr;
-            assert_int_equal(rb->conv2d_forward(rs, &d, t, x, w, cc->bias ? b : NULL), NC_OK);
-            if (with_bn) {
-                nc__bn_desc bd = {d.n, d.k, d.oh * d.ow, 1e-5f, 0.1f, &cbr, 4, 0};
-                assert_int_equal(rb->batchnorm_forward_infer(rs, &bd, y_ref, t, gamma, beta, mean, var), NC_OK);
-            } else {
-                memcpy(y_ref, t, ny * sizeof(float));
-            }
-            if (with_res) assert_int_equal(rb->add_forward(rs, ny, y_ref, y_ref, res), NC_OK);
-            if (relu) assert_int_equal(rb->relu_forward(rs, ny, y_ref, y_ref), NC_OK);
+            fused_by_ref(p, &d, &cr, &cbr, y_ref, t, x, w, cc->bias ? b : NULL, with_bn ? &bn : NULL,
+                         with_res ? res : NULL, relu);
             d.cache = &cd;
         }
         nc_status st = p->dn->backend->conv2d_fused_infer(p->dn->backend_state, &d, with_bn ? &bn : NULL, y_dn, x_dn,

@@ -96,6 +96,18 @@ NC__AVX2_INLINE __m256 madd_group(__m256 acc, __m256 v, const __m256 *w, int cpg
 
 /* ------------------------------------------------------------------ forward */
 
+/* The epilogue of NB output pixels from ow0: + residual, ReLU, store. */
+NC__AVX2_INLINE void store_px(float *yr, const __m256 *acc, const float *rr, int relu, int64_t ow0, const int NB) {
+    const __m256 zero = _mm256_setzero_ps();
+    NC__UNROLL(8)
+    for (int p = 0; p < NB; p++) {
+        __m256 v = acc[p];
+        if (rr) v = _mm256_add_ps(v, _mm256_loadu_ps(rr + (size_t)((ow0 + p) * 8)));
+        if (relu) v = _mm256_max_ps(v, zero);
+        _mm256_storeu_ps(yr + (size_t)((ow0 + p) * 8), v);
+    }
+}
+
 /* Output pixels ow0 .. ow0+NB-1 of row oh in block cb. xb: x's block (H, W, 8);
  * wb: fwd weights of the block (R, S, cpg, 8); yr, rr: y and residual rows (OW, 8). */
 NC__AVX2_INLINE void fwd_px(const nc__conv_desc *d, float *yr, const float *xb, const float *wb,
@@ -131,14 +143,7 @@ NC__AVX2_INLINE void fwd_px(const nc__conv_desc *d, float *yr, const float *xb, 
             }
         }
     }
-    const __m256 zero = _mm256_setzero_ps();
-    NC__UNROLL(8)
-    for (int p = 0; p < NB; p++) {
-        __m256 v = acc[p];
-        if (rr) v = _mm256_add_ps(v, _mm256_loadu_ps(rr + (size_t)((ow0 + p) * 8)));
-        if (relu) v = _mm256_max_ps(v, zero);
-        _mm256_storeu_ps(yr + (size_t)((ow0 + p) * 8), v);
-    }
+    store_px(yr, acc, rr, relu, ow0, NB);
 }
 
 /* fwd_px for 8 pixels of a kernel with S = 3 taps along W, stride SW, dilation 1:
@@ -191,14 +196,7 @@ NC__AVX2_INLINE void fwd_px8_s3(const nc__conv_desc *d, float *yr, const float *
     }
 #undef NC__ACC_FMA
     const __m256 acc[NB] = {a0, a1, a2, a3, a4, a5, a6, a7};
-    const __m256 zero = _mm256_setzero_ps();
-    NC__UNROLL(8)
-    for (int p = 0; p < NB; p++) {
-        __m256 v = acc[p];
-        if (rr) v = _mm256_add_ps(v, _mm256_loadu_ps(rr + (size_t)((ow0 + p) * 8)));
-        if (relu) v = _mm256_max_ps(v, zero);
-        _mm256_storeu_ps(yr + (size_t)((ow0 + p) * 8), v);
-    }
+    store_px(yr, acc, rr, relu, ow0, NB);
 }
 
 NC__AVX2_INLINE void fwd_row(const nc__conv_desc *d, float *yr, const float *xb, const float *wb,

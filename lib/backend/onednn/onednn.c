@@ -428,26 +428,24 @@ static size_t dn_value_floats(void *state, const nc__shape *shape) {
     return nc__dnnl_act_floats(S(state), shape->ndim, shape->d);
 }
 
-static nc_status dn_value_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
-    dn_state *s = state;
+/* Host NCHW f32 <-> the activation layout (to_act: upload, else download). */
+static nc_status value_transfer(dn_state *s, const nc__shape *shape, const void *src, void *dst, int to_act) {
     nc_status st;
     dnnl_memory_desc_t plain, act;
-    NC_CHECK(nc__dnnl_md(s, &plain, shape->ndim, shape->d, "upload"));
-    NC_CHECK(nc__dnnl_act_md(s, &act, shape->ndim, shape->d, "upload"));
-    NC_CHECK(nc__dnnl_reorder_once(s, &plain, src, &act, dst));
+    const char *what = to_act ? "upload" : "download";
+    NC_CHECK(nc__dnnl_md(s, &plain, shape->ndim, shape->d, what));
+    NC_CHECK(nc__dnnl_act_md(s, &act, shape->ndim, shape->d, what));
+    NC_CHECK(to_act ? nc__dnnl_reorder_once(s, &plain, src, &act, dst) : nc__dnnl_reorder_once(s, &act, src, &plain, dst));
 fail:
     return st;
 }
 
+static nc_status dn_value_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
+    return value_transfer(state, shape, src, dst, 1);
+}
+
 static nc_status dn_value_download(void *state, float *dst, const void *src, const nc__shape *shape) {
-    dn_state *s = state;
-    nc_status st;
-    dnnl_memory_desc_t plain, act;
-    NC_CHECK(nc__dnnl_md(s, &plain, shape->ndim, shape->d, "download"));
-    NC_CHECK(nc__dnnl_act_md(s, &act, shape->ndim, shape->d, "download"));
-    NC_CHECK(nc__dnnl_reorder_once(s, &act, src, &plain, dst));
-fail:
-    return st;
+    return value_transfer(state, shape, src, dst, 0);
 }
 
 static nc_status dn_fill(void *state, void *dst, float value, size_t count) {
