@@ -176,7 +176,10 @@ def torch_layers(spec):
             model = torch.nn.Sequential(torch.nn.ReLU(), conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
             fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
             model = model.to(memory_format=fmt)
-            x = torch.randn(n, L["in_c"], L["in_h"], L["in_w"])
+            # requires_grad: autograd then computes the convolution's input gradient,
+            # as inside a network and as nc-bench's ReLU -> conv does (without it
+            # PyTorch would skip the backward-data convolution)
+            x = torch.randn(n, L["in_c"], L["in_h"], L["in_w"], requires_grad=True)
             y = torch.arange(n) % L["out_c"]
             opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
             model.eval()
@@ -187,6 +190,7 @@ def torch_layers(spec):
 
             def train():
                 opt.zero_grad(set_to_none=True)
+                x.grad = None
                 F.cross_entropy(model(x.contiguous(memory_format=fmt)), y).backward()
                 opt.step()
             tf = time_steps(fwd, spec["warmup"], spec["runs"])
