@@ -211,6 +211,12 @@ static void test_conv_matches_ref(void **state) {
         {4, 128, 8, 8, 128, 3, 3, 1, 2, 2, 1, 1, 1, 1, 0}, /* bottleneck 3x3 s2, wide */
         {4, 1024, 4, 4, 256, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0}, /* resnet50 layer3 1x1 at 64x64 */
         {4, 2048, 2, 2, 512, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0}, /* resnet50 layer4 1x1 at 64x64 */
+        {2, 128, 9, 9, 128, 3, 3, 32, 1, 1, 1, 1, 1, 1, 0}, /* resnext stage 1: 4 per group (grouped.c) */
+        {2, 128, 9, 9, 128, 3, 3, 32, 2, 2, 1, 1, 1, 1, 0}, /* the same, stride 2 */
+        {2, 64, 7, 7, 64, 3, 3, 32, 1, 1, 1, 1, 1, 1, 1}, /* 2 per group, bias (grouped.c) */
+        {2, 1024, 8, 8, 1024, 3, 3, 32, 2, 2, 1, 1, 1, 1, 0}, /* resnext50 layer4.0.conv2 at 32x32 */
+        {2, 256, 7, 7, 256, 3, 3, 32, 1, 1, 1, 1, 1, 1, 0}, /* 8 per group (resnext101 32x8d stage 1) */
+        {2, 512, 8, 8, 512, 3, 3, 32, 2, 2, 1, 1, 1, 1, 0}, /* 16 per group, stride 2 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(*state, &cases[i], 100 + 10 * i);
 }
@@ -666,6 +672,14 @@ static void test_models_match_ref(void **state) {
         {"simple_cnn batch 1", "simple_cnn", 1, 1, 28, 28, 10, 1, 0, 0, 0},
         {"resnet18 4ch 2 heads", "resnet18", 3, 4, 24, 24, 6, 2, 1, 0, 0},
         {"resnet18 stem", "resnet18", 2, 3, 64, 64, 10, 1, 0, 0, 0},
+        {"vgg11 (no BN) small", "vgg11", 2, 3, 32, 32, 10, 1, 1, 0, 0}, /* conv+ReLU chains */
+        /* The real ResNeXt-50 (4..32 channels per group; our grouped kernels in stage
+         * 1). At batch 2 its one-step update is chaotic in the max norm: ref against
+         * ref with the input scaled by 1 + 1e-7 changes layer4.1.conv2's update by 6 %
+         * (1e-6: 1.5 %, 1e-5: 6 %; measured with a throw-away program), so the update
+         * bound is loose; logits, loss and gradient norm stay tight. (ResNeXt-101
+         * 32x8d takes 20 s here and is left to the op tests: 8..64 per group.) */
+        {"resnext50_32x4d small", "resnext50_32x4d", 2, 3, 64, 64, 10, 1, 1, 0, 0.3},
         /* resnet50 at 64x64 trains on 2x2 maps in its last stage: one step is ill-
          * conditioned there. Measured: ref against ref with the input perturbed by
          * 1e-6 (relative) already changes layer3.0's update by 3.5%, so the bound on

@@ -196,7 +196,10 @@ typedef struct nc__backend {
     nc_status (*sum_squares)(void *state, size_t count, const void *x, double *out);
     /* x[i] *= alpha (gradient clipping). */
     nc_status (*scale)(void *state, size_t count, void *x, float alpha);
-    /* y[i] = a * y[i] + b * x[i] (weight averages); a = 0, b = 1 is a copy. */
+    /* y[i] = a * y[i] + b * x[i] (weight averages). a = 0 must not read y (y may hold
+     * NaN garbage): with b = 1 it is the exact copy the executor uses for an ADD's
+     * first-written input gradient, so it also runs on activation gradients
+     * (value_floats elements). */
     nc_status (*axpby)(void *state, size_t count, void *y, float a, const void *x, float b);
 } nc__backend;
 
