@@ -21,14 +21,6 @@
 
 #define TOL 1e-5 /* normalized error, one op in f32 */
 
-#define SKIP_WITHOUT_ONEDNN()                                                     \
-    do {                                                                          \
-        if (!HAVE_ONEDNN) {                                                       \
-            print_message("oneDNN backend not built in (meson -Donednn): skipped\n"); \
-            skip();                                                               \
-        }                                                                         \
-    } while (0)
-
 #if HAVE_ONEDNN
 
 /* ------------------------------------------------------------------ helpers */

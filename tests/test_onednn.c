@@ -52,14 +52,6 @@ static int pair_teardown(void **state) {
     return 0;
 }
 
-#define SKIP_WITHOUT_ONEDNN()                                                     \
-    do {                                                                          \
-        if (!HAVE_ONEDNN) {                                                       \
-            print_message("oneDNN backend not built in (meson -Donednn): skipped\n"); \
-            skip();                                                               \
-        }                                                                         \
-    } while (0)
-
 static void check_below(const char *what, const char *cfg, double err, double tol) {
     if (!(err < tol)) {
         print_error("%s [%s]: normalized error %.3g >= %.3g\n", what, cfg, err, tol);

@@ -68,4 +68,14 @@ typedef double (*tu_loss_fn)(void *user);
 double tu_grad_check(float *x, const float *grad, size_t n, tu_loss_fn loss, void *user, float eps,
                      int probes);
 
+/* Skips a cmocka test when the build has no oneDNN backend (the test file includes
+ * nc_config.h for HAVE_ONEDNN). */
+#define SKIP_WITHOUT_ONEDNN()                                                     \
+    do {                                                                          \
+        if (!HAVE_ONEDNN) {                                                       \
+            print_message("oneDNN backend not built in (meson -Donednn): skipped\n"); \
+            skip();                                                               \
+        }                                                                         \
+    } while (0)
+
 #endif
