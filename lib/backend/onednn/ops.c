@@ -267,7 +267,7 @@ fail:
 
 /* Where a backward primitive writes a gradient of activation layout `act` that must
  * end in dx: dx itself when it is written here first and the layouts agree, else
- * scratch `slot` (then conv_grad_out finishes). */
+ * scratch (then grad_finish reorders and adds it). */
 static nc_status grad_buffer(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *prim,
                              const dnnl_memory_desc_t *act, void *dx, int overwrite, void **out) {
     nc_status st;
