@@ -335,31 +335,26 @@ static void run_bn_case(pair *p, int64_t n, int64_t c, int64_t hw, int relu, uin
     float *dx_dn = act_in(p, dx_ref, xs), *dg_dn = copy_of(dg_ref, C), *db_dn = copy_of(db_ref, C);
     float *dz = tu_zeros(nx); /* ref: the ReLU's backward into the BN output's gradient */
     if (relu) assert_int_equal(rb->relu_backward(rs, nx, dz, dy, y_ref), NC_OK);
-    d.cache = &cr;
-    assert_int_equal(rb->batchnorm_backward(rs, &d, dx_ref, dg_ref, db_ref, relu ? dz : dy, x, gamma, sm_ref, si_ref),
-                     NC_OK);
-    d.cache = &cd;
-    st = relu ? db->batchnorm_relu_backward(ds, &d, dx_dn, dg_dn, db_dn, dy_dn, y_dn, x_dn, gamma, sm_dn, si_dn)
-              : db->batchnorm_backward(ds, &d, dx_dn, dg_dn, db_dn, dy_dn, x_dn, gamma, sm_dn, si_dn);
-    if (st != NC_OK) print_error("%s\n", nc_context_last_error(p->dn));
-    assert_int_equal(st, NC_OK);
-    check_act(p, "bn backward dx", cfg, dx_dn, xs, dx_ref, 1e-4);
-    check_below("bn backward dgamma", cfg, tu_norm_err(dg_dn, dg_ref, C), 1e-4);
-    check_below("bn backward dbeta", cfg, tu_norm_err(db_dn, db_ref, C), TOL_OP);
-
-    /* dx written first (overwrite) */
-    d.overwrite = 1;
+    /* accumulating onto dx, then dx written first (overwrite) into NaN */
     float *dx_ow = act_nan(p, xs);
-    for (size_t i = 0; i < nx; i++) dx_ref[i] = NAN;
-    d.cache = &cr;
-    assert_int_equal(rb->batchnorm_backward(rs, &d, dx_ref, dg_ref, db_ref, relu ? dz : dy, x, gamma, sm_ref, si_ref),
-                     NC_OK);
-    d.cache = &cd;
-    st = relu ? db->batchnorm_relu_backward(ds, &d, dx_ow, dg_dn, db_dn, dy_dn, y_dn, x_dn, gamma, sm_dn, si_dn)
-              : db->batchnorm_backward(ds, &d, dx_ow, dg_dn, db_dn, dy_dn, x_dn, gamma, sm_dn, si_dn);
-    assert_int_equal(st, NC_OK);
-    check_all_finite("bn backward dx (overwrite)", cfg, dx_ow, nc__value_floats(p->dn, &xs));
-    check_act(p, "bn backward dx (overwrite)", cfg, dx_ow, xs, dx_ref, 1e-4);
+    for (int overwrite = 0; overwrite <= 1; overwrite++) {
+        float *dx = overwrite ? dx_ow : dx_dn;
+        if (overwrite)
+            for (size_t i = 0; i < nx; i++) dx_ref[i] = NAN;
+        d.overwrite = overwrite;
+        d.cache = &cr;
+        assert_int_equal(rb->batchnorm_backward(rs, &d, dx_ref, dg_ref, db_ref, relu ? dz : dy, x, gamma, sm_ref,
+                                                si_ref), NC_OK);
+        d.cache = &cd;
+        st = relu ? db->batchnorm_relu_backward(ds, &d, dx, dg_dn, db_dn, dy_dn, y_dn, x_dn, gamma, sm_dn, si_dn)
+                  : db->batchnorm_backward(ds, &d, dx, dg_dn, db_dn, dy_dn, x_dn, gamma, sm_dn, si_dn);
+        if (st != NC_OK) print_error("%s\n", nc_context_last_error(p->dn));
+        assert_int_equal(st, NC_OK);
+        if (overwrite) check_all_finite("bn backward dx (overwrite)", cfg, dx, nc__value_floats(p->dn, &xs));
+        check_act(p, overwrite ? "bn backward dx (overwrite)" : "bn backward dx", cfg, dx, xs, dx_ref, 1e-4);
+        check_below("bn backward dgamma", cfg, tu_norm_err(dg_dn, dg_ref, C), 1e-4);
+        check_below("bn backward dbeta", cfg, tu_norm_err(db_dn, db_ref, C), TOL_OP);
+    }
     d.overwrite = 0;
 
     if (!relu) {

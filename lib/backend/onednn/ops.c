@@ -105,44 +105,37 @@ fail:
     return st;
 }
 
-/* Plain weights w (already folded where fused) in the forward primitive's layout,
- * kept in c->wbuf: remade when the parameters changed since (d->wversion, buffer). */
-static nc_status conv_weights(dn_state *s, dn_cache *c, const nc__conv_desc *d, const conv_mds *m,
-                              const void *w, const void *wsrc, int force, void **out) {
-    nc_status st = NC_OK;
-    const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
-    if (!force && c->wready && c->wver == d->wversion && c->wsrc == wsrc) {
-        *out = c->wbuf;
-        return NC_OK;
-    }
-    c->wready = 0;
-    NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(wei)));
-    NC_CHECK(nc__dnnl_reorder_once(s, &m->wei, w, wei, c->wbuf));
-    c->wready = 1;
-    c->wver = d->wversion;
-    c->wsrc = wsrc;
-    *out = c->wbuf;
-fail:
-    return st;
-}
-
 /* Narrow grouped convolutions (2 or 4 channels per group) run our own kernels
  * (grouped.c) on the nChw8c layout instead of oneDNN's im2col + GEMM. */
 static int use_gconv(const dn_state *s, const nc__conv_desc *d) {
     return s->block == 8 && !s->bf16 && nc__gconv8_supported(d);
 }
 
-/* Weights w packed for grouped.c, cached like conv_weights. */
-static nc_status gconv_weights(dn_state *s, dn_cache *c, const nc__conv_desc *d, const void *w, const void *wsrc,
-                               int force, void **out) {
+/* 1 when c->wbuf holds the weights of parameter buffer wsrc at version d->wversion. */
+static int weights_current(const dn_cache *c, const nc__conv_desc *d, const void *wsrc) {
+    return c->wready && c->wver == d->wversion && c->wsrc == wsrc;
+}
+
+/* Plain weights w (already folded where fused) prepared for the kernel that runs the
+ * convolution: packed for grouped.c, else in the forward primitive's layout. Kept in
+ * c->wbuf and remade when the parameters changed since (d->wversion, buffer wsrc) or
+ * when `force`d. */
+static nc_status conv_weights(dn_state *s, dn_cache *c, const nc__conv_desc *d, const conv_mds *m,
+                              const void *w, const void *wsrc, int force, void **out) {
     nc_status st = NC_OK;
-    if (!force && c->wready && c->wver == d->wversion && c->wsrc == wsrc) {
+    if (!force && weights_current(c, d, wsrc)) {
         *out = c->wbuf;
         return NC_OK;
     }
     c->wready = 0;
-    NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, nc__gconv8_weight_floats(d) * sizeof(float)));
-    nc__gconv8_pack_weights(d, c->wbuf, w);
+    if (use_gconv(s, d)) {
+        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, nc__gconv8_weight_floats(d) * sizeof(float)));
+        nc__gconv8_pack_weights(d, c->wbuf, w);
+    } else {
+        const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
+        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(wei)));
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->wei, w, wei, c->wbuf));
+    }
     c->wready = 1;
     c->wver = d->wversion;
     c->wsrc = wsrc;
@@ -160,7 +153,7 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
     void *bx, *bw, *by;
     NC_CHECK(conv_prepare(s, d, OP_CONV, b != NULL, &c, &m));
     if (use_gconv(s, d)) {
-        NC_CHECK(gconv_weights(s, c, d, w, w, 0, &bw));
+        NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
         nc__gconv8_forward(s->nt, d, y, x, bw, b, NULL, 0);
         return NC_OK;
     }
@@ -233,7 +226,7 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
     const void *bias = b;
     if (bn) {
         const size_t K = (size_t)d->k, per = (size_t)(d->c / d->groups * d->r * d->s);
-        if (!(c->wready && c->wver == d->wversion && c->wsrc == w)) {
+        if (!weights_current(c, d, w)) {
             float *fw;
             NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, K * per * sizeof(float), (void **)&fw));
             if (!c->bbuf) {
@@ -249,17 +242,15 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
                 for (size_t i = 0; i < per; i++) fw[k * per + i] = (float)((double)wf[k * per + i] * scale);
                 c->bbuf[k] = (float)(((bf ? (double)bf[k] : 0.0) - (double)mu[k]) * scale + (double)be[k]);
             }
-            NC_CHECK(own ? gconv_weights(s, c, d, fw, w, 1, &bw) : conv_weights(s, c, d, &m, fw, w, 1, &bw));
+            NC_CHECK(conv_weights(s, c, d, &m, fw, w, 1, &bw));
         }
         bias = c->bbuf;
     }
-    if (own) {
-        NC_CHECK(gconv_weights(s, c, d, w, w, 0, &bw));
+    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw)); /* with bn: the folded copy just made or cached */
+    if (own)
         nc__gconv8_forward(s->nt, d, y, x, bw, bias, residual, relu);
-    } else {
-        NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
+    else
         NC_CHECK(fused_exec(s, c, &m, y, x, bw, bias, residual));
-    }
 fail:
     if (post) dnnl_post_ops_destroy(post);
     return st;
@@ -303,7 +294,7 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
             if (c->wready && c->wsrc == w)
                 bw = c->wbuf;
             else
-                NC_CHECK(gconv_weights(s, c, d, w, w, 1, &bw));
+                NC_CHECK(conv_weights(s, c, d, &m, w, w, 1, &bw));
             nc__gconv8_backward_data(s->nt, d, dx, dy, bw, d->overwrite);
         }
         if (dw || db) {
