@@ -102,6 +102,18 @@ typedef enum nc_backend_kind {
     NC_BACKEND_CUDA = 3    /* cuDNN + own CUDA kernels (build option `cudnn`) */
 } nc_backend_kind;
 
+/** Precision policy of a context (docs/backends.md, "Dtype policy", op by op). */
+typedef enum nc_precision {
+    NC_PRECISION_FP32 = 0,      /* f32 storage and arithmetic everywhere (default) */
+    NC_PRECISION_BF16 = 1,      /* bf16 mixed precision with PyTorch autocast's rules:
+                                   activations stored in bf16, convolutions and linear
+                                   layers on bf16 copies of the weights; batch-norm
+                                   statistics, softmax, loss, gradients of parameters and
+                                   the optimizer in f32 on f32 master weights */
+    NC_PRECISION_BF16_MATH = 2  /* f32 storage, convolutions and linear layers computed in
+                                   bf16 (oneDNN's math mode; what `bf16 = 1` selects) */
+} nc_precision;
+
 /** Allocator hooks: every host allocation the library keeps goes through them. Three
  *  kinds of short-lived scratch do not: the reference kernels' packing buffers, the
  *  JSON parser's trees while a file header or a report is read or written, and libpng's / zlib's
@@ -124,7 +136,13 @@ typedef struct nc_context_options {
     /* ---- added in 0.1 (struct_size tells whether it is set) */
     int bf16;                /* 1 = convolutions and linear layers compute in bfloat16
                                 (fp32 storage and master weights); NC_BACKEND_ONEDNN on a
-                                CPU with AVX512_BF16 only. Default 0 */
+                                CPU with AVX512_BF16 only. Default 0. Kept for the ABI:
+                                the same as precision = NC_PRECISION_BF16_MATH */
+    /* ---- added after bf16 (struct_size tells whether it is set) */
+    nc_precision precision;  /* default NC_PRECISION_FP32 (or BF16_MATH when bf16 = 1);
+                                NC_PRECISION_BF16 runs where the backend supports bf16
+                                values (ref; a plan on another backend fails naming the
+                                first node it cannot run) */
 } nc_context_options;
 
 /// Fills `opt` with defaults and sets struct_size. NULL is ignored.
@@ -132,9 +150,11 @@ NC_API void nc_context_options_init(nc_context_options *opt);
 
 /// Creates a context. `opt` may be NULL for defaults.
 /// Returns NC_OK; NC_ERR_NULL if `out` is NULL; NC_ERR_INVALID_ARGUMENT for a bad
-/// struct_size, thread count, backend or bf16 value; NC_ERR_UNSUPPORTED if the
-/// requested backend is not built in, or bf16 is asked of a backend other than oneDNN
-/// or on a CPU without AVX512_BF16; NC_ERR_BACKEND if the backend cannot start;
+/// struct_size, thread count, backend, bf16 or precision value, or bf16 = 1 with a
+/// precision other than BF16_MATH; NC_ERR_UNSUPPORTED if the requested backend is
+/// not built in, or BF16_MATH is asked of a backend other than oneDNN or on a CPU
+/// without AVX512_BF16. With NC_BACKEND_AUTO and NC_PRECISION_BF16 the first backend
+/// (cuda, onednn, ref) that supports bf16 values is chosen; NC_ERR_BACKEND if the backend cannot start;
 /// NC_ERR_OUT_OF_MEMORY. The caller owns *out.
 NC_API nc_status nc_context_create(const nc_context_options *opt, nc_context **out);
 
@@ -149,6 +169,10 @@ NC_API const char *nc_context_last_error(const nc_context *ctx);
 
 /// The backend actually chosen (never NC_BACKEND_AUTO); NC_BACKEND_REF for NULL.
 NC_API nc_backend_kind nc_context_backend(const nc_context *ctx);
+
+/// The context's precision policy (bf16 = 1 reads as NC_PRECISION_BF16_MATH);
+/// NC_PRECISION_FP32 for NULL.
+NC_API nc_precision nc_context_precision(const nc_context *ctx);
 
 /// Name of a backend ("ref", "onednn", "cuda", "auto").
 NC_API const char *nc_backend_name(nc_backend_kind kind);

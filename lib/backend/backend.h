@@ -1,27 +1,60 @@
-/* backend.h — the private backend interface. A backend owns its memory (host RAM,
- * GPU memory) and the physical layout of tensors in it; the shared graph code only
- * passes opaque buffer pointers and logical shapes, and converts to host NCHW f32
- * solely through upload/download. Every op has a forward and a backward entry;
- * the shared executor (graph/exec.c) schedules them. The reference backend
- * (backend/ref) implements everything and is the oracle for the others.
+/* backend.h — the private backend interface (ggml's backend-impl on a small op set).
+ * A backend owns its memory (host RAM, GPU memory) and the physical layout of the
+ * activations in it; the shared graph and training code only passes opaque buffer
+ * pointers, logical shapes and dtypes, and crosses to the host solely through the
+ * transfer entries. Every op has a forward and a backward entry; the shared executor
+ * (graph/exec.c) schedules them and the planner (graph/plan.c) asks `supports` what
+ * the backend can run. The reference backend (backend/ref) implements every entry
+ * for every dtype and is the oracle the others are compared with
+ * (tests/test_backend_ops.c).
  *
- * Conventions for all entries:
- *  - Arguments: backend state, descriptor, outputs, then inputs.
- *  - Backward entries ACCUMULATE into every gradient they write (dx += ...,
- *    dw += ...): the executor zeroes gradient buffers before their first use, so
- *    fan-out (residual connections) needs no special case. Exception: a descriptor's
- *    `overwrite` flag says dx is written here first (the executor did not zero it),
- *    so the backend writes dx instead of adding to it.
- *  - Layouts: parameters, their gradients and optimizer state are plain row-major
- *    f32 (the host layout). Activation values and their gradients are in the
- *    backend's own layout, which may pad (value_floats); element-wise entries
- *    (fill, accumulate, relu, add, dropout) work on value_floats() elements of it,
- *    and upload/download of activations go through value_upload/value_download.
- *  - Optional gradient outputs may be NULL (e.g. dx of the first convolution).
- *  - `cache` in a descriptor points at a per-node slot (initially NULL) where a
- *    backend may keep prepared primitives for that node and shape; the executor
- *    calls release_cache on it when the plan is destroyed.
- *  - Checks (shapes, NULLs) are done by the executor, not in the backends.
+ * ---- The rules, stated once (code elsewhere refers here instead of restating them)
+ *
+ * Arguments: backend state, descriptor, outputs, then inputs. Checks (shapes, NULLs)
+ * are done by the executor, not in the backends. Optional gradient outputs may be
+ * NULL (dx of the first convolution). `cache` in a descriptor points at a per-node
+ * slot (initially NULL) where a backend may keep prepared primitives for that node
+ * and shape; the executor calls release_cache on it when the plan is destroyed.
+ *
+ * DTYPE POLICY. Parameters, their gradients and optimizer state are f32 "masters",
+ * plain row-major, in backend memory (fill/axpby/optimizer entries work on them as
+ * f32 element counts). Activation values and activation gradients have the dtype in
+ * their descriptor (`nc__value_desc.dtype`, `dtype` fields): the plan gives every
+ * value NC__DTYPE_F32 under the fp32 precision policy, and NC__DTYPE_BF16 under the bf16
+ * policy (PyTorch autocast's rules: convolutions and linear layers take bf16 inputs
+ * and bf16 weight copies and produce bf16; batch norm reads and writes bf16 values
+ * with f32 statistics, saved mean/invstd and f32 gamma/beta; ReLU, add, pooling,
+ * dropout, flatten and concat keep the dtype; the loss reads the bf16 logits and
+ * computes softmax/log-sum-exp and the loss in f32 (in double on ref), writing a bf16
+ * dlogits; parameter gradients are accumulated in f32). Arithmetic is at least f32
+ * everywhere; bf16 is a storage format, rounded to nearest even. A backend may keep
+ * converted (bf16, reordered, folded) weight copies, refreshed when the descriptor's
+ * `wversion` changes: every weight-using descriptor carries it.
+ *
+ * GRADIENT WRITE RULE. Parameter gradients (dw, db, dgamma, dbeta) are always
+ * accumulated (+=): several micro-batches accumulate into one gradient arena. An
+ * activation gradient (dx, the gradients of an ADD's inputs, of a concat's inputs) is
+ * written with the mode `nc__write` the descriptor or argument gives: NC__WRITE_SET
+ * when this call is the first writer of that gradient (the planner knows; the buffer
+ * holds garbage, even NaN, and must not be read), NC__WRITE_ADD when an earlier
+ * backward already wrote part of it (fan-out: residual connections). The planner
+ * never zeroes a gradient another call will overwrite whole.
+ *
+ * TRANSFER BUDGET OF A TRAINING STEP. Host<->backend copies happen only through
+ * value_upload, value_download, upload, download, write and read. One
+ * nc_trainer_step makes exactly: 1 value_upload (the input batch), 1 write (the
+ * labels), 1 read (the nc__step_record: loss, hits, gradient norm, finite flag);
+ * plus, on steps that update, one write of the parameter table when its contents
+ * changed (learning rates from a schedule). The loss and its gradient, the global
+ * gradient norm with the non-finite check, clipping and the optimizer run in the
+ * backend over whole parameter tables; the update of a step whose loss or gradients
+ * are not finite is skipped by the backend reading the record, so no decision needs
+ * a readback before the end of the step. tests/test_transfers.c counts this.
+ *
+ * RANDOM MASKS are pure functions of (seed, logical index): dropout keeps element
+ * (n, c, h, w) of an (N, C, H, W) value — index i = ((n*C + c)*H + h)*W + w; for
+ * (N, F) values i = n*F + f — iff nc__rng_uniform(seed, 0, i) >= p, whatever the
+ * storage order, so every backend and layout drops the same elements.
  */
 #ifndef NC_BACKEND_BACKEND_H
 #define NC_BACKEND_BACKEND_H
@@ -32,26 +65,45 @@
 #include <stdint.h>
 #include <stddef.h>
 
+/* Storage type of activation values (see DTYPE POLICY). */
+typedef enum nc__dtype { NC__DTYPE_F32 = 0, NC__DTYPE_BF16 = 1, NC__DTYPE_COUNT } nc__dtype;
+
+/* Bytes per element of a dtype; its name ("f32", "bf16"). */
+static inline size_t nc__dtype_size(nc__dtype t) { return t == NC__DTYPE_BF16 ? 2 : 4; }
+static inline const char *nc__dtype_name(nc__dtype t) { return t == NC__DTYPE_BF16 ? "bf16" : "f32"; }
+
+/* How a backward call writes an activation gradient (see GRADIENT WRITE RULE). */
+typedef enum nc__write {
+    NC__WRITE_ADD = 0,       /* dx += ... (an earlier call wrote part of dx) */
+    NC__WRITE_SET = 1,       /* dx = ...  (first writer; dx holds garbage) */
+} nc__write;
+
+/* An activation value: its logical shape and storage dtype. */
+typedef struct nc__value_desc {
+    nc__shape shape;         /* (N, C, H, W) or (N, F) */
+    nc__dtype dtype;
+} nc__value_desc;
+
 typedef struct nc__conv_desc {
     int64_t n, c, h, w;      /* input (N, C, H, W) */
     int64_t k, r, s;         /* output channels, kernel height, kernel width */
     int64_t groups;          /* G: C and K divisible by G */
     int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
     int64_t oh, ow;          /* output spatial size */
+    nc__dtype dtype;         /* of x, y, dy, dx */
+    nc__write dx_write;      /* backward: how dx is written */
+    uint64_t wversion;       /* changes whenever the parameters may have changed */
     void **cache;
-    int overwrite;           /* backward: dx holds nothing yet, write it instead of
-                                accumulating (dw, db always accumulate) */
-    uint64_t wversion;       /* changes whenever the model's parameters may have
-                                changed: lets a backend cache prepared (reordered,
-                                folded) weights between inference calls */
 } nc__conv_desc;
 
 typedef struct nc__bn_desc {
     int64_t n, c, hw;        /* (N, C, HW); BatchNorm1d has hw = 1 */
     float eps, momentum;     /* PyTorch semantics */
-    void **cache;
     int rank;                /* 4: BatchNorm2d on an activation value; 2: BatchNorm1d */
-    int overwrite;           /* backward: dx holds nothing yet (see nc__conv_desc) */
+    nc__dtype dtype;         /* of x, y, dy, dx; statistics are f32 */
+    nc__write dx_write;
+    uint64_t wversion;
+    void **cache;
 } nc__bn_desc;
 
 typedef enum nc__pool_mode { NC__POOL_MAX = 0, NC__POOL_AVG = 1, NC__POOL_ADAPTIVE_AVG = 2 } nc__pool_mode;
@@ -60,34 +112,92 @@ typedef struct nc__pool_desc {
     nc__pool_mode mode;
     int64_t n, c, h, w, oh, ow;
     int64_t kh, kw, stride_h, stride_w, pad_h, pad_w; /* unused for adaptive */
+    nc__dtype dtype;
+    nc__write dx_write;
     void **cache;
-    int overwrite;           /* backward: dx holds nothing yet (see nc__conv_desc) */
 } nc__pool_desc;
 
 typedef struct nc__linear_desc {
     int64_t n, in, out;      /* y(N, out) = x(N, in) W(out, in)^T + b(out) */
+    nc__dtype dtype;         /* of x, y, dy, dx */
+    nc__write dx_write;
+    uint64_t wversion;
     void **cache;
-    int overwrite;           /* backward: dx holds nothing yet (see nc__conv_desc) */
 } nc__linear_desc;
 
 /* Batch normalisation with running statistics, for fusion into a convolution. */
 typedef struct nc__bn_params {
-    const void *gamma, *beta, *mean, *var; /* (K) each, plain */
+    const void *gamma, *beta, *mean, *var; /* (K) each, f32 */
     float eps;
 } nc__bn_params;
 
-typedef struct nc__sgd_desc {
-    float lr, momentum, dampening, weight_decay;
-    int nesterov;
-    int first_step;          /* 1: momentum buffer := grad (torch's first step) */
-} nc__sgd_desc;
+/* ---- losses (one call computes the loss, the hits and dlogits) */
+typedef struct nc__loss_desc {
+    nc_loss_kind kind;
+    int64_t n;
+    int heads, classes;      /* logits (N, heads*classes), head-major */
+    nc__dtype dtype;         /* of logits and dlogits */
+    float label_smoothing;   /* CE */
+    int32_t ignore_label;    /* CE */
+    const void *class_weights; /* CE: backend f32 [heads*classes] or NULL */
+    const void *head_weights;  /* backend f32 [heads] or NULL */
+    const void *pos_weight;    /* BCE: backend f32 [heads*classes] or NULL */
+    float grad_scale;        /* dlogits are multiplied by it (1/accumulation steps) */
+} nc__loss_desc;
 
-typedef struct nc__adam_desc {
-    float lr, beta1, beta2, eps, weight_decay;
-    int decoupled;           /* 1 = AdamW (param *= 1 - lr*wd first); 0 = Adam (wd*param
-                                added to the gradient) */
-    int64_t step;            /* this update's step number, from 1 (bias correction) */
-} nc__adam_desc;
+/* The step's record in backend memory, read back once per step (TRANSFER BUDGET).
+ * The loss entry writes loss, correct and counted; grad_norm writes sumsq, bad and
+ * finite (= loss and every gradient finite); clip_grads and update read it. */
+typedef struct nc__step_record {
+    double loss;             /* PyTorch's loss value (losses.h semantics), double */
+    double sumsq;            /* squared global L2 norm of the table's gradients */
+    int32_t correct;         /* CE top-1 hits (counted samples x heads); BCE hits */
+    int32_t counted;         /* CE samples x heads not ignored; BCE outputs */
+    int32_t bad;             /* first table entry with a non-finite gradient, or -1 */
+    int32_t finite;          /* 1: loss and gradients finite, the update may run */
+} nc__step_record;
+
+/* ---- optimizers: one call updates a whole table of parameter tensors */
+typedef enum nc__optim_kind { NC__OPTIM_SGD = 0, NC__OPTIM_ADAM = 1, NC__OPTIM_ADAMW = 2 } nc__optim_kind;
+
+typedef struct nc__optim_desc {
+    nc__optim_kind kind;
+    float momentum, dampening; /* SGD; momentum 0: no buffer */
+    int nesterov;
+    float beta1, beta2, eps;   /* Adam, AdamW */
+} nc__optim_desc;
+
+/* One parameter tensor of an update: where it is and its hyper-parameters. */
+typedef struct nc__param_entry {
+    size_t offset;           /* bytes into the parameter, gradient and state arenas */
+    size_t count;            /* f32 elements */
+    float lr, weight_decay;
+    int64_t step;            /* this update's number for the tensor, from 1 (Adam's bias
+                                correction; SGD: 1 sets the momentum buffer to the
+                                gradient, as torch's first step) */
+} nc__param_entry;
+
+/* ---- capability queries (ggml's supports_op) */
+typedef enum nc__kernel {
+    NC__K_CONV2D = 0, NC__K_BATCHNORM, NC__K_RELU, NC__K_ADD, NC__K_POOL2D, NC__K_LINEAR,
+    NC__K_DROPOUT, NC__K_FLATTEN, NC__K_CONCAT, NC__K_LOSS,
+    NC__K_CONV_FUSED_INFER,  /* conv [+bn] [+residual] [+relu], inference */
+    NC__K_BN_RELU_TRAIN,     /* batch norm + relu, training forward and backward */
+    NC__K_COUNT
+} nc__kernel;
+
+typedef struct nc__op_query {
+    nc__kernel kernel;
+    nc__dtype dtype;
+    int training;            /* 1: the backward entry is needed too */
+    /* the descriptor of the op (the one matching `kernel`; others NULL) */
+    const nc__conv_desc *conv;   /* CONV2D, CONV_FUSED_INFER */
+    const nc__bn_desc *bn;       /* BATCHNORM, BN_RELU_TRAIN */
+    const nc__pool_desc *pool;
+    const nc__linear_desc *linear;
+    const nc__value_desc *value; /* element-wise ops, flatten's input, concat's output */
+    int fused_bn, fused_residual, fused_relu; /* CONV_FUSED_INFER's members */
+} nc__op_query;
 
 typedef struct nc__backend {
     const char *name;
@@ -97,26 +207,35 @@ typedef struct nc__backend {
     nc_status (*init)(nc_context *ctx, int num_threads, void **state);
     void (*destroy)(void *state);
 
-    /* ---- memory: `bytes` of backend memory holding `count` f32 logical values */
+    /* 1 when the backend runs the op (and, for training, its backward) for this
+     * descriptor and dtype; 0 otherwise. The planner fuses only where this says yes
+     * and fails naming the node where a single op is refused. */
+    int (*supports)(void *state, const nc__op_query *q);
+
+    /* ---- memory */
     nc_status (*alloc)(void *state, size_t bytes, void **out);
     void (*free)(void *state, void *ptr);                    /* NULL-safe */
-    /* Host NCHW f32 <-> backend buffer holding a tensor of `shape`. */
+    /* Raw copies between host memory and backend memory (labels, tables, records). */
+    nc_status (*write)(void *state, void *dst, const void *src, size_t bytes);
+    nc_status (*read)(void *state, void *dst, const void *src, size_t bytes);
+    /* Parameters: host f32 <-> a plain f32 backend buffer of `shape`. */
     nc_status (*upload)(void *state, void *dst, const float *src, const nc__shape *shape);
     nc_status (*download)(void *state, float *dst, const void *src, const nc__shape *shape);
-    /* dst[i] = value for the `count` logical elements. */
+    /* dst[i] = value for `count` f32 elements (parameters, gradients, optimizer state). */
     nc_status (*fill)(void *state, void *dst, float value, size_t count);
-    /* dst[i] += src[i]. */
-    nc_status (*accumulate)(void *state, void *dst, const void *src, size_t count);
     /* (optional) Frees what a backend stored in a descriptor's cache slot. */
     void (*release_cache)(void *state, void *cache);
-    /* (optional) Floats of backend memory an activation value of `shape` occupies in
-     * the backend's layout (>= numel when a blocked layout pads channels); NULL:
-     * numel, plain NCHW. Also the count element-wise entries get for activations. */
-    size_t (*value_floats)(void *state, const nc__shape *shape);
-    /* (optional) Host NCHW f32 <-> an activation value in the backend's layout;
-     * NULL: upload/download (the layout is plain). */
-    nc_status (*value_upload)(void *state, void *dst, const float *src, const nc__shape *shape);
-    nc_status (*value_download)(void *state, float *dst, const void *src, const nc__shape *shape);
+
+    /* ---- activation values in the backend's layout and dtype */
+    /* Bytes a value occupies (>= numel * dtype size when a blocked layout pads). */
+    size_t (*value_bytes)(void *state, const nc__value_desc *v);
+    /* Host NCHW f32 <-> the value (rounding to the dtype on upload). */
+    nc_status (*value_upload)(void *state, const nc__value_desc *v, void *dst, const float *src);
+    nc_status (*value_download)(void *state, const nc__value_desc *v, float *dst, const void *src);
+    /* Zeroes a value's gradient (value_bytes bytes; padding included). */
+    nc_status (*value_zero)(void *state, const nc__value_desc *v, void *dst);
+    /* dst (=|+=) src, as `mode` says: an ADD's input gradients. */
+    nc_status (*accumulate)(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src);
 
     /* ---- convolution; w (K, C/G, R, S), b (K) may be NULL */
     nc_status (*conv2d_forward)(void *state, const nc__conv_desc *d, void *y, const void *x,
@@ -125,8 +244,8 @@ typedef struct nc__backend {
                                  const void *dy, const void *x, const void *w);
 
     /* ---- batch normalisation. Train mode normalises with batch statistics, saves
-     * mean and 1/sqrt(var+eps) (C each) for backward, and updates the running stats:
-     * running = (1-m)*running + m*batch, the variance unbiased (n/(n-1)). */
+     * mean and 1/sqrt(var+eps) (C each, f32) for backward, and updates the running
+     * stats: running = (1-m)*running + m*batch, the variance unbiased (n/(n-1)). */
     nc_status (*batchnorm_forward_train)(void *state, const nc__bn_desc *d, void *y, void *save_mean,
                                          void *save_invstd, void *running_mean, void *running_var,
                                          const void *x, const void *gamma, const void *beta);
@@ -137,33 +256,36 @@ typedef struct nc__backend {
                                     void *dbeta, const void *dy, const void *x, const void *gamma,
                                     const void *save_mean, const void *save_invstd);
 
-    /* ---- element-wise */
-    nc_status (*relu_forward)(void *state, size_t count, void *y, const void *x);
-    nc_status (*relu_backward)(void *state, size_t count, void *dx, const void *dy, const void *y);
-    nc_status (*add_forward)(void *state, size_t count, void *y, const void *a, const void *b);
-    /* Inverted dropout: keep with probability 1-p and scale by 1/(1-p); the mask is a
-     * pure function of (seed, element index), so backward regenerates it. */
-    nc_status (*dropout_forward)(void *state, size_t count, float p, uint64_t seed, void *y,
+    /* ---- element-wise on values of one descriptor */
+    nc_status (*relu_forward)(void *state, const nc__value_desc *v, void *y, const void *x);
+    nc_status (*relu_backward)(void *state, const nc__value_desc *v, nc__write mode, void *dx, const void *dy,
+                               const void *y);
+    nc_status (*add_forward)(void *state, const nc__value_desc *v, void *y, const void *a, const void *b);
+    /* Inverted dropout: keep with probability 1-p and scale by 1/(1-p); the mask is
+     * the RANDOM MASKS rule, so backward regenerates it. */
+    nc_status (*dropout_forward)(void *state, const nc__value_desc *v, float p, uint64_t seed, void *y,
                                  const void *x);
-    nc_status (*dropout_backward)(void *state, size_t count, float p, uint64_t seed, void *dx,
-                                  const void *dy);
+    nc_status (*dropout_backward)(void *state, const nc__value_desc *v, nc__write mode, float p, uint64_t seed,
+                                  void *dx, const void *dy);
 
     /* ---- pooling */
     nc_status (*pool2d_forward)(void *state, const nc__pool_desc *d, void *y, const void *x);
     nc_status (*pool2d_backward)(void *state, const nc__pool_desc *d, void *dx, const void *dy,
                                  const void *x, const void *y);
 
-    /* ---- reshaping: (N,C,H,W) -> (N, C*H*W) in logical order; and feature concat */
-    nc_status (*flatten_forward)(void *state, const nc__shape *in, void *y, const void *x);
-    nc_status (*flatten_backward)(void *state, const nc__shape *in, void *dx, const void *dy);
-    /* y (N, sum widths) = [x_0 | x_1 | ...], each x_i (N, widths[i]) */
-    nc_status (*concat_forward)(void *state, int64_t n, int count, const int64_t *widths, void *y,
-                                const void *const *xs);
-    nc_status (*concat_backward)(void *state, int64_t n, int count, const int64_t *widths,
-                                 void *const *dxs, const void *dy);
+    /* ---- reshaping: in (N,C,H,W) -> (N, C*H*W) in logical order (same dtype); and
+     * feature concat: y (N, sum widths) = [x_0 | x_1 | ...], each x_i (N, widths[i]) */
+    nc_status (*flatten_forward)(void *state, const nc__value_desc *in, void *y, const void *x);
+    nc_status (*flatten_backward)(void *state, const nc__value_desc *in, nc__write mode, void *dx,
+                                  const void *dy);
+    nc_status (*concat_forward)(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                void *y, const void *const *xs);
+    /* dxs[i] NULL: no gradient wanted; modes[i] for each. */
+    nc_status (*concat_backward)(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                 const nc__write *modes, void *const *dxs, const void *dy);
 
-    /* ---- fused entries (optional; the executor fuses only where a backend has them,
-     * so the ref backend, the oracle, always runs the ops one by one).
+    /* ---- fused entries (optional; used only where `supports` says yes, never on ref,
+     * the oracle, which runs the ops one by one).
      * Inference: y = [relu]( bn(conv(x, w) + b) + residual ): bn with running
      * statistics (NULL: none), residual of y's shape (NULL: none). */
     nc_status (*conv2d_fused_infer)(void *state, const nc__conv_desc *d, const nc__bn_params *bn, void *y,
@@ -183,23 +305,27 @@ typedef struct nc__backend {
     nc_status (*linear_backward)(void *state, const nc__linear_desc *d, void *dx, void *dw,
                                  void *db, const void *dy, const void *x, const void *w);
 
-    /* ---- optimizer: torch.optim.SGD on `count` elements stored in the same layout
-     * (param, grad, momentum buffer). buf may be NULL when momentum == 0. */
-    nc_status (*sgd_update)(void *state, const nc__sgd_desc *d, size_t count, void *param,
-                            void *buf, const void *grad);
-    /* torch.optim.Adam / AdamW on `count` elements: m, v the first and second moment
-     * buffers, same layout as param and grad. */
-    nc_status (*adam_update)(void *state, const nc__adam_desc *d, size_t count, void *param, void *m, void *v,
-                             const void *grad);
-    /* Sum of squares of `count` values in double (NaN/inf propagate): gradient norms
-     * for clipping and the numerical guard. */
-    nc_status (*sum_squares)(void *state, size_t count, const void *x, double *out);
-    /* x[i] *= alpha (gradient clipping). */
-    nc_status (*scale)(void *state, size_t count, void *x, float alpha);
-    /* y[i] = a * y[i] + b * x[i] (weight averages). a = 0 must not read y (y may hold
-     * NaN garbage): with b = 1 it is the exact copy the executor uses for an ADD's
-     * first-written input gradient, so it also runs on activation gradients
-     * (value_floats elements). */
+    /* ---- training step: loss, global norm, clipping, update (TRANSFER BUDGET) */
+    /* The configured loss (PyTorch's semantics; train/loss.h states them) of logits
+     * (N, heads*classes) against labels (backend int32: CE (N, heads) class indices,
+     * BCE (N, heads, classes) 0/1, already checked): writes dlogits (NC__WRITE_SET,
+     * times grad_scale; may be NULL) and the record's loss, correct, counted. */
+    nc_status (*loss)(void *state, const nc__loss_desc *d, void *dlogits, void *record, const void *logits,
+                      const void *labels);
+    /* Sum of squares of the table's gradients (in double, NaN/inf propagate) into
+     * record->sumsq; record->bad, and record->finite = finite(loss) && finite(sumsq). */
+    nc_status (*grad_norm)(void *state, const nc__param_entry *table, int count, void *record, const void *grads);
+    /* When record->finite and max_norm / (sqrt(sumsq) + 1e-6) < 1 (torch's
+     * clip_grad_norm_), scales the table's gradients by that factor. */
+    nc_status (*clip_grads)(void *state, const nc__param_entry *table, int count, float max_norm, void *grads,
+                            const void *record);
+    /* torch.optim.SGD / Adam / AdamW on every table entry (params, grads, s1: SGD
+     * momentum or Adam's first moment, s2: Adam's second moment or NULL, all with the
+     * table's offsets). Does nothing when record is not NULL and !record->finite. */
+    nc_status (*update)(void *state, const nc__optim_desc *d, const nc__param_entry *table, int count,
+                        void *params, void *s1, void *s2, const void *grads, const void *record);
+    /* y[i] = a * y[i] + b * x[i] on `count` f32 elements (weight averages). a = 0
+     * must not read y (y may hold NaN garbage). */
     nc_status (*axpby)(void *state, size_t count, void *y, float a, const void *x, float b);
 } nc__backend;
 

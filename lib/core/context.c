@@ -135,6 +135,54 @@ const char *nc_backend_name(nc_backend_kind kind) {
     return "unknown";
 }
 
+static const nc__backend *backend_of(nc_backend_kind kind) {
+    switch (kind) {
+    case NC_BACKEND_REF: return nc__backend_ref();
+    case NC_BACKEND_ONEDNN: return nc__backend_onednn();
+    case NC_BACKEND_CUDA: return nc__backend_cuda();
+    case NC_BACKEND_AUTO: break;
+    }
+    return NULL;
+}
+
+/* Whether a started backend stores bf16 values: asked of a 3x3 convolution with its
+ * backward, the op every model has. */
+static int stores_bf16(const nc_context *ctx) {
+    nc__conv_desc d = {.n = 2, .c = 16, .h = 8, .w = 8, .k = 16, .r = 3, .s = 3, .groups = 1, .stride_h = 1,
+                       .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .oh = 8, .ow = 8,
+                       .dtype = NC__DTYPE_BF16};
+    nc__op_query q = {.kernel = NC__K_CONV2D, .dtype = NC__DTYPE_BF16, .training = 1, .conv = &d};
+    return ctx->backend->supports(ctx->backend_state, &q);
+}
+
+/* Starts backend `be` in ctx (NULL: not built in); BF16_MATH is oneDNN's alone. */
+static nc_status start_backend(nc_context *ctx, const nc__backend *be) {
+    if (!be) return NC_ERR_UNSUPPORTED;
+    if (ctx->opt.precision == NC_PRECISION_BF16_MATH && be->kind != NC_BACKEND_ONEDNN) return NC_ERR_UNSUPPORTED;
+    ctx->backend = be;
+    ctx->kind = be->kind;
+    nc_status st = be->init(ctx, ctx->num_threads, &ctx->backend_state);
+    if (st != NC_OK) ctx->backend = NULL;
+    return st;
+}
+
+/* The fastest built backend that starts and runs the precision: cuda, onednn, ref. */
+static nc_status start_auto(nc_context *ctx) {
+    const nc__backend *order[] = {nc__backend_cuda(), nc__backend_onednn(), nc__backend_ref()};
+    nc_status st = NC_ERR_UNSUPPORTED;
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        if (!order[i] || (ctx->opt.precision == NC_PRECISION_BF16_MATH && order[i]->kind != NC_BACKEND_ONEDNN))
+            continue;
+        if ((st = start_backend(ctx, order[i])) != NC_OK) continue;
+        if (ctx->opt.precision != NC_PRECISION_BF16 || stores_bf16(ctx)) return NC_OK;
+        order[i]->destroy(ctx->backend_state);
+        ctx->backend = NULL;
+        ctx->backend_state = NULL;
+        st = NC_ERR_UNSUPPORTED;
+    }
+    return st;
+}
+
 nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
     if (!out) return NC_ERR_NULL;
     *out = NULL;
@@ -157,29 +205,17 @@ nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
     if ((unsigned)o.backend > NC_BACKEND_CUDA) return NC_ERR_INVALID_ARGUMENT;
 
     if (o.bf16 != 0 && o.bf16 != 1) return NC_ERR_INVALID_ARGUMENT;
-
-    const nc__backend *be = NULL;
-    switch (o.backend) {
-    case NC_BACKEND_AUTO:
-        be = o.bf16 ? NULL : nc__backend_cuda(); /* bf16 compute: oneDNN only */
-        if (!be) be = nc__backend_onednn();
-        if (!be) be = nc__backend_ref();
-        break;
-    case NC_BACKEND_REF: be = nc__backend_ref(); break;
-    case NC_BACKEND_ONEDNN: be = nc__backend_onednn(); break;
-    case NC_BACKEND_CUDA: be = nc__backend_cuda(); break;
-    }
-    if (!be) return NC_ERR_UNSUPPORTED;
-    if (o.bf16 && be->kind != NC_BACKEND_ONEDNN) return NC_ERR_UNSUPPORTED;
+    if ((unsigned)o.precision > NC_PRECISION_BF16_MATH) return NC_ERR_INVALID_ARGUMENT;
+    if (o.bf16 && o.precision == NC_PRECISION_FP32) o.precision = NC_PRECISION_BF16_MATH; /* the 0.1 field */
+    if (o.bf16 && o.precision != NC_PRECISION_BF16_MATH) return NC_ERR_INVALID_ARGUMENT;
+    o.bf16 = o.precision == NC_PRECISION_BF16_MATH;
 
     nc_context *ctx = o.allocator.alloc(o.allocator.user, sizeof *ctx, NC__ALIGN);
     if (!ctx) return NC_ERR_OUT_OF_MEMORY;
     memset(ctx, 0, sizeof *ctx);
     ctx->opt = o;
-    ctx->backend = be;
-    ctx->kind = be->kind;
     ctx->num_threads = o.num_threads ? o.num_threads : available_cores();
-    nc_status st = be->init(ctx, ctx->num_threads, &ctx->backend_state);
+    nc_status st = o.backend == NC_BACKEND_AUTO ? start_auto(ctx) : start_backend(ctx, backend_of(o.backend));
     if (st != NC_OK) {
         o.allocator.free(o.allocator.user, ctx);
         return st;
@@ -215,17 +251,8 @@ nc_backend_kind nc_context_backend(const nc_context *ctx) {
     return ctx ? ctx->kind : NC_BACKEND_REF;
 }
 
-size_t nc__value_floats(const nc_context *ctx, const nc__shape *shape) {
-    const nc__backend *be = ctx->backend;
-    return be->value_floats ? be->value_floats(ctx->backend_state, shape) : (size_t)nc__shape_numel(shape);
-}
+nc_precision nc_context_precision(const nc_context *ctx) { return ctx ? ctx->opt.precision : NC_PRECISION_FP32; }
 
-nc_status nc__value_upload(nc_context *ctx, void *dst, const float *src, const nc__shape *shape) {
-    const nc__backend *be = ctx->backend;
-    return (be->value_upload ? be->value_upload : be->upload)(ctx->backend_state, dst, src, shape);
-}
-
-nc_status nc__value_download(nc_context *ctx, float *dst, const void *src, const nc__shape *shape) {
-    const nc__backend *be = ctx->backend;
-    return (be->value_download ? be->value_download : be->download)(ctx->backend_state, dst, src, shape);
+nc__dtype nc__context_act_dtype(const nc_context *ctx) {
+    return ctx->opt.precision == NC_PRECISION_BF16 ? NC__DTYPE_BF16 : NC__DTYPE_F32;
 }

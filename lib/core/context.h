@@ -43,12 +43,9 @@ char *nc__strdup(nc_context *ctx, const char *s);
 /* Grows *arr (elem_size each, *cap elements) to hold at least `need`; 0 on success. */
 int nc__grow(nc_context *ctx, void **arr, size_t elem_size, size_t *cap, size_t need);
 
-/* Activation values in the backend's layout (backend.h): floats a value of `shape`
- * occupies, and host NCHW f32 <-> that layout. Plain numel / upload / download for
- * backends without their own layout. */
-size_t nc__value_floats(const nc_context *ctx, const nc__shape *shape);
-nc_status nc__value_upload(nc_context *ctx, void *dst, const float *src, const nc__shape *shape);
-nc_status nc__value_download(nc_context *ctx, float *dst, const void *src, const nc__shape *shape);
+/* The dtype activation values get under the context's precision policy (backend.h,
+ * DTYPE POLICY): bf16 under NC_PRECISION_BF16, else f32. */
+nc__dtype nc__context_act_dtype(const nc_context *ctx);
 
 /* `status st` must be declared and a `fail:` label exist. */
 #define NC_CHECK(expr)                                                                  \

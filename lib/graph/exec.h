@@ -1,33 +1,34 @@
 /* exec.h — execution plans: a graph prepared for one input shape and mode (eval or
- * train): value shapes, backend descriptors with their primitive caches, and a memory
- * plan that packs every activation, saved statistic and gradient into one arena by
- * liveness. Forward runs nodes in topological order; backward (autodiff) runs each
- * op's backward rule in reverse order, accumulating gradients.
+ * train): value shapes and dtypes, backend descriptors with their primitive caches,
+ * and a memory plan that packs every activation, saved statistic and gradient into
+ * one arena by liveness. Forward runs nodes in topological order; backward
+ * (autodiff) runs each op's backward rule in reverse order. plan.c builds a plan in
+ * named passes (below); exec.c runs it.
  *
- * Fusion. Where the backend has the optional fused entries (backend.h; never ref,
- * the oracle), the plan groups nodes and runs each group as one call at the position
- * of its first node, the head (run_at[member] = head):
- *  - eval, conv2d_fused_infer: CONV [-> BATCHNORM2d] [-> ADD] [-> RELU], at least one
- *    op after the conv, every intermediate value consumed only by the next op and not
- *    the graph output; the ADD's other input (the residual) is a value computed before
- *    the conv. Of the two branches meeting at a ResNet downsample block's ADD, the one
- *    whose conv comes later takes the ADD, the other branch's value is its residual.
- *  - train, batchnorm_relu_forward_train + batchnorm_relu_backward: a BATCHNORM whose
- *    only consumer is a RELU; its backward runs at the BN's backward position with dy
- *    = the RELU value's gradient and y = the RELU's value; the RELU's backward is
- *    skipped.
+ * Time. Plan time steps order every buffer use: the forward of the node (or fused
+ * group) at position i runs at nc__plan_fwd_time(i) = i, the loss reads the output
+ * at n, and the backward at position i runs at nc__plan_bwd_time(n, i) = 2n - i.
+ *
+ * Fusion. Where the backend's `supports` accepts a fused pattern (backend.h; never
+ * ref, the oracle), the plan groups nodes and runs each group as one call at the
+ * position of its first node, the head (run_at[member] = head):
+ *  - eval, NC__K_CONV_FUSED_INFER: CONV [-> BATCHNORM2d] [-> ADD] [-> RELU], at least
+ *    one op after the conv, every intermediate value consumed only by the next op and
+ *    not the graph output; the ADD's other input (the residual) is a value computed
+ *    before the conv. Of the two branches meeting at a ResNet downsample block's ADD,
+ *    the one whose conv comes later takes the ADD, the other branch's value is its
+ *    residual.
+ *  - train, NC__K_BN_RELU_TRAIN: a BATCHNORM whose only consumer is a RELU; its
+ *    backward runs at the BN's backward position with dy = the RELU value's gradient
+ *    and y = the RELU's value; the RELU's backward is skipped.
  * A group writes only the value of its last node (fusion[head].out); intermediate
  * values have no buffer (val_off/grad_off SIZE_MAX). For liveness, a value is
- * consumed when the group containing its consumer runs, so a conv chain's input and
- * residual are consumed at the conv's position, and a fused RELU's value lives until
- * the BN's backward. Graph nodes are untouched: code walking the graph (summary,
- * parameter lists) sees every node.
+ * consumed when the group containing its consumer runs. Graph nodes are untouched:
+ * code walking the graph (summary, parameter lists) sees every node.
  *
- * Overwrite. The backward at the position where a gradient is first written (the
- * last consumer of the value) gets that gradient zeroed by the executor (zero_list),
- * except when the writer is the input gradient of a conv/bn/pool/linear (or fused
- * bn+relu) rule, which is called with `overwrite` set, or of an ADD, which copies dy
- * with axpby(a = 0, b = 1); first_write marks these. */
+ * Gradient writes follow backend.h's GRADIENT WRITE RULE: the backward of
+ * first_writer[v] (v's last consumer, whose backward runs first) writes v's gradient
+ * with NC__WRITE_SET, every later one with NC__WRITE_ADD; nothing is zeroed. */
 #ifndef NC_GRAPH_EXEC_H
 #define NC_GRAPH_EXEC_H
 
@@ -66,10 +67,9 @@ typedef struct nc__plan {
     size_t *val_off;            /* [n_nodes] */
     size_t *grad_off;           /* [n_nodes] (training) */
     size_t *save_off;           /* [n_nodes] bn saved mean, then invstd (training) */
-    int *zero_first;            /* [n_nodes] CSR: grads to zero before backward of node */
-    int *zero_list;
-    unsigned char *first_write; /* [n_nodes] bit k: this node's backward writes input k's
-                                   gradient first, whole (overwrite / copy), not zeroed */
+    nc__dtype *dtype;           /* [n_nodes] storage dtype of each value and its gradient */
+    int *first_writer;          /* [n_nodes] node whose backward writes v's gradient first
+                                   (NC__WRITE_SET), -1 when v has no gradient */
     /* fusion (see above) */
     int *run_at;                /* [n_nodes] position node i runs at: i, its group's head,
                                    or -1 when the output does not need it */
@@ -87,16 +87,25 @@ typedef struct nc__plan {
     uint64_t dropout_seed;      /* of the last forward */
 } nc__plan;
 
-/* Returns a plan for (mode, input shape) in *slot, reusing it when the shape matches. */
+static inline int nc__plan_fwd_time(int pos) { return pos; }
+static inline int nc__plan_bwd_time(int n_nodes, int pos) { return 2 * n_nodes - pos; }
+
+/* Returns a plan for (mode, input shape) in *slot, reusing it when the shape and the
+ * context's precision match. Fails naming the node the backend does not support. */
 nc_status nc__plan_get(nc_model *m, nc__plan **slot, int training, const nc__shape *in);
 void nc__plan_destroy(nc__plan *p);
-/* Uploads x (host NCHW f32) and runs every node. training: batch statistics,
- * running-stat updates, dropout with masks drawn from dropout_seed. */
+/* Uploads x (host NCHW f32: one value_upload) and runs every node. training: batch
+ * statistics, running-stat updates, dropout with masks drawn from dropout_seed. */
 nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t dropout_seed);
 /* Copies the output value (N x outputs) to host. */
 nc_status nc__plan_read_output(nc__plan *p, float *out);
-/* Backward from host dlogits (N x outputs): accumulates into the model's gradient
- * arena (which the caller zeroes). Needs a training forward just before. */
-nc_status nc__plan_backward(nc__plan *p, const float *dlogits);
+/* The output value and its gradient in backend memory, and their descriptor (the
+ * loss reads the first and writes the second). */
+void *nc__plan_output(const nc__plan *p);
+void *nc__plan_output_grad(const nc__plan *p);
+nc__value_desc nc__plan_value_desc(const nc__plan *p, int v);
+/* Backward from the output gradient the loss wrote: accumulates into the model's
+ * gradient arena (which the caller zeroes). Needs a training forward just before. */
+nc_status nc__plan_backward(nc__plan *p);
 
 #endif
