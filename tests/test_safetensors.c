@@ -75,7 +75,7 @@ static uint32_t bits_of_f32(float x) {
     return u;
 }
 
-static void convert(fx *f, nc__dtype dt, const void *data, int64_t n, float *out) {
+static void convert(fx *f, nc__st_dtype dt, const void *data, int64_t n, float *out) {
     nc__st_tensor t;
     memset(&t, 0, sizeof t);
     t.name = "t";
@@ -84,7 +84,7 @@ static void convert(fx *f, nc__dtype dt, const void *data, int64_t n, float *out
     t.shape[0] = n;
     t.numel = n;
     t.data = data;
-    t.nbytes = (size_t)n * nc__dtype_size(dt);
+    t.nbytes = (size_t)n * nc__st_dtype_size(dt);
     assert_int_equal(nc__st_to_f32(f->ctx, &t, out), NC_OK);
 }
 
@@ -137,7 +137,7 @@ static nc__st_writer *sample_writer(fx *f, const int *perm) {
 static const int perm_a[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
 static const int perm_b[10] = {9, 3, 7, 1, 5, 0, 8, 2, 6, 4};
 
-static void check_tensor(fx *f, const nc__st_file *sf, const char *name, nc__dtype dt, int ndim,
+static void check_tensor(fx *f, const nc__st_file *sf, const char *name, nc__st_dtype dt, int ndim,
                          const int64_t *shape, const float *expect, int64_t numel) {
     const nc__st_tensor *t = nc__st_find(sf, name);
     assert_non_null(t);
@@ -146,7 +146,7 @@ static void check_tensor(fx *f, const nc__st_file *sf, const char *name, nc__dty
     assert_int_equal(t->ndim, ndim);
     for (int i = 0; i < ndim; i++) assert_int_equal(t->shape[i], shape[i]);
     assert_int_equal(t->numel, numel);
-    assert_int_equal(t->nbytes, (size_t)numel * nc__dtype_size(dt));
+    assert_int_equal(t->nbytes, (size_t)numel * nc__st_dtype_size(dt));
     float out[16];
     assert_int_equal(nc__st_to_f32(f->ctx, t, out), NC_OK);
     for (int64_t i = 0; i < numel; i++)

@@ -42,14 +42,15 @@
  *
  * TRANSFER BUDGET OF A TRAINING STEP. Host<->backend copies happen only through
  * value_upload, value_download, upload, download, write and read. One
- * nc_trainer_step makes exactly: 1 value_upload (the input batch), 1 write (the
- * labels), 1 read (the nc__step_record: loss, hits, gradient norm, finite flag);
- * plus, on steps that update, one write of the parameter table when its contents
- * changed (learning rates from a schedule). The loss and its gradient, the global
- * gradient norm with the non-finite check, clipping and the optimizer run in the
- * backend over whole parameter tables; the update of a step whose loss or gradients
- * are not finite is skipped by the backend reading the record, so no decision needs
- * a readback before the end of the step. tests/test_transfers.c counts this.
+ * nc_trainer_step makes exactly three: 1 value_upload (the input batch), 1 write
+ * (the labels) and 1 read (the nc__step_record: loss, hits, gradient norm, finite
+ * flag). The loss and its gradient, the global gradient norm with the non-finite
+ * check, clipping and the optimizer run in the backend over whole parameter tables;
+ * the update of a step whose loss or gradients are not finite is skipped by the
+ * backend reading the record, so no decision needs a readback before the end of the
+ * step. Descriptors and parameter tables are host memory passed with the call, like
+ * kernel arguments (a device backend copies them with its launch, without waiting).
+ * tests/test_transfers.c counts this with an instrumented backend.
  *
  * RANDOM MASKS are pure functions of (seed, logical index): dropout keeps element
  * (n, c, h, w) of an (N, C, H, W) value — index i = ((n*C + c)*H + h)*W + w; for

@@ -95,7 +95,7 @@ nc_status nc__model_ensure_grads(nc_model *m) {
     nc_status st = ctx->backend->alloc(ctx->backend_state, m->arena_bytes ? m->arena_bytes : 64,
                                        &m->grad_arena);
     if (st != NC_OK) return st;
-    return ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, m->arena_bytes / sizeof(float));
+    return ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, nc__model_param_floats(m));
 }
 
 static float init_value(const nc__tensor_def *t, uint64_t seed, uint64_t stream, uint64_t i) {

@@ -59,6 +59,9 @@ void nc__model_set_arch(nc_model *m, const nc_model_options *opt);
 void *nc__model_tensor_ptr(const nc_model *m, int i);
 void *nc__model_grad_ptr(const nc_model *m, int i);
 nc_status nc__model_ensure_grads(nc_model *m);
+/* Elements of the parameter arena (and of the gradient and optimizer arenas with
+ * its offsets): f32 masters (backend.h, DTYPE POLICY). */
+static inline size_t nc__model_param_floats(const nc_model *m) { return m->arena_bytes / sizeof(float); }
 /* Records that parameters may have changed (invalidates backend weight caches). */
 static inline void nc__model_params_changed(nc_model *m) { m->param_version++; }
 /* Builds the graph of a built-in architecture into b (lib/models/registry.c);

@@ -356,7 +356,7 @@ int nc__load_shape_matches(const nc__st_tensor *ft, const nc__tensor_def *t) {
     return 1;
 }
 
-int nc__load_dtype_ok(nc__dtype dt) {
+int nc__load_dtype_ok(nc__st_dtype dt) {
     return dt == NC__DT_F32 || dt == NC__DT_F16 || dt == NC__DT_BF16 || dt == NC__DT_F64 || dt == NC__DT_I64 ||
            dt == NC__DT_I32;
 }
@@ -365,7 +365,7 @@ void nc__load_mismatch_text(const nc__st_tensor *ft, const nc__tensor_def *t, ch
     char a[64], b[64];
     nc__shape fs = {ft->ndim > 4 ? 4 : ft->ndim, {0}};
     for (int d = 0; d < fs.ndim; d++) fs.d[d] = ft->shape[d];
-    snprintf(buf, size, " %s %s in file vs %s in model", nc__dtype_name(ft->dtype), nc__shape_str(&fs, a, sizeof a),
+    snprintf(buf, size, " %s %s in file vs %s in model", nc__st_dtype_name(ft->dtype), nc__shape_str(&fs, a, sizeof a),
              nc__shape_str(&t->shape, b, sizeof b));
 }
 

@@ -20,7 +20,7 @@ void nc__load_report_add(nc_load_report *r, const char *what, const char *name, 
 int nc__load_shape_matches(const nc__st_tensor *ft, const nc__tensor_def *t);
 
 /* 1 for the dtypes that load into a model: F32, F16, BF16, F64, I64, I32. */
-int nc__load_dtype_ok(nc__dtype dt);
+int nc__load_dtype_ok(nc__st_dtype dt);
 
 /* " F32 [64,3,7,7] in file vs [64,1,7,7] in model" into buf[size]. */
 void nc__load_mismatch_text(const nc__st_tensor *ft, const nc__tensor_def *t, char *buf, size_t size);

@@ -38,11 +38,11 @@ static const char *const dtype_unsupported[] = {"U16",     "U32",      "U64",   
                                                 "F4",      "C64",      "F8_E4M3FNUZ",
                                                 "F8_E5M2FNUZ"};
 
-const char *nc__dtype_name(nc__dtype dt) {
+const char *nc__st_dtype_name(nc__st_dtype dt) {
     return (unsigned)dt < NC__DT_COUNT ? dtype_table[dt].name : "?";
 }
 
-size_t nc__dtype_size(nc__dtype dt) {
+size_t nc__st_dtype_size(nc__st_dtype dt) {
     return (unsigned)dt < NC__DT_COUNT ? dtype_table[dt].size : 0;
 }
 
@@ -206,12 +206,12 @@ static void value_text(char *buf, size_t size, const cJSON *item) {
     else snprintf(buf, size, "null");
 }
 
-static nc_status parse_dtype(reader *r, const char *name, const cJSON *item, nc__dtype *dt) {
+static nc_status parse_dtype(reader *r, const char *name, const cJSON *item, nc__st_dtype *dt) {
     if (!cJSON_IsString(item) || !item->valuestring)
         return terr(r, name, NC_ERR_FORMAT, "\"dtype\" is %s", item ? "not a string" : "missing");
     for (int i = 0; i < NC__DT_COUNT; i++) {
         if (strcmp(item->valuestring, dtype_table[i].name) == 0) {
-            *dt = (nc__dtype)i;
+            *dt = (nc__st_dtype)i;
             return NC_OK;
         }
     }

@@ -20,18 +20,18 @@
 int nc__st_host_little_endian(void);
 size_t nc__st_utf8_invalid_at(const unsigned char *s, size_t n);
 
-typedef enum nc__dtype {
+typedef enum nc__st_dtype {
     NC__DT_F32 = 0, NC__DT_F16, NC__DT_BF16, NC__DT_F64,
     NC__DT_I64, NC__DT_I32, NC__DT_I16, NC__DT_I8, NC__DT_U8, NC__DT_BOOL,
     NC__DT_COUNT
-} nc__dtype;
+} nc__st_dtype;
 
-const char *nc__dtype_name(nc__dtype dt);      /* "F32" */
-size_t nc__dtype_size(nc__dtype dt);           /* bytes per element */
+const char *nc__st_dtype_name(nc__st_dtype dt);      /* "F32" */
+size_t nc__st_dtype_size(nc__st_dtype dt);           /* bytes per element */
 
 typedef struct nc__st_tensor {
     char *name;
-    nc__dtype dtype;
+    nc__st_dtype dtype;
     int ndim;
     int64_t shape[NC__ST_MAX_DIMS];
     int64_t numel;
@@ -77,7 +77,7 @@ nc_status nc__st_to_f32(nc_context *ctx, const nc__st_tensor *t, float *out);
 typedef struct nc__st_writer nc__st_writer;
 nc_status nc__st_writer_create(nc_context *ctx, nc__st_writer **out);
 void nc__st_writer_destroy(nc__st_writer *w);
-nc_status nc__st_writer_add(nc__st_writer *w, const char *name, nc__dtype dtype, int ndim,
+nc_status nc__st_writer_add(nc__st_writer *w, const char *name, nc__st_dtype dtype, int ndim,
                             const int64_t *shape, const void *data);  /* rejects duplicates */
 nc_status nc__st_writer_meta(nc__st_writer *w, const char *key, const char *value);
 nc_status nc__st_write(nc__st_writer *w, const char *path);

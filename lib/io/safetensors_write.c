@@ -21,7 +21,7 @@ static void store_le64(unsigned char *p, uint64_t v) {
 
 typedef struct st_entry {
     char *name;
-    nc__dtype dtype;
+    nc__st_dtype dtype;
     int ndim;
     int64_t shape[NC__ST_MAX_DIMS];
     size_t nbytes;
@@ -72,7 +72,7 @@ static int is_utf8(const char *s) {
     return nc__st_utf8_invalid_at((const unsigned char *)s, n) == n;
 }
 
-nc_status nc__st_writer_add(nc__st_writer *w, const char *name, nc__dtype dtype, int ndim,
+nc_status nc__st_writer_add(nc__st_writer *w, const char *name, nc__st_dtype dtype, int ndim,
                             const int64_t *shape, const void *data) {
     if (!w) return NC_ERR_NULL;
     nc_context *ctx = w->ctx;
@@ -93,7 +93,7 @@ nc_status nc__st_writer_add(nc__st_writer *w, const char *name, nc__dtype dtype,
         return nc__error(ctx, NC_ERR_NULL, "safetensors writer: tensor '%.*s': NULL shape",
                          NAME_MAX_SHOWN, name);
     /* bytes, kept below 2^53 so that every offset is an exact JSON integer */
-    uint64_t bytes = nc__dtype_size(dtype);
+    uint64_t bytes = nc__st_dtype_size(dtype);
     int zero = 0;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
@@ -206,7 +206,7 @@ static char *build_header(nc__st_writer *w) {
         const st_entry *e = &w->entries[i];
         cJSON *t = cJSON_CreateObject(), *shape, *off;
         if (!json_add(root, e->name, t)) goto done;
-        if (!json_add(t, "dtype", cJSON_CreateString(nc__dtype_name(e->dtype)))) goto done;
+        if (!json_add(t, "dtype", cJSON_CreateString(nc__st_dtype_name(e->dtype)))) goto done;
         if (!json_add(t, "shape", shape = cJSON_CreateArray())) goto done;
         for (int d = 0; d < e->ndim; d++)
             if (!json_add(shape, NULL, json_uint((uint64_t)e->shape[d]))) goto done;

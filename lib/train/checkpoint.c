@@ -376,13 +376,13 @@ fail:
 
 /* The file tensor `name` with dtype dt and shape[ndim]; NC_ERR_FORMAT when absent or
  * of another dtype, NC_ERR_SHAPE when of another shape. */
-static nc_status need(nc_context *ctx, const nc__st_file *f, const char *path, const char *name, nc__dtype dt,
+static nc_status need(nc_context *ctx, const nc__st_file *f, const char *path, const char *name, nc__st_dtype dt,
                       int ndim, const int64_t *shape, const nc__st_tensor **out) {
     const nc__st_tensor *ft = nc__st_find(f, name);
     if (!ft) return nc__error(ctx, NC_ERR_FORMAT, "%s: checkpoint has no tensor '%s'", path, name);
     if (ft->dtype != dt)
         return nc__error(ctx, NC_ERR_FORMAT, "%s: checkpoint tensor '%s' is %s, expected %s", path, name,
-                         nc__dtype_name(ft->dtype), nc__dtype_name(dt));
+                         nc__st_dtype_name(ft->dtype), nc__st_dtype_name(dt));
     int same = ft->ndim == ndim;
     for (int d = 0; same && d < ndim; d++) same = ft->shape[d] == shape[d];
     if (!same) return nc__error(ctx, NC_ERR_SHAPE, "%s: checkpoint tensor '%s' has another shape", path, name);

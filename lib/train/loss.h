@@ -1,9 +1,11 @@
-/* loss.h — losses computed on the host from downloaded logits (they are small:
- * batch x outputs), returning the gradient that backward uploads. */
+/* loss.h — the losses' semantics and configuration. The trainer runs them on the
+ * backend (backend.h's `loss`, one call per step); nc__loss_compute is the host entry
+ * to the reference implementation, for tests and golden checks. */
 #ifndef NC_TRAIN_LOSS_H
 #define NC_TRAIN_LOSS_H
 
 #include "neurc.h"
+#include "backend/backend.h"
 
 #include <stdint.h>
 
@@ -54,6 +56,12 @@ typedef struct nc__loss_config {
 nc_status nc__loss_compute(nc_context *ctx, const nc__loss_config *cfg, const float *logits, const int32_t *labels,
                            int64_t n, int heads, int classes, float *dlogits, double *loss, int *correct,
                            int *counted);
+
+/* The backend descriptor of a configured loss; the weight arrays are given
+ * separately because a backend needs them in its own memory. */
+nc__loss_desc nc__loss_desc_of(const nc__loss_config *cfg, int64_t n, int heads, int classes, nc__dtype dtype,
+                               float grad_scale, const void *class_weights, const void *head_weights,
+                               const void *pos_weight);
 
 /* The label check of nc__loss_compute alone (CE: each label in [0, classes) or the
  * ignore label; BCE: each target 0 or 1), so callers can reject a batch before any

@@ -1,8 +1,9 @@
-/* trainer.c — nc_trainer: one call = train-mode forward, the configured loss on the
- * host, backward through the graph, and (every accumulation_steps calls) an optimizer
- * update (SGD, Adam, AdamW as torch.optim) of every unfrozen trainable tensor in the
- * backend's own layout, with parameter groups, gradient clipping, a schedule and a
- * guard against non-finite losses and gradients. */
+/* trainer.c — nc_trainer: one call = train-mode forward, the configured loss,
+ * backward through the graph, and (every accumulation_steps calls) the global
+ * gradient norm, clipping and an optimizer update (SGD, Adam, AdamW as torch.optim)
+ * of every unfrozen trainable tensor as one table, with parameter groups, a schedule
+ * and a guard against non-finite losses and gradients. All of it runs in the
+ * backend; a step crosses to the host three times (backend.h, TRANSFER BUDGET). */
 #include "neurc.h"
 #include "core/context.h"
 #include "core/model.h"
@@ -93,6 +94,15 @@ static nc_status copy_weights(nc_context *ctx, const char *what, const float *sr
     return NC_OK;
 }
 
+/* A copy of `count` host floats in backend memory (NULL stays NULL). */
+static nc_status to_backend(nc_context *ctx, const float *src, size_t count, void **out) {
+    *out = NULL;
+    if (!src) return NC_OK;
+    nc_status st = ctx->backend->alloc(ctx->backend_state, count * sizeof *src, out);
+    if (st == NC_OK) st = ctx->backend->write(ctx->backend_state, *out, src, count * sizeof *src);
+    return st;
+}
+
 static nc_status setup_loss(nc_trainer *t) {
     nc_context *ctx = t->m->ctx;
     const nc_trainer_options *o = &t->opt;
@@ -112,7 +122,9 @@ static nc_status setup_loss(nc_trainer *t) {
     t->loss.class_weights = t->class_weights;
     t->loss.head_weights = t->head_weights;
     t->loss.pos_weight = t->pos_weight;
-    return NC_OK;
+    if ((st = to_backend(ctx, t->class_weights, (size_t)heads * classes, &t->class_weights_dev)) != NC_OK) return st;
+    if ((st = to_backend(ctx, t->head_weights, (size_t)heads, &t->head_weights_dev)) != NC_OK) return st;
+    return to_backend(ctx, t->pos_weight, (size_t)heads * classes, &t->pos_weight_dev);
 }
 
 static nc_status add_group_entry(nc_trainer *t, const char *name, float lr, float wd) {
@@ -149,14 +161,19 @@ nc_status nc_trainer_create(nc_model *m, const nc_trainer_options *opt, nc_train
     const int nt = m->graph->n_tensors;
     t->tensor_group = nc__alloc(ctx, (size_t)(nt ? nt : 1) * sizeof *t->tensor_group);
     t->tensor_updates = nc__calloc(ctx, (size_t)(nt ? nt : 1), sizeof *t->tensor_updates);
+    t->table = nc__alloc(ctx, (size_t)(nt ? nt : 1) * sizeof *t->table);
+    t->table_tensor = nc__alloc(ctx, (size_t)(nt ? nt : 1) * sizeof *t->table_tensor);
     NC_CHECK_ALLOC(ctx, t->tensor_group);
     NC_CHECK_ALLOC(ctx, t->tensor_updates);
+    NC_CHECK_ALLOC(ctx, t->table);
+    NC_CHECK_ALLOC(ctx, t->table_tensor);
     for (int i = 0; i < nt; i++) t->tensor_group[i] = m->graph->tensors[i].trainable ? 0 : -1;
     NC_CHECK(add_group_entry(t, "default", o.lr, o.weight_decay));
     NC_CHECK(setup_loss(t));
     NC_CHECK(nc__model_ensure_grads(m));
-    const size_t floats = m->arena_bytes / sizeof(float), bytes = m->arena_bytes ? m->arena_bytes : 64;
+    const size_t floats = nc__model_param_floats(m), bytes = m->arena_bytes ? m->arena_bytes : 64;
     const int two = o.optimizer != NC_OPTIMIZER_SGD;
+    NC_CHECK(ctx->backend->alloc(ctx->backend_state, sizeof(nc__step_record), &t->record_dev));
     NC_CHECK(ctx->backend->alloc(ctx->backend_state, bytes, &t->state1));
     NC_CHECK(ctx->backend->fill(ctx->backend_state, t->state1, 0.0f, floats));
     if (two) {
@@ -173,16 +190,17 @@ fail:
 void nc_trainer_destroy(nc_trainer *t) {
     if (!t) return;
     nc_context *ctx = t->m->ctx;
-    if (t->state1) ctx->backend->free(ctx->backend_state, t->state1);
-    if (t->state2) ctx->backend->free(ctx->backend_state, t->state2);
+    void *dev[] = {t->state1, t->state2, t->record_dev, t->labels_dev, t->class_weights_dev, t->head_weights_dev,
+                   t->pos_weight_dev};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) ctx->backend->free(ctx->backend_state, dev[i]);
     nc__free(ctx, t->groups);
     nc__free(ctx, t->tensor_group);
     nc__free(ctx, t->tensor_updates);
     nc__free(ctx, t->class_weights);
     nc__free(ctx, t->head_weights);
     nc__free(ctx, t->pos_weight);
-    nc__free(ctx, t->logits);
-    nc__free(ctx, t->dlogits);
+    nc__free(ctx, t->table);
+    nc__free(ctx, t->table_tensor);
     nc__free(ctx, t);
 }
 
@@ -299,67 +317,45 @@ int64_t nc_trainer_num_steps(const nc_trainer *t) { return t ? t->steps : 0; }
 /* A 1-D tensor that is a bias or a normalisation weight (torch's usual no-decay set). */
 static int is_bias_or_norm(const nc__tensor_def *d) { return d->role == NC__ROLE_BIAS || d->shape.ndim <= 1; }
 
-/* Global L2 norm of the gradients that will be applied; *bad = first tensor with a
- * non-finite gradient (or -1). */
-static nc_status grad_norm(nc_trainer *t, double *norm, int *bad) {
-    nc_model *m = t->m;
-    nc_context *ctx = m->ctx;
-    double total = 0.0;
-    *bad = -1;
-    for (int i = 0; i < m->graph->n_tensors; i++) {
-        int g = t->tensor_group[i];
-        if (g < 0 || t->groups[g].frozen) continue;
-        double ss;
-        nc_status st = ctx->backend->sum_squares(ctx->backend_state, (size_t)m->slots[i].numel,
-                                                 nc__model_grad_ptr(m, i), &ss);
-        if (st != NC_OK) return st;
-        if (!isfinite(ss) && *bad < 0) *bad = i;
-        total += ss;
-    }
-    *norm = sqrt(total);
-    return NC_OK;
-}
-
-static nc_status clip_grads(nc_trainer *t, float coef) {
-    nc_model *m = t->m;
-    nc_context *ctx = m->ctx;
-    for (int i = 0; i < m->graph->n_tensors; i++) {
-        int g = t->tensor_group[i];
-        if (g < 0 || t->groups[g].frozen) continue;
-        nc_status st = ctx->backend->scale(ctx->backend_state, (size_t)m->slots[i].numel, nc__model_grad_ptr(m, i), coef);
-        if (st != NC_OK) return st;
-    }
-    return NC_OK;
-}
-
-static nc_status apply_update(nc_trainer *t) {
-    nc_model *m = t->m;
-    nc_context *ctx = m->ctx;
+/* The table of tensors this update changes (unfrozen, trainable) with their groups'
+ * rates, decay and step numbers; returns its length. */
+static int build_table(nc_trainer *t) {
+    const nc_model *m = t->m;
     const nc_trainer_options *o = &t->opt;
-    if (t->schedule)
-        for (int g = 0; g < t->n_groups; g++) t->groups[g].lr = nc_schedule_lr(t->schedule, t->groups[g].base_lr);
-    nc__model_params_changed(m); /* before the writes: also right when one fails half-way */
+    int count = 0;
     for (int i = 0; i < m->graph->n_tensors; i++) {
-        int gi = t->tensor_group[i];
+        const int gi = t->tensor_group[i];
         if (gi < 0 || t->groups[gi].frozen) continue;
         const nc__group *g = &t->groups[gi];
         const float wd = o->no_decay_norm_bias && is_bias_or_norm(&m->graph->tensors[i]) ? 0.0f : g->weight_decay;
-        const size_t off = m->slots[i].offset, count = (size_t)m->slots[i].numel;
-        void *p = (char *)m->arena + off, *gr = (char *)m->grad_arena + off, *s1 = (char *)t->state1 + off;
-        nc_status st;
-        if (o->optimizer == NC_OPTIMIZER_SGD) {
-            nc__sgd_desc d = {g->lr, o->momentum, o->dampening, wd, o->nesterov, t->tensor_updates[i] == 0};
-            st = ctx->backend->sgd_update(ctx->backend_state, &d, count, p, o->momentum != 0.0f ? s1 : NULL, gr);
-        } else {
-            nc__adam_desc d = {g->lr, o->beta1, o->beta2, o->eps, wd, o->optimizer == NC_OPTIMIZER_ADAMW,
-                               t->tensor_updates[i] + 1};
-            st = ctx->backend->adam_update(ctx->backend_state, &d, count, p, s1, (char *)t->state2 + off, gr);
-        }
-        if (st != NC_OK) return st;
-        t->tensor_updates[i]++;
+        t->table_tensor[count] = i;
+        t->table[count++] = (nc__param_entry){.offset = m->slots[i].offset, .count = (size_t)m->slots[i].numel,
+                                               .lr = g->lr, .weight_decay = wd, .step = t->tensor_updates[i] + 1};
     }
-    t->updates++;
-    return NC_OK;
+    return count;
+}
+
+static nc__optim_desc optim_desc(const nc_trainer_options *o) {
+    return (nc__optim_desc){.kind = o->optimizer == NC_OPTIMIZER_SGD     ? NC__OPTIM_SGD
+                                    : o->optimizer == NC_OPTIMIZER_ADAM ? NC__OPTIM_ADAM
+                                                                        : NC__OPTIM_ADAMW,
+                            .momentum = o->momentum, .dampening = o->dampening, .nesterov = o->nesterov,
+                            .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps};
+}
+
+/* The update's backend calls: global norm and finite check, clipping, the optimizer;
+ * the backend skips the last two when the record says something is not finite. */
+static nc_status run_update(nc_trainer *t, int count) {
+    nc_model *m = t->m;
+    const nc__backend *be = m->ctx->backend;
+    void *bs = m->ctx->backend_state;
+    const nc__optim_desc d = optim_desc(&t->opt);
+    nc_status st = be->grad_norm(bs, t->table, count, t->record_dev, m->grad_arena);
+    if (st == NC_OK && t->opt.clip_grad_norm > 0.0f)
+        st = be->clip_grads(bs, t->table, count, t->opt.clip_grad_norm, m->grad_arena, t->record_dev);
+    nc__model_params_changed(m); /* before the writes: also right when one fails half-way */
+    if (st == NC_OK) st = be->update(bs, &d, t->table, count, m->arena, t->state1, t->state2, m->grad_arena, t->record_dev);
+    return st;
 }
 
 /* A non-finite loss or gradient: drop this update's gradients; fail after
@@ -375,6 +371,66 @@ static nc_status skip_update(nc_trainer *t, nc_step_stats *out, const char *what
     return NC_OK;
 }
 
+/* The step's labels in backend memory (the one `write` of the step). */
+static nc_status send_labels(nc_trainer *t, const int32_t *labels, size_t count) {
+    nc_context *ctx = t->m->ctx;
+    const size_t bytes = count * sizeof *labels;
+    nc_status st;
+    if (bytes > t->labels_cap) {
+        ctx->backend->free(ctx->backend_state, t->labels_dev);
+        t->labels_dev = NULL;
+        t->labels_cap = 0;
+        if ((st = ctx->backend->alloc(ctx->backend_state, bytes, &t->labels_dev)) != NC_OK) return st;
+        t->labels_cap = bytes;
+    }
+    return ctx->backend->write(ctx->backend_state, t->labels_dev, labels, bytes);
+}
+
+/* Forward, loss (dlogits scaled by 1/k as torch's loss / k) and backward. */
+static nc_status forward_backward(nc_trainer *t, const float *x, int n) {
+    nc_model *m = t->m;
+    nc_context *ctx = m->ctx;
+    const nc__plan *p = m->plan_train;
+    const nc__value_desc out = nc__plan_value_desc(p, m->graph->output);
+    const nc__loss_desc d = nc__loss_desc_of(&t->loss, n, m->graph->num_heads, m->num_classes, out.dtype,
+                                             1.0f / (float)t->opt.accumulation_steps, t->class_weights_dev,
+                                             t->head_weights_dev, t->pos_weight_dev);
+    const uint64_t seed = nc__rng_u64(t->opt.seed, 0x73746570ull, (uint64_t)t->steps);
+    nc_status st = nc__plan_forward(m->plan_train, x, 1, seed);
+    if (st == NC_OK)
+        st = ctx->backend->loss(ctx->backend_state, &d, nc__plan_output_grad(p), t->record_dev, nc__plan_output(p),
+                                t->labels_dev);
+    if (st != NC_OK) return st;
+    t->steps++;
+    return nc__plan_backward(m->plan_train);
+}
+
+/* After the step's one read of the record: counters, stats, the non-finite guard. */
+static nc_status finish_step(nc_trainer *t, const nc__step_record *r, int updated, int count, nc_step_stats *out) {
+    if (out) {
+        out->loss = (float)r->loss;
+        out->correct = r->correct;
+        out->total = r->counted;
+        out->lr = t->groups[0].lr;
+    }
+    if (!isfinite(r->loss)) return skip_update(t, out, isnan(r->loss) ? "loss is NaN" : "loss is infinite");
+    if (!updated) return NC_OK;
+    if (!r->finite) {
+        char what[256];
+        const int bad = r->bad >= 0 && r->bad < count ? t->table_tensor[r->bad] : t->table_tensor[0];
+        snprintf(what, sizeof what, "non-finite gradient in '%s'", t->m->graph->tensors[bad].name);
+        return skip_update(t, out, what);
+    }
+    for (int e = 0; e < count; e++) t->tensor_updates[t->table_tensor[e]]++;
+    t->updates++;
+    t->nonfinite_run = 0;
+    if (out) {
+        out->updated = 1;
+        out->grad_norm = (float)sqrt(r->sumsq);
+    }
+    return NC_OK;
+}
+
 nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, int n, int c, int h, int w,
                           nc_step_stats *out) {
     if (!t) return NC_ERR_NULL;
@@ -386,62 +442,24 @@ nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, 
     nc_status st = nc__plan_get(m, &m->plan_train, 1, &in);
     if (st != NC_OK) return st;
     const int heads = m->graph->num_heads, classes = m->num_classes;
-    size_t outputs = (size_t)n * (size_t)heads * (size_t)classes;
-    if (outputs > t->logits_cap) {
-        nc__free(ctx, t->logits);
-        nc__free(ctx, t->dlogits);
-        t->logits = nc__alloc(ctx, outputs * sizeof(float));
-        t->dlogits = nc__alloc(ctx, outputs * sizeof(float));
-        t->logits_cap = t->logits && t->dlogits ? outputs : 0;
-        if (!t->logits_cap) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_trainer_step: out of memory");
-    }
     /* labels are checked before the forward pass so a bad batch changes no state */
     if ((st = nc__loss_check_labels(ctx, &t->loss, labels, n, heads, classes)) != NC_OK) return st;
-
-    if (t->accum_count == 0) {
-        st = ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, m->arena_bytes / sizeof(float));
-        if (st != NC_OK) return st;
+    const size_t label_count = (size_t)n * (size_t)heads * (t->loss.kind == NC_LOSS_BCE_WITH_LOGITS ? classes : 1);
+    if ((st = send_labels(t, labels, label_count)) != NC_OK) return st;
+    if (t->accum_count == 0 &&
+        (st = ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, nc__model_param_floats(m))) != NC_OK)
+        return st;
+    if ((st = forward_backward(t, x, n)) != NC_OK) return st;
+    const int update = ++t->accum_count >= t->opt.accumulation_steps;
+    int count = 0;
+    if (update) {
+        t->accum_count = 0;
+        if (t->schedule)
+            for (int g = 0; g < t->n_groups; g++) t->groups[g].lr = nc_schedule_lr(t->schedule, t->groups[g].base_lr);
+        count = build_table(t);
+        if ((st = run_update(t, count)) != NC_OK) return st;
     }
-    uint64_t seed = nc__rng_u64(t->opt.seed, 0x73746570ull, (uint64_t)t->steps);
-    if ((st = nc__plan_forward(m->plan_train, x, 1, seed)) != NC_OK) return st;
-    if ((st = nc__plan_read_output(m->plan_train, t->logits)) != NC_OK) return st;
-    double loss = 0.0;
-    int correct = 0, counted = 0;
-    st = nc__loss_compute(ctx, &t->loss, t->logits, labels, n, heads, classes, t->dlogits, &loss, &correct, &counted);
-    if (st != NC_OK) return st;
-    t->steps++;
-    if (out) {
-        out->loss = (float)loss;
-        out->correct = correct;
-        out->total = counted;
-        out->lr = t->groups[0].lr;
-    }
-    if (!isfinite(loss)) return skip_update(t, out, isnan(loss) ? "loss is NaN" : "loss is infinite");
-    const int k = t->opt.accumulation_steps;
-    if (k > 1)
-        for (size_t i = 0; i < outputs; i++) t->dlogits[i] /= (float)k; /* as torch's loss / k */
-    if ((st = nc__plan_backward(m->plan_train, t->dlogits)) != NC_OK) return st;
-    if (++t->accum_count < k) return NC_OK;
-    t->accum_count = 0;
-
-    double norm;
-    int bad;
-    if ((st = grad_norm(t, &norm, &bad)) != NC_OK) return st;
-    if (bad >= 0) {
-        char what[256];
-        snprintf(what, sizeof what, "non-finite gradient in '%s'", m->graph->tensors[bad].name);
-        return skip_update(t, out, what);
-    }
-    if (t->opt.clip_grad_norm > 0.0f) {
-        double coef = (double)t->opt.clip_grad_norm / (norm + 1e-6); /* torch.nn.utils.clip_grad_norm_ */
-        if (coef < 1.0 && (st = clip_grads(t, (float)coef)) != NC_OK) return st;
-    }
-    if ((st = apply_update(t)) != NC_OK) return st;
-    t->nonfinite_run = 0;
-    if (out) {
-        out->updated = 1;
-        out->grad_norm = (float)norm;
-        out->lr = t->groups[0].lr;
-    }
-    return NC_OK;
+    nc__step_record r;
+    if ((st = ctx->backend->read(ctx->backend_state, &r, t->record_dev, sizeof r)) != NC_OK) return st;
+    return finish_step(t, &r, update, count, out);
 }

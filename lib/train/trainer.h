@@ -38,8 +38,15 @@ struct nc_trainer {
     int64_t updates;           /* optimizer updates applied */
     int accum_count;           /* micro-batches in the gradient arena */
     int nonfinite_run;         /* skipped updates in a row */
-    float *logits, *dlogits;   /* host, grown to the largest batch */
-    size_t logits_cap;
+    /* backend memory (backend.h, TRANSFER BUDGET): the step's labels (grown to the
+       largest batch), its record, and the loss weights uploaded once */
+    void *labels_dev;
+    size_t labels_cap;         /* bytes */
+    void *record_dev;
+    void *class_weights_dev, *head_weights_dev, *pos_weight_dev;
+    /* the parameter table of an update, rebuilt on the host per update */
+    nc__param_entry *table;    /* [n_tensors] */
+    int *table_tensor;         /* [n_tensors]: graph tensor of each entry */
 };
 
 #endif

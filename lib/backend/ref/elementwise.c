@@ -1,6 +1,6 @@
 /* elementwise.c — reference element-wise kernels on flat f32 buffers: relu, add,
  * accumulate, inverted dropout (mask a pure function of seed and index), feature
- * concat, torch.optim.SGD's update and a sum of squares for gradient clipping. */
+ * concat, copies, scaling and a sum of squares for gradient norms. */
 #include "backend/ref/ref.h"
 
 #include "core/rng.h"
@@ -57,6 +57,11 @@ void nc__ref_dropout_backward(int nt, size_t count, float p, uint64_t seed, floa
         if (nc__rng_uniform(seed, 0, (uint64_t)i) >= p) dx[i] += dy[i] * scale;
 }
 
+void nc__ref_copy(int nt, size_t count, float *dst, const float *src) {
+    // dst, src (count)
+    if (count && dst != src) memcpy(dst, src, count * sizeof(float));
+}
+
 void nc__ref_concat_forward(int64_t n, int count, const int64_t *widths, float *y, const float *const *xs) {
     // y (n, sum widths); xs[i] (n, widths[i])
     size_t total = 0;
@@ -87,56 +92,6 @@ void nc__ref_concat_backward(int64_t n, int count, const int64_t *widths, float 
             }
             off += w;
         }
-    }
-}
-
-void nc__ref_sgd_update(int nt, const nc__sgd_desc *d, size_t count, float *param, float *buf,
-                        const float *grad) {
-    // param, buf (or NULL when momentum == 0), grad (count); same op order as
-    // torch.optim.SGD: g = grad + wd*param; buf = first ? g : m*buf + (1-damp)*g;
-    // g = nesterov ? g + m*buf : buf; param -= lr*g
-    const float lr = d->lr, mom = d->momentum, wd = d->weight_decay;
-    const float keep = 1.0f - d->dampening;
-    const int use_buf = mom != 0.0f && buf != NULL;
-    const int first = d->first_step, nesterov = d->nesterov;
-    PARALLEL_FOR_IF(count)
-    for (size_t i = 0; i < count; i++) {
-        float g = grad[i];
-        if (wd != 0.0f) g = g + wd * param[i];
-        if (use_buf) {
-            const float b = first ? g : buf[i] * mom + keep * g;
-            buf[i] = b;
-            g = nesterov ? g + mom * b : b;
-        }
-        param[i] = param[i] - lr * g;
-    }
-}
-
-void nc__ref_adam_update(int nt, const nc__adam_desc *d, size_t count, float *param, float *m, float *v,
-                         const float *grad) {
-    // param, m, v, grad (count); torch 1.13 _single_tensor_adam:
-    // [AdamW: param *= 1 - lr*wd] [Adam: g += wd*param]; m = b1*m + (1-b1)*g;
-    // v = b2*v + (1-b2)*g*g; param -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-    const float lr = d->lr, b1 = d->beta1, b2 = d->beta2, eps = d->eps, wd = d->weight_decay;
-    /* torch computes the bias corrections as Python floats (double) */
-    const double bc1 = 1.0 - pow((double)b1, (double)d->step);
-    const float bc2_sqrt = (float)sqrt(1.0 - pow((double)b2, (double)d->step));
-    const float step_size = (float)((double)lr / bc1), decay = (float)(1.0 - (double)lr * (double)wd);
-    const int decoupled = d->decoupled;
-    PARALLEL_FOR_IF(count)
-    for (size_t i = 0; i < count; i++) {
-        float g = grad[i], p = param[i];
-        if (wd != 0.0f) {
-            if (decoupled)
-                p = p * decay;
-            else
-                g = g + wd * p;
-        }
-        const float mi = m[i] * b1 + (1.0f - b1) * g;
-        const float vi = v[i] * b2 + (1.0f - b2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        param[i] = p - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
 }
 

@@ -1,15 +1,89 @@
 /* ref.c — the reference backend's nc__backend table: host memory from the context's
- * allocator holding plain NCHW f32, and thin wrappers that hand each op to its kernel
- * (gemm.c, conv.c, batchnorm.c, pool.c, elementwise.c) with the state's thread count. */
+ * allocator holding plain NCHW values, and wrappers that hand each op to its f32
+ * kernel (gemm.c, conv.c, batchnorm.c, pool.c, elementwise.c, loss.c, optim.c) with
+ * the state's thread count. bf16 values (backend.h, DTYPE POLICY) are widened to f32
+ * scratch before a kernel and rounded to nearest even after it; convolutions and
+ * linear layers also round their weights and bias to bf16 first, as autocast does.
+ * So the bf16 path is the same arithmetic on bf16-rounded operands: the oracle. */
 #include "backend/ref/ref.h"
 
+#include "core/bf16.h"
 #include "core/context.h"
 
 #include <string.h>
 
 #define NT(state) (((const nc__ref_state *)(state))->nt)
 
-/* ---- state and memory */
+static size_t numel(const nc__shape *s) { return (size_t)nc__shape_numel(s); }
+
+/* ---- f32 working copies of bf16 operands, freed together at the end of a call */
+
+#define REF_MAX_SCRATCH 8
+typedef struct scratch {
+    nc__ref_state *s;
+    void *p[REF_MAX_SCRATCH];
+    int n, oom;
+} scratch;
+
+static float *scr_alloc(scratch *sc, size_t count) {
+    void *p = sc->n < REF_MAX_SCRATCH ? nc__alloc(sc->s->ctx, count ? count * sizeof(float) : 1) : NULL;
+    if (!p) sc->oom = 1;
+    else sc->p[sc->n++] = p;
+    return p;
+}
+
+static void widen(float *dst, const nc__bf16 *src, size_t count) {
+    for (size_t i = 0; i < count; i++) dst[i] = nc__bf16_to_f32(src[i]);
+}
+
+/* An input of dtype dt as f32 (NULL stays NULL). */
+static const float *scr_in(scratch *sc, nc__dtype dt, const void *src, size_t count) {
+    if (!src || dt == NC__DTYPE_F32) return src;
+    float *f = scr_alloc(sc, count);
+    if (f) widen(f, src, count);
+    return f;
+}
+
+/* f32 weights (or bias) as the kernel sees them: rounded to bf16 for bf16 values. */
+static const float *scr_weights(scratch *sc, nc__dtype dt, const float *w, size_t count) {
+    if (!w || dt == NC__DTYPE_F32) return w;
+    float *f = scr_alloc(sc, count);
+    if (f)
+        for (size_t i = 0; i < count; i++) f[i] = nc__bf16_round(w[i]);
+    return f;
+}
+
+/* Where a kernel writes an output of dtype dt: the buffer itself (f32) or scratch. */
+static float *scr_out(scratch *sc, nc__dtype dt, void *dst, size_t count) {
+    if (!dst || dt == NC__DTYPE_F32) return dst;
+    return scr_alloc(sc, count);
+}
+
+/* Where an accumulating kernel adds a gradient written with `mode` (backend.h,
+ * GRADIENT WRITE RULE): zeroed for SET, the current values for ADD. */
+static float *scr_grad(scratch *sc, nc__dtype dt, nc__write mode, void *dst, size_t count) {
+    if (!dst) return NULL;
+    float *f = dt == NC__DTYPE_F32 ? dst : scr_alloc(sc, count);
+    if (!f) return NULL;
+    if (mode == NC__WRITE_SET) memset(f, 0, count * sizeof *f);
+    else if (dt != NC__DTYPE_F32) widen(f, dst, count);
+    return f;
+}
+
+/* Stores a kernel's f32 result into dst of dtype dt (nothing to do for f32). */
+static void store(nc__dtype dt, void *dst, const float *f, size_t count) {
+    if (!dst || dt == NC__DTYPE_F32 || (const void *)f == dst) return;
+    nc__bf16 *h = dst;
+    for (size_t i = 0; i < count; i++) h[i] = nc__f32_to_bf16(f[i]);
+}
+
+static nc_status scr_done(scratch *sc) {
+    for (int i = 0; i < sc->n; i++) nc__free(sc->s->ctx, sc->p[i]);
+    if (sc->oom) return nc__error(sc->s->ctx, NC_ERR_OUT_OF_MEMORY, "ref backend: out of memory for bf16 scratch");
+    return NC_OK;
+}
+
+/* ---- state, capabilities and memory */
 
 static nc_status ref_init(nc_context *ctx, int num_threads, void **state) {
     nc__ref_state *s = nc__alloc(ctx, sizeof *s);
@@ -26,6 +100,12 @@ static void ref_destroy(void *state) {
     nc__free(s->ctx, s);
 }
 
+/* Every single op in every dtype; no fused patterns (the oracle runs ops one by one). */
+static int ref_supports(void *state, const nc__op_query *q) {
+    return q->kernel != NC__K_CONV_FUSED_INFER && q->kernel != NC__K_BN_RELU_TRAIN && q->kernel < NC__K_COUNT &&
+           q->dtype < NC__DTYPE_COUNT;
+}
+
 static nc_status ref_alloc(void *state, size_t bytes, void **out) {
     nc__ref_state *s = state;
     void *p = nc__alloc(s->ctx, bytes ? bytes : 1);
@@ -39,178 +119,338 @@ static void ref_free(void *state, void *ptr) {
     if (ptr) nc__free(((nc__ref_state *)state)->ctx, ptr);
 }
 
-static nc_status ref_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
-    // dst, src (numel(shape)): the ref layout is host NCHW f32
-    const size_t n = (size_t)nc__shape_numel(shape);
-    if (n && dst != src) memcpy(dst, src, n * sizeof(float));
+static nc_status ref_copy_bytes(void *state, void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) memcpy(dst, src, bytes);
     return NC_OK;
+}
+
+static nc_status ref_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
+    return ref_copy_bytes(state, dst, src, numel(shape) * sizeof(float));
 }
 
 static nc_status ref_download(void *state, float *dst, const void *src, const nc__shape *shape) {
-    const size_t n = (size_t)nc__shape_numel(shape);
-    if (n && dst != src) memcpy(dst, src, n * sizeof(float));
-    return NC_OK;
-}
-
-static void fill_kernel(int nt, size_t count, float *dst, float value) {
-    // dst (count)
-    PARALLEL_FOR_IF(count)
-    for (size_t i = 0; i < count; i++) dst[i] = value;
-}
-
-/* A backward entry whose descriptor says `overwrite` starts from a zeroed dx: the
- * ref kernels always accumulate. */
-static void zero_if_overwrite(void *state, int overwrite, void *dx, size_t count) {
-    if (overwrite && dx) fill_kernel(NT(state), count, dx, 0.0f);
+    return ref_copy_bytes(state, dst, src, numel(shape) * sizeof(float));
 }
 
 static nc_status ref_fill(void *state, void *dst, float value, size_t count) {
-    fill_kernel(NT(state), count, dst, value);
+    const int nt = NT(state);
+    float *d = dst; // (count)
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) d[i] = value;
     return NC_OK;
 }
 
-static nc_status ref_accumulate(void *state, void *dst, const void *src, size_t count) {
-    nc__ref_accumulate(NT(state), count, dst, src);
+/* ---- activation values: plain NCHW in their dtype */
+
+static size_t ref_value_bytes(void *state, const nc__value_desc *v) {
+    return numel(&v->shape) * nc__dtype_size(v->dtype);
+}
+
+static nc_status ref_value_upload(void *state, const nc__value_desc *v, void *dst, const float *src) {
+    if (v->dtype == NC__DTYPE_F32) return ref_copy_bytes(state, dst, src, numel(&v->shape) * sizeof(float));
+    store(v->dtype, dst, src, numel(&v->shape));
     return NC_OK;
+}
+
+static nc_status ref_value_download(void *state, const nc__value_desc *v, float *dst, const void *src) {
+    if (v->dtype == NC__DTYPE_F32) return ref_copy_bytes(state, dst, src, numel(&v->shape) * sizeof(float));
+    widen(dst, src, numel(&v->shape));
+    return NC_OK;
+}
+
+static nc_status ref_value_zero(void *state, const nc__value_desc *v, void *dst) {
+    memset(dst, 0, ref_value_bytes(state, v));
+    return NC_OK;
+}
+
+static nc_status ref_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
+    scratch sc = {.s = state};
+    const size_t n = numel(&v->shape);
+    const float *x = scr_in(&sc, v->dtype, src, n);
+    float *d = scr_grad(&sc, v->dtype, mode, dst, n);
+    if (!sc.oom) {
+        nc__ref_accumulate(NT(state), n, d, x);
+        store(v->dtype, dst, d, n);
+    }
+    return scr_done(&sc);
 }
 
 /* ---- convolution and linear (conv.c) */
 
-static nc_status ref_conv2d_forward(void *state, const nc__conv_desc *d, void *y, const void *x,
-                                    const void *w, const void *b) {
-    nc__ref_conv2d_forward(NT(state), d, y, x, w, b);
-    return NC_OK;
+static size_t conv_x(const nc__conv_desc *d) { return (size_t)(d->n * d->c * d->h * d->w); }
+static size_t conv_y(const nc__conv_desc *d) { return (size_t)(d->n * d->k * d->oh * d->ow); }
+static size_t conv_w(const nc__conv_desc *d) { return (size_t)(d->k * (d->c / d->groups) * d->r * d->s); }
+
+static nc_status ref_conv2d_forward(void *state, const nc__conv_desc *d, void *y, const void *x, const void *w,
+                                    const void *b) {
+    scratch sc = {.s = state};
+    const float *xf = scr_in(&sc, d->dtype, x, conv_x(d));
+    const float *wf = scr_weights(&sc, d->dtype, w, conv_w(d)), *bf = scr_weights(&sc, d->dtype, b, (size_t)d->k);
+    float *yf = scr_out(&sc, d->dtype, y, conv_y(d));
+    if (!sc.oom) {
+        nc__ref_conv2d_forward(NT(state), d, yf, xf, wf, bf);
+        store(d->dtype, y, yf, conv_y(d));
+    }
+    return scr_done(&sc);
 }
 
+/* dw and db are f32 masters: accumulated in f32 from the bf16-rounded operands. */
 static nc_status ref_conv2d_backward(void *state, const nc__conv_desc *d, void *dx, void *dw, void *db,
                                      const void *dy, const void *x, const void *w) {
-    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->c * d->h * d->w));
-    nc__ref_conv2d_backward(NT(state), d, dx, dw, db, dy, x, w);
-    return NC_OK;
+    scratch sc = {.s = state};
+    const float *dyf = scr_in(&sc, d->dtype, dy, conv_y(d)), *xf = scr_in(&sc, d->dtype, x, conv_x(d));
+    const float *wf = scr_weights(&sc, d->dtype, w, conv_w(d));
+    float *dxf = scr_grad(&sc, d->dtype, d->dx_write, dx, conv_x(d));
+    if (!sc.oom) {
+        nc__ref_conv2d_backward(NT(state), d, dxf, dw, db, dyf, xf, wf);
+        store(d->dtype, dx, dxf, conv_x(d));
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_linear_forward(void *state, const nc__linear_desc *d, void *y, const void *x,
-                                    const void *w, const void *b) {
-    nc__ref_linear_forward(NT(state), d, y, x, w, b);
-    return NC_OK;
+static nc_status ref_linear_forward(void *state, const nc__linear_desc *d, void *y, const void *x, const void *w,
+                                    const void *b) {
+    scratch sc = {.s = state};
+    const size_t nx = (size_t)(d->n * d->in), ny = (size_t)(d->n * d->out);
+    const float *xf = scr_in(&sc, d->dtype, x, nx);
+    const float *wf = scr_weights(&sc, d->dtype, w, (size_t)(d->out * d->in));
+    const float *bf = scr_weights(&sc, d->dtype, b, (size_t)d->out);
+    float *yf = scr_out(&sc, d->dtype, y, ny);
+    if (!sc.oom) {
+        nc__ref_linear_forward(NT(state), d, yf, xf, wf, bf);
+        store(d->dtype, y, yf, ny);
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_linear_backward(void *state, const nc__linear_desc *d, void *dx, void *dw,
-                                     void *db, const void *dy, const void *x, const void *w) {
-    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->in));
-    nc__ref_linear_backward(NT(state), d, dx, dw, db, dy, x, w);
-    return NC_OK;
+static nc_status ref_linear_backward(void *state, const nc__linear_desc *d, void *dx, void *dw, void *db,
+                                     const void *dy, const void *x, const void *w) {
+    scratch sc = {.s = state};
+    const size_t nx = (size_t)(d->n * d->in), ny = (size_t)(d->n * d->out);
+    const float *dyf = scr_in(&sc, d->dtype, dy, ny), *xf = scr_in(&sc, d->dtype, x, nx);
+    const float *wf = scr_weights(&sc, d->dtype, w, (size_t)(d->out * d->in));
+    float *dxf = scr_grad(&sc, d->dtype, d->dx_write, dx, nx);
+    if (!sc.oom) {
+        nc__ref_linear_backward(NT(state), d, dxf, dw, db, dyf, xf, wf);
+        store(d->dtype, dx, dxf, nx);
+    }
+    return scr_done(&sc);
 }
 
-/* ---- batch normalisation (batchnorm.c) */
+/* ---- batch normalisation (batchnorm.c): bf16 values, f32 statistics */
+
+static size_t bn_count(const nc__bn_desc *d) { return (size_t)(d->n * d->c * d->hw); }
 
 static nc_status ref_bn_forward_train(void *state, const nc__bn_desc *d, void *y, void *save_mean,
-                                      void *save_invstd, void *running_mean, void *running_var,
-                                      const void *x, const void *gamma, const void *beta) {
-    nc__ref_batchnorm_forward_train(NT(state), d, y, save_mean, save_invstd, running_mean, running_var,
-                                    x, gamma, beta);
-    return NC_OK;
+                                      void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                      const void *gamma, const void *beta) {
+    scratch sc = {.s = state};
+    const float *xf = scr_in(&sc, d->dtype, x, bn_count(d));
+    float *yf = scr_out(&sc, d->dtype, y, bn_count(d));
+    if (!sc.oom) {
+        nc__ref_batchnorm_forward_train(NT(state), d, yf, save_mean, save_invstd, running_mean, running_var, xf,
+                                        gamma, beta);
+        store(d->dtype, y, yf, bn_count(d));
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_bn_forward_infer(void *state, const nc__bn_desc *d, void *y, const void *x,
-                                      const void *gamma, const void *beta, const void *running_mean,
-                                      const void *running_var) {
-    nc__ref_batchnorm_forward_infer(NT(state), d, y, x, gamma, beta, running_mean, running_var);
-    return NC_OK;
+static nc_status ref_bn_forward_infer(void *state, const nc__bn_desc *d, void *y, const void *x, const void *gamma,
+                                      const void *beta, const void *running_mean, const void *running_var) {
+    scratch sc = {.s = state};
+    const float *xf = scr_in(&sc, d->dtype, x, bn_count(d));
+    float *yf = scr_out(&sc, d->dtype, y, bn_count(d));
+    if (!sc.oom) {
+        nc__ref_batchnorm_forward_infer(NT(state), d, yf, xf, gamma, beta, running_mean, running_var);
+        store(d->dtype, y, yf, bn_count(d));
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_bn_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma,
-                                 void *dbeta, const void *dy, const void *x, const void *gamma,
-                                 const void *save_mean, const void *save_invstd) {
-    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->c * d->hw));
-    nc__ref_batchnorm_backward(NT(state), d, dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd);
-    return NC_OK;
+static nc_status ref_bn_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                 const void *dy, const void *x, const void *gamma, const void *save_mean,
+                                 const void *save_invstd) {
+    scratch sc = {.s = state};
+    const float *dyf = scr_in(&sc, d->dtype, dy, bn_count(d)), *xf = scr_in(&sc, d->dtype, x, bn_count(d));
+    float *dxf = scr_grad(&sc, d->dtype, d->dx_write, dx, bn_count(d));
+    if (!sc.oom) {
+        nc__ref_batchnorm_backward(NT(state), d, dxf, dgamma, dbeta, dyf, xf, gamma, save_mean, save_invstd);
+        store(d->dtype, dx, dxf, bn_count(d));
+    }
+    return scr_done(&sc);
 }
 
 /* ---- element-wise (elementwise.c) */
 
-static nc_status ref_relu_forward(void *state, size_t count, void *y, const void *x) {
-    nc__ref_relu_forward(NT(state), count, y, x);
-    return NC_OK;
+static nc_status ref_relu_forward(void *state, const nc__value_desc *v, void *y, const void *x) {
+    scratch sc = {.s = state};
+    const size_t n = numel(&v->shape);
+    const float *xf = scr_in(&sc, v->dtype, x, n);
+    float *yf = scr_out(&sc, v->dtype, y, n);
+    if (!sc.oom) {
+        nc__ref_relu_forward(NT(state), n, yf, xf);
+        store(v->dtype, y, yf, n);
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_relu_backward(void *state, size_t count, void *dx, const void *dy, const void *y) {
-    nc__ref_relu_backward(NT(state), count, dx, dy, y);
-    return NC_OK;
+static nc_status ref_relu_backward(void *state, const nc__value_desc *v, nc__write mode, void *dx, const void *dy,
+                                   const void *y) {
+    scratch sc = {.s = state};
+    const size_t n = numel(&v->shape);
+    const float *dyf = scr_in(&sc, v->dtype, dy, n), *yf = scr_in(&sc, v->dtype, y, n);
+    float *dxf = scr_grad(&sc, v->dtype, mode, dx, n);
+    if (!sc.oom) {
+        nc__ref_relu_backward(NT(state), n, dxf, dyf, yf);
+        store(v->dtype, dx, dxf, n);
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_add_forward(void *state, size_t count, void *y, const void *a, const void *b) {
-    nc__ref_add_forward(NT(state), count, y, a, b);
-    return NC_OK;
+static nc_status ref_add_forward(void *state, const nc__value_desc *v, void *y, const void *a, const void *b) {
+    scratch sc = {.s = state};
+    const size_t n = numel(&v->shape);
+    const float *af = scr_in(&sc, v->dtype, a, n), *bf = scr_in(&sc, v->dtype, b, n);
+    float *yf = scr_out(&sc, v->dtype, y, n);
+    if (!sc.oom) {
+        nc__ref_add_forward(NT(state), n, yf, af, bf);
+        store(v->dtype, y, yf, n);
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_dropout_forward(void *state, size_t count, float p, uint64_t seed, void *y,
+/* Plain NCHW: the storage index is the logical index of backend.h's RANDOM MASKS. */
+static nc_status ref_dropout_forward(void *state, const nc__value_desc *v, float p, uint64_t seed, void *y,
                                      const void *x) {
-    nc__ref_dropout_forward(NT(state), count, p, seed, y, x);
-    return NC_OK;
+    scratch sc = {.s = state};
+    const size_t n = numel(&v->shape);
+    const float *xf = scr_in(&sc, v->dtype, x, n);
+    float *yf = scr_out(&sc, v->dtype, y, n);
+    if (!sc.oom) {
+        nc__ref_dropout_forward(NT(state), n, p, seed, yf, xf);
+        store(v->dtype, y, yf, n);
+    }
+    return scr_done(&sc);
 }
 
-static nc_status ref_dropout_backward(void *state, size_t count, float p, uint64_t seed, void *dx,
-                                      const void *dy) {
-    nc__ref_dropout_backward(NT(state), count, p, seed, dx, dy);
-    return NC_OK;
+static nc_status ref_dropout_backward(void *state, const nc__value_desc *v, nc__write mode, float p, uint64_t seed,
+                                      void *dx, const void *dy) {
+    scratch sc = {.s = state};
+    const size_t n = numel(&v->shape);
+    const float *dyf = scr_in(&sc, v->dtype, dy, n);
+    float *dxf = scr_grad(&sc, v->dtype, mode, dx, n);
+    if (!sc.oom) {
+        nc__ref_dropout_backward(NT(state), n, p, seed, dxf, dyf);
+        store(v->dtype, dx, dxf, n);
+    }
+    return scr_done(&sc);
 }
 
 /* ---- pooling (pool.c) */
 
 static nc_status ref_pool2d_forward(void *state, const nc__pool_desc *d, void *y, const void *x) {
-    nc__ref_pool2d_forward(NT(state), d, y, x);
+    scratch sc = {.s = state};
+    const size_t nx = (size_t)(d->n * d->c * d->h * d->w), ny = (size_t)(d->n * d->c * d->oh * d->ow);
+    const float *xf = scr_in(&sc, d->dtype, x, nx);
+    float *yf = scr_out(&sc, d->dtype, y, ny);
+    if (!sc.oom) {
+        nc__ref_pool2d_forward(NT(state), d, yf, xf);
+        store(d->dtype, y, yf, ny);
+    }
+    return scr_done(&sc);
+}
+
+static nc_status ref_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy, const void *x,
+                                     const void *y) {
+    scratch sc = {.s = state};
+    const size_t nx = (size_t)(d->n * d->c * d->h * d->w), ny = (size_t)(d->n * d->c * d->oh * d->ow);
+    const float *dyf = scr_in(&sc, d->dtype, dy, ny), *xf = scr_in(&sc, d->dtype, x, nx);
+    const float *yf = scr_in(&sc, d->dtype, y, ny);
+    float *dxf = scr_grad(&sc, d->dtype, d->dx_write, dx, nx);
+    if (!sc.oom) {
+        nc__ref_pool2d_backward(NT(state), d, dxf, dyf, xf, yf);
+        store(d->dtype, dx, dxf, nx);
+    }
+    return scr_done(&sc);
+}
+
+/* ---- reshaping: NCHW is already the logical order, so flatten is a copy */
+
+static nc_status ref_flatten_forward(void *state, const nc__value_desc *in, void *y, const void *x) {
+    return ref_copy_bytes(state, y, x, ref_value_bytes(state, in));
+}
+
+static nc_status ref_flatten_backward(void *state, const nc__value_desc *in, nc__write mode, void *dx,
+                                      const void *dy) {
+    return ref_accumulate(state, in, mode, dx, dy);
+}
+
+/* Concat and its backward move whole elements: row pieces copied byte for byte. */
+static nc_status ref_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                    void *y, const void *const *xs) {
+    const size_t es = nc__dtype_size(dtype);
+    int64_t total = 0;
+    for (int i = 0; i < count; i++) total += widths[i];
+    for (int64_t r = 0; r < n; r++) {
+        int64_t off = 0;
+        for (int i = 0; i < count; i++) {
+            memcpy((char *)y + (size_t)(r * total + off) * es, (const char *)xs[i] + (size_t)(r * widths[i]) * es,
+                   (size_t)widths[i] * es);
+            off += widths[i];
+        }
+    }
     return NC_OK;
 }
 
-static nc_status ref_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy,
-                                     const void *x, const void *y) {
-    zero_if_overwrite(state, d->overwrite, dx, (size_t)(d->n * d->c * d->h * d->w));
-    nc__ref_pool2d_backward(NT(state), d, dx, dy, x, y);
+static nc_status ref_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                     const nc__write *modes, void *const *dxs, const void *dy) {
+    const size_t es = nc__dtype_size(dtype);
+    int64_t total = 0;
+    for (int i = 0; i < count; i++) total += widths[i];
+    nc_status st = NC_OK;
+    for (int64_t r = 0; r < n && st == NC_OK; r++) {
+        int64_t off = 0;
+        for (int i = 0; i < count && st == NC_OK; i++) {
+            const nc__value_desc piece = {.shape = nc__shape2(1, widths[i]), .dtype = dtype};
+            if (dxs[i])
+                st = ref_accumulate(state, &piece, modes[i], (char *)dxs[i] + (size_t)(r * widths[i]) * es,
+                                    (const char *)dy + (size_t)(r * total + off) * es);
+            off += widths[i];
+        }
+    }
+    return st;
+}
+
+/* ---- the training step's reductions and updates (loss.c, optim.c) */
+
+static nc_status ref_loss(void *state, const nc__loss_desc *d, void *dlogits, void *record, const void *logits,
+                          const void *labels) {
+    scratch sc = {.s = state};
+    const size_t n = (size_t)d->n * (size_t)d->heads * (size_t)d->classes;
+    const float *zf = scr_in(&sc, d->dtype, logits, n);
+    float *df = scr_out(&sc, d->dtype, dlogits, n);
+    if (!sc.oom) {
+        nc__ref_loss(d, df, record, zf, labels);
+        store(d->dtype, dlogits, df, n);
+    }
+    return scr_done(&sc);
+}
+
+static nc_status ref_grad_norm(void *state, const nc__param_entry *table, int count, void *record,
+                               const void *grads) {
+    nc__ref_grad_norm(NT(state), table, count, record, grads);
     return NC_OK;
 }
 
-/* ---- reshaping: NCHW is already the logical order, so flatten is the identity */
-
-static nc_status ref_flatten_forward(void *state, const nc__shape *in, void *y, const void *x) {
-    const size_t n = (size_t)nc__shape_numel(in);
-    if (n && y != x) memcpy(y, x, n * sizeof(float));
+static nc_status ref_clip_grads(void *state, const nc__param_entry *table, int count, float max_norm, void *grads,
+                                const void *record) {
+    nc__ref_clip_grads(NT(state), table, count, max_norm, grads, record);
     return NC_OK;
 }
 
-static nc_status ref_flatten_backward(void *state, const nc__shape *in, void *dx, const void *dy) {
-    nc__ref_accumulate(NT(state), (size_t)nc__shape_numel(in), dx, dy);
-    return NC_OK;
-}
-
-static nc_status ref_concat_forward(void *state, int64_t n, int count, const int64_t *widths, void *y,
-                                    const void *const *xs) {
-    nc__ref_concat_forward(n, count, widths, y, (const float *const *)xs);
-    return NC_OK;
-}
-
-static nc_status ref_concat_backward(void *state, int64_t n, int count, const int64_t *widths,
-                                     void *const *dxs, const void *dy) {
-    nc__ref_concat_backward(n, count, widths, (float *const *)dxs, dy);
-    return NC_OK;
-}
-
-/* ---- optimizer and reductions */
-
-static nc_status ref_sgd_update(void *state, const nc__sgd_desc *d, size_t count, void *param, void *buf,
-                                const void *grad) {
-    nc__ref_sgd_update(NT(state), d, count, param, buf, grad);
-    return NC_OK;
-}
-
-static nc_status ref_adam_update(void *state, const nc__adam_desc *d, size_t count, void *param, void *m, void *v,
-                                 const void *grad) {
-    nc__ref_adam_update(NT(state), d, count, param, m, v, grad);
-    return NC_OK;
-}
-
-static nc_status ref_scale(void *state, size_t count, void *x, float alpha) {
-    nc__ref_scale(NT(state), count, x, alpha);
+static nc_status ref_update(void *state, const nc__optim_desc *d, const nc__param_entry *table, int count,
+                            void *params, void *s1, void *s2, const void *grads, const void *record) {
+    nc__ref_update(NT(state), d, table, count, params, s1, s2, grads, record);
     return NC_OK;
 }
 
@@ -219,23 +459,25 @@ static nc_status ref_axpby(void *state, size_t count, void *y, float a, const vo
     return NC_OK;
 }
 
-static nc_status ref_sum_squares(void *state, size_t count, const void *x, double *out) {
-    *out = nc__ref_sum_squares(NT(state), count, x);
-    return NC_OK;
-}
-
 static const nc__backend ref_backend = {
     .name = "ref",
     .kind = NC_BACKEND_REF,
     .init = ref_init,
     .destroy = ref_destroy,
+    .supports = ref_supports,
     .alloc = ref_alloc,
     .free = ref_free,
+    .write = ref_copy_bytes,
+    .read = ref_copy_bytes,
     .upload = ref_upload,
     .download = ref_download,
     .fill = ref_fill,
-    .accumulate = ref_accumulate,
     .release_cache = NULL, /* ref prepares nothing per node */
+    .value_bytes = ref_value_bytes,
+    .value_upload = ref_value_upload,
+    .value_download = ref_value_download,
+    .value_zero = ref_value_zero,
+    .accumulate = ref_accumulate,
     .conv2d_forward = ref_conv2d_forward,
     .conv2d_backward = ref_conv2d_backward,
     .batchnorm_forward_train = ref_bn_forward_train,
@@ -254,10 +496,10 @@ static const nc__backend ref_backend = {
     .concat_backward = ref_concat_backward,
     .linear_forward = ref_linear_forward,
     .linear_backward = ref_linear_backward,
-    .sgd_update = ref_sgd_update,
-    .adam_update = ref_adam_update,
-    .sum_squares = ref_sum_squares,
-    .scale = ref_scale,
+    .loss = ref_loss,
+    .grad_norm = ref_grad_norm,
+    .clip_grads = ref_clip_grads,
+    .update = ref_update,
     .axpby = ref_axpby,
 };
 

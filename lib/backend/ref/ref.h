@@ -1,7 +1,10 @@
 /* ref.h — the reference backend's kernels: portable C11 + OpenMP on host NCHW f32.
- * Plain-pointer functions (outputs, then inputs, then sizes) so tests can call them
- * directly; ref.c wraps them in the nc__backend table. Backward kernels accumulate
- * (+=) into every gradient they write. `nt` is the thread count (>= 1). */
+ * Plain-pointer functions (outputs, then inputs, then sizes) so tests and the other
+ * CPU backends can call them directly; ref.c wraps them in the nc__backend table,
+ * converting bf16 values to f32 and back around them (backend.h, DTYPE POLICY) and
+ * applying the write mode (a NC__WRITE_SET gradient is zeroed, then accumulated).
+ * Backward kernels accumulate (+=) into every gradient they write. `nt` is the
+ * thread count (>= 1). */
 #ifndef NC_BACKEND_REF_REF_H
 #define NC_BACKEND_REF_REF_H
 
@@ -20,6 +23,20 @@
 #else
 #define PARALLEL_FOR_IF(work)
 #endif
+
+/* Per-tensor optimizer steps (the table entries of backend.h's `update` run these). */
+typedef struct nc__sgd_desc {
+    float lr, momentum, dampening, weight_decay;
+    int nesterov;
+    int first_step;          /* 1: momentum buffer := grad (torch's first step) */
+} nc__sgd_desc;
+
+typedef struct nc__adam_desc {
+    float lr, beta1, beta2, eps, weight_decay;
+    int decoupled;           /* 1 = AdamW (param *= 1 - lr*wd first); 0 = Adam (wd*param
+                                added to the gradient) */
+    int64_t step;            /* this update's step number, from 1 (bias correction) */
+} nc__adam_desc;
 
 typedef struct nc__ref_state {
     nc_context *ctx;
@@ -83,12 +100,15 @@ void nc__ref_relu_forward(int nt, size_t count, float *y, const float *x);
 void nc__ref_relu_backward(int nt, size_t count, float *dx, const float *dy, const float *y);
 void nc__ref_add_forward(int nt, size_t count, float *y, const float *a, const float *b);
 void nc__ref_accumulate(int nt, size_t count, float *dst, const float *src);
-/* keep element i iff nc__rng_uniform(seed, 0, i) >= p */
+/* keep element i iff nc__rng_uniform(seed, 0, i) >= p: i is the logical index for
+ * the plain layout (backend.h, RANDOM MASKS) */
 void nc__ref_dropout_forward(int nt, size_t count, float p, uint64_t seed, float *y, const float *x);
 void nc__ref_dropout_backward(int nt, size_t count, float p, uint64_t seed, float *dx, const float *dy);
 void nc__ref_concat_forward(int64_t n, int count, const int64_t *widths, float *y, const float *const *xs);
 void nc__ref_concat_backward(int64_t n, int count, const int64_t *widths, float *const *dxs,
                              const float *dy);
+/* dst = src (count) */
+void nc__ref_copy(int nt, size_t count, float *dst, const float *src);
 void nc__ref_sgd_update(int nt, const nc__sgd_desc *d, size_t count, float *param, float *buf,
                         const float *grad);
 double nc__ref_sum_squares(int nt, size_t count, const float *x); /* NaN/inf propagate */
@@ -97,5 +117,18 @@ void nc__ref_adam_update(int nt, const nc__adam_desc *d, size_t count, float *pa
                          const float *grad);
 void nc__ref_scale(int nt, size_t count, float *x, float alpha);
 void nc__ref_axpby(int nt, size_t count, float *y, float a, const float *x, float b);
+
+/* ---- loss.c: backend.h's `loss` on host f32 logits (N, heads*classes) and int32
+ * labels, computed in double; the semantics are train/loss.h's. dlogits may be NULL. */
+void nc__ref_loss(const nc__loss_desc *d, float *dlogits, nc__step_record *rec, const float *logits,
+                  const int32_t *labels);
+
+/* ---- optim.c: backend.h's grad_norm, clip_grads and update over a table whose
+ * offsets are bytes into the f32 arenas (params, grads, s1, s2). */
+void nc__ref_grad_norm(int nt, const nc__param_entry *table, int count, nc__step_record *rec, const void *grads);
+void nc__ref_clip_grads(int nt, const nc__param_entry *table, int count, float max_norm, void *grads,
+                        const nc__step_record *rec);
+void nc__ref_update(int nt, const nc__optim_desc *d, const nc__param_entry *table, int count, void *params,
+                    void *s1, void *s2, const void *grads, const nc__step_record *rec);
 
 #endif
