@@ -1,7 +1,7 @@
 /* test_gconv.c — the direct grouped-convolution kernels for 2 and 4 channels per group
  * on the nChw8c layout (lib/backend/onednn/grouped.c) against the ref backend's plain
  * NCHW kernels: forward with every bias/residual/relu combination, backward data
- * written and accumulated, backward weights accumulated onto non-zero dw/db, over
+ * in both write modes (NC__WRITE_SET over NaN, NC__WRITE_ADD), backward weights accumulated onto non-zero dw/db, over
  * strides, paddings, dilations, odd sizes, batches and kernel sizes; and the shapes
  * the kernels must refuse. Skips when the build has no oneDNN (grouped.c is built
  * with that backend). */
@@ -30,15 +30,13 @@ typedef struct gcase {
 } gcase;
 
 static nc__conv_desc desc_of(const gcase *g) {
-    nc__conv_desc d;
-    memset(&d, 0, sizeof d);
-    d.n = g->n, d.c = g->c, d.h = g->h, d.w = g->w;
-    d.k = g->c, d.r = g->r, d.s = g->s, d.groups = g->c / g->cpg;
-    d.stride_h = g->sh, d.stride_w = g->sw, d.pad_h = g->ph, d.pad_w = g->pw;
-    d.dil_h = g->dh, d.dil_w = g->dw;
-    d.oh = (g->h + 2 * g->ph - g->dh * (g->r - 1) - 1) / g->sh + 1;
-    d.ow = (g->w + 2 * g->pw - g->dw * (g->s - 1) - 1) / g->sw + 1;
-    return d;
+    return (nc__conv_desc){
+        .n = g->n, .c = g->c, .h = g->h, .w = g->w, .k = g->c, .r = g->r, .s = g->s, .groups = g->c / g->cpg,
+        .stride_h = g->sh, .stride_w = g->sw, .pad_h = g->ph, .pad_w = g->pw, .dil_h = g->dh, .dil_w = g->dw,
+        .oh = (g->h + 2 * g->ph - g->dh * (g->r - 1) - 1) / g->sh + 1,
+        .ow = (g->w + 2 * g->pw - g->dw * (g->s - 1) - 1) / g->sw + 1,
+        .dtype = NC__DTYPE_F32,
+    };
 }
 
 static void cfg_str(char *buf, size_t len, const gcase *g) {
@@ -148,20 +146,20 @@ static void check_backward(const gcase *g, int nt, uint64_t seed) {
     memcpy(dbref, db0, kn * sizeof(float));
     nc__ref_conv2d_backward(1, &d, dxref, dwref, dbref, dy, x, w);
 
-    /* backward data, accumulating */
+    /* backward data, NC__WRITE_ADD */
     to_blocked(dxb, dx0, d.n, d.c, d.h, d.w);
-    nc__gconv8_backward_data(nt, &d, dxb, dyb, packed, 0);
+    nc__gconv8_backward_data(nt, &d, dxb, dyb, packed, NC__WRITE_ADD);
     from_blocked(dx, dxb, d.n, d.c, d.h, d.w);
-    check_below("backward data overwrite=0", cfg, tu_norm_err(dx, dxref, xn));
+    check_below("backward data add", cfg, tu_norm_err(dx, dxref, xn));
 
-    /* backward data, overwriting NaN: equals the accumulated result minus dx0 */
+    /* backward data, NC__WRITE_SET over NaN: equals the accumulated result minus dx0 */
     for (size_t i = 0; i < xn; i++) dxb[i] = NAN;
-    nc__gconv8_backward_data(nt, &d, dxb, dyb, packed, 1);
+    nc__gconv8_backward_data(nt, &d, dxb, dyb, packed, NC__WRITE_SET);
     from_blocked(dx, dxb, d.n, d.c, d.h, d.w);
     assert_true(all_finite(dx, xn));
     for (size_t i = 0; i < xn; i++) dxref[i] = 0.0f;
     nc__ref_conv2d_backward(1, &d, dxref, dw2, NULL, dy, x, w); /* dw2: scratch */
-    check_below("backward data overwrite=1", cfg, tu_norm_err(dx, dxref, xn));
+    check_below("backward data set", cfg, tu_norm_err(dx, dxref, xn));
 
     /* backward weights with db, accumulating */
     memcpy(dw, dw0, wn * sizeof(float));

@@ -548,7 +548,7 @@ static const lin_case lin_cases[] = {{1, 1, 1}, {3, 7, 5}, {64, 512, 10}, {5, 30
 static void test_linear_forward_matches_direct(void **state) {
     (void)state;
     for (size_t ci = 0; ci < NLIN; ci++) {
-        const nc__linear_desc d = {lin_cases[ci].n, lin_cases[ci].in, lin_cases[ci].out, NULL, 0};
+        const nc__linear_desc d = {.n = lin_cases[ci].n, .in = lin_cases[ci].in, .out = lin_cases[ci].out};
         float *x = tu_rand((size_t)(d.n * d.in), -1, 1, 1), *w = tu_rand((size_t)(d.out * d.in), -1, 1, 2);
         float *b = tu_rand((size_t)d.out, -1, 1, 3);
         for (int with_b = 0; with_b < 2; with_b++) {
@@ -579,7 +579,7 @@ static void test_linear_forward_matches_direct(void **state) {
 static void test_linear_backward_matches_direct(void **state) {
     (void)state;
     for (size_t ci = 0; ci < NLIN; ci++) {
-        const nc__linear_desc d = {lin_cases[ci].n, lin_cases[ci].in, lin_cases[ci].out, NULL, 0};
+        const nc__linear_desc d = {.n = lin_cases[ci].n, .in = lin_cases[ci].in, .out = lin_cases[ci].out};
         const size_t nx = (size_t)(d.n * d.in), nw = (size_t)(d.out * d.in), ny = (size_t)(d.n * d.out);
         float *x = tu_rand(nx, -1, 1, 1), *w = tu_rand(nw, -1, 1, 2), *dy = tu_rand(ny, -1, 1, 3);
         float *dx0 = tu_rand(nx, -1, 1, 4), *dw0 = tu_rand(nw, -1, 1, 5), *db0 = tu_rand((size_t)d.out, -1, 1, 6);
@@ -645,7 +645,7 @@ static double lin_loss_fn(void *user) {
 
 static void test_linear_backward_finite_differences(void **state) {
     (void)state;
-    const nc__linear_desc d = {4, 33, 7, NULL, 0};
+    const nc__linear_desc d = {.n = 4, .in = 33, .out = 7};
     const size_t nx = (size_t)(d.n * d.in), nw = (size_t)(d.out * d.in), ny = (size_t)(d.n * d.out);
     float *x = tu_rand(nx, -1, 1, 1), *w = tu_rand(nw, -1, 1, 2), *b = tu_rand((size_t)d.out, -1, 1, 3);
     float *r = tu_rand(ny, -1, 1, 4), *y = tu_zeros(ny);

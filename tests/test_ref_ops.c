@@ -782,7 +782,9 @@ static void test_ref_backend_table_complete(void **state) {
     ENTRY(relu_forward); ENTRY(relu_backward); ENTRY(add_forward); ENTRY(dropout_forward);
     ENTRY(dropout_backward); ENTRY(pool2d_forward); ENTRY(pool2d_backward); ENTRY(flatten_forward);
     ENTRY(flatten_backward); ENTRY(concat_forward); ENTRY(concat_backward); ENTRY(linear_forward);
-    ENTRY(linear_backward); ENTRY(sgd_update); ENTRY(sum_squares);
+    ENTRY(linear_backward); ENTRY(supports); ENTRY(write); ENTRY(read); ENTRY(value_bytes);
+    ENTRY(value_upload); ENTRY(value_download); ENTRY(value_zero); ENTRY(loss); ENTRY(grad_norm);
+    ENTRY(clip_grads); ENTRY(update); ENTRY(axpby);
 #undef ENTRY
     assert_null(be->release_cache); /* ref caches nothing */
 }
@@ -811,17 +813,24 @@ static void test_ref_backend_memory_roundtrip(void **state) {
     assert_int_equal(be->download(st, back, a, &sh), NC_OK);
     assert_memory_equal(back, host, n * sizeof(float));
     assert_int_equal(be->fill(st, b, 0.5f, n), NC_OK);
-    assert_int_equal(be->accumulate(st, b, a, n), NC_OK);
+    const nc__value_desc v = {.shape = sh, .dtype = NC__DTYPE_F32};
+    assert_int_equal(be->value_bytes(st, &v), n * sizeof(float));
+    assert_int_equal(be->accumulate(st, &v, NC__WRITE_ADD, b, a), NC_OK);
     assert_int_equal(be->download(st, back, b, &sh), NC_OK);
     for (size_t i = 0; i < n; i++) assert_float_equal(back[i], host[i] + 0.5f, 0);
-    /* flatten is the identity on NCHW memory; its backward accumulates */
-    assert_int_equal(be->flatten_forward(st, &sh, b, a), NC_OK);
+    /* flatten is the identity on NCHW memory; its backward accumulates or writes */
+    assert_int_equal(be->flatten_forward(st, &v, b, a), NC_OK);
     assert_memory_equal(b, host, n * sizeof(float));
-    assert_int_equal(be->flatten_backward(st, &sh, b, a), NC_OK);
+    assert_int_equal(be->flatten_backward(st, &v, NC__WRITE_ADD, b, a), NC_OK);
     for (size_t i = 0; i < n; i++) assert_float_equal(((float *)b)[i], 2 * host[i], 0);
-    double ss = -1;
-    assert_int_equal(be->sum_squares(st, n, a, &ss), NC_OK);
-    assert_true(ss > 0);
+    assert_int_equal(be->flatten_backward(st, &v, NC__WRITE_SET, b, a), NC_OK);
+    assert_memory_equal(b, host, n * sizeof(float));
+    /* bf16 values: half the bytes, rounded to nearest even on upload */
+    const nc__value_desc v16 = {.shape = sh, .dtype = NC__DTYPE_BF16};
+    assert_int_equal(be->value_bytes(st, &v16), n * 2);
+    assert_int_equal(be->value_upload(st, &v16, b, host), NC_OK);
+    assert_int_equal(be->value_download(st, &v16, back, b), NC_OK);
+    for (size_t i = 0; i < n; i++) assert_true(fabsf(back[i] - host[i]) <= fabsf(host[i]) * (1.0f / 256));
     be->free(st, a);
     be->free(st, b);
     be->free(st, NULL);

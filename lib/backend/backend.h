@@ -36,9 +36,10 @@
  * activation gradient (dx, the gradients of an ADD's inputs, of a concat's inputs) is
  * written with the mode `nc__write` the descriptor or argument gives: NC__WRITE_SET
  * when this call is the first writer of that gradient (the planner knows; the buffer
- * holds garbage, even NaN, and must not be read), NC__WRITE_ADD when an earlier
- * backward already wrote part of it (fan-out: residual connections). The planner
- * never zeroes a gradient another call will overwrite whole.
+ * holds garbage, even NaN, and must not be read; a blocked layout's padding must end
+ * up 0, as value_zero leaves it), NC__WRITE_ADD when an earlier backward already
+ * wrote part of it (fan-out: residual connections). The planner never zeroes a
+ * gradient another call will overwrite whole.
  *
  * TRANSFER BUDGET OF A TRAINING STEP. Host<->backend copies happen only through
  * value_upload, value_download, upload, download, write and read. One
@@ -54,7 +55,7 @@
  *
  * RANDOM MASKS are pure functions of (seed, logical index): dropout keeps element
  * (n, c, h, w) of an (N, C, H, W) value — index i = ((n*C + c)*H + h)*W + w; for
- * (N, F) values i = n*F + f — iff nc__rng_uniform(seed, 0, i) >= p, whatever the
+ * (N, F) values i = n*F + f, i.e. the row-major NCHW index — iff nc__rng_uniform(seed, 0, i) >= p, whatever the
  * storage order, so every backend and layout drops the same elements.
  */
 #ifndef NC_BACKEND_BACKEND_H
@@ -187,6 +188,11 @@ typedef enum nc__kernel {
     NC__K_COUNT
 } nc__kernel;
 
+/* Shared code calls an entry only for what `supports` accepted: the value entries
+ * (value_bytes, value_upload, ...) only for dtypes of accepted ops. The fused kernels
+ * are asked with their own mode: CONV_FUSED_INFER with training 0, BN_RELU_TRAIN
+ * with training 1 (its backward reads what its training forward left in the node's
+ * cache slot, so it runs only after that forward, as in a training step). */
 typedef struct nc__op_query {
     nc__kernel kernel;
     nc__dtype dtype;
@@ -308,7 +314,7 @@ typedef struct nc__backend {
 
     /* ---- training step: loss, global norm, clipping, update (TRANSFER BUDGET) */
     /* The configured loss (PyTorch's semantics; train/loss.h states them) of logits
-     * (N, heads*classes) against labels (backend int32: CE (N, heads) class indices,
+     * (N, heads*classes), a 2-D value in the backend's value layout, against labels (backend int32: CE (N, heads) class indices,
      * BCE (N, heads, classes) 0/1, already checked): writes dlogits (NC__WRITE_SET,
      * times grad_scale; may be NULL) and the record's loss, correct, counted. */
     nc_status (*loss)(void *state, const nc__loss_desc *d, void *dlogits, void *record, const void *logits,

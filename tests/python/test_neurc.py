@@ -449,6 +449,22 @@ class TestModel(unittest.TestCase):
         self.assertEqual(len(to_list(got)), 3)
         self.assertEqual(len(to_list(got)[0]), 3)
 
+    def test_bf16_precision_close_to_fp32(self):
+        """The bf16 policy (ref stores bf16 activations) stays within bf16 rounding of
+        fp32, and the context reports its policy."""
+        ctx = neurc.Context(backend="ref", threads=1, precision="bf16")
+        self.assertEqual(ctx.precision, "bf16")
+        self.assertEqual(neurc.Context(backend="ref", threads=1).precision, "fp32")
+        with self.assertRaises(ValueError):
+            neurc.Context(precision="fp8")
+        m32 = neurc.Model("simple_cnn", num_classes=3, in_channels=2, context=neurc.Context(backend="ref", threads=1),
+                          width=4, seed=7)
+        m16 = neurc.Model("simple_cnn", num_classes=3, in_channels=2, context=ctx, width=4, seed=7)
+        a, b = flat(m32.forward(self.x)), flat(m16.forward(self.x))
+        scale = max(abs(v) for v in a)
+        self.assertTrue(all(abs(p - q) <= 0.05 * scale for p, q in zip(a, b)), (a, b))
+        self.assertNotEqual(a, b)
+
     def test_buffer_and_list_inputs_agree(self):
         ref = array.array("f", flat(self.model.forward(self.x))).tobytes()
         a = array.array("f", flat(self.x))

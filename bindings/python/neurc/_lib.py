@@ -128,7 +128,8 @@ class nc_allocator(Structure):
 
 class nc_context_options(Structure):
     _fields_ = [("struct_size", c_size_t), ("backend", c_int), ("device", c_int), ("num_threads", c_int),
-                ("deterministic", c_int), ("allocator", nc_allocator), ("bf16", c_int)]
+                ("deterministic", c_int), ("allocator", nc_allocator), ("bf16", c_int),
+                ("precision", c_int)]
 
 
 class nc_model_options(Structure):
@@ -244,6 +245,7 @@ FUNCTIONS = (
     ('nc_context_destroy', None, [c_void_p]),
     ('nc_context_last_error', c_char_p, [c_void_p]),
     ('nc_context_backend', c_int, [c_void_p]),
+    ('nc_context_precision', c_int, [c_void_p]),
     ('nc_backend_name', c_char_p, [c_int]),
     ('nc_model_options_init', None, [P(nc_model_options)]),
     ('nc_model_create', STATUS, [c_void_p, P(nc_model_options), P(c_void_p)]),

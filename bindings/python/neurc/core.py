@@ -13,6 +13,7 @@ from ._lib import (Cell, StateError, decode, encode, error_class, lib, status_st
                    nc_tensor_info, nc_trainer_options, raise_status)
 
 BACKENDS = {"auto": 0, "ref": 1, "onednn": 2, "cuda": 3}
+PRECISIONS = {"fp32": 0, "bf16": 1, "bf16_math": 2}
 
 
 def _enum(value, table, what):
@@ -123,12 +124,16 @@ class Context(_Object):
 
     backend: "auto" (default), "ref", "onednn" or "cuda"; threads: CPU threads (0 = all
     cores); deterministic: only deterministic algorithms; allocator: a TrackingAllocator
-    (or None for the C library's); bf16: convolutions and linear layers in bfloat16
-    (oneDNN on a CPU with AVX512_BF16 only, else UnsupportedError)."""
+    (or None for the C library's); precision: "fp32" (default), "bf16" (mixed precision
+    with PyTorch autocast's rules: bf16 activations, f32 masters, statistics and loss;
+    docs/backends.md) or "bf16_math" (f32 storage, convolutions and linear layers
+    computed in bfloat16: oneDNN on a CPU with AVX512_BF16 only, else
+    UnsupportedError); bf16=True is the older spelling of precision="bf16_math"."""
 
     _kind = "context"
 
-    def __init__(self, backend="auto", threads=0, device=0, deterministic=False, allocator=None, bf16=False):
+    def __init__(self, backend="auto", threads=0, device=0, deterministic=False, allocator=None, bf16=False,
+                 precision="fp32"):
         opt = nc_context_options()
         lib.nc_context_options_init(byref(opt))
         opt.backend = _enum(backend, BACKENDS, "backend")
@@ -138,6 +143,9 @@ class Context(_Object):
         opt.device = int(device)
         opt.deterministic = 1 if deterministic else 0
         opt.bf16 = 1 if bf16 else 0
+        opt.precision = _enum(precision, PRECISIONS, "precision")
+        if bf16 and opt.precision == 0:
+            opt.precision = PRECISIONS["bf16_math"]
         if allocator is not None:
             allocator._struct(opt.allocator)
         self._allocator = allocator  # the callbacks must outlive the context
@@ -157,6 +165,12 @@ class Context(_Object):
     def backend(self):
         """The backend actually chosen: "ref", "onednn" or "cuda"."""
         return decode(lib.nc_backend_name(lib.nc_context_backend(self._h)))
+
+    @property
+    def precision(self):
+        """The precision policy in force: "fp32", "bf16" or "bf16_math"."""
+        code = lib.nc_context_precision(self._h)
+        return next(k for k, v in PRECISIONS.items() if v == code)
 
     @property
     def last_error(self):

@@ -421,9 +421,10 @@ void nc__gconv8_forward(int nt, const nc__conv_desc *d, float *y, const float *x
 }
 
 void nc__gconv8_backward_data(int nt, const nc__conv_desc *d, float *dx, const float *dy, const float *packed,
-                              int overwrite) {
+                              nc__write mode) {
 #if NC__GCONV8_X86
     if (nt < 1) nt = 1;
+    const int overwrite = mode == NC__WRITE_SET; /* the accumulators start at 0, dx unread */
     const int64_t cb_n = d->c / 8, H = d->h, W = d->w, OHW = d->oh * d->ow, cpg = cpg_of(d);
     const int64_t rs = d->r * d->s;
     const float *bwd = packed + (size_t)(cb_n * rs * cpg * 8); // (C/8, R, S, cpg, 8)
@@ -442,7 +443,7 @@ void nc__gconv8_backward_data(int nt, const nc__conv_desc *d, float *dx, const f
             bwd_row2(d, dxr, dyb, wb, ih, overwrite);
     }
 #else
-    (void)nt, (void)d, (void)dx, (void)dy, (void)packed, (void)overwrite;
+    (void)nt, (void)d, (void)dx, (void)dy, (void)packed, (void)mode;
 #endif
 }
 

@@ -31,9 +31,9 @@ void nc__gconv8_pack_weights(const nc__conv_desc *d, float *packed, const float 
  * NULL. y is overwritten. */
 void nc__gconv8_forward(int nt, const nc__conv_desc *d, float *y, const float *x, const float *packed,
                         const float *bias, const float *residual, int relu);
-/* dx (+)= conv_transpose(dy): overwritten when `overwrite`, else accumulated. */
+/* dx (=|+=) conv_transpose(dy) as `mode` says (backend.h, GRADIENT WRITE RULE). */
 void nc__gconv8_backward_data(int nt, const nc__conv_desc *d, float *dx, const float *dy, const float *packed,
-                              int overwrite);
+                              nc__write mode);
 /* dw (plain (K, C/G, R, S)) += dL/dw; db (K) += sum of dy per channel when not NULL. */
 void nc__gconv8_backward_weights(int nt, const nc__conv_desc *d, float *dw, float *db, const float *dy,
                                  const float *x);

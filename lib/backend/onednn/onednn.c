@@ -1,10 +1,11 @@
-/* onednn.c — the oneDNN backend's nc__backend table: engine and stream, host
- * memory from the context allocator, the activation layout (chosen at init, see
- * onednn.h) with uploads, downloads and flatten as reorders, primitive caching and
+/* onednn.c — the oneDNN backend's nc__backend table: engine and stream, what it
+ * supports, host memory from the context allocator, the activation layout (chosen at
+ * init, see onednn.h) with uploads and downloads as reorders, primitive caching and
  * execution with the context's thread count. Convolution, batch norm, pooling and
  * inner product run as oneDNN primitives (ops.c; narrow grouped convolutions in
- * grouped.c); element-wise work and optimizer updates are memory-bound loops, so
- * they call the ref kernels directly on the (padded) buffers. */
+ * grouped.c); element-wise work is memory-bound loops (elementwise.c). The loss, the
+ * gradient norm, clipping and the optimizer work on plain host f32, so they are the
+ * ref kernels with the state's thread count. */
 #include "backend/onednn/onednn.h"
 #include "backend/ref/ref.h"
 
@@ -228,6 +229,10 @@ static int act_blocked(const dn_state *s, int ndim, const int64_t *dims) {
     return ndim == 4 && s->block > 0 && dims[1] >= s->block;
 }
 
+int nc__dnnl_act_block(const dn_state *s, int ndim, const int64_t *dims) {
+    return act_blocked(s, ndim, dims) ? s->block : 1;
+}
+
 nc_status nc__dnnl_act_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what) {
     if (!act_blocked(s, ndim, dims)) return nc__dnnl_md(s, md, ndim, dims, what);
     nc_status st = NC_OK;
@@ -367,7 +372,7 @@ static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
     if (!s) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for its state");
     s->ctx = ctx;
     s->nt = num_threads >= 1 ? num_threads : 1;
-    s->bf16 = ctx->opt.bf16; /* 0 unless the caller's struct_size covered it */
+    s->bf16 = ctx->opt.precision == NC_PRECISION_BF16_MATH;
     if (s->bf16) {
         dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
         if (((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) != (unsigned)dnnl_cpu_isa_avx512_core_bf16) {
@@ -409,23 +414,41 @@ static void dn_free(void *state, void *ptr) {
     if (ptr) nc__free(S(state)->ctx, ptr);
 }
 
+/* Raw copies: backend memory is host memory. */
+static nc_status dn_copy_bytes(void *state, void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return NC_OK;
+}
+
 /* Parameters and their gradients: plain host NCHW f32. */
 static nc_status dn_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
-    // dst, src (numel(shape))
-    const size_t n = (size_t)nc__shape_numel(shape);
-    if (n && dst != src) memcpy(dst, src, n * sizeof(float));
-    return NC_OK;
+    return dn_copy_bytes(state, dst, src, (size_t)nc__shape_numel(shape) * sizeof(float));
 }
 
 static nc_status dn_download(void *state, float *dst, const void *src, const nc__shape *shape) {
-    const size_t n = (size_t)nc__shape_numel(shape);
-    if (n && dst != src) memcpy(dst, src, n * sizeof(float));
+    return dn_copy_bytes(state, dst, src, (size_t)nc__shape_numel(shape) * sizeof(float));
+}
+
+static nc_status dn_fill(void *state, void *dst, float value, size_t count) {
+    // dst (count)
+    float *d = dst;
+    if (value == 0.0f) {
+        if (count) memset(d, 0, count * sizeof(float));
+        return NC_OK;
+    }
+    for (size_t i = 0; i < count; i++) d[i] = value;
     return NC_OK;
 }
 
-/* Activation values: the activation layout. */
-static size_t dn_value_floats(void *state, const nc__shape *shape) {
-    return nc__dnnl_act_floats(S(state), shape->ndim, shape->d);
+static nc_status dn_axpby(void *state, size_t count, void *y, float a, const void *x, float b) {
+    nc__ref_axpby(S(state)->nt, count, y, a, x, b);
+    return NC_OK;
+}
+
+/* ---- activation values: the activation layout, f32 */
+
+static size_t dn_value_bytes(void *state, const nc__value_desc *v) {
+    return nc__dnnl_act_floats(S(state), v->shape.ndim, v->shape.d) * sizeof(float);
 }
 
 /* Host NCHW f32 <-> the activation layout (to_act: upload, else download). */
@@ -440,111 +463,74 @@ fail:
     return st;
 }
 
-static nc_status dn_value_upload(void *state, void *dst, const float *src, const nc__shape *shape) {
-    return value_transfer(state, shape, src, dst, 1);
+nc_status nc__dnnl_value_upload(void *state, const nc__value_desc *v, void *dst, const float *src) {
+    return value_transfer(state, &v->shape, src, dst, 1);
 }
 
-static nc_status dn_value_download(void *state, float *dst, const void *src, const nc__shape *shape) {
-    return value_transfer(state, shape, src, dst, 0);
+nc_status nc__dnnl_value_download(void *state, const nc__value_desc *v, float *dst, const void *src) {
+    return value_transfer(state, &v->shape, src, dst, 0);
 }
 
-static nc_status dn_fill(void *state, void *dst, float value, size_t count) {
-    // dst (count)
-    float *d = dst;
-    if (value == 0.0f) {
-        if (count) memset(d, 0, count * sizeof(float));
-        return NC_OK;
+static nc_status dn_value_zero(void *state, const nc__value_desc *v, void *dst) {
+    memset(dst, 0, dn_value_bytes(state, v));
+    return NC_OK;
+}
+
+/* ---- capabilities */
+
+/* 1 when the query and every descriptor it carries name f32 values. */
+static int all_f32(const nc__op_query *q) {
+    const nc__dtype f = NC__DTYPE_F32;
+    return q->dtype == f && (!q->conv || q->conv->dtype == f) && (!q->bn || q->bn->dtype == f) &&
+           (!q->pool || q->pool->dtype == f) && (!q->linear || q->linear->dtype == f) &&
+           (!q->value || q->value->dtype == f);
+}
+
+/* f32 values only (bf16 activations on oneDNN are a later step); every single op; the
+ * fused entries wherever their ops run: conv_fused_infer covers every convolution
+ * (oneDNN's implementations, reference ones included, take the sum and ReLU
+ * post-ops; grouped.c's kernels take bias, residual and ReLU; batch norm is folded
+ * into the weights either way), but only for inference; batchnorm + ReLU runs
+ * oneDNN's fused batch norm on either layout, its backward reading the ReLU mask the
+ * forward kept in the node's cache. */
+static int dn_supports(void *state, const nc__op_query *q) {
+    if (!all_f32(q)) return 0;
+    switch (q->kernel) {
+    case NC__K_CONV2D: case NC__K_BATCHNORM: case NC__K_RELU: case NC__K_ADD: case NC__K_POOL2D:
+    case NC__K_LINEAR: case NC__K_DROPOUT: case NC__K_FLATTEN: case NC__K_CONCAT: case NC__K_LOSS:
+    case NC__K_BN_RELU_TRAIN:
+        return 1;
+    case NC__K_CONV_FUSED_INFER:
+        return !q->training;
+    case NC__K_COUNT:
+        break;
     }
-    for (size_t i = 0; i < count; i++) d[i] = value;
+    return 0;
+}
+
+/* ---- the training step's loss, norm, clipping and update: host f32 */
+
+static nc_status dn_loss(void *state, const nc__loss_desc *d, void *dlogits, void *record, const void *logits,
+                         const void *labels) {
+    nc__ref_loss(d, dlogits, record, logits, labels);
     return NC_OK;
 }
 
-/* ---- element-wise, reshaping and optimizer: the ref kernels on the same buffers */
-
-static nc_status dn_accumulate(void *state, void *dst, const void *src, size_t count) {
-    nc__ref_accumulate(S(state)->nt, count, dst, src);
+static nc_status dn_grad_norm(void *state, const nc__param_entry *table, int count, void *record,
+                              const void *grads) {
+    nc__ref_grad_norm(S(state)->nt, table, count, record, grads);
     return NC_OK;
 }
 
-static nc_status dn_relu_forward(void *state, size_t count, void *y, const void *x) {
-    nc__ref_relu_forward(S(state)->nt, count, y, x);
+static nc_status dn_clip_grads(void *state, const nc__param_entry *table, int count, float max_norm, void *grads,
+                               const void *record) {
+    nc__ref_clip_grads(S(state)->nt, table, count, max_norm, grads, record);
     return NC_OK;
 }
 
-static nc_status dn_relu_backward(void *state, size_t count, void *dx, const void *dy, const void *y) {
-    nc__ref_relu_backward(S(state)->nt, count, dx, dy, y);
-    return NC_OK;
-}
-
-static nc_status dn_add_forward(void *state, size_t count, void *y, const void *a, const void *b) {
-    nc__ref_add_forward(S(state)->nt, count, y, a, b);
-    return NC_OK;
-}
-
-static nc_status dn_dropout_forward(void *state, size_t count, float p, uint64_t seed, void *y, const void *x) {
-    nc__ref_dropout_forward(S(state)->nt, count, p, seed, y, x);
-    return NC_OK;
-}
-
-static nc_status dn_dropout_backward(void *state, size_t count, float p, uint64_t seed, void *dx,
-                                     const void *dy) {
-    nc__ref_dropout_backward(S(state)->nt, count, p, seed, dx, dy);
-    return NC_OK;
-}
-
-/* Flatten is (N, C, H, W) in logical order: the plain layout of the input. */
-static nc_status dn_flatten_forward(void *state, const nc__shape *in, void *y, const void *x) {
-    return dn_value_download(state, y, x, in);
-}
-
-static nc_status dn_flatten_backward(void *state, const nc__shape *in, void *dx, const void *dy) {
-    dn_state *s = state;
-    nc_status st;
-    void *tmp = NULL;
-    const size_t n = nc__dnnl_act_floats(s, in->ndim, in->d);
-    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, n * sizeof(float), &tmp));
-    NC_CHECK(dn_value_upload(state, tmp, dy, in));
-    nc__ref_accumulate(s->nt, n, dx, tmp);
-fail:
-    return st;
-}
-
-static nc_status dn_concat_forward(void *state, int64_t n, int count, const int64_t *widths, void *y,
-                                   const void *const *xs) {
-    nc__ref_concat_forward(n, count, widths, y, (const float *const *)xs);
-    return NC_OK;
-}
-
-static nc_status dn_concat_backward(void *state, int64_t n, int count, const int64_t *widths, void *const *dxs,
-                                    const void *dy) {
-    nc__ref_concat_backward(n, count, widths, (float *const *)dxs, dy);
-    return NC_OK;
-}
-
-static nc_status dn_sgd_update(void *state, const nc__sgd_desc *d, size_t count, void *param, void *buf,
-                               const void *grad) {
-    nc__ref_sgd_update(S(state)->nt, d, count, param, buf, grad);
-    return NC_OK;
-}
-
-static nc_status dn_adam_update(void *state, const nc__adam_desc *d, size_t count, void *param, void *m, void *v,
-                                const void *grad) {
-    nc__ref_adam_update(S(state)->nt, d, count, param, m, v, grad);
-    return NC_OK;
-}
-
-static nc_status dn_sum_squares(void *state, size_t count, const void *x, double *out) {
-    *out = nc__ref_sum_squares(S(state)->nt, count, x);
-    return NC_OK;
-}
-
-static nc_status dn_scale(void *state, size_t count, void *x, float alpha) {
-    nc__ref_scale(S(state)->nt, count, x, alpha);
-    return NC_OK;
-}
-
-static nc_status dn_axpby(void *state, size_t count, void *y, float a, const void *x, float b) {
-    nc__ref_axpby(S(state)->nt, count, y, a, x, b);
+static nc_status dn_update(void *state, const nc__optim_desc *d, const nc__param_entry *table, int count,
+                           void *params, void *s1, void *s2, const void *grads, const void *record) {
+    nc__ref_update(S(state)->nt, d, table, count, params, s1, s2, grads, record);
     return NC_OK;
 }
 
@@ -553,41 +539,45 @@ static const nc__backend onednn_backend = {
     .kind = NC_BACKEND_ONEDNN,
     .init = dn_init,
     .destroy = dn_destroy,
+    .supports = dn_supports,
     .alloc = dn_alloc,
     .free = dn_free,
+    .write = dn_copy_bytes,
+    .read = dn_copy_bytes,
     .upload = dn_upload,
     .download = dn_download,
     .fill = dn_fill,
-    .accumulate = dn_accumulate,
     .release_cache = nc__dnnl_cache_release,
-    .value_floats = dn_value_floats,
-    .value_upload = dn_value_upload,
-    .value_download = dn_value_download,
-    .conv2d_fused_infer = nc__dnnl_conv2d_fused_infer,
-    .batchnorm_relu_forward_train = nc__dnnl_bn_relu_forward_train,
-    .batchnorm_relu_backward = nc__dnnl_bn_relu_backward,
+    .value_bytes = dn_value_bytes,
+    .value_upload = nc__dnnl_value_upload,
+    .value_download = nc__dnnl_value_download,
+    .value_zero = dn_value_zero,
+    .accumulate = nc__dnnl_accumulate,
     .conv2d_forward = nc__dnnl_conv2d_forward,
     .conv2d_backward = nc__dnnl_conv2d_backward,
     .batchnorm_forward_train = nc__dnnl_bn_forward_train,
     .batchnorm_forward_infer = nc__dnnl_bn_forward_infer,
     .batchnorm_backward = nc__dnnl_bn_backward,
-    .relu_forward = dn_relu_forward,
-    .relu_backward = dn_relu_backward,
-    .add_forward = dn_add_forward,
-    .dropout_forward = dn_dropout_forward,
-    .dropout_backward = dn_dropout_backward,
+    .relu_forward = nc__dnnl_relu_forward,
+    .relu_backward = nc__dnnl_relu_backward,
+    .add_forward = nc__dnnl_add_forward,
+    .dropout_forward = nc__dnnl_dropout_forward,
+    .dropout_backward = nc__dnnl_dropout_backward,
     .pool2d_forward = nc__dnnl_pool2d_forward,
     .pool2d_backward = nc__dnnl_pool2d_backward,
-    .flatten_forward = dn_flatten_forward,
-    .flatten_backward = dn_flatten_backward,
-    .concat_forward = dn_concat_forward,
-    .concat_backward = dn_concat_backward,
+    .flatten_forward = nc__dnnl_flatten_forward,
+    .flatten_backward = nc__dnnl_flatten_backward,
+    .concat_forward = nc__dnnl_concat_forward,
+    .concat_backward = nc__dnnl_concat_backward,
+    .conv2d_fused_infer = nc__dnnl_conv2d_fused_infer,
+    .batchnorm_relu_forward_train = nc__dnnl_bn_relu_forward_train,
+    .batchnorm_relu_backward = nc__dnnl_bn_relu_backward,
     .linear_forward = nc__dnnl_linear_forward,
     .linear_backward = nc__dnnl_linear_backward,
-    .sgd_update = dn_sgd_update,
-    .adam_update = dn_adam_update,
-    .sum_squares = dn_sum_squares,
-    .scale = dn_scale,
+    .loss = dn_loss,
+    .grad_norm = dn_grad_norm,
+    .clip_grads = dn_clip_grads,
+    .update = dn_update,
     .axpby = dn_axpby,
 };
 

@@ -9,8 +9,11 @@
  * init by asking a convolution with format_tag any. Every primitive reads and writes
  * that layout directly, so values cross the graph without reorders; only the graph's
  * input and output, flatten, and primitives that want another layout reorder. Other
- * values (2-D, few channels) are plain. Element-wise work runs the ref kernels over
- * the padded buffers (padding stays zero through relu, add and dropout). */
+ * values (2-D, few channels) are plain. Every value is f32 (`supports` refuses bf16
+ * values for now; the legacy bf16 math mode computes convolutions and inner
+ * products in bf16 on f32 values). Padding channels hold zeros: the reorders and
+ * primitives write them so, and elementwise.c keeps them so, also where a gradient
+ * is written over garbage (backend.h, GRADIENT WRITE RULE). */
 #ifndef NC_BACKEND_ONEDNN_ONEDNN_H
 #define NC_BACKEND_ONEDNN_ONEDNN_H
 
@@ -26,7 +29,8 @@ enum { DN_SCR_DX = 0, DN_SCR_DW, DN_SCR_DB, DN_SCR_PAD, DN_SCR_WS, DN_SCR_STAT, 
 typedef struct dn_state {
     nc_context *ctx;
     int nt;                       /* threads for every primitive and ref kernel */
-    int bf16;                     /* 1: conv / inner product compute in bf16 (fpmath mode) */
+    int bf16;                     /* 1: conv / inner product compute in bf16 (fpmath mode):
+                                     the context's NC_PRECISION_BF16_MATH */
     int block;                    /* channel block of the activation layout; 0: plain */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -125,11 +129,37 @@ nc_status nc__dnnl_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64
 nc_status nc__dnnl_act_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what);
 /* Floats such a value occupies (channels padded to the block). */
 size_t nc__dnnl_act_floats(const dn_state *s, int ndim, const int64_t *dims);
+/* The channel block of such a value's layout: s->block when blocked, else 1 (plain
+ * NCHW is the blocked layout with one channel per block). */
+int nc__dnnl_act_block(const dn_state *s, int ndim, const int64_t *dims);
 /* One-off reorder (a primitive made, run and destroyed): for the graph's boundary. */
 nc_status nc__dnnl_reorder_once(dn_state *s, const dnnl_memory_desc_t *from, const void *src,
                                 const dnnl_memory_desc_t *to, void *dst);
 /* Cache-owned buffer of at least `bytes` (contents kept only if it does not grow). */
 nc_status nc__dnnl_cache_buffer(dn_state *s, void **buf, size_t *have, size_t bytes);
+
+/* Host NCHW f32 <-> an activation value (reorders; the destination is written whole,
+ * padding included). */
+nc_status nc__dnnl_value_upload(void *state, const nc__value_desc *v, void *dst, const float *src);
+nc_status nc__dnnl_value_download(void *state, const nc__value_desc *v, float *dst, const void *src);
+
+/* The element-wise, reshaping and concat entries on activation values (elementwise.c). */
+nc_status nc__dnnl_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src);
+nc_status nc__dnnl_relu_forward(void *state, const nc__value_desc *v, void *y, const void *x);
+nc_status nc__dnnl_relu_backward(void *state, const nc__value_desc *v, nc__write mode, void *dx, const void *dy,
+                                 const void *y);
+nc_status nc__dnnl_add_forward(void *state, const nc__value_desc *v, void *y, const void *a, const void *b);
+nc_status nc__dnnl_dropout_forward(void *state, const nc__value_desc *v, float p, uint64_t seed, void *y,
+                                   const void *x);
+nc_status nc__dnnl_dropout_backward(void *state, const nc__value_desc *v, nc__write mode, float p, uint64_t seed,
+                                    void *dx, const void *dy);
+nc_status nc__dnnl_flatten_forward(void *state, const nc__value_desc *in, void *y, const void *x);
+nc_status nc__dnnl_flatten_backward(void *state, const nc__value_desc *in, nc__write mode, void *dx,
+                                    const void *dy);
+nc_status nc__dnnl_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                  void *y, const void *const *xs);
+nc_status nc__dnnl_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                   const nc__write *modes, void *const *dxs, const void *dy);
 
 /* The op entries (ops.c). */
 nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, const void *x, const void *w,

@@ -7,10 +7,10 @@
  * node's cache slot. Activations are in the backend's activation layout
  * (onednn.h); a primitive that prefers another layout gets cached reorders at its
  * boundary. Weights are reordered into the forward primitive's layout once per
- * parameter version and shared with backward data. oneDNN overwrites its outputs
- * while backward entries must accumulate, so a gradient goes straight to dx only
- * when the executor says dx is written here first (`overwrite`), else through
- * scratch and the ref kernel's add. */
+ * parameter version and shared with backward data. oneDNN overwrites its outputs,
+ * so an activation gradient goes straight to dx when its write mode is
+ * NC__WRITE_SET, else through scratch and the ref kernel's add (backend.h, GRADIENT
+ * WRITE RULE); parameter gradients always go through scratch and the add. */
 #include "backend/onednn/onednn.h"
 #include "backend/onednn/grouped.h"
 #include "backend/ref/ref.h"
@@ -19,6 +19,9 @@
 #include <string.h>
 
 enum { OP_CONV = 1, OP_BN, OP_POOL, OP_LINEAR, OP_CONV_FUSED };
+
+/* 1 when a gradient with this mode is written straight into its buffer. */
+static int writes_whole(nc__write mode) { return mode == NC__WRITE_SET; }
 
 /* Adds `count` floats of scratch `tmp` into dst (NULL dst: gradient not wanted). */
 static void add_into(const dn_state *s, void *dst, const void *tmp, size_t count) {
@@ -257,25 +260,25 @@ fail:
 }
 
 /* Where a backward primitive writes a gradient of activation layout `act` that must
- * end in dx: dx itself when it is written here first and the layouts agree, else
- * scratch (then grad_finish reorders and adds it). */
+ * end in dx: dx itself when its mode is SET and the layouts agree, else scratch
+ * (then grad_finish reorders and, for ADD, adds it). */
 static nc_status grad_buffer(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *prim,
-                             const dnnl_memory_desc_t *act, void *dx, int overwrite, void **out) {
+                             const dnnl_memory_desc_t *act, void *dx, nc__write mode, void **out) {
     nc_status st;
     void *tmp = dx;
-    if (!overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, dnnl_memory_desc_get_size(act), &tmp));
+    if (!writes_whole(mode)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, dnnl_memory_desc_get_size(act), &tmp));
     NC_CHECK(nc__dnnl_out_buffer(s, c, k, prim, act, tmp, DN_SCR_B2, out));
 fail:
     return st;
 }
 
 static nc_status grad_finish(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *prim,
-                             const dnnl_memory_desc_t *act, const void *buf, void *dx, int overwrite) {
+                             const dnnl_memory_desc_t *act, const void *buf, void *dx, nc__write mode) {
     nc_status st;
     void *tmp = dx;
-    if (!overwrite) tmp = s->scr[DN_SCR_DX];
+    if (!writes_whole(mode)) tmp = s->scr[DN_SCR_DX];
     NC_CHECK(nc__dnnl_reorder_out(s, c, k, prim, act, buf, tmp));
-    if (!overwrite) add_into(s, dx, tmp, dnnl_memory_desc_get_size(act) / sizeof(float));
+    if (!writes_whole(mode)) add_into(s, dx, tmp, dnnl_memory_desc_get_size(act) / sizeof(float));
 fail:
     return st;
 }
@@ -295,7 +298,7 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
                 bw = c->wbuf;
             else
                 NC_CHECK(conv_weights(s, c, d, &m, w, w, 1, &bw));
-            nc__gconv8_backward_data(s->nt, d, dx, dy, bw, d->overwrite);
+            nc__gconv8_backward_data(s->nt, d, dx, dy, bw, d->dx_write);
         }
         if (dw || db) {
             float *tw = dw;
@@ -333,11 +336,11 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
             bw = c->wbuf;
         else
             NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_WEI, &m.wei, wei, w, DN_SCR_B1, &bw));
-        NC_CHECK(grad_buffer(s, c, R_BD_DSRC, dsrc, &m.src, dx, d->overwrite, &bdx));
+        NC_CHECK(grad_buffer(s, c, R_BD_DSRC, dsrc, &m.src, dx, d->dx_write, &bdx));
         const dn_arg args[] = {{DNNL_ARG_DIFF_DST, ddst, bdy}, {DNNL_ARG_WEIGHTS, wei, bw},
                                {DNNL_ARG_DIFF_SRC, dsrc, bdx}};
         NC_CHECK(nc__dnnl_exec(s, c, CONV_BWD_DATA, 3, args, "convolution backward data"));
-        NC_CHECK(grad_finish(s, c, R_BD_DSRC, dsrc, &m.src, bdx, dx, d->overwrite));
+        NC_CHECK(grad_finish(s, c, R_BD_DSRC, dsrc, &m.src, bdx, dx, d->dx_write));
     }
     if (dw || db) {
         if (!c->prim[CONV_BWD_WEIGHTS]) {
@@ -513,7 +516,7 @@ static nc_status bn_backward(dn_state *s, const nc__bn_desc *d, int relu, void *
     /* oneDNN 2.6 counts SHIFT among backward's inputs when use_shift is set, though
      * the gradients do not depend on it: zeros */
     memset(stat + 3 * C, 0, C * sizeof(float));
-    if (!dx || !d->overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, (void **)&tdx));
+    if (!dx || !writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, (void **)&tdx));
     const float *invstd = save_invstd;
     for (size_t ch = 0; ch < C; ch++) /* the variance the forward normalised with */
         stat[ch] = (float)(1.0 / ((double)invstd[ch] * (double)invstd[ch]) - (double)d->eps);
@@ -634,8 +637,8 @@ static nc_status pool_fallback_backward(dn_state *s, const nc__pool_desc *d, con
     NC_CHECK(nc__dnnl_reorder_once(s, &m->dst, dy, &plain_y, pdy));
     memset(pdx, 0, dnnl_memory_desc_get_size(&plain_x));
     nc__ref_pool2d_backward(s->nt, d, pdx, pdy, NULL, NULL);
-    NC_CHECK(nc__dnnl_reorder_once(s, &plain_x, pdx, &m->src, d->overwrite ? dx : tdx));
-    if (!d->overwrite) add_into(s, dx, tdx, dnnl_memory_desc_get_size(&m->src) / sizeof(float));
+    NC_CHECK(nc__dnnl_reorder_once(s, &plain_x, pdx, &m->src, writes_whole(d->dx_write) ? dx : tdx));
+    if (!writes_whole(d->dx_write)) add_into(s, dx, tdx, dnnl_memory_desc_get_size(&m->src) / sizeof(float));
 fail:
     return st;
 }
@@ -674,7 +677,7 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     }
     const size_t bytes = dnnl_memory_desc_get_size(&m.src);
     void *tdx = dx, *ws = NULL;
-    if (!d->overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tdx));
+    if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tdx));
     const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(c->pd[POOL_FWD_TRAIN], dnnl_query_workspace_md, 0);
     const int has_ws = d->mode == NC__POOL_MAX && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
     if (has_ws) {
@@ -754,7 +757,7 @@ nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *
         }
         const size_t count = (size_t)(d->n * d->in);
         void *tmp = dx;
-        if (!d->overwrite) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
+        if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
         const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
                                {DNNL_ARG_DIFF_SRC, &m.src, tmp}};
         NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_DATA, 3, args, "inner product backward data"));

@@ -1,0 +1,175 @@
+/* elementwise.c — the oneDNN backend's element-wise, reshaping and concat entries:
+ * memory-bound loops over the (padded) activation layout, where a primitive would
+ * only add its set-up cost. The ref kernels run on the buffers directly where they
+ * do exactly what is needed; the NC__WRITE_SET variants of the gradients and dropout,
+ * whose mask follows logical indices rather than the blocked storage order
+ * (backend.h, RANDOM MASKS), have their own loops here. */
+#include "backend/onednn/onednn.h"
+#include "backend/ref/ref.h"
+#include "core/rng.h"
+
+#include <string.h>
+
+#define S(state) ((dn_state *)(state))
+
+static size_t value_floats(const dn_state *s, const nc__value_desc *v) {
+    return nc__dnnl_act_floats(s, v->shape.ndim, v->shape.d);
+}
+
+/* ---- kernels */
+
+/* dx = y > 0 ? dy : 0 over count floats: ReLU's backward written over garbage (y's
+ * padding channels are 0, so dx's become 0). */
+static void relu_backward_set(int nt, size_t count, float *dx, const float *dy, const float *y) {
+    // dx, dy, y (count)
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* A value as dropout sees it: storage (N, CB, HW, B) of the logical (N, C, HW), with
+ * B the layout's channel block (1 for plain values) and CB = ceil(C / B). */
+typedef struct dn_geom {
+    int64_t n, c, hw, block, cb;
+} dn_geom;
+
+static dn_geom geom_of(const dn_state *s, const nc__value_desc *v) {
+    const nc__shape *sh = &v->shape;
+    dn_geom g = {.n = sh->ndim > 0 ? sh->d[0] : 1, .c = sh->ndim > 1 ? sh->d[1] : 1, .hw = 1,
+                 .block = nc__dnnl_act_block(s, sh->ndim, sh->d)};
+    for (int i = 2; i < sh->ndim; i++) g.hw *= sh->d[i];
+    g.cb = (g.c + g.block - 1) / g.block;
+    return g;
+}
+
+/* out (=|+=) in * scale where the mask keeps, 0 elsewhere: storage element
+ * (n, cb, hw, ci) is channel c = cb*B + ci of logical index ((n*C + c)*HW + hw).
+ * Padding channels (c >= C) are written 0 under SET and left (0) under ADD. Forward
+ * is the SET case with out = y, in = x (which may alias). */
+static void dropout_kernel(int nt, const dn_geom *g, float p, uint64_t seed, nc__write mode, float *out,
+                           const float *in) {
+    // out, in (N, CB, HW, B)
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    const int64_t B = g->block, C = g->c, HW = g->hw, CB = g->cb, tasks = g->n * CB;
+    const int set = mode == NC__WRITE_SET;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (tasks * HW * B >= NC__REF_PAR_MIN)
+#endif
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t n = t / CB, c0 = t % CB * B;
+        const int64_t lanes = C - c0 < B ? C - c0 : B; /* the block's real channels */
+        float *o = out + (size_t)(t * HW * B);         // (HW, B)
+        const float *x = in + (size_t)(t * HW * B);    // (HW, B)
+        for (int64_t hw = 0; hw < HW; hw++) {
+            for (int64_t ci = 0; ci < lanes; ci++) {
+                const size_t k = (size_t)(hw * B + ci);
+                const uint64_t i = (uint64_t)((n * C + c0 + ci) * HW + hw);
+                if (nc__rng_uniform(seed, 0, i) >= p)
+                    o[k] = set ? x[k] * scale : o[k] + x[k] * scale;
+                else if (set)
+                    o[k] = 0.0f;
+            }
+            if (set)
+                for (int64_t ci = lanes; ci < B; ci++) o[hw * B + ci] = 0.0f;
+        }
+    }
+}
+
+/* dst (=|+=) src over count floats. */
+static void write_floats(int nt, nc__write mode, size_t count, float *dst, const float *src) {
+    if (mode == NC__WRITE_SET)
+        nc__ref_copy(nt, count, dst, src);
+    else
+        nc__ref_accumulate(nt, count, dst, src);
+}
+
+/* ---- entries */
+
+nc_status nc__dnnl_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
+    write_floats(S(state)->nt, mode, value_floats(state, v), dst, src);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_relu_forward(void *state, const nc__value_desc *v, void *y, const void *x) {
+    nc__ref_relu_forward(S(state)->nt, value_floats(state, v), y, x);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_relu_backward(void *state, const nc__value_desc *v, nc__write mode, void *dx, const void *dy,
+                                 const void *y) {
+    const size_t count = value_floats(state, v);
+    if (mode == NC__WRITE_SET)
+        relu_backward_set(S(state)->nt, count, dx, dy, y);
+    else
+        nc__ref_relu_backward(S(state)->nt, count, dx, dy, y);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_add_forward(void *state, const nc__value_desc *v, void *y, const void *a, const void *b) {
+    nc__ref_add_forward(S(state)->nt, value_floats(state, v), y, a, b);
+    return NC_OK;
+}
+
+/* p <= 0 keeps everything unscaled, as the ref kernels. */
+nc_status nc__dnnl_dropout_forward(void *state, const nc__value_desc *v, float p, uint64_t seed, void *y,
+                                   const void *x) {
+    const dn_state *s = state;
+    if (p <= 0.0f) {
+        nc__ref_copy(s->nt, value_floats(s, v), y, x);
+        return NC_OK;
+    }
+    const dn_geom g = geom_of(s, v);
+    dropout_kernel(s->nt, &g, p, seed, NC__WRITE_SET, y, x);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_dropout_backward(void *state, const nc__value_desc *v, nc__write mode, float p, uint64_t seed,
+                                    void *dx, const void *dy) {
+    const dn_state *s = state;
+    if (p <= 0.0f) {
+        write_floats(s->nt, mode, value_floats(s, v), dx, dy);
+        return NC_OK;
+    }
+    const dn_geom g = geom_of(s, v);
+    dropout_kernel(s->nt, &g, p, seed, mode, dx, dy);
+    return NC_OK;
+}
+
+/* Flatten is (N, C, H, W) in logical order: the plain layout of the input. */
+nc_status nc__dnnl_flatten_forward(void *state, const nc__value_desc *in, void *y, const void *x) {
+    return nc__dnnl_value_download(state, in, y, x);
+}
+
+nc_status nc__dnnl_flatten_backward(void *state, const nc__value_desc *in, nc__write mode, void *dx,
+                                    const void *dy) {
+    dn_state *s = state;
+    nc_status st;
+    void *tmp = NULL;
+    if (mode == NC__WRITE_SET) return nc__dnnl_value_upload(state, in, dx, dy);
+    const size_t n = value_floats(s, in);
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, n * sizeof(float), &tmp));
+    NC_CHECK(nc__dnnl_value_upload(state, in, tmp, dy));
+    nc__ref_accumulate(s->nt, n, dx, tmp);
+fail:
+    return st;
+}
+
+/* Concat works on plain 2-D f32 values (`supports` refuses other dtypes). */
+nc_status nc__dnnl_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                  void *y, const void *const *xs) {
+    nc__ref_concat_forward(n, count, widths, y, (const float *const *)xs);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                   const nc__write *modes, void *const *dxs, const void *dy) {
+    // dxs[i] (n, widths[i]) or NULL; dy (n, sum widths)
+    size_t total = 0, off = 0;
+    for (int i = 0; i < count; i++) total += (size_t)widths[i];
+    for (int i = 0; i < count; off += (size_t)widths[i], i++) {
+        if (!dxs[i]) continue;
+        const size_t w = (size_t)widths[i];
+        for (size_t r = 0; r < (size_t)n; r++)
+            write_floats(1, modes[i], w, (float *)dxs[i] + r * w, (const float *)dy + r * total + off);
+    }
+    return NC_OK;
+}
