@@ -43,6 +43,10 @@ char *nc__strdup(nc_context *ctx, const char *s);
 /* Grows *arr (elem_size each, *cap elements) to hold at least `need`; 0 on success. */
 int nc__grow(nc_context *ctx, void **arr, size_t elem_size, size_t *cap, size_t need);
 
+/* A context for a worker thread: shares parent's allocator, has no backend and its
+ * own error text. Destroy with nc_context_destroy. */
+nc_status nc__context_create_child(nc_context *parent, nc_context **out);
+
 /* Activation values in the backend's layout (backend.h): floats a value of `shape`
  * occupies, and host NCHW f32 <-> that layout. Plain numel / upload / download for
  * backends without their own layout. */
