@@ -9,6 +9,7 @@
 #include "core/context.h"
 #include "core/model.h"
 #include "graph/graph.h"
+#include "models/models.h"
 
 #include <stddef.h>
 #include <stdio.h>

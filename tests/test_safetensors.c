@@ -6,6 +6,7 @@
 
 #include "core/context.h"
 #include "io/safetensors.h"
+#include "io/file.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,9 +1,13 @@
 /* options.c — nc-train's option table: the usage text, the conversion of the
  * effective option strings into a typed cfg (strict: a bad value is a usage error),
- * and config.json, a flat JSON object of option name -> string that lets resume,
- * evaluate and test reuse a run's options (flags given again override). */
+ * and config.json, a flat JSON object of option name -> string (through cJSON) that
+ * lets resume, evaluate and test reuse a run's options (flags given again override). */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include "train.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -259,17 +263,23 @@ int cfg_resolve(cfg *c) {
 
 /* ------------------------------------------------------------ config.json */
 
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
+/* A config.json larger than this is not one nc-train wrote. */
+#define CONFIG_MAX_BYTES ((size_t)1 << 20)
+
+/* {"neurc": version, then each persisted option: its string value}. */
+static cJSON *config_json(const cfg *c) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root || !cJSON_AddStringToObject(root, "neurc", nc_version_string())) goto fail;
+    for (int i = 0; i < OPT_COUNT; i++)
+        if (option_defs[i].persist && !cJSON_AddStringToObject(root, option_defs[i].name, c->val[i])) goto fail;
+    return root;
+fail:
+    cJSON_Delete(root);
+    return NULL;
 }
 
-int config_write(const cfg *c, const char *path, char *err, size_t errsize) {
+/* Writes text and a newline to "<path>.tmp", then renames that over path. */
+static int write_replacing(const char *path, const char *text, char *err, size_t errsize) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -277,16 +287,7 @@ int config_write(const cfg *c, const char *path, char *err, size_t errsize) {
         snprintf(err, errsize, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(f, "{\n  \"neurc\": ");
-    json_string(f, nc_version_string());
-    for (int i = 0; i < OPT_COUNT; i++) {
-        if (!option_defs[i].persist) continue;
-        fprintf(f, ",\n  ");
-        json_string(f, option_defs[i].name);
-        fprintf(f, ": ");
-        json_string(f, c->val[i]);
-    }
-    fprintf(f, "\n}\n");
+    fprintf(f, "%s\n", text);
     int bad_write = ferror(f);
     if (fclose(f) != 0 || bad_write || rename(tmp, path) != 0) {
         snprintf(err, errsize, "cannot write %s: %s", path, strerror(errno));
@@ -296,101 +297,77 @@ int config_write(const cfg *c, const char *path, char *err, size_t errsize) {
     return 0;
 }
 
-/* Parses one JSON string at *p (after the opening quote) into a malloc'ed string. */
-static char *parse_string(const char **p) {
-    const char *s = *p;
-    size_t cap = strlen(s) + 1, n = 0;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    while (*s && *s != '"') {
-        if (*s == '\\') {
-            s++;
-            if (*s == 'u') {
-                unsigned v = 0;
-                for (int i = 1; i <= 4; i++) {
-                    char ch = s[i];
-                    if (!ch) goto bad_escape;
-                    v = v * 16 + (unsigned)(ch >= 'a' ? ch - 'a' + 10 : ch >= 'A' ? ch - 'A' + 10 : ch - '0');
-                }
-                if (v == 0 || v > 0x7f) goto bad_escape; /* config.json only escapes control characters */
-                out[n++] = (char)v;
-                s += 5;
-                continue;
-            }
-            if (*s == 'n') out[n++] = '\n';
-            else if (*s == 't') out[n++] = '\t';
-            else if (*s == '"' || *s == '\\' || *s == '/') out[n++] = *s;
-            else goto bad_escape;
-            s++;
-            continue;
-        }
-        out[n++] = *s++;
+int config_write(const cfg *c, const char *path, char *err, size_t errsize) {
+    cJSON *root = config_json(c);
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) {
+        snprintf(err, errsize, "cannot write %s: out of memory", path);
+        return -1;
     }
-    if (*s != '"') goto bad_escape;
-    out[n] = '\0';
-    *p = s + 1;
-    return out;
-bad_escape:
-    free(out);
-    return NULL;
+    int rc = write_replacing(path, text, err, errsize);
+    cJSON_free(text);
+    return rc;
 }
 
-static const char *skip_ws(const char *p) {
-    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
-    return p;
-}
-
-int config_read(const char *path, char ***keys, char ***vals, int *count, char *err, size_t errsize) {
-    *keys = *vals = NULL;
-    *count = 0;
+/* The whole of path as a new string: 0, -1 when it cannot be opened, -2 when it is
+ * over CONFIG_MAX_BYTES or memory runs out; err says why. */
+static int read_text(const char *path, char **text, char *err, size_t errsize) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errsize, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    char *text = malloc(1 << 20);
-    size_t len = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    size_t len = buf ? fread(buf, 1, CONFIG_MAX_BYTES + 1, f) : 0;
+    int read_failed = ferror(f);
     fclose(f);
-    if (!text) {
-        snprintf(err, errsize, "out of memory reading %s", path);
+    if (!buf || read_failed || len > CONFIG_MAX_BYTES) {
+        if (!buf) snprintf(err, errsize, "out of memory reading %s", path);
+        else snprintf(err, errsize, "%s is not a config.json written by " PROG, path);
+        free(buf);
         return -2;
     }
-    text[len] = '\0';
-    char **k = calloc(OPT_COUNT + 8, sizeof *k), **v = calloc(OPT_COUNT + 8, sizeof *v);
-    int n = 0, rc = -2;
-    const char *p = skip_ws(text);
-    if (!k || !v || *p != '{') goto out;
-    p = skip_ws(p + 1);
-    while (*p == '"') {
-        if (n >= OPT_COUNT + 8) goto out;
-        p++;
-        k[n] = parse_string(&p);
-        if (!k[n]) goto out;
-        p = skip_ws(p);
-        if (*p != ':') goto out;
-        p = skip_ws(p + 1);
-        if (*p != '"') goto out;
-        p++;
-        v[n] = parse_string(&p);
-        if (!v[n]) goto out;
-        n++;
-        p = skip_ws(p);
-        if (*p == ',') p = skip_ws(p + 1);
-        else break;
-    }
-    if (*p != '}') goto out;
-    rc = 0;
-out:
-    free(text);
-    if (rc != 0) {
-        snprintf(err, errsize, "%s is not a config.json written by " PROG, path);
-        config_free(k, v, n + 1);
-        return rc;
+    buf[len] = '\0';
+    *text = buf;
+    return 0;
+}
+
+/* Copies the members of obj, which must all be strings, into new arrays; -1 when
+ * one is not a string or memory runs out. */
+static int string_members(const cJSON *obj, char ***keys, char ***vals, int *count) {
+    int n = cJSON_GetArraySize(obj), i = 0;
+    char **k = calloc((size_t)n + 1, sizeof *k), **v = calloc((size_t)n + 1, sizeof *v);
+    const cJSON *item;
+    if (!k || !v) goto fail;
+    cJSON_ArrayForEach(item, obj) {
+        if (!cJSON_IsString(item) || !(k[i] = strdup(item->string)) || !(v[i] = strdup(item->valuestring)))
+            goto fail;
+        i++;
     }
     *keys = k;
     *vals = v;
-    *count = n;
+    *count = i;
     return 0;
+fail:
+    config_free(k, v, i + 1);
+    return -1;
+}
+
+int config_read(const char *path, char ***keys, char ***vals, int *count, char *err, size_t errsize) {
+    *keys = *vals = NULL;
+    *count = 0;
+    char *text = NULL;
+    int rc = read_text(path, &text, err, errsize);
+    if (rc != 0) return rc;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root) || string_members(root, keys, vals, count) != 0) {
+        snprintf(err, errsize, "%s is not a config.json written by " PROG, path);
+        rc = -2;
+    }
+    cJSON_Delete(root);
+    return rc;
 }
 
 void config_free(char **keys, char **vals, int count) {

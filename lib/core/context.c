@@ -3,7 +3,6 @@
  * There is no global mutable state: everything hangs off the context. */
 #include "core/context.h"
 #include "nc_config.h"
-#include "data/data.h"
 
 #include <stdint.h>
 #include <stdio.h>

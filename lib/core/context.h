@@ -47,6 +47,10 @@ int nc__grow(nc_context *ctx, void **arr, size_t elem_size, size_t *cap, size_t 
  * DTYPE POLICY): bf16 under NC_PRECISION_BF16, else f32. */
 nc__dtype nc__context_act_dtype(const nc_context *ctx);
 
+/* A context for a worker thread: shares parent's allocator, has no backend and its
+ * own error text. Destroy with nc_context_destroy. */
+nc_status nc__context_create_child(nc_context *parent, nc_context **out);
+
 /* `status st` must be declared and a `fail:` label exist. */
 #define NC_CHECK(expr)                                                                  \
     do {                                                                                \

@@ -1,11 +1,11 @@
 /* model.c — the nc_model handle: one backend arena for all parameters and buffers
  * carved after a sizing pass, torchvision-keyed tensor access, initialisation with
  * torchvision's schemes from the counter-based RNG, and metadata. Execution lives in
- * graph/exec.c, files in io/model_io.c. */
+ * graph/exec.c (nc_model_forward in eval/predict.c), files in io/model_io.c. */
 #include "core/model.h"
 #include "core/context.h"
 #include "core/rng.h"
-#include "graph/exec.h"
+#include "graph/exec.h" /* nc__plan_destroy: the model owns its cached plans */
 
 #include <math.h>
 #include <stdio.h>
@@ -370,18 +370,4 @@ const char *nc_model_info(const nc_model *m, const char *key) {
     if (!m || !key) return NULL;
     int i = info_find(m, key);
     return i >= 0 ? m->info_values[i] : NULL;
-}
-
-/* ------------------------------------------------------------------- forward */
-
-nc_status nc_model_forward(nc_model *m, const float *x, int n, int c, int h, int w, float *logits) {
-    if (!m) return NC_ERR_NULL;
-    nc_context *ctx = m->ctx;
-    if (!x || !logits) return nc__error(ctx, NC_ERR_NULL, "nc_model_forward: x or logits is NULL");
-    nc__shape in = nc__shape4(n, c, h, w);
-    nc_status st = nc__plan_get(m, &m->plan_eval, 0, &in);
-    if (st != NC_OK) return st;
-    st = nc__plan_forward(m->plan_eval, x, 0, 0);
-    if (st != NC_OK) return st;
-    return nc__plan_read_output(m->plan_eval, logits);
 }

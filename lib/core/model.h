@@ -1,6 +1,10 @@
 /* model.h — nc_model internals: the graph, the parameter/buffer arena in backend
  * memory, gradients, metadata (architecture options, class names, normalisation)
- * and cached execution plans per (mode, input shape). */
+ * and cached execution plans per (mode, input shape).
+ * The one place where core/ sees graph/: a model owns its graph, whose tensor
+ * definitions (graph/graph.h) size and initialise the arena, and owns its cached
+ * plans, which model.c destroys (graph/exec.h). Building, planning and running
+ * belong to graph/; the eval-mode forward is eval/predict.c. */
 #ifndef NC_CORE_MODEL_H
 #define NC_CORE_MODEL_H
 
@@ -64,9 +68,6 @@ nc_status nc__model_ensure_grads(nc_model *m);
 static inline size_t nc__model_param_floats(const nc_model *m) { return m->arena_bytes / sizeof(float); }
 /* Records that parameters may have changed (invalidates backend weight caches). */
 static inline void nc__model_params_changed(nc_model *m) { m->param_version++; }
-/* Builds the graph of a built-in architecture into b (lib/models/registry.c);
- * validates opt. *out receives the logits value. */
-nc_status nc__arch_build(nc_context *ctx, const nc_model_options *opt, nc_builder *b, nc_value *out);
 /* The graph inside a builder (graph/builder.c). */
 nc__graph *nc__builder_graph(nc_builder *b);
 

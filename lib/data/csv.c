@@ -6,7 +6,7 @@
 #include "data/dataset.h"
 #include "data/data.h"
 #include "core/context.h"
-#include "io/safetensors.h"
+#include "io/file.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
-/* data.h — internals shared by the data pipeline (lib/data/): the image struct,
- * thread-safe sample decoding for loader workers, and worker contexts. Loader
- * workers never write to the user's context: each has a child context (same
- * allocator) whose error text the loader hands to the consumer. */
+/* data.h — internals shared by the data pipeline (lib/data/): the image struct and
+ * thread-safe sample decoding for loader workers. Loader workers never write to the
+ * user's context: each has a child context (nc__context_create_child, core/context.h:
+ * same allocator) whose error text the loader hands to the consumer. */
 #ifndef NC_DATA_DATA_H
 #define NC_DATA_DATA_H
 
@@ -27,9 +27,5 @@ nc_status nc__dataset_read(nc_dataset *ds, nc_context *ctx, int64_t i, nc_image 
 nc_context *nc__dataset_context(const nc_dataset *ds);
 /* Labels of sample i without touching any context (i in range). */
 const int32_t *nc__dataset_labels_ptr(const nc_dataset *ds, int64_t i);
-
-/* A context for a worker thread: shares parent's allocator, has no backend and its
- * own error text. Destroy with nc_context_destroy. */
-nc_status nc__context_create_child(nc_context *parent, nc_context **out);
 
 #endif

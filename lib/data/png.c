@@ -3,7 +3,7 @@
  * 8/16-bit PNGs written atomically. libpng's longjmp error handling stays in this file. */
 #include "data/data.h"
 #include "core/context.h"
-#include "io/safetensors.h"
+#include "io/file.h"
 #include "nc_config.h"
 
 #include <errno.h>

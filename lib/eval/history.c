@@ -1,9 +1,10 @@
 /* history.c — the per-epoch history of a training run (nc_history): records kept in
  * order, written as CSV or JSON (atomically), and read back from CSV exactly, so that
  * a resumed run continues its history. Numbers never depend on the C locale. */
-#include "eval/svg.h"
+#include "eval/history.h"
+#include "core/text.h"
 #include "core/context.h"
-#include "io/safetensors.h"
+#include "io/file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,10 +1,25 @@
-/* predict.c — nc_model_predict_loader: one eval-mode pass of a model over a loader's
+/* predict.c — eval-mode forward passes: nc_model_forward runs one batch through the
+ * model's cached eval plan (graph/exec.h); nc_model_predict_loader runs a loader's
  * epoch, collecting every sample's logits and labels in loader order, so programs
  * (nc-train's evaluation, nc-predict) compute metrics once from whole arrays. */
 #include "core/context.h"
+#include "core/model.h"
+#include "graph/exec.h"
 
 #include <stdint.h>
 #include <string.h>
+
+nc_status nc_model_forward(nc_model *m, const float *x, int n, int c, int h, int w, float *logits) {
+    if (!m) return NC_ERR_NULL;
+    nc_context *ctx = m->ctx;
+    if (!x || !logits) return nc__error(ctx, NC_ERR_NULL, "nc_model_forward: x or logits is NULL");
+    nc__shape in = nc__shape4(n, c, h, w);
+    nc_status st = nc__plan_get(m, &m->plan_eval, 0, &in);
+    if (st != NC_OK) return st;
+    st = nc__plan_forward(m->plan_eval, x, 0, 0);
+    if (st != NC_OK) return st;
+    return nc__plan_read_output(m->plan_eval, logits);
+}
 
 /* The loader's message lands in its dataset's context. The model context's text is
  * cleared before each loader call: when the loader shares that context (the usual

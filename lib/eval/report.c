@@ -2,8 +2,10 @@
  * the metrics of every evaluated split/head, written as report.json, summary.txt (in
  * the manner of scikit-learn's classification_report) and SVG figures. */
 #include "eval/svg.h"
+#include "eval/history.h"
+#include "core/text.h"
 #include "core/context.h"
-#include "io/safetensors.h"
+#include "io/file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -2,6 +2,7 @@
  * header (cJSON) padded with spaces to 8 bytes as the reference implementation
  * does, data contiguous in the same order; deterministic for the same content. */
 #include "io/safetensors.h"
+#include "io/file.h"
 #include "core/context.h"
 
 #include <cjson/cJSON.h>

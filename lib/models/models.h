@@ -8,6 +8,10 @@
 #include "graph/graph.h"
 #include "core/model.h"
 
+/* Builds the graph of a built-in architecture into b (registry.c); validates opt.
+ * *out receives the logits value. */
+nc_status nc__arch_build(nc_context *ctx, const nc_model_options *opt, nc_builder *b, nc_value *out);
+
 /* PyTorch's BatchNorm defaults, used by every built-in architecture. */
 #define NC__BN_EPS 1e-5f
 #define NC__BN_MOMENTUM 0.1f

@@ -1,12 +1,13 @@
-/* atomic.c — whole-file writes that never leave a half-written file behind: the data
+/* file.c — whole-file writes that never leave a half-written file behind: the data
  * goes to "<path>.tmp.XXXXXX" in the same directory, is fsync'ed, then renamed over
  * `path` and the directory fsync'ed. Readers see the old file or the new one. Also the
  * matching whole-file read with a size limit (nc__read_file). */
-#include "io/safetensors.h"
+#include "io/file.h"
 #include "core/context.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
