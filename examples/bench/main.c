@@ -25,6 +25,7 @@ static void usage(FILE *f) {
             "  --basic            \"resnext\": basic blocks instead of bottlenecks\n"
             "  --mode M           train, infer or both (default both)\n"
             "  --backend B        auto, ref, onednn or cuda (default auto)\n"
+            "  --precision P      fp32, bf16 (autocast rules) or bf16-math (default fp32)\n"
             "  --threads T        CPU threads (default: all cores)\n"
             "  --warmup W         untimed runs first (default 1)\n"
             "  --runs R           timed runs; the median is reported (default 5)\n"
@@ -61,6 +62,16 @@ typedef struct result {
     double rss_setup_mb, peak_rss_mb; /* before the first step of this mode; high-water mark after it */
     int64_t conv_macs, linear_macs;  /* per image */
 } result;
+
+static int parse_precision(const char *s, nc_precision *out) {
+    static const char *const names[] = {"fp32", "bf16", "bf16-math"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (nc_precision)i;
+            return 0;
+        }
+    return -1;
+}
 
 static int parse_backend(const char *s, nc_backend_kind *out) {
     const nc_backend_kind kinds[] = {NC_BACKEND_AUTO, NC_BACKEND_REF, NC_BACKEND_ONEDNN, NC_BACKEND_CUDA};
@@ -246,6 +257,7 @@ int main(int argc, char **argv) {
     int batch = 16, size = 224, threads = 0, warmup = 1, runs = 5;
     int workers = 2, prefetch = 2, batches = 20, count = 0, layers = 0, gemm = 0, bad = 0;
     nc_backend_kind backend = NC_BACKEND_AUTO;
+    nc_precision precision = NC_PRECISION_FP32;
     nc_model_options mo;
     nc_model_options_init(&mo);
     static const struct option longopts[] = {
@@ -261,7 +273,7 @@ int main(int argc, char **argv) {
         {"base-width", required_argument, 0, 'D'},  {"blocks", required_argument, 0, 'N'},
         {"basic", no_argument, 0, 'A'},             {"count", no_argument, 0, 'C'},
         {"layers", no_argument, 0, 'Y'},            {"gemm", required_argument, 0, 'E'},
-        {"help", no_argument, 0, 'h'},
+        {"precision", required_argument, 0, 'p'},  {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -280,6 +292,12 @@ int main(int argc, char **argv) {
         case 'B':
             if (parse_backend(optarg, &backend) != 0) {
                 fprintf(stderr, "nc-bench: unknown backend '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'p':
+            if (parse_precision(optarg, &precision) != 0) {
+                fprintf(stderr, "nc-bench: unknown precision '%s' (fp32, bf16 or bf16-math)\n", optarg);
                 return 2;
             }
             break;
@@ -334,6 +352,7 @@ int main(int argc, char **argv) {
     nc_context_options_init(&co);
     co.backend = backend;
     co.num_threads = threads;
+    co.precision = precision;
     nc_context *ctx;
     nc_status st = nc_context_create(&co, &ctx);
     if (st != NC_OK) {

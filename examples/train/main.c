@@ -133,10 +133,11 @@ int main(int argc, char **argv) {
     nc_context_options_init(&co);
     co.backend = c.backend;
     co.num_threads = c.threads;
+    co.precision = c.precision;
     nc_status st = nc_context_create(&co, &ctx);
     if (st != NC_OK) {
-        fprintf(stderr, PROG ": creating the context (backend %s, %d threads): %s\n", c.val[OPT_BACKEND], c.threads,
-                nc_status_str(st));
+        fprintf(stderr, PROG ": creating the context (backend %s, precision %s, %d threads): %s\n", c.val[OPT_BACKEND],
+                c.val[OPT_PRECISION], c.threads, nc_status_str(st));
         config_free(keys, vals, nkeys);
         return EXIT_FAIL;
     }

@@ -253,6 +253,9 @@ int cfg_resolve(cfg *c) {
     }
     if ((k = pick(c->val[OPT_BACKEND], backends, 4)) < 0) return bad(c, OPT_BACKEND, "expected auto, ref, onednn or cuda");
     c->backend = (nc_backend_kind)k;
+    static const char *const precisions[] = {"fp32", "bf16", "bf16-math"};
+    if ((k = pick(c->val[OPT_PRECISION], precisions, 3)) < 0) return bad(c, OPT_PRECISION, "expected fp32, bf16 or bf16-math");
+    c->precision = (nc_precision)k;
     INT_OPT(THREADS, threads, 0, 4096);
     INT_OPT(WORKERS, workers, 0, 256);
     c->force = strcmp(c->val[OPT_FORCE], "1") == 0;
