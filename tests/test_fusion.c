@@ -1,14 +1,16 @@
-/* test_fusion.c — the plan's fusion passes and the executor's overwrite path,
- * independently of oneDNN. A copy of the ref backend's table gets the three fused
- * entries written here as compositions of the ref entries (conv, then bn inference,
- * add, relu; bn train then relu; relu backward into a temporary then bn backward), so
+/* test_fusion.c — the plan's fusion and the executor's gradient writes,
+ * independently of oneDNN. A copy of the ref backend's table says yes to both fused
+ * patterns and gets the three fused entries written here as compositions of the ref
+ * entries (conv, then bn inference, add, relu; bn train then relu; relu backward
+ * into a temporary then bn backward), so
  * a fused plan must reproduce the plain ref context bit for bit: same kernels, same
  * order of floating-point operations (a + r and r + a are the same IEEE sum). Checked
  * on resnet18, a small resnext, vgg11_bn and a builder CNN with every chain shape:
  * eval logits, a training step (parameters and running statistics), the number of
  * fused groups (hand-counted from torchvision's structures), the arena size, the
- * memory plan's no-overlap property with fused liveness, overwrite under a NaN-poisoned
- * arena, and the parameter version. */
+ * memory plan's no-overlap property with fused liveness, the GRADIENT WRITE RULE
+ * (backend.h) under a NaN-poisoned arena with every write logged, and the parameter
+ * version. */
 #include "testutil.h"
 
 #include "core/context.h"
@@ -23,56 +25,94 @@
 
 /* ---------------------------------------------------------------- the test backend */
 
-/* Calls seen by the fused table (tests run one at a time, single-threaded cmocka). */
+/* Calls seen by the test tables (tests run one at a time, single-threaded cmocka). */
 static struct {
     long fused_infer, bn_relu_fwd, bn_relu_bwd;
-    long overwrite;      /* backward calls with overwrite set */
+    long sets;           /* activation gradients written with NC__WRITE_SET */
 } calls;
 
-static nc__backend fused_table;
+/* While on, every activation-gradient write of a backward is checked against the
+ * GRADIENT WRITE RULE: the first write of a buffer sets it, later ones add. Buffers
+ * are told apart by address, so only in a plan without buffer reuse (unshare). */
+static struct {
+    int on, n;
+    const void *seen[4096];
+} wlog;
 
-static float *scratch(size_t count) {
-    float *t = calloc(count ? count : 1, sizeof *t);
+static void wrote(const void *dx, nc__write mode) {
+    if (!dx) return;
+    calls.sets += mode == NC__WRITE_SET;
+    if (!wlog.on) return;
+    int seen = 0;
+    for (int i = 0; i < wlog.n; i++) seen |= wlog.seen[i] == dx;
+    assert_int_equal(mode, seen ? NC__WRITE_ADD : NC__WRITE_SET);
+    if (seen) return;
+    assert_true(wlog.n < 4096);
+    wlog.seen[wlog.n++] = dx;
+}
+
+static nc__backend tables[2]; /* [0] logging, [1] logging and fused */
+
+static void *scratch(size_t bytes) {
+    void *t = calloc(bytes ? bytes : 1, 1);
     assert_non_null(t);
     return t;
+}
+
+static void swap(void **a, void **b) {
+    void *t = *a;
+    *a = *b;
+    *b = t;
 }
 
 /* A fused call's output must not share memory with an input it reads (the memory
  * plan keeps the conv input and the residual live until the call). */
 static void assert_disjoint(const void *y, size_t ny, const void *x, size_t nx) {
     const char *a = y, *b = x;
-    assert_true(a + ny * sizeof(float) <= b || b + nx * sizeof(float) <= a);
+    assert_true(a + ny <= b || b + nx <= a);
+}
+
+/* The value a batch norm descriptor covers; ref's layout is plain, so (N, C, HW, 1)
+ * stands for (N, C, H, W). */
+static nc__value_desc bn_value(const nc__bn_desc *d) {
+    const nc__shape s = d->rank == 4 ? nc__shape4(d->n, d->c, d->hw, 1) : nc__shape2(d->n, d->c);
+    return (nc__value_desc){.shape = s, .dtype = d->dtype};
+}
+
+static nc_status bn_infer(void *state, const nc__conv_desc *d, const nc__bn_params *bn, void *y, const void *x) {
+    const nc__backend *R = nc__backend_ref();
+    void *cache = NULL;
+    const nc__bn_desc bd = {.n = d->n, .c = d->k, .hw = d->oh * d->ow, .eps = bn->eps, .momentum = 0.1f, .rank = 4,
+                            .dtype = d->dtype, .wversion = d->wversion, .cache = &cache};
+    nc_status st = R->batchnorm_forward_infer(state, &bd, y, x, bn->gamma, bn->beta, bn->mean, bn->var);
+    if (cache && R->release_cache) R->release_cache(state, cache);
+    return st;
 }
 
 static nc_status t_conv2d_fused_infer(void *state, const nc__conv_desc *d, const nc__bn_params *bn, void *y,
                                       const void *x, const void *w, const void *b, const void *residual, int relu) {
     const nc__backend *R = nc__backend_ref();
-    const size_t count = (size_t)(d->n * d->k * d->oh * d->ow);
-    float *cur = scratch(count), *tmp = scratch(count);
+    const nc__value_desc out = {.shape = nc__shape4(d->n, d->k, d->oh, d->ow), .dtype = d->dtype};
+    const nc__value_desc in = {.shape = nc__shape4(d->n, d->c, d->h, d->w), .dtype = d->dtype};
+    const size_t bytes = R->value_bytes(state, &out);
+    void *cur = scratch(bytes), *tmp = scratch(bytes);
     calls.fused_infer++;
-    assert_disjoint(y, count, x, (size_t)(d->n * d->c * d->h * d->w));
-    if (residual) assert_disjoint(y, count, residual, count);
+    assert_disjoint(y, bytes, x, R->value_bytes(state, &in));
+    if (residual) assert_disjoint(y, bytes, residual, bytes);
     nc_status st = R->conv2d_forward(state, d, cur, x, w, b);
     if (st == NC_OK && bn) {
-        nc__bn_desc bd = {d->n, d->k, d->oh * d->ow, bn->eps, 0.1f, NULL, 4, 0};
-        st = R->batchnorm_forward_infer(state, &bd, tmp, cur, bn->gamma, bn->beta, bn->mean, bn->var);
-        float *t = cur;
-        cur = tmp;
-        tmp = t;
+        st = bn_infer(state, d, bn, tmp, cur);
+        swap(&cur, &tmp);
     }
     if (st == NC_OK && residual) {
-        st = R->add_forward(state, count, tmp, cur, residual);
-        float *t = cur;
-        cur = tmp;
-        tmp = t;
+        st = R->add_forward(state, &out, tmp, cur, residual);
+        swap(&cur, &tmp);
     }
     if (st == NC_OK && relu) {
-        st = R->relu_forward(state, count, tmp, cur);
-        float *t = cur;
-        cur = tmp;
-        tmp = t;
+        st = R->relu_forward(state, &out, tmp, cur);
+        swap(&cur, &tmp);
     }
-    memcpy(y, cur, count * sizeof(float));
+    memcpy(y, cur, bytes);
     free(cur);
     free(tmp);
     return st;
@@ -82,13 +122,14 @@ static nc_status t_bn_relu_forward_train(void *state, const nc__bn_desc *d, void
                                          void *save_invstd, void *running_mean, void *running_var, const void *x,
                                          const void *gamma, const void *beta) {
     const nc__backend *R = nc__backend_ref();
-    const size_t count = (size_t)(d->n * d->c * d->hw);
-    float *tmp = scratch(count);
+    const nc__value_desc v = bn_value(d);
+    const size_t bytes = R->value_bytes(state, &v);
+    void *tmp = scratch(bytes);
     calls.bn_relu_fwd++;
-    assert_disjoint(y, count, x, count);
+    assert_disjoint(y, bytes, x, bytes);
     nc_status st = R->batchnorm_forward_train(state, d, tmp, save_mean, save_invstd, running_mean, running_var, x,
                                               gamma, beta);
-    if (st == NC_OK) st = R->relu_forward(state, count, y, tmp);
+    if (st == NC_OK) st = R->relu_forward(state, &v, y, tmp);
     free(tmp);
     return st;
 }
@@ -97,53 +138,102 @@ static nc_status t_bn_relu_backward(void *state, const nc__bn_desc *d, void *dx,
                                     const void *dy, const void *y, const void *x, const void *gamma,
                                     const void *save_mean, const void *save_invstd) {
     const nc__backend *R = nc__backend_ref();
-    const size_t count = (size_t)(d->n * d->c * d->hw);
-    float *tmp = scratch(count); /* zeroed: relu_backward accumulates */
+    const nc__value_desc v = bn_value(d);
+    void *tmp = scratch(R->value_bytes(state, &v));
     calls.bn_relu_bwd++;
-    calls.overwrite += d->overwrite != 0;
-    nc_status st = R->relu_backward(state, count, tmp, dy, y);
-    /* the ref entry honours d->overwrite */
+    wrote(dx, d->dx_write);
+    nc_status st = R->relu_backward(state, &v, NC__WRITE_SET, tmp, dy, y);
     if (st == NC_OK) st = R->batchnorm_backward(state, d, dx, dgamma, dbeta, tmp, x, gamma, save_mean, save_invstd);
     free(tmp);
     return st;
 }
 
-/* Counting wrappers of the backward entries that take `overwrite`. */
+/* The ref entries that write activation gradients, logging each write. */
 static nc_status t_conv2d_backward(void *state, const nc__conv_desc *d, void *dx, void *dw, void *db, const void *dy,
                                    const void *x, const void *w) {
-    calls.overwrite += d->overwrite != 0;
+    wrote(dx, d->dx_write);
     return nc__backend_ref()->conv2d_backward(state, d, dx, dw, db, dy, x, w);
 }
 static nc_status t_bn_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta, const void *dy,
                                const void *x, const void *gamma, const void *save_mean, const void *save_invstd) {
-    calls.overwrite += d->overwrite != 0;
+    wrote(dx, d->dx_write);
     return nc__backend_ref()->batchnorm_backward(state, d, dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd);
 }
 static nc_status t_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy, const void *x,
                                    const void *y) {
-    calls.overwrite += d->overwrite != 0;
+    wrote(dx, d->dx_write);
     return nc__backend_ref()->pool2d_backward(state, d, dx, dy, x, y);
 }
 static nc_status t_linear_backward(void *state, const nc__linear_desc *d, void *dx, void *dw, void *db, const void *dy,
                                    const void *x, const void *w) {
-    calls.overwrite += d->overwrite != 0;
+    wrote(dx, d->dx_write);
     return nc__backend_ref()->linear_backward(state, d, dx, dw, db, dy, x, w);
 }
+static nc_status t_relu_backward(void *state, const nc__value_desc *v, nc__write mode, void *dx, const void *dy,
+                                 const void *y) {
+    wrote(dx, mode);
+    return nc__backend_ref()->relu_backward(state, v, mode, dx, dy, y);
+}
+static nc_status t_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
+    wrote(dst, mode);
+    return nc__backend_ref()->accumulate(state, v, mode, dst, src);
+}
+static nc_status t_dropout_backward(void *state, const nc__value_desc *v, nc__write mode, float p, uint64_t seed,
+                                    void *dx, const void *dy) {
+    wrote(dx, mode);
+    return nc__backend_ref()->dropout_backward(state, v, mode, p, seed, dx, dy);
+}
+static nc_status t_flatten_backward(void *state, const nc__value_desc *in, nc__write mode, void *dx, const void *dy) {
+    wrote(dx, mode);
+    return nc__backend_ref()->flatten_backward(state, in, mode, dx, dy);
+}
+static nc_status t_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+                                   const nc__write *modes, void *const *dxs, const void *dy) {
+    for (int k = 0; k < count; k++) wrote(dxs[k], modes[k]);
+    return nc__backend_ref()->concat_backward(state, dtype, n, count, widths, modes, dxs, dy);
+}
 
-/* A ref context running the table above. */
-static nc_context *fused_context(void) {
-    fused_table = *nc__backend_ref();
-    fused_table.conv2d_fused_infer = t_conv2d_fused_infer;
-    fused_table.batchnorm_relu_forward_train = t_bn_relu_forward_train;
-    fused_table.batchnorm_relu_backward = t_bn_relu_backward;
-    fused_table.conv2d_backward = t_conv2d_backward;
-    fused_table.batchnorm_backward = t_bn_backward;
-    fused_table.pool2d_backward = t_pool2d_backward;
-    fused_table.linear_backward = t_linear_backward;
+/* Says yes to both fused patterns (ref, the oracle, says no). */
+static int t_supports_fused(void *state, const nc__op_query *q) {
+    if (q->kernel == NC__K_CONV_FUSED_INFER || q->kernel == NC__K_BN_RELU_TRAIN) return 1;
+    return nc__backend_ref()->supports(state, q);
+}
+
+/* A ref context running the logging table, with the fused entries when `fused`. */
+static nc_context *table_context(int fused) {
+    nc__backend *t = &tables[fused];
+    *t = *nc__backend_ref();
+    t->conv2d_backward = t_conv2d_backward;
+    t->batchnorm_backward = t_bn_backward;
+    t->pool2d_backward = t_pool2d_backward;
+    t->linear_backward = t_linear_backward;
+    t->relu_backward = t_relu_backward;
+    t->accumulate = t_accumulate;
+    t->dropout_backward = t_dropout_backward;
+    t->flatten_backward = t_flatten_backward;
+    t->concat_backward = t_concat_backward;
+    if (fused) {
+        t->supports = t_supports_fused;
+        t->conv2d_fused_infer = t_conv2d_fused_infer;
+        t->batchnorm_relu_forward_train = t_bn_relu_forward_train;
+        t->batchnorm_relu_backward = t_bn_relu_backward;
+    }
     nc_context *ctx = tu_ref_context(1);
-    ctx->backend = &fused_table;
-    memset(&calls, 0, sizeof calls);
+    ctx->backend = t;
     return ctx;
+}
+
+static nc_context *fused_context(void) {
+    memset(&calls, 0, sizeof calls);
+    return table_context(1);
+}
+
+/* Backward from host dlogits: written where the loss entry would write them. */
+static void backward_from_host(nc__plan *p, const float *dlogits) {
+    nc_context *ctx = p->m->ctx;
+    const nc__value_desc d = nc__plan_value_desc(p, p->m->graph->output);
+    assert_int_equal(ctx->backend->value_upload(ctx->backend_state, &d, nc__plan_output_grad(p), dlogits), NC_OK);
+    assert_int_equal(nc__plan_backward(p), NC_OK);
 }
 
 /* ------------------------------------------------------------------------ models */
@@ -365,7 +455,7 @@ static void train_case(const model_case *mc) {
     assert_int_equal(calls.bn_relu_fwd, 2 * mc->train_pairs);
     assert_int_equal(calls.bn_relu_bwd, 2 * mc->train_pairs);
     assert_int_equal(calls.fused_infer, 0);
-    assert_true(calls.overwrite > 0);
+    assert_true(calls.sets > 0);
     check_plan(pp);
     check_plan(pf);
     free(x);
@@ -427,7 +517,8 @@ static void test_fusion_custom_cnn_groups(void **s) {
     assert_int_equal(p->fusion[c7].out, node_named(g, "bn7"));
     /* the residuals are consumed at the conv: still allocated, and live there */
     for (int i = 0; i < p->n_buffers; i++)
-        if (p->buffer_owner[i] == a * 3) assert_true(p->buffers[i].last >= c3);
+        if (p->buffer_owner[i].node == a && p->buffer_owner[i].kind == NC__BUFFER_VALUE)
+            assert_true(p->buffers[i].last >= nc__plan_fwd_time(c3));
 
     /* train: bn1, bn6, bn8 (1d) fused with their relus; bn3, bn7 not */
     assert_int_equal(nc__plan_get(m, &m->plan_train, 1, &in), NC_OK);
@@ -440,13 +531,13 @@ static void test_fusion_custom_cnn_groups(void **s) {
     assert_int_equal(p->shapes[bn8].ndim, 2);
     assert_int_equal(p->fusion[node_named(g, "bn3")].relu, -1);
     assert_int_equal(p->fusion[node_named(g, "bn7")].relu, -1);
-    /* the fused relu's value lives until the BN's backward (time 2n - bn) */
+    /* the fused relu's value lives until the BN's backward */
     const int n = g->n_nodes;
     int seen = 0;
     for (int i = 0; i < p->n_buffers; i++)
-        if (p->buffer_owner[i] == a * 3) {
-            assert_int_equal(p->buffers[i].first, bn1);
-            assert_true(p->buffers[i].last >= 2 * n - bn1);
+        if (p->buffer_owner[i].node == a && p->buffer_owner[i].kind == NC__BUFFER_VALUE) {
+            assert_int_equal(p->buffers[i].first, nc__plan_fwd_time(bn1));
+            assert_true(p->buffers[i].last >= nc__plan_bwd_time(n, bn1));
             seen = 1;
         }
     assert_true(seen);
@@ -455,28 +546,26 @@ static void test_fusion_custom_cnn_groups(void **s) {
     nc_context_destroy(ctx);
 }
 
-/* ------------------------------------------------------------------- overwrite */
+/* ------------------------------------------------------------- gradient writes */
 
-/* Every float of the arena outside the buffers live when backward starts (time n)
- * := value. Gradient buffers written later start as garbage unless zeroed. */
-static void poison(nc__plan *p, float value) {
-    const int n = p->m->graph->n_nodes;
-    const size_t floats = p->arena_bytes / sizeof(float);
-    char *live = calloc(floats ? floats : 1, 1);
+/* Every byte of the arena outside the buffers live when the loss runs (when
+ * backward starts) := 0xFF, a NaN in f32 and bf16. A gradient buffer read before it is set would
+ * spread it. */
+static void poison(nc__plan *p) {
+    const int n = nc__plan_loss_time(p->m->graph->n_nodes);
+    unsigned char *live = calloc(p->arena_bytes ? p->arena_bytes : 1, 1), *a = p->arena;
     assert_non_null(live);
     for (int i = 0; i < p->n_buffers; i++) {
         const nc__interval *b = &p->buffers[i];
-        if (b->first <= n && n <= b->last)
-            memset(live + b->offset / sizeof(float), 1, (b->bytes + sizeof(float) - 1) / sizeof(float));
+        if (b->first <= n && n <= b->last) memset(live + b->offset, 1, b->bytes);
     }
-    float *a = p->arena;
     size_t poisoned = 0;
-    for (size_t i = 0; i < floats; i++)
+    for (size_t i = 0; i < p->arena_bytes; i++)
         if (!live[i]) {
-            a[i] = value;
+            a[i] = 0xFF;
             poisoned++;
         }
-    print_message("    poisoned %zu of %zu floats\n", poisoned, floats);
+    print_message("    poisoned %zu of %zu bytes\n", poisoned, p->arena_bytes);
     assert_true(poisoned > 0);
     free(live);
 }
@@ -489,8 +578,9 @@ static void unshare(nc__plan *p) {
     for (int i = 0; i < p->n_buffers; i++) {
         p->buffers[i].offset = off;
         off += (p->buffers[i].bytes + 63) / 64 * 64;
-        const int v = p->buffer_owner[i] / 3, kind = p->buffer_owner[i] % 3;
-        (kind == 0 ? p->val_off : kind == 1 ? p->grad_off : p->save_off)[v] = p->buffers[i].offset;
+        const nc__buffer_owner o = p->buffer_owner[i];
+        (o.kind == NC__BUFFER_VALUE ? p->val_off : o.kind == NC__BUFFER_GRAD ? p->grad_off : p->save_off)[o.node] =
+            p->buffers[i].offset;
     }
     ctx->backend->free(ctx->backend_state, p->arena);
     p->arena = NULL;
@@ -498,18 +588,25 @@ static void unshare(nc__plan *p) {
     p->arena_bytes = off;
 }
 
+/* Activation gradients that a backward writes: all but the output's (the loss's). */
+static int written_gradients(const nc__plan *p) {
+    int count = 0;
+    for (int v = 0; v < p->m->graph->n_nodes; v++) count += p->grad_off[v] != SIZE_MAX && v != p->m->graph->output;
+    return count;
+}
+
 /* Every activation gradient buffer but the output's := NaN (an unshared plan). */
 static void poison_gradients(nc__plan *p) {
-    const nc__graph *g = p->m->graph;
+    nc_context *ctx = p->m->ctx;
     size_t poisoned = 0;
-    for (int v = 0; v < g->n_nodes; v++) {
-        if (p->grad_off[v] == SIZE_MAX || v == g->output) continue;
-        float *f = (float *)((char *)p->arena + p->grad_off[v]);
-        const size_t count = nc__value_floats(p->m->ctx, &p->shapes[v]);
-        for (size_t i = 0; i < count; i++) f[i] = NAN;
-        poisoned += count;
+    for (int v = 0; v < p->m->graph->n_nodes; v++) {
+        if (p->grad_off[v] == SIZE_MAX || v == p->m->graph->output) continue;
+        const nc__value_desc d = nc__plan_value_desc(p, v);
+        const size_t bytes = ctx->backend->value_bytes(ctx->backend_state, &d);
+        memset((char *)p->arena + p->grad_off[v], 0xFF, bytes);
+        poisoned += bytes;
     }
-    print_message("    poisoned %zu gradient floats\n", poisoned);
+    print_message("    poisoned %zu gradient bytes\n", poisoned);
     assert_true(poisoned > 0);
 }
 
@@ -517,28 +614,34 @@ enum { CLEAN = 0, POISON_ARENA = 1, POISON_UNSHARED = 2 };
 
 /* Parameter gradients of one training forward/backward; mode: CLEAN, or with the
  * arena outside live buffers NaN (POISON_ARENA), or without buffer reuse and every
- * activation gradient NaN before backward (POISON_UNSHARED). */
+ * activation gradient NaN before backward (POISON_UNSHARED; the writes are then
+ * checked against the GRADIENT WRITE RULE as they happen, on the logging tables). */
 static float *grads_with_poison(nc_model *m, const model_case *mc, const float *x, int mode) {
     nc_context *ctx = m->ctx;
     nc__shape in = nc__shape4(mc->n, mc->c, mc->h, mc->w);
     assert_int_equal(nc__model_ensure_grads(m), NC_OK);
-    assert_int_equal(ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, m->arena_bytes / 4), NC_OK);
+    assert_int_equal(ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, nc__model_param_floats(m)), NC_OK);
     nc__plan_destroy(m->plan_train);
     m->plan_train = NULL;
     assert_int_equal(nc__plan_get(m, &m->plan_train, 1, &in), NC_OK);
-    if (mode == POISON_UNSHARED) unshare(m->plan_train);
-    assert_int_equal(nc__plan_forward(m->plan_train, x, 1, 9), NC_OK);
+    nc__plan *p = m->plan_train;
+    if (mode == POISON_UNSHARED) unshare(p);
+    assert_int_equal(nc__plan_forward(p, x, 1, 9), NC_OK);
     const size_t outs = (size_t)mc->n * mc->classes;
     float *logits = tu_zeros(outs), *dlogits = tu_zeros(outs);
     int32_t labels[8];
     for (int i = 0; i < mc->n; i++) labels[i] = i % mc->classes;
-    assert_int_equal(nc__plan_read_output(m->plan_train, logits), NC_OK);
+    assert_int_equal(nc__plan_read_output(p, logits), NC_OK);
     double loss;
     assert_int_equal(nc__softmax_xent(ctx, logits, labels, mc->n, 1, mc->classes, dlogits, &loss, NULL), NC_OK);
-    if (mode == POISON_ARENA) poison(m->plan_train, NAN);
-    if (mode == POISON_UNSHARED) poison_gradients(m->plan_train);
-    assert_int_equal(nc__plan_backward(m->plan_train, dlogits), NC_OK);
-    float *g = tu_zeros(m->arena_bytes / 4);
+    if (mode == POISON_ARENA) poison(p);
+    if (mode == POISON_UNSHARED) poison_gradients(p);
+    wlog.on = mode == POISON_UNSHARED;
+    wlog.n = 0;
+    backward_from_host(p, dlogits);
+    if (wlog.on && ctx->backend != nc__backend_ref()) assert_int_equal(wlog.n, written_gradients(p));
+    wlog.on = 0;
+    float *g = tu_zeros(nc__model_param_floats(m));
     memcpy(g, m->grad_arena, m->arena_bytes);
     free(logits);
     free(dlogits);
@@ -546,43 +649,47 @@ static float *grads_with_poison(nc_model *m, const model_case *mc, const float *
 }
 
 /* NaN where a first writer would read garbage: gradients stay finite and equal the
- * clean run's, on the plain and on the fused table, both with the arena poisoned
- * around the live buffers and with every activation gradient poisoned in a plan
- * without buffer reuse. So every first writer was zeroed or overwrote/copied. */
-static void overwrite_case(const model_case *mc) {
-    nc_context *plain = tu_ref_context(1), *fused = fused_context();
-    nc_model *mp = make_model(plain, mc), *mf = make_model(fused, mc);
+ * clean run's, on plain ref, on the logging table (whose writes are checked) and on
+ * the fused one, both with the arena poisoned around the live buffers and with every
+ * activation gradient poisoned in a plan without buffer reuse. So every gradient's
+ * first write set it whole, and nothing read it before. */
+static void gradient_writes_case(const model_case *mc) {
+    nc_context *plain = tu_ref_context(1), *logged = table_context(0), *fused = fused_context();
+    nc_model *mp = make_model(plain, mc), *ml = make_model(logged, mc), *mf = make_model(fused, mc);
     float *x = tu_rand(numel(mc), -1, 1, 29);
-    float *g[5];
+    float *g[7];
     g[0] = grads_with_poison(mp, mc, x, CLEAN);
     g[1] = grads_with_poison(mp, mc, x, POISON_ARENA);
     g[2] = grads_with_poison(mp, mc, x, POISON_UNSHARED);
-    calls.overwrite = 0;
-    g[3] = grads_with_poison(mf, mc, x, POISON_ARENA);
-    g[4] = grads_with_poison(mf, mc, x, POISON_UNSHARED);
-    const size_t count = mp->arena_bytes / 4;
-    for (int k = 1; k < 5; k++) {
+    g[3] = grads_with_poison(ml, mc, x, POISON_ARENA);
+    g[4] = grads_with_poison(ml, mc, x, POISON_UNSHARED);
+    calls.sets = 0;
+    g[5] = grads_with_poison(mf, mc, x, POISON_ARENA);
+    g[6] = grads_with_poison(mf, mc, x, POISON_UNSHARED);
+    const size_t count = nc__model_param_floats(mp);
+    for (int k = 1; k < 7; k++) {
         for (size_t i = 0; i < count; i++) assert_true(isfinite(g[k][i]));
         assert_memory_equal(g[0], g[k], count * sizeof(float));
     }
-    int firsts = 0;
-    for (int i = 0; i < mf->graph->n_nodes; i++) firsts += (mf->plan_train->first_write[i] & 1) != 0;
-    print_message("  %-8s %d first writers, %ld backward calls with overwrite\n", mc->name, firsts, calls.overwrite);
-    assert_true(calls.overwrite > 0);
+    print_message("  %-8s %d gradients written, %ld set-writes in 2 fused backwards\n", mc->name,
+                  written_gradients(mf->plan_train), calls.sets);
+    assert_int_equal(calls.sets, 2 * written_gradients(mf->plan_train));
     free(x);
-    for (int k = 0; k < 5; k++) free(g[k]);
+    for (int k = 0; k < 7; k++) free(g[k]);
     nc_model_destroy(mp);
+    nc_model_destroy(ml);
     nc_model_destroy(mf);
     nc_context_destroy(plain);
+    nc_context_destroy(logged);
     nc_context_destroy(fused);
 }
 
-static void test_overwrite_poisoned_arena_resnet18(void **s) { (void)s; overwrite_case(&cases[0]); }
-static void test_overwrite_poisoned_arena_custom_cnn(void **s) { (void)s; overwrite_case(&cases[3]); }
+static void test_gradient_writes_resnet18(void **s) { (void)s; gradient_writes_case(&cases[0]); }
+static void test_gradient_writes_custom_cnn(void **s) { (void)s; gradient_writes_case(&cases[3]); }
 
-/* The plan's choice: resnet18's conv/bn/pool/linear first writers overwrite, the
- * residual ADD copies into its inputs' gradients, and nothing they write is zeroed. */
-static void test_overwrite_plan_resnet18(void **s) {
+/* The plan's first writers on resnet18 (ref: no fusion): each activation gradient
+ * but the output's has one, the consumer last in graph order. */
+static void test_first_writers_resnet18(void **s) {
     (void)s;
     nc_context *ctx = tu_ref_context(1);
     nc_model *m = make_model(ctx, &cases[0]);
@@ -590,30 +697,33 @@ static void test_overwrite_plan_resnet18(void **s) {
     assert_int_equal(nc__plan_get(m, &m->plan_train, 1, &in), NC_OK);
     const nc__plan *p = m->plan_train;
     const nc__graph *g = m->graph;
-    int overwrite = 0, copies = 0, zeroed = p->zero_first[g->n_nodes];
-    for (int i = 0; i < g->n_nodes; i++) {
-        const nc__node *nd = &g->nodes[i];
-        if (nd->op == NC__OP_ADD) copies += (p->first_write[i] & 1) + (p->first_write[i] >> 1 & 1);
-        else overwrite += p->first_write[i] & 1;
-        for (int z = p->zero_first[i]; z < p->zero_first[i + 1]; z++) {
-            int v = p->zero_list[z];
-            for (int k = 0; k < nd->n_inputs; k++)
-                if (nd->inputs[k] == v) assert_false(p->first_write[i] >> k & 1);
-        }
+    int by_op[NC__OP_COUNT] = {0}, total = 0;
+    for (int v = 0; v < g->n_nodes; v++) {
+        const int w = p->first_writer[v];
+        if (w < 0) continue;
+        for (int c = w + 1; c < g->n_nodes; c++)
+            for (int k = 0; k < g->nodes[c].n_inputs; k++) assert_int_not_equal(g->nodes[c].inputs[k], v);
+        by_op[g->nodes[w].op]++;
+        total++;
     }
-    print_message("  resnet18 train: %d overwrite, %d add copies, %d zeroed\n", overwrite, copies, zeroed);
-    /* By hand (first writer = last consumer in graph order):
-     * overwrite: the 20 BNs (each conv output's only consumer), the maxpool (stem
-     *   relu), the 8 blocks' conv2 (their relu's only consumer), the downsample convs
-     *   of layer2-4.0 (built after conv1, so last to read the block input), the
-     *   adaptive pool (last relu) and fc (flatten) = 20 + 1 + 8 + 3 + 1 + 1 = 34;
-     * copies: each of the 8 ADDs writes both inputs first (bn2; the identity, whose
-     *   other reader conv1 comes earlier, or the downsample bn) = 16;
-     * zeroed: the inputs of the 17 ReLUs (stem bn1, 8 block bn1, 8 ADDs) and of the
-     *   flatten = 18. */
-    assert_int_equal(overwrite, 34);
-    assert_int_equal(copies, 16);
-    assert_int_equal(zeroed, 18);
+    print_message("  resnet18 train: %d first writers\n", total);
+    /* By hand: the 20 BNs write their conv's output; the maxpool the stem relu's; the
+     * 8 blocks' conv2 their relu's and the downsample convs of layer2-4.0 (built after
+     * conv1) the block input: 11 convs; the adaptive pool the last relu's, the
+     * flatten the pool's, fc the flatten's; each of the 8 ADDs both inputs (bn2; the
+     * identity, whose other reader conv1 comes earlier, or the downsample bn): 16;
+     * the 17 ReLUs their input (stem bn1, 8 block bn1, 8 ADDs). 68 = 70 nodes less
+     * the input and the output. */
+    assert_int_equal(by_op[NC__OP_BATCHNORM], 20);
+    assert_int_equal(by_op[NC__OP_MAXPOOL], 1);
+    assert_int_equal(by_op[NC__OP_CONV2D], 11);
+    assert_int_equal(by_op[NC__OP_ADAPTIVE_AVGPOOL], 1);
+    assert_int_equal(by_op[NC__OP_FLATTEN], 1);
+    assert_int_equal(by_op[NC__OP_LINEAR], 1);
+    assert_int_equal(by_op[NC__OP_ADD], 16);
+    assert_int_equal(by_op[NC__OP_RELU], 17);
+    assert_int_equal(total, 68);
+    assert_int_equal(g->n_nodes, 70);
     nc_model_destroy(m);
     nc_context_destroy(ctx);
 }
@@ -694,9 +804,9 @@ int main(void) {
         cmocka_unit_test(test_fusion_train_vgg11_bn),
         cmocka_unit_test(test_fusion_train_custom_cnn),
         cmocka_unit_test(test_fusion_custom_cnn_groups),
-        cmocka_unit_test(test_overwrite_poisoned_arena_resnet18),
-        cmocka_unit_test(test_overwrite_poisoned_arena_custom_cnn),
-        cmocka_unit_test(test_overwrite_plan_resnet18),
+        cmocka_unit_test(test_gradient_writes_resnet18),
+        cmocka_unit_test(test_gradient_writes_custom_cnn),
+        cmocka_unit_test(test_first_writers_resnet18),
         cmocka_unit_test(test_param_version_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

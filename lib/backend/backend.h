@@ -20,7 +20,8 @@
  * plain row-major, in backend memory (fill/axpby/optimizer entries work on them as
  * f32 element counts). Activation values and activation gradients have the dtype in
  * their descriptor (`nc__value_desc.dtype`, `dtype` fields): the plan gives every
- * value NC__DTYPE_F32 under the fp32 precision policy, and NC__DTYPE_BF16 under the bf16
+ * value NC__DTYPE_F32 under the fp32 and bf16-math precision policies (bf16-math is
+ * oneDNN's math mode on f32 storage), and NC__DTYPE_BF16 under the bf16
  * policy (PyTorch autocast's rules: convolutions and linear layers take bf16 inputs
  * and bf16 weight copies and produce bf16; batch norm reads and writes bf16 values
  * with f32 statistics, saved mean/invstd and f32 gamma/beta; ReLU, add, pooling,
@@ -189,7 +190,9 @@ typedef enum nc__kernel {
 } nc__kernel;
 
 /* Shared code calls an entry only for what `supports` accepted: the value entries
- * (value_bytes, value_upload, ...) only for dtypes of accepted ops. The fused kernels
+ * (value_bytes, value_upload, ...) only for dtypes of accepted ops. The answer must
+ * depend only on the kernel, dtype, training and the descriptors' sizes and
+ * attributes, never on dx_write, wversion or cache (the planner passes any). The fused kernels
  * are asked with their own mode: CONV_FUSED_INFER with training 0, BN_RELU_TRAIN
  * with training 1 (its backward reads what its training forward left in the node's
  * cache slot, so it runs only after that forward, as in a training step). */
@@ -287,7 +290,8 @@ typedef struct nc__backend {
                                   const void *dy);
     nc_status (*concat_forward)(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                 void *y, const void *const *xs);
-    /* dxs[i] NULL: no gradient wanted; modes[i] for each. */
+    /* dxs[i] NULL: no gradient wanted; modes[i] for each. The same dx may appear
+     * twice (concat(f, f): modes SET then ADD), so inputs are handled in index order. */
     nc_status (*concat_backward)(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                  const nc__write *modes, void *const *dxs, const void *dy);
 

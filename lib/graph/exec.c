@@ -1,9 +1,9 @@
 /* exec.c — runs a prepared plan on the context's backend. Forward walks the nodes
  * in topological order; backward is the autodiff of the static graph: each op's
- * backward rule in reverse order, gradients accumulated (+=) so values with several
- * consumers (residual connections) need no special case, except that the first
- * writer of a gradient overwrites it where the plan says so. Fused groups (exec.h)
- * run as one backend call at their head's position; their members are skipped. */
+ * backward rule in reverse order, writing its input gradients with the mode the
+ * plan's first writers give (exec.h), so values with several consumers (residual
+ * connections) need no zeroing. Fused groups (exec.h) run as one backend call at
+ * their head's position; their members are skipped. */
 #include "graph/exec.h"
 #include "core/context.h"
 #include "core/rng.h"
@@ -12,62 +12,175 @@
 
 #define NONE SIZE_MAX
 
-static void *val(const nc__plan *p, int v) { return (char *)p->arena + p->val_off[v]; }
+static const nc__backend *backend(const nc__plan *p) { return p->m->ctx->backend; }
+static void *state(const nc__plan *p) { return p->m->ctx->backend_state; }
+static const nc__node *node(const nc__plan *p, int i) { return &p->m->graph->nodes[i]; }
+
+static void *val(const nc__plan *p, int v) {
+    return p->val_off[v] == NONE ? NULL : (char *)p->arena + p->val_off[v];
+}
 static void *grad(const nc__plan *p, int v) {
     return p->grad_off[v] == NONE ? NULL : (char *)p->arena + p->grad_off[v];
 }
-static void *param(const nc__plan *p, const nc__node *node, int k) {
-    return nc__model_tensor_ptr(p->m, node->tensors[k]);
+static void *param(const nc__plan *p, const nc__node *nd, int k) { return nc__model_tensor_ptr(p->m, nd->tensors[k]); }
+static void *param_grad(const nc__plan *p, const nc__node *nd, int k) {
+    return nc__model_grad_ptr(p->m, nd->tensors[k]);
 }
-static void *param_grad(const nc__plan *p, const nc__node *node, int k) {
-    return nc__model_grad_ptr(p->m, node->tensors[k]);
+/* A batch norm's saved mean (k = 0) or 1/sqrt(var+eps) (k = 1): C f32 each. */
+static void *saved(const nc__plan *p, int i, int k) {
+    return (char *)p->arena + p->save_off[i] + (size_t)k * (size_t)p->shapes[i].d[1] * sizeof(float);
 }
-
-static nc__conv_desc conv_desc(const nc__plan *p, int i) {
-    const nc__node *nd = &p->m->graph->nodes[i];
-    const nc__shape *x = &p->shapes[nd->inputs[0]], *y = &p->shapes[i];
-    const nc__conv_attr *a = &nd->attr.conv;
-    nc__conv_desc d = {x->d[0], x->d[1], x->d[2], x->d[3], a->out_channels, a->kh, a->kw, a->groups,
-                       a->stride_h, a->stride_w, a->pad_h, a->pad_w, a->dil_h, a->dil_w, y->d[2], y->d[3],
-                       &p->cache[i], 0, p->m->param_version};
-    return d;
-}
-
-static nc__bn_desc bn_desc(const nc__plan *p, int i) {
-    const nc__node *nd = &p->m->graph->nodes[i];
-    const nc__shape *x = &p->shapes[i];
-    nc__bn_desc d = {x->d[0], x->d[1], x->ndim == 4 ? x->d[2] * x->d[3] : 1, nd->attr.bn.eps,
-                     nd->attr.bn.momentum, &p->cache[i], x->ndim, 0};
-    return d;
-}
-
-static nc__pool_desc pool_desc(const nc__plan *p, int i) {
-    const nc__node *nd = &p->m->graph->nodes[i];
-    const nc__shape *x = &p->shapes[nd->inputs[0]], *y = &p->shapes[i];
-    const nc__pool_attr *a = &nd->attr.pool;
-    nc__pool_desc d = {nd->op == NC__OP_MAXPOOL ? NC__POOL_MAX
-                       : nd->op == NC__OP_AVGPOOL ? NC__POOL_AVG
-                                                  : NC__POOL_ADAPTIVE_AVG,
-                       x->d[0], x->d[1], x->d[2], x->d[3], y->d[2], y->d[3],
-                       a->kh, a->kw, a->stride_h, a->stride_w, a->pad_h, a->pad_w, &p->cache[i], 0};
-    return d;
-}
-
-static nc__linear_desc linear_desc(const nc__plan *p, int i) {
-    const nc__node *nd = &p->m->graph->nodes[i];
-    nc__linear_desc d = {p->shapes[i].d[0], p->shapes[nd->inputs[0]].d[1], p->shapes[i].d[1], &p->cache[i], 0};
-    return d;
-}
-
-/* Elements of value v's buffer in the backend's layout (element-wise counts). */
-static size_t floats(const nc__plan *p, int v) { return nc__value_floats(p->m->ctx, &p->shapes[v]); }
 
 static uint64_t node_seed(const nc__plan *p, int i) { return nc__rng_u64(p->dropout_seed, 0x64726f70ull, (uint64_t)i); }
 
+/* Forward calls ignore a descriptor's dx_write. */
+#define FORWARD NC__WRITE_SET
+
+/* ------------------------------------------------------------- descriptors */
+
+nc__value_desc nc__plan_value_desc(const nc__plan *p, int v) {
+    return (nc__value_desc){.shape = p->shapes[v], .dtype = p->dtype[v]};
+}
+
+nc__conv_desc nc__plan_conv_desc(const nc__plan *p, int i, nc__write dx_write) {
+    const nc__shape *x = &p->shapes[node(p, i)->inputs[0]], *y = &p->shapes[i];
+    const nc__conv_attr *a = &node(p, i)->attr.conv;
+    return (nc__conv_desc){.n = x->d[0], .c = x->d[1], .h = x->d[2], .w = x->d[3], .k = a->out_channels,
+                           .r = a->kh, .s = a->kw, .groups = a->groups, .stride_h = a->stride_h,
+                           .stride_w = a->stride_w, .pad_h = a->pad_h, .pad_w = a->pad_w, .dil_h = a->dil_h,
+                           .dil_w = a->dil_w, .oh = y->d[2], .ow = y->d[3], .dtype = p->dtype[i],
+                           .dx_write = dx_write, .wversion = p->m->param_version, .cache = &p->cache[i]};
+}
+
+nc__bn_desc nc__plan_bn_desc(const nc__plan *p, int i, nc__write dx_write) {
+    const nc__shape *x = &p->shapes[i];
+    const nc__bn_attr *a = &node(p, i)->attr.bn;
+    return (nc__bn_desc){.n = x->d[0], .c = x->d[1], .hw = x->ndim == 4 ? x->d[2] * x->d[3] : 1, .eps = a->eps,
+                         .momentum = a->momentum, .rank = x->ndim, .dtype = p->dtype[i], .dx_write = dx_write,
+                         .wversion = p->m->param_version, .cache = &p->cache[i]};
+}
+
+static nc__pool_mode pool_mode(nc__op op) {
+    return op == NC__OP_MAXPOOL ? NC__POOL_MAX : op == NC__OP_AVGPOOL ? NC__POOL_AVG : NC__POOL_ADAPTIVE_AVG;
+}
+
+nc__pool_desc nc__plan_pool_desc(const nc__plan *p, int i, nc__write dx_write) {
+    const nc__shape *x = &p->shapes[node(p, i)->inputs[0]], *y = &p->shapes[i];
+    const nc__pool_attr *a = &node(p, i)->attr.pool;
+    return (nc__pool_desc){.mode = pool_mode(node(p, i)->op), .n = x->d[0], .c = x->d[1], .h = x->d[2],
+                           .w = x->d[3], .oh = y->d[2], .ow = y->d[3], .kh = a->kh, .kw = a->kw,
+                           .stride_h = a->stride_h, .stride_w = a->stride_w, .pad_h = a->pad_h, .pad_w = a->pad_w,
+                           .dtype = p->dtype[i], .dx_write = dx_write, .cache = &p->cache[i]};
+}
+
+nc__linear_desc nc__plan_linear_desc(const nc__plan *p, int i, nc__write dx_write) {
+    const nc__shape *x = &p->shapes[node(p, i)->inputs[0]], *y = &p->shapes[i];
+    return (nc__linear_desc){.n = y->d[0], .in = x->d[1], .out = y->d[1], .dtype = p->dtype[i],
+                             .dx_write = dx_write, .wversion = p->m->param_version, .cache = &p->cache[i]};
+}
+
+nc__write nc__plan_write_mode(const nc__plan *p, int i, int k) {
+    const nc__node *nd = node(p, i);
+    const int v = nd->inputs[k];
+    if (p->first_writer[v] != i) return NC__WRITE_ADD;
+    for (int j = 0; j < k; j++)
+        if (nd->inputs[j] == v) return NC__WRITE_ADD; /* add(v, v): input 0 wrote it */
+    return NC__WRITE_SET;
+}
+
+/* ----------------------------------------------------------------- forward */
+
+static nc__bn_params bn_params(const nc__plan *p, int b) {
+    const nc__node *nd = node(p, b);
+    return (nc__bn_params){.gamma = param(p, nd, 0), .beta = param(p, nd, 1), .mean = param(p, nd, 2),
+                           .var = param(p, nd, 3), .eps = nd->attr.bn.eps};
+}
+
+/* A conv by itself, or its fused eval chain: [relu]([bn](conv) [+ residual]). */
+static nc_status forward_conv(nc__plan *p, int i) {
+    const nc__node *nd = node(p, i);
+    const nc__fusion *f = &p->fusion[i];
+    const nc__conv_desc d = nc__plan_conv_desc(p, i, FORWARD);
+    const void *x = val(p, nd->inputs[0]), *w = param(p, nd, 0);
+    const void *b = nd->attr.conv.bias ? param(p, nd, 1) : NULL;
+    if (f->out == i) return backend(p)->conv2d_forward(state(p), &d, val(p, i), x, w, b);
+    const nc__bn_params bp = f->bn >= 0 ? bn_params(p, f->bn) : (nc__bn_params){0};
+    return backend(p)->conv2d_fused_infer(state(p), &d, f->bn >= 0 ? &bp : NULL, val(p, f->out), x, w, b,
+                                          f->residual >= 0 ? val(p, f->residual) : NULL, f->relu >= 0);
+}
+
+/* Training: batch statistics, running-statistics update, saved statistics for
+ * backward, the RELU too when fused; eval: running statistics. */
+static nc_status forward_bn(nc__plan *p, int i) {
+    const nc__backend *be = backend(p);
+    const nc__node *nd = node(p, i);
+    const nc__fusion *f = &p->fusion[i];
+    const nc__bn_desc d = nc__plan_bn_desc(p, i, FORWARD);
+    const void *x = val(p, nd->inputs[0]);
+    if (!p->training)
+        return be->batchnorm_forward_infer(state(p), &d, val(p, i), x, param(p, nd, 0), param(p, nd, 1),
+                                           param(p, nd, 2), param(p, nd, 3));
+    nc_status st = (f->relu >= 0 ? be->batchnorm_relu_forward_train : be->batchnorm_forward_train)(
+        state(p), &d, val(p, f->out), saved(p, i, 0), saved(p, i, 1), param(p, nd, 2), param(p, nd, 3), x,
+        param(p, nd, 0), param(p, nd, 1));
+    p->m->num_batches[nd->tensors[4]]++;
+    return st;
+}
+
+static nc_status forward_linear(nc__plan *p, int i) {
+    const nc__node *nd = node(p, i);
+    const nc__linear_desc d = nc__plan_linear_desc(p, i, FORWARD);
+    return backend(p)->linear_forward(state(p), &d, val(p, i), val(p, nd->inputs[0]), param(p, nd, 0),
+                                      nd->attr.linear.bias ? param(p, nd, 1) : NULL);
+}
+
+static nc_status forward_concat(nc__plan *p, int i) {
+    const nc__node *nd = node(p, i);
+    int64_t widths[NC__MAX_CONCAT];
+    const void *xs[NC__MAX_CONCAT];
+    for (int k = 0; k < nd->n_inputs; k++) {
+        widths[k] = p->shapes[nd->inputs[k]].d[1];
+        xs[k] = val(p, nd->inputs[k]);
+    }
+    return backend(p)->concat_forward(state(p), p->dtype[i], p->shapes[i].d[0], nd->n_inputs, widths, val(p, i),
+                                      xs);
+}
+
+/* Node i, or the group it heads; x is the host input (node 0). */
+static nc_status forward_node(nc__plan *p, int i, const float *x) {
+    const nc__backend *be = backend(p);
+    void *bs = state(p);
+    const nc__node *nd = node(p, i);
+    const nc__value_desc v = nc__plan_value_desc(p, i);
+    void *y = val(p, i);
+    const void *x0 = nd->n_inputs > 0 ? val(p, nd->inputs[0]) : NULL;
+    switch (nd->op) {
+    case NC__OP_INPUT: return be->value_upload(bs, &v, y, x);
+    case NC__OP_CONV2D: return forward_conv(p, i);
+    case NC__OP_BATCHNORM: return forward_bn(p, i);
+    case NC__OP_RELU: return be->relu_forward(bs, &v, y, x0);
+    case NC__OP_MAXPOOL:
+    case NC__OP_AVGPOOL:
+    case NC__OP_ADAPTIVE_AVGPOOL: {
+        const nc__pool_desc d = nc__plan_pool_desc(p, i, FORWARD);
+        return be->pool2d_forward(bs, &d, y, x0);
+    }
+    case NC__OP_ADD: return be->add_forward(bs, &v, y, x0, val(p, nd->inputs[1]));
+    case NC__OP_LINEAR: return forward_linear(p, i);
+    case NC__OP_DROPOUT:
+        return be->dropout_forward(bs, &v, p->training ? nd->attr.dropout.p : 0.0f, node_seed(p, i), y, x0);
+    case NC__OP_FLATTEN: {
+        const nc__value_desc in = nc__plan_value_desc(p, nd->inputs[0]);
+        return be->flatten_forward(bs, &in, y, x0);
+    }
+    case NC__OP_CONCAT: return forward_concat(p, i);
+    case NC__OP_COUNT: break;
+    }
+    return NC_OK;
+}
+
 nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t dropout_seed) {
     nc_context *ctx = p->m->ctx;
-    const nc__backend *be = ctx->backend;
-    void *bs = ctx->backend_state;
     const nc__graph *g = p->m->graph;
     nc_status st = NC_OK;
     if (training != p->training)
@@ -76,182 +189,131 @@ nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t d
     p->dropout_seed = dropout_seed;
     for (int i = 0; i < g->n_nodes && st == NC_OK; i++) {
         if (p->run_at[i] != i) continue; /* not needed for the output, or run by its group */
-        const nc__node *nd = &g->nodes[i];
-        const nc__fusion *f = &p->fusion[i];
-        void *y = val(p, f->out);
-        const void *x0 = nd->n_inputs > 0 ? val(p, nd->inputs[0]) : NULL;
-        size_t count = floats(p, i);
-        switch (nd->op) {
-        case NC__OP_INPUT: st = nc__value_upload(ctx, y, x, &p->shapes[0]); break;
-        case NC__OP_CONV2D: {
-            nc__conv_desc d = conv_desc(p, i);
-            const void *b = nd->attr.conv.bias ? param(p, nd, 1) : NULL;
-            if (f->out == i) {
-                st = be->conv2d_forward(bs, &d, y, x0, param(p, nd, 0), b);
-            } else { /* fused eval chain: [relu]([bn](conv) [+ residual]) */
-                nc__bn_params bp = {NULL, NULL, NULL, NULL, 0.0f};
-                if (f->bn >= 0) {
-                    const nc__node *bn = &g->nodes[f->bn];
-                    bp = (nc__bn_params){param(p, bn, 0), param(p, bn, 1), param(p, bn, 2), param(p, bn, 3),
-                                         bn->attr.bn.eps};
-                }
-                st = be->conv2d_fused_infer(bs, &d, f->bn >= 0 ? &bp : NULL, y, x0, param(p, nd, 0), b,
-                                            f->residual >= 0 ? val(p, f->residual) : NULL, f->relu >= 0);
-            }
-            break;
-        }
-        case NC__OP_BATCHNORM: {
-            nc__bn_desc d = bn_desc(p, i);
-            if (training) {
-                char *save = (char *)p->arena + p->save_off[i];
-                st = (f->relu >= 0 ? be->batchnorm_relu_forward_train : be->batchnorm_forward_train)(
-                    bs, &d, y, save, save + d.c * sizeof(float), param(p, nd, 2), param(p, nd, 3), x0,
-                    param(p, nd, 0), param(p, nd, 1));
-                p->m->num_batches[nd->tensors[4]]++;
-            } else {
-                st = be->batchnorm_forward_infer(bs, &d, y, x0, param(p, nd, 0), param(p, nd, 1), param(p, nd, 2),
-                                                 param(p, nd, 3));
-            }
-            break;
-        }
-        case NC__OP_RELU: st = be->relu_forward(bs, count, y, x0); break;
-        case NC__OP_MAXPOOL:
-        case NC__OP_AVGPOOL:
-        case NC__OP_ADAPTIVE_AVGPOOL: {
-            nc__pool_desc d = pool_desc(p, i);
-            st = be->pool2d_forward(bs, &d, y, x0);
-            break;
-        }
-        case NC__OP_ADD: st = be->add_forward(bs, count, y, x0, val(p, nd->inputs[1])); break;
-        case NC__OP_LINEAR: {
-            nc__linear_desc d = linear_desc(p, i);
-            st = be->linear_forward(bs, &d, y, x0, param(p, nd, 0), nd->attr.linear.bias ? param(p, nd, 1) : NULL);
-            break;
-        }
-        case NC__OP_DROPOUT:
-            st = be->dropout_forward(bs, count, training ? nd->attr.dropout.p : 0.0f, node_seed(p, i), y, x0);
-            break;
-        case NC__OP_FLATTEN: st = be->flatten_forward(bs, &p->shapes[nd->inputs[0]], y, x0); break;
-        case NC__OP_CONCAT: {
-            int64_t widths[NC__MAX_CONCAT];
-            const void *xs[NC__MAX_CONCAT];
-            for (int k = 0; k < nd->n_inputs; k++) {
-                widths[k] = p->shapes[nd->inputs[k]].d[1];
-                xs[k] = val(p, nd->inputs[k]);
-            }
-            st = be->concat_forward(bs, p->shapes[i].d[0], nd->n_inputs, widths, y, xs);
-            break;
-        }
-        case NC__OP_COUNT: break;
-        }
-        if (st != NC_OK) nc__error_prefix(ctx, st, "%s", nd->name);
+        st = forward_node(p, i, x);
+        if (st != NC_OK) nc__error_prefix(ctx, st, "%s", g->nodes[i].name);
     }
     /* batch statistics went into the running statistics */
     if (training) nc__model_params_changed(p->m);
     return st;
 }
 
+void *nc__plan_output(const nc__plan *p) { return val(p, p->m->graph->output); }
+void *nc__plan_output_grad(const nc__plan *p) { return grad(p, p->m->graph->output); }
+
 nc_status nc__plan_read_output(nc__plan *p, float *out) {
-    nc_context *ctx = p->m->ctx;
-    int o = p->m->graph->output;
-    return nc__value_download(ctx, out, val(p, o), &p->shapes[o]);
+    const nc__value_desc d = nc__plan_value_desc(p, p->m->graph->output);
+    return backend(p)->value_download(state(p), &d, out, nc__plan_output(p));
 }
 
-nc_status nc__plan_backward(nc__plan *p, const float *dlogits) {
+/* ---------------------------------------------------------------- backward */
+
+static nc_status backward_conv(nc__plan *p, int i) {
+    const nc__node *nd = node(p, i);
+    const int in = nd->inputs[0];
+    const nc__conv_desc d = nc__plan_conv_desc(p, i, nc__plan_write_mode(p, i, 0));
+    return backend(p)->conv2d_backward(state(p), &d, grad(p, in), param_grad(p, nd, 0),
+                                       nd->attr.conv.bias ? param_grad(p, nd, 1) : NULL, grad(p, i), val(p, in),
+                                       param(p, nd, 0));
+}
+
+/* A fused bn+relu gets dy and y of the RELU's value. */
+static nc_status backward_bn(nc__plan *p, int i) {
+    const nc__backend *be = backend(p);
+    const nc__node *nd = node(p, i);
+    const int in = nd->inputs[0], out = p->fusion[i].out;
+    const nc__bn_desc d = nc__plan_bn_desc(p, i, nc__plan_write_mode(p, i, 0));
+    void *dx = grad(p, in), *dgamma = param_grad(p, nd, 0), *dbeta = param_grad(p, nd, 1);
+    const void *x = val(p, in), *gamma = param(p, nd, 0);
+    if (out != i)
+        return be->batchnorm_relu_backward(state(p), &d, dx, dgamma, dbeta, grad(p, out), val(p, out), x, gamma,
+                                           saved(p, i, 0), saved(p, i, 1));
+    return be->batchnorm_backward(state(p), &d, dx, dgamma, dbeta, grad(p, i), x, gamma, saved(p, i, 0),
+                                  saved(p, i, 1));
+}
+
+static nc_status backward_pool(nc__plan *p, int i) {
+    const int in = node(p, i)->inputs[0], is_max = node(p, i)->op == NC__OP_MAXPOOL;
+    const nc__pool_desc d = nc__plan_pool_desc(p, i, nc__plan_write_mode(p, i, 0));
+    return backend(p)->pool2d_backward(state(p), &d, grad(p, in), grad(p, i), is_max ? val(p, in) : NULL,
+                                       is_max ? val(p, i) : NULL);
+}
+
+static nc_status backward_add(nc__plan *p, int i) {
+    const nc__value_desc v = nc__plan_value_desc(p, i);
+    nc_status st = NC_OK;
+    for (int k = 0; k < 2 && st == NC_OK; k++) {
+        void *dk = grad(p, node(p, i)->inputs[k]);
+        if (dk) st = backend(p)->accumulate(state(p), &v, nc__plan_write_mode(p, i, k), dk, grad(p, i));
+    }
+    return st;
+}
+
+static nc_status backward_linear(nc__plan *p, int i) {
+    const nc__node *nd = node(p, i);
+    const int in = nd->inputs[0];
+    const nc__linear_desc d = nc__plan_linear_desc(p, i, nc__plan_write_mode(p, i, 0));
+    return backend(p)->linear_backward(state(p), &d, grad(p, in), param_grad(p, nd, 0),
+                                       nd->attr.linear.bias ? param_grad(p, nd, 1) : NULL, grad(p, i), val(p, in),
+                                       param(p, nd, 0));
+}
+
+static nc_status backward_concat(nc__plan *p, int i) {
+    const nc__node *nd = node(p, i);
+    int64_t widths[NC__MAX_CONCAT];
+    void *dxs[NC__MAX_CONCAT];
+    nc__write modes[NC__MAX_CONCAT];
+    for (int k = 0; k < nd->n_inputs; k++) {
+        widths[k] = p->shapes[nd->inputs[k]].d[1];
+        dxs[k] = grad(p, nd->inputs[k]);
+        modes[k] = nc__plan_write_mode(p, i, k);
+    }
+    return backend(p)->concat_backward(state(p), p->dtype[i], p->shapes[i].d[0], nd->n_inputs, widths, modes, dxs,
+                                       grad(p, i));
+}
+
+/* The backward of node i, or of the group it heads. Element-wise rules without
+ * parameters do nothing when their input (the graph input) has no gradient. */
+static nc_status backward_node(nc__plan *p, int i) {
+    const nc__backend *be = backend(p);
+    void *bs = state(p);
+    const nc__node *nd = node(p, i);
+    const nc__value_desc v = nc__plan_value_desc(p, i);
+    void *dx = grad(p, nd->inputs[0]);
+    const void *dy = grad(p, i);
+    switch (nd->op) {
+    case NC__OP_CONV2D: return backward_conv(p, i);
+    case NC__OP_BATCHNORM: return backward_bn(p, i);
+    case NC__OP_RELU: return dx ? be->relu_backward(bs, &v, nc__plan_write_mode(p, i, 0), dx, dy, val(p, i)) : NC_OK;
+    case NC__OP_MAXPOOL:
+    case NC__OP_AVGPOOL:
+    case NC__OP_ADAPTIVE_AVGPOOL: return dx ? backward_pool(p, i) : NC_OK;
+    case NC__OP_ADD: return backward_add(p, i);
+    case NC__OP_LINEAR: return backward_linear(p, i);
+    case NC__OP_DROPOUT:
+        return dx ? be->dropout_backward(bs, &v, nc__plan_write_mode(p, i, 0), nd->attr.dropout.p, node_seed(p, i),
+                                         dx, dy)
+                  : NC_OK;
+    case NC__OP_FLATTEN: {
+        const nc__value_desc in = nc__plan_value_desc(p, nd->inputs[0]);
+        return dx ? be->flatten_backward(bs, &in, nc__plan_write_mode(p, i, 0), dx, dy) : NC_OK;
+    }
+    case NC__OP_CONCAT: return backward_concat(p, i);
+    case NC__OP_INPUT:
+    case NC__OP_COUNT: break;
+    }
+    return NC_OK;
+}
+
+nc_status nc__plan_backward(nc__plan *p) {
     nc_context *ctx = p->m->ctx;
-    const nc__backend *be = ctx->backend;
-    void *bs = ctx->backend_state;
     const nc__graph *g = p->m->graph;
-    nc_status st;
+    nc_status st = NC_OK;
     if (!p->training) return nc__error(ctx, NC_ERR_STATE, "internal: backward on an eval plan");
     if (!p->m->grad_arena) return nc__error(ctx, NC_ERR_STATE, "internal: no gradient arena");
-    st = nc__value_upload(ctx, grad(p, g->output), dlogits, &p->shapes[g->output]);
     for (int i = g->output; i >= 1 && st == NC_OK; i--) {
         if (p->run_at[i] != i) continue; /* not needed, or a fused RELU (run by its BN) */
-        const nc__node *nd = &g->nodes[i];
-        const nc__fusion *f = &p->fusion[i];
-        const int first = p->first_write[i];
-        /* gradients this node writes first and not whole: zero them */
-        for (int z = p->zero_first[i]; z < p->zero_first[i + 1] && st == NC_OK; z++) {
-            int v = p->zero_list[z];
-            st = be->fill(bs, grad(p, v), 0.0f, floats(p, v));
-        }
-        if (st != NC_OK) break;
-        const void *dy = grad(p, f->out);
-        int in0 = nd->n_inputs > 0 ? nd->inputs[0] : 0;
-        void *dx = in0 > 0 ? grad(p, in0) : NULL; /* no gradient for the graph input */
-        const void *x0 = nd->n_inputs > 0 ? val(p, in0) : NULL;
-        size_t count = floats(p, i);
-        switch (nd->op) {
-        case NC__OP_INPUT: break;
-        case NC__OP_CONV2D: {
-            nc__conv_desc d = conv_desc(p, i);
-            d.overwrite = first & 1;
-            st = be->conv2d_backward(bs, &d, dx, param_grad(p, nd, 0), nd->attr.conv.bias ? param_grad(p, nd, 1) : NULL,
-                                     dy, x0, param(p, nd, 0));
-            break;
-        }
-        case NC__OP_BATCHNORM: {
-            nc__bn_desc d = bn_desc(p, i);
-            d.overwrite = first & 1;
-            char *save = (char *)p->arena + p->save_off[i];
-            if (f->relu >= 0)
-                st = be->batchnorm_relu_backward(bs, &d, dx, param_grad(p, nd, 0), param_grad(p, nd, 1), dy,
-                                                 val(p, f->out), x0, param(p, nd, 0), save,
-                                                 save + d.c * sizeof(float));
-            else
-                st = be->batchnorm_backward(bs, &d, dx, param_grad(p, nd, 0), param_grad(p, nd, 1), dy, x0,
-                                            param(p, nd, 0), save, save + d.c * sizeof(float));
-            break;
-        }
-        case NC__OP_RELU:
-            if (dx) st = be->relu_backward(bs, count, dx, dy, val(p, i));
-            break;
-        case NC__OP_MAXPOOL:
-        case NC__OP_AVGPOOL:
-        case NC__OP_ADAPTIVE_AVGPOOL:
-            if (dx) {
-                nc__pool_desc d = pool_desc(p, i);
-                d.overwrite = first & 1;
-                int is_max = nd->op == NC__OP_MAXPOOL;
-                st = be->pool2d_backward(bs, &d, dx, dy, is_max ? x0 : NULL, is_max ? val(p, i) : NULL);
-            }
-            break;
-        case NC__OP_ADD:
-            for (int k = 0; k < 2 && st == NC_OK; k++) {
-                void *dk = nd->inputs[k] > 0 ? grad(p, nd->inputs[k]) : NULL;
-                if (dk && (first >> k & 1))
-                    st = be->axpby(bs, count, dk, 0.0f, dy, 1.0f); /* first write: an exact copy */
-                else if (dk)
-                    st = be->accumulate(bs, dk, dy, count);
-            }
-            break;
-        case NC__OP_LINEAR: {
-            nc__linear_desc d = linear_desc(p, i);
-            d.overwrite = first & 1;
-            st = be->linear_backward(bs, &d, dx, param_grad(p, nd, 0), nd->attr.linear.bias ? param_grad(p, nd, 1) : NULL,
-                                     dy, x0, param(p, nd, 0));
-            break;
-        }
-        case NC__OP_DROPOUT:
-            if (dx) st = be->dropout_backward(bs, count, nd->attr.dropout.p, node_seed(p, i), dx, dy);
-            break;
-        case NC__OP_FLATTEN:
-            if (dx) st = be->flatten_backward(bs, &p->shapes[in0], dx, dy);
-            break;
-        case NC__OP_CONCAT: {
-            int64_t widths[NC__MAX_CONCAT];
-            void *dxs[NC__MAX_CONCAT];
-            for (int k = 0; k < nd->n_inputs; k++) {
-                widths[k] = p->shapes[nd->inputs[k]].d[1];
-                dxs[k] = grad(p, nd->inputs[k]);
-            }
-            st = be->concat_backward(bs, p->shapes[i].d[0], nd->n_inputs, widths, dxs, dy);
-            break;
-        }
-        case NC__OP_COUNT: break;
-        }
-        if (st != NC_OK) nc__error_prefix(ctx, st, "%s (backward)", nd->name);
+        st = backward_node(p, i);
+        if (st != NC_OK) nc__error_prefix(ctx, st, "%s (backward)", g->nodes[i].name);
     }
     return st;
 }

@@ -3,11 +3,12 @@
  * and a memory plan that packs every activation, saved statistic and gradient into
  * one arena by liveness. Forward runs nodes in topological order; backward
  * (autodiff) runs each op's backward rule in reverse order. plan.c builds a plan in
- * named passes (below); exec.c runs it.
+ * named passes (plan_passes.h); exec.c runs it.
  *
  * Time. Plan time steps order every buffer use: the forward of the node (or fused
- * group) at position i runs at nc__plan_fwd_time(i) = i, the loss reads the output
- * at n, and the backward at position i runs at nc__plan_bwd_time(n, i) = 2n - i.
+ * group) at position i runs at nc__plan_fwd_time(i) = i; the loss reads the output
+ * and writes its gradient at nc__plan_loss_time(n) = n; the backward at position i
+ * runs at nc__plan_bwd_time(n, i) = 2n - i.
  *
  * Fusion. Where the backend's `supports` accepts a fused pattern (backend.h; never
  * ref, the oracle), the plan groups nodes and runs each group as one call at the
@@ -57,9 +58,22 @@ typedef struct nc__fusion {
                                when the node is not fused) */
 } nc__fusion;
 
+/* What a buffer of the memory plan holds. */
+typedef enum nc__buffer_kind {
+    NC__BUFFER_VALUE = 0,   /* a node's value */
+    NC__BUFFER_GRAD = 1,    /* its gradient (training) */
+    NC__BUFFER_SAVED = 2,   /* a batch norm's saved mean and invstd, 2*C f32 (training) */
+} nc__buffer_kind;
+
+typedef struct nc__buffer_owner {
+    int node;
+    nc__buffer_kind kind;
+} nc__buffer_owner;
+
 typedef struct nc__plan {
     nc_model *m;
     int training;
+    nc_precision precision;     /* the context's policy the dtypes were chosen under */
     nc__shape in_shape;
     nc__shape *shapes;          /* [n_nodes] */
     void **cache;               /* [n_nodes] backend primitive slots */
@@ -69,17 +83,17 @@ typedef struct nc__plan {
     size_t *save_off;           /* [n_nodes] bn saved mean, then invstd (training) */
     nc__dtype *dtype;           /* [n_nodes] storage dtype of each value and its gradient */
     int *first_writer;          /* [n_nodes] node whose backward writes v's gradient first
-                                   (NC__WRITE_SET), -1 when v has no gradient */
+                                   (NC__WRITE_SET); -1 when v has no gradient or, for
+                                   the output, when the loss writes it */
     /* fusion (see above) */
     int *run_at;                /* [n_nodes] position node i runs at: i, its group's head,
                                    or -1 when the output does not need it */
     nc__fusion *fusion;         /* [n_nodes], meaningful for nodes with run_at[i] == i */
     int n_conv_chains;          /* fused eval conv chains */
     int n_bn_relu;              /* fused train bn+relu pairs */
-    /* the memory plan's requests (kept for diagnostics and tests): buffer_owner[i] =
-       node * 3 + kind (0 value, 1 gradient, 2 saved statistics) */
+    /* the memory plan's requests (kept for diagnostics and tests) and whose each is */
     nc__interval *buffers;
-    int *buffer_owner;
+    nc__buffer_owner *buffer_owner;
     int n_buffers;
     size_t arena_bytes;         /* planned size */
     size_t naive_bytes;         /* sum of all buffers without reuse (for reports) */
@@ -88,6 +102,7 @@ typedef struct nc__plan {
 } nc__plan;
 
 static inline int nc__plan_fwd_time(int pos) { return pos; }
+static inline int nc__plan_loss_time(int n_nodes) { return n_nodes; }
 static inline int nc__plan_bwd_time(int n_nodes, int pos) { return 2 * n_nodes - pos; }
 
 /* Returns a plan for (mode, input shape) in *slot, reusing it when the shape and the
@@ -104,6 +119,16 @@ nc_status nc__plan_read_output(nc__plan *p, float *out);
 void *nc__plan_output(const nc__plan *p);
 void *nc__plan_output_grad(const nc__plan *p);
 nc__value_desc nc__plan_value_desc(const nc__plan *p, int v);
+/* How node i's backward writes the gradient of its input k (GRADIENT WRITE RULE):
+ * NC__WRITE_SET when i is that value's first writer and no earlier input of i is the
+ * same value, else NC__WRITE_ADD. */
+nc__write nc__plan_write_mode(const nc__plan *p, int i, int k);
+/* Node i's backend descriptors (the planner's capability queries use them too);
+ * dx_write: how the backward writes the gradient of the node's input. */
+nc__conv_desc nc__plan_conv_desc(const nc__plan *p, int i, nc__write dx_write);
+nc__bn_desc nc__plan_bn_desc(const nc__plan *p, int i, nc__write dx_write);
+nc__pool_desc nc__plan_pool_desc(const nc__plan *p, int i, nc__write dx_write);
+nc__linear_desc nc__plan_linear_desc(const nc__plan *p, int i, nc__write dx_write);
 /* Backward from the output gradient the loss wrote: accumulates into the model's
  * gradient arena (which the caller zeroes). Needs a training forward just before. */
 nc_status nc__plan_backward(nc__plan *p);
