@@ -371,6 +371,7 @@ static void report_facts(rs *r, nc_report *rep, nc_model *m) {
     nc_report_set_number(rep, "batch_size", c->batch_size);
     nc_report_set_number(rep, "seed", (double)c->seed);
     nc_report_set_string(rep, "backend", nc_backend_name(nc_context_backend(r->ctx)));
+    nc_report_set_string(rep, "precision", c->val[OPT_PRECISION]);
     nc_report_set_string(rep, "neurc", nc_version_string());
 }
 
