@@ -783,7 +783,7 @@ static void test_ref_backend_table_complete(void **state) {
     ENTRY(dropout_backward); ENTRY(pool2d_forward); ENTRY(pool2d_backward); ENTRY(flatten_forward);
     ENTRY(flatten_backward); ENTRY(concat_forward); ENTRY(concat_backward); ENTRY(linear_forward);
     ENTRY(linear_backward); ENTRY(supports); ENTRY(write); ENTRY(read); ENTRY(value_bytes);
-    ENTRY(value_upload); ENTRY(value_download); ENTRY(value_zero); ENTRY(loss); ENTRY(grad_norm);
+    ENTRY(value_upload); ENTRY(value_download); ENTRY(loss); ENTRY(grad_norm);
     ENTRY(clip_grads); ENTRY(update); ENTRY(axpby);
 #undef ENTRY
     assert_null(be->release_cache); /* ref caches nothing */

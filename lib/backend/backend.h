@@ -12,7 +12,9 @@
  *
  * Arguments: backend state, descriptor, outputs, then inputs. Checks (shapes, NULLs)
  * are done by the executor, not in the backends. Optional gradient outputs may be
- * NULL (dx of the first convolution). `cache` in a descriptor points at a per-node
+ * NULL (dx of the first convolution). Outputs never alias inputs. Every byte of a
+ * value's value_bytes is an element or layout padding, and every entry that writes a
+ * value (forward outputs, value_upload, SET gradients) leaves its padding 0. `cache` in a descriptor points at a per-node
  * slot (initially NULL) where a backend may keep prepared primitives for that node
  * and shape; the executor calls release_cache on it when the plan is destroyed.
  *
@@ -38,7 +40,7 @@
  * written with the mode `nc__write` the descriptor or argument gives: NC__WRITE_SET
  * when this call is the first writer of that gradient (the planner knows; the buffer
  * holds garbage, even NaN, and must not be read; a blocked layout's padding must end
- * up 0, as value_zero leaves it), NC__WRITE_ADD when an earlier backward already
+ * up 0), NC__WRITE_ADD when an earlier backward already
  * wrote part of it (fan-out: residual connections). The planner never zeroes a
  * gradient another call will overwrite whole.
  *
@@ -192,7 +194,8 @@ typedef enum nc__kernel {
 /* Shared code calls an entry only for what `supports` accepted: the value entries
  * (value_bytes, value_upload, ...) only for dtypes of accepted ops. The answer must
  * depend only on the kernel, dtype, training and the descriptors' sizes and
- * attributes, never on dx_write, wversion or cache (the planner passes any). The fused kernels
+ * attributes, never on dx_write, wversion or cache (the planner passes any), nor on
+ * the context's precision (the op suite asks bf16 questions of any context). The fused kernels
  * are asked with their own mode: CONV_FUSED_INFER with training 0, BN_RELU_TRAIN
  * with training 1 (its backward reads what its training forward left in the node's
  * cache slot, so it runs only after that forward, as in a training step). */
@@ -205,7 +208,9 @@ typedef struct nc__op_query {
     const nc__bn_desc *bn;       /* BATCHNORM, BN_RELU_TRAIN */
     const nc__pool_desc *pool;
     const nc__linear_desc *linear;
-    const nc__value_desc *value; /* element-wise ops, flatten's input, concat's output */
+    const nc__value_desc *value; /* element-wise ops, flatten's input, concat's output,
+                                    the loss's logits */
+    const nc__loss_desc *loss;   /* LOSS */
     int fused_bn, fused_residual, fused_relu; /* CONV_FUSED_INFER's members */
 } nc__op_query;
 
@@ -237,13 +242,12 @@ typedef struct nc__backend {
     void (*release_cache)(void *state, void *cache);
 
     /* ---- activation values in the backend's layout and dtype */
-    /* Bytes a value occupies (>= numel * dtype size when a blocked layout pads). */
+    /* Bytes a value occupies (>= numel * dtype size when a blocked layout pads). The
+     * value entries are called only for dtypes `supports` accepts for some op. */
     size_t (*value_bytes)(void *state, const nc__value_desc *v);
     /* Host NCHW f32 <-> the value (rounding to the dtype on upload). */
     nc_status (*value_upload)(void *state, const nc__value_desc *v, void *dst, const float *src);
     nc_status (*value_download)(void *state, const nc__value_desc *v, float *dst, const void *src);
-    /* Zeroes a value's gradient (value_bytes bytes; padding included). */
-    nc_status (*value_zero)(void *state, const nc__value_desc *v, void *dst);
     /* dst (=|+=) src, as `mode` says: an ADD's input gradients. */
     nc_status (*accumulate)(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src);
 
@@ -278,7 +282,9 @@ typedef struct nc__backend {
     nc_status (*dropout_backward)(void *state, const nc__value_desc *v, nc__write mode, float p, uint64_t seed,
                                   void *dx, const void *dy);
 
-    /* ---- pooling */
+    /* ---- pooling. Max pooling's gradient goes to the first maximum in window order
+     * (row by row), as PyTorch's; x and y are passed to backward for max pooling only
+     * (NULL for the average pools). */
     nc_status (*pool2d_forward)(void *state, const nc__pool_desc *d, void *y, const void *x);
     nc_status (*pool2d_backward)(void *state, const nc__pool_desc *d, void *dx, const void *dy,
                                  const void *x, const void *y);
@@ -331,8 +337,8 @@ typedef struct nc__backend {
     nc_status (*clip_grads)(void *state, const nc__param_entry *table, int count, float max_norm, void *grads,
                             const void *record);
     /* torch.optim.SGD / Adam / AdamW on every table entry (params, grads, s1: SGD
-     * momentum or Adam's first moment, s2: Adam's second moment or NULL, all with the
-     * table's offsets). Does nothing when record is not NULL and !record->finite. */
+     * momentum (may be NULL when momentum is 0) or Adam's first moment, s2: Adam's
+     * second moment or NULL, all with the table's offsets, which are multiples of 4). Does nothing when record is not NULL and !record->finite. */
     nc_status (*update)(void *state, const nc__optim_desc *d, const nc__param_entry *table, int count,
                         void *params, void *s1, void *s2, const void *grads, const void *record);
     /* y[i] = a * y[i] + b * x[i] on `count` f32 elements (weight averages). a = 0

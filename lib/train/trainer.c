@@ -103,6 +103,20 @@ static nc_status to_backend(nc_context *ctx, const float *src, size_t count, voi
     return st;
 }
 
+/* The backend must compute this loss on logits of the context's dtype. */
+static nc_status check_loss_support(nc_trainer *t) {
+    nc_context *ctx = t->m->ctx;
+    const int heads = t->m->graph->num_heads, classes = t->m->num_classes;
+    const nc__loss_desc d = nc__loss_desc_of(&t->loss, 1, heads, classes, nc__context_act_dtype(ctx), 1.0f,
+                                             t->class_weights_dev, t->head_weights_dev, t->pos_weight_dev);
+    const nc__value_desc logits = {.shape = nc__shape2(1, (int64_t)heads * classes), .dtype = d.dtype};
+    const nc__op_query q = {.kernel = NC__K_LOSS, .dtype = d.dtype, .training = 1, .value = &logits, .loss = &d};
+    if (ctx->backend->supports(ctx->backend_state, &q)) return NC_OK;
+    return nc__error(ctx, NC_ERR_UNSUPPORTED, "trainer: the %s backend cannot compute the %s loss on %s logits",
+                     ctx->backend->name, d.kind == NC_LOSS_BCE_WITH_LOGITS ? "BCE-with-logits" : "cross-entropy",
+                     nc__dtype_name(d.dtype));
+}
+
 static nc_status setup_loss(nc_trainer *t) {
     nc_context *ctx = t->m->ctx;
     const nc_trainer_options *o = &t->opt;
@@ -170,6 +184,7 @@ nc_status nc_trainer_create(nc_model *m, const nc_trainer_options *opt, nc_train
     for (int i = 0; i < nt; i++) t->tensor_group[i] = m->graph->tensors[i].trainable ? 0 : -1;
     NC_CHECK(add_group_entry(t, "default", o.lr, o.weight_decay));
     NC_CHECK(setup_loss(t));
+    NC_CHECK(check_loss_support(t));
     NC_CHECK(nc__model_ensure_grads(m));
     const size_t floats = nc__model_param_floats(m), bytes = m->arena_bytes ? m->arena_bytes : 64;
     const int two = o.optimizer != NC_OPTIMIZER_SGD;

@@ -471,11 +471,6 @@ nc_status nc__dnnl_value_download(void *state, const nc__value_desc *v, float *d
     return value_transfer(state, &v->shape, src, dst, 0);
 }
 
-static nc_status dn_value_zero(void *state, const nc__value_desc *v, void *dst) {
-    memset(dst, 0, dn_value_bytes(state, v));
-    return NC_OK;
-}
-
 /* ---- capabilities */
 
 /* 1 when the query and every descriptor it carries name f32 values. */
@@ -551,7 +546,6 @@ static const nc__backend onednn_backend = {
     .value_bytes = dn_value_bytes,
     .value_upload = nc__dnnl_value_upload,
     .value_download = nc__dnnl_value_download,
-    .value_zero = dn_value_zero,
     .accumulate = nc__dnnl_accumulate,
     .conv2d_forward = nc__dnnl_conv2d_forward,
     .conv2d_backward = nc__dnnl_conv2d_backward,

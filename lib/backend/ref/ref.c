@@ -158,11 +158,6 @@ static nc_status ref_value_download(void *state, const nc__value_desc *v, float 
     return NC_OK;
 }
 
-static nc_status ref_value_zero(void *state, const nc__value_desc *v, void *dst) {
-    memset(dst, 0, ref_value_bytes(state, v));
-    return NC_OK;
-}
-
 static nc_status ref_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
     scratch sc = {.s = state};
     const size_t n = numel(&v->shape);
@@ -476,7 +471,6 @@ static const nc__backend ref_backend = {
     .value_bytes = ref_value_bytes,
     .value_upload = ref_value_upload,
     .value_download = ref_value_download,
-    .value_zero = ref_value_zero,
     .accumulate = ref_accumulate,
     .conv2d_forward = ref_conv2d_forward,
     .conv2d_backward = ref_conv2d_backward,
