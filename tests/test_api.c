@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include "neurc.h"
+#include "nc_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,47 @@ static void test_context_options(void **s) {
     nc_context_destroy(ctx);
     nc_context_destroy(NULL);
     assert_non_null(nc_context_last_error(NULL));
+}
+
+/* The precision policy: its options, AUTO's choice, and a plan refused by name. */
+static void test_precision_policy(void **s) {
+    (void)s;
+    nc_context *ctx = NULL;
+    nc_context_options o;
+    nc_context_options_init(&o);
+    o.precision = (nc_precision)7;
+    assert_int_equal(nc_context_create(&o, &ctx), NC_ERR_INVALID_ARGUMENT);
+    o.precision = NC_PRECISION_BF16;
+    o.bf16 = 1; /* the 0.1 field means BF16_MATH: contradicts BF16 */
+    assert_int_equal(nc_context_create(&o, &ctx), NC_ERR_INVALID_ARGUMENT);
+    o.bf16 = 0;
+    o.backend = NC_BACKEND_REF;
+    o.precision = NC_PRECISION_BF16_MATH; /* oneDNN's math mode only */
+    assert_int_equal(nc_context_create(&o, &ctx), NC_ERR_UNSUPPORTED);
+    /* AUTO with bf16 values: the first backend that stores them (ref today) */
+    nc_context_options_init(&o);
+    o.precision = NC_PRECISION_BF16;
+    assert_int_equal(nc_context_create(&o, &ctx), NC_OK);
+    assert_int_equal(nc_context_precision(ctx), NC_PRECISION_BF16);
+    assert_int_equal(nc_context_backend(ctx), NC_BACKEND_REF);
+    nc_context_destroy(ctx);
+    assert_int_equal(nc_context_precision(NULL), NC_PRECISION_FP32);
+    if (!HAVE_ONEDNN) return;
+    /* oneDNN asked for bf16 values: the first forward names the node it cannot run */
+    o.backend = NC_BACKEND_ONEDNN;
+    assert_int_equal(nc_context_create(&o, &ctx), NC_OK);
+    nc_model_options mo;
+    nc_model_options_init(&mo);
+    mo.arch = "simple_cnn";
+    mo.num_classes = 3;
+    mo.in_channels = 1;
+    nc_model *m = NULL;
+    assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+    float x[2 * 8 * 8] = {0}, y[6];
+    assert_int_equal(nc_model_forward(m, x, 2, 1, 8, 8, y), NC_ERR_UNSUPPORTED);
+    assert_non_null(strstr(nc_context_last_error(ctx), "cannot run Conv2d on bf16 values"));
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
 }
 
 static void test_null_handles(void **s) {
@@ -233,6 +275,7 @@ int main(void) {
         cmocka_unit_test(test_version_matches_header),
         cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_context_options),
+        cmocka_unit_test(test_precision_policy),
         cmocka_unit_test(test_null_handles),
         cmocka_unit_test(test_model_unknown_arch_and_bad_options),
         cmocka_unit_test(test_forward_wrong_shapes),
