@@ -43,7 +43,7 @@ nc_status nc__model_create_from_graph(nc_context *ctx, nc__graph *g, int num_hea
         if (t->trainable) m->num_params += m->slots[i].numel;
         if (is_host_counter(t)) continue;
         m->slots[i].offset = off;
-        m->slots[i].bytes = (size_t)m->slots[i].numel * sizeof(float);
+        m->slots[i].bytes = (size_t)m->slots[i].numel * nc__dtype_size(NC__DTYPE_F32); /* f32 masters */
         off += (m->slots[i].bytes + NC__SLOT_ALIGN - 1) / NC__SLOT_ALIGN * NC__SLOT_ALIGN;
     }
     m->arena_bytes = off;

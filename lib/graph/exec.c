@@ -28,7 +28,8 @@ static void *param_grad(const nc__plan *p, const nc__node *nd, int k) {
 }
 /* A batch norm's saved mean (k = 0) or 1/sqrt(var+eps) (k = 1): C f32 each. */
 static void *saved(const nc__plan *p, int i, int k) {
-    return (char *)p->arena + p->save_off[i] + (size_t)k * (size_t)p->shapes[i].d[1] * sizeof(float);
+    const size_t c = (size_t)p->shapes[i].d[1]; /* f32 statistics (backend.h, DTYPE POLICY) */
+    return (char *)p->arena + p->save_off[i] + (size_t)k * c * nc__dtype_size(NC__DTYPE_F32);
 }
 
 static uint64_t node_seed(const nc__plan *p, int i) { return nc__rng_u64(p->dropout_seed, 0x64726f70ull, (uint64_t)i); }

@@ -472,7 +472,7 @@ void nc__plan_liveness(nc__plan *p, const nc__plan_uses *u) {
             }
         }
         if (p->training && at >= 0 && is_op(p, v, NC__OP_BATCHNORM))
-            add_buffer(p, v, NC__BUFFER_SAVED, 2 * (size_t)p->shapes[v].d[1] * sizeof(float),
+            add_buffer(p, v, NC__BUFFER_SAVED, 2 * (size_t)p->shapes[v].d[1] * nc__dtype_size(NC__DTYPE_F32),
                        nc__plan_fwd_time(at), nc__plan_bwd_time(n, at));
     }
 }
