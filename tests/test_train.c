@@ -107,10 +107,16 @@ static void test_sgd_momentum_weight_decay(void **s) { (void)s; check_sgd(0.9f, 
 static void test_sgd_dampening(void **s) { (void)s; check_sgd(0.8f, 0.3f, 0.0f, 0); }
 static void test_sgd_nesterov(void **s) { (void)s; check_sgd(0.9f, 0.0f, 1e-2f, 1); }
 
-static void test_trainer_overfits_tiny_batch(void **s) {
-    (void)s;
+/* Overfits a tiny batch under a precision policy: the loss falls tenfold and every
+ * sample is classified right. */
+static void overfit_tiny_batch(nc_precision precision) {
     enum { N = 8, C = 1, H = 16, W = 16, K = 4 };
-    nc_context *ctx = tu_ref_context(0);
+    nc_context_options co;
+    nc_context_options_init(&co);
+    co.backend = NC_BACKEND_REF;
+    co.precision = precision;
+    nc_context *ctx = NULL;
+    assert_int_equal(nc_context_create(&co, &ctx), NC_OK);
     nc_model_options mo;
     nc_model_options_init(&mo);
     mo.arch = "resnext";
@@ -151,6 +157,17 @@ static void test_trainer_overfits_tiny_batch(void **s) {
     nc_trainer_destroy(t);
     nc_model_destroy(m);
     nc_context_destroy(ctx);
+}
+
+static void test_trainer_overfits_tiny_batch(void **s) {
+    (void)s;
+    overfit_tiny_batch(NC_PRECISION_FP32);
+}
+
+/* The bf16 policy (bf16 activations, f32 masters) trains as f32 does. */
+static void test_trainer_overfits_tiny_batch_bf16(void **s) {
+    (void)s;
+    overfit_tiny_batch(NC_PRECISION_BF16);
 }
 
 static void test_trainer_nonfinite_loss_skips_update(void **s) {
@@ -386,6 +403,7 @@ int main(void) {
         cmocka_unit_test(test_sgd_dampening),
         cmocka_unit_test(test_sgd_nesterov),
         cmocka_unit_test(test_trainer_overfits_tiny_batch),
+        cmocka_unit_test(test_trainer_overfits_tiny_batch_bf16),
         cmocka_unit_test(test_trainer_nonfinite_loss_skips_update),
         cmocka_unit_test(test_trainer_bad_label_changes_nothing),
         cmocka_unit_test(test_trainer_options_rejected),
