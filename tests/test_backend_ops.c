@@ -16,7 +16,8 @@
  * Output: one line per case, backend and dtype (OK / FAIL / SKIP), then a count; exit
  * status 1 on any FAIL, 77 (meson's skip) when the named backend is not built or
  * cannot start. A plain main rather than cmocka's runner: the line format and the
- * skip status are the suite's interface. */
+ * skip status are the suite's interface. One file, past the usual size, because
+ * the table, the per-family runners and the comparison are read together. */
 #include "testutil.h"
 
 #include "backend/backend.h"
