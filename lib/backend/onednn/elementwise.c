@@ -66,8 +66,7 @@ static void bf16_add(int nt, size_t count, nc__bf16 *y, const nc__bf16 *a, const
     for (size_t i = 0; i < count; i++) y[i] = nc__f32_to_bf16(nc__bf16_to_f32(a[i]) + nc__bf16_to_f32(b[i]));
 }
 
-/* dst (=|+=) src over count elements of dtype dt. */
-static void write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src) {
+void nc__dnnl_write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src) {
     if (dt == NC__DTYPE_F32) {
         if (mode == NC__WRITE_SET)
             nc__ref_copy(nt, count, dst, src);
@@ -135,7 +134,7 @@ static void dropout_kernel(int nt, const dn_geom *g, nc__dtype dt, float p, uint
 /* ---- entries */
 
 nc_status nc__dnnl_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
-    write_values(S(state)->nt, v->dtype, mode, value_floats(state, v), dst, src);
+    nc__dnnl_write_values(S(state)->nt, v->dtype, mode, value_floats(state, v), dst, src);
     return NC_OK;
 }
 
@@ -172,7 +171,7 @@ nc_status nc__dnnl_dropout_forward(void *state, const nc__value_desc *v, float p
                                    const void *x) {
     const dn_state *s = state;
     if (p <= 0.0f) {
-        write_values(s->nt, v->dtype, NC__WRITE_SET, value_floats(s, v), y, x);
+        nc__dnnl_write_values(s->nt, v->dtype, NC__WRITE_SET, value_floats(s, v), y, x);
         return NC_OK;
     }
     const dn_geom g = geom_of(s, v);
@@ -184,7 +183,7 @@ nc_status nc__dnnl_dropout_backward(void *state, const nc__value_desc *v, nc__wr
                                     void *dx, const void *dy) {
     const dn_state *s = state;
     if (p <= 0.0f) {
-        write_values(s->nt, v->dtype, mode, value_floats(s, v), dx, dy);
+        nc__dnnl_write_values(s->nt, v->dtype, mode, value_floats(s, v), dx, dy);
         return NC_OK;
     }
     const dn_geom g = geom_of(s, v);
@@ -206,7 +205,7 @@ nc_status nc__dnnl_flatten_backward(void *state, const nc__value_desc *in, nc__w
     const size_t n = value_floats(s, in);
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, n * nc__dtype_size(in->dtype), &tmp));
     NC_CHECK(nc__dnnl_value_from_plain(s, in, tmp, dy));
-    write_values(s->nt, in->dtype, NC__WRITE_ADD, n, dx, tmp);
+    nc__dnnl_write_values(s->nt, in->dtype, NC__WRITE_ADD, n, dx, tmp);
 fail:
     return st;
 }
@@ -240,7 +239,7 @@ nc_status nc__dnnl_concat_backward(void *state, nc__dtype dtype, int64_t n, int 
         if (!dxs[i]) continue;
         const size_t w = (size_t)widths[i];
         for (size_t r = 0; r < (size_t)n; r++)
-            write_values(1, dtype, modes[i], w, (char *)dxs[i] + r * w * es, (const char *)dy + (r * total + off) * es);
+            nc__dnnl_write_values(1, dtype, modes[i], w, (char *)dxs[i] + r * w * es, (const char *)dy + (r * total + off) * es);
     }
     return NC_OK;
 }

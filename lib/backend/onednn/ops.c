@@ -28,6 +28,11 @@ static void add_into(const dn_state *s, void *dst, const void *tmp, size_t count
     if (dst) nc__ref_accumulate(s->nt, count, dst, tmp);
 }
 
+/* The same for an activation gradient of `bytes` bytes and dtype dt. */
+static void add_value(const dn_state *s, nc__dtype dt, void *dst, const void *tmp, size_t bytes) {
+    if (dst) nc__dnnl_write_values(s->nt, dt, NC__WRITE_ADD, bytes / nc__dtype_size(dt), dst, tmp);
+}
+
 /* ---------------------------------------------------------------- convolution */
 
 /* Slots of a convolution's cache: the primitives, then the reorders between the
@@ -392,11 +397,11 @@ static nc_status bn_prepare(dn_state *s, const nc__bn_desc *d, int relu, dn_cach
     nc_status st;
     int64_t eps_bits = 0;
     memcpy(&eps_bits, &d->eps, sizeof d->eps);
-    const int64_t key[6] = {d->n, d->c, d->hw, eps_bits, d->rank, relu};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_BN, key, 6, out));
+    const int64_t key[7] = {d->n, d->c, d->hw, eps_bits, d->rank, relu, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_BN, key, 7, out));
     const int64_t dims[4] = {d->n, d->c, d->hw, 1}, cd[1] = {d->c};
-    NC_CHECK(d->rank == 4 ? nc__dnnl_act_md(s, data, 4, dims, "batch norm data")
-                          : nc__dnnl_md(s, data, 4, dims, "batch norm data"));
+    NC_CHECK(d->rank == 4 ? nc__dnnl_act_md_dt(s, data, 4, dims, d->dtype, "batch norm data")
+                          : nc__dnnl_md_dt(s, data, 4, dims, d->dtype, "batch norm data"));
     NC_CHECK(nc__dnnl_md(s, chan, 1, cd, "batch norm statistics"));
 fail:
     return st;
@@ -526,7 +531,7 @@ static nc_status bn_backward(dn_state *s, const nc__bn_desc *d, int relu, void *
                            {DNNL_ARG_DIFF_SCALE, &chan, stat + C},     {DNNL_ARG_DIFF_SHIFT, &chan, stat + 2 * C},
                            {DNNL_ARG_SHIFT, &chan, stat + 3 * C},      {DNNL_ARG_WORKSPACE, ws_md, c->ws}};
     NC_CHECK(nc__dnnl_exec(s, c, BN_BWD, has_ws ? 10 : 9, args, "batch norm backward"));
-    if (dx && tdx != dx) add_into(s, dx, tdx, bytes / sizeof(float));
+    if (dx && tdx != dx) add_value(s, d->dtype, dx, tdx, bytes);
     add_into(s, dgamma, stat + C, C);
     add_into(s, dbeta, stat + 2 * C, C);
 fail:
@@ -558,12 +563,12 @@ typedef struct pool_mds {
 
 static nc_status pool_prepare(dn_state *s, const nc__pool_desc *d, dn_cache **out, pool_mds *m) {
     nc_status st;
-    const int64_t key[13] = {d->mode, d->n,  d->c,        d->h,        d->w,     d->oh,   d->ow,
-                             d->kh,   d->kw, d->stride_h, d->stride_w, d->pad_h, d->pad_w};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_POOL, key, 13, out));
+    const int64_t key[14] = {d->mode, d->n,  d->c,        d->h,        d->w,     d->oh,   d->ow,
+                             d->kh,   d->kw, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_POOL, key, 14, out));
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
-    NC_CHECK(nc__dnnl_act_md(s, &m->src, 4, src, "pooling source"));
-    NC_CHECK(nc__dnnl_act_md(s, &m->dst, 4, dst, "pooling destination"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->src, 4, src, d->dtype, "pooling source"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->dst, 4, dst, d->dtype, "pooling destination"));
     m->dil[0] = m->dil[1] = 0;
     if (d->mode == NC__POOL_ADAPTIVE_AVG) {
         /* uniform bins (H % OH == 0) are an ordinary average pooling */
@@ -604,8 +609,9 @@ fail:
     return st;
 }
 
-/* The ref kernels on plain copies: adaptive pooling with non-uniform bins, which
- * oneDNN cannot express (rare: a head on an odd-sized map). */
+/* The ref kernels on plain f32 copies (the reorders widen bf16 values and round the
+ * result): adaptive pooling with non-uniform bins, which oneDNN cannot express
+ * (rare: a head on an odd-sized map). */
 static nc_status pool_fallback_forward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *y,
                                        const void *x) {
     nc_status st;
@@ -623,24 +629,41 @@ fail:
     return st;
 }
 
-static nc_status pool_fallback_backward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *dx,
-                                        const void *dy) {
+/* Backward by the ref kernel on plain f32 copies, accumulating into the widened dx
+ * under NC__WRITE_ADD (zeros under SET) and writing it back once: the fallback
+ * above, and bf16 gradients added into (ref sums them in f32 and rounds once; a
+ * bf16 primitive would round its part first). */
+static nc_status pool_ref_backward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *dx,
+                                   const void *dy, const void *x) {
     nc_status st;
-    void *pdy, *pdx, *tdx;
+    void *pdy, *pdx, *px = NULL;
     dnnl_memory_desc_t plain_x, plain_y;
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
     NC_CHECK(nc__dnnl_md(s, &plain_x, 4, src, "pooling source"));
     NC_CHECK(nc__dnnl_md(s, &plain_y, 4, dst, "pooling destination"));
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B0, dnnl_memory_desc_get_size(&plain_y), &pdy));
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B1, dnnl_memory_desc_get_size(&plain_x), &pdx));
-    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, dnnl_memory_desc_get_size(&m->src), &tdx));
     NC_CHECK(nc__dnnl_reorder_once(s, &m->dst, dy, &plain_y, pdy));
-    memset(pdx, 0, dnnl_memory_desc_get_size(&plain_x));
-    nc__ref_pool2d_backward(s->nt, d, pdx, pdy, NULL, NULL);
-    NC_CHECK(nc__dnnl_reorder_once(s, &plain_x, pdx, &m->src, writes_whole(d->dx_write) ? dx : tdx));
-    if (!writes_whole(d->dx_write)) add_into(s, dx, tdx, dnnl_memory_desc_get_size(&m->src) / sizeof(float));
+    if (d->mode == NC__POOL_MAX) {
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, dnnl_memory_desc_get_size(&plain_x), &px));
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->src, x, &plain_x, px));
+    }
+    if (writes_whole(d->dx_write))
+        memset(pdx, 0, dnnl_memory_desc_get_size(&plain_x));
+    else
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->src, dx, &plain_x, pdx));
+    nc__ref_pool2d_backward(s->nt, d, pdx, pdy, px, NULL);
+    NC_CHECK(nc__dnnl_reorder_once(s, &plain_x, pdx, &m->src, dx));
 fail:
     return st;
+}
+
+/* 1 when a bf16 primitive would round a dx element more than once where ref rounds
+ * once: a gradient added into (ADD), or overlapping windows (3x3 stride 2), whose
+ * contributions oneDNN 2.6's bf16 kernels sum in bf16 on the blocked layout. Those
+ * run pool_ref_backward (OpenMP over planes; the stem's max pooling is one). */
+static int bf16_sums_twice(const nc__pool_desc *d, const pool_mds *m) {
+    return !writes_whole(d->dx_write) || m->kernel[0] > m->strides[0] || m->kernel[1] > m->strides[1];
 }
 
 nc_status nc__dnnl_pool2d_forward(void *state, const nc__pool_desc *d, void *y, const void *x) {
@@ -666,7 +689,8 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     pool_mds m;
     (void)y;
     NC_CHECK(pool_prepare(s, d, &c, &m));
-    if (c->fallback) return pool_fallback_backward(s, d, &m, dx, dy);
+    if (c->fallback || (d->dtype == NC__DTYPE_BF16 && bf16_sums_twice(d, &m)))
+        return pool_ref_backward(s, d, &m, dx, dy, x);
     NC_CHECK(pool_make_fwd(s, c, &m, POOL_FWD_TRAIN));
     if (!c->prim[POOL_BWD]) {
         dnnl_pooling_v2_desc_t od;
@@ -693,7 +717,7 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_DIFF_SRC, &m.src, tdx},
                            {DNNL_ARG_WORKSPACE, ws_md, ws}};
     NC_CHECK(nc__dnnl_exec(s, c, POOL_BWD, has_ws ? 3 : 2, args, "pooling backward"));
-    if (tdx != dx) add_into(s, dx, tdx, bytes / sizeof(float));
+    if (tdx != dx) add_value(s, d->dtype, dx, tdx, bytes);
 fail:
     return st;
 }
