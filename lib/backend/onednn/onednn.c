@@ -8,6 +8,7 @@
  * ref kernels with the state's thread count. */
 #include "backend/onednn/onednn.h"
 #include "backend/ref/ref.h"
+#include "core/bf16.h"
 
 #include <string.h>
 #if defined(_OPENMP)
@@ -512,7 +513,7 @@ static int supports_bf16(const dn_state *s, const nc__op_query *q) {
     if (!s->isa_bf16) return 0;
     switch (q->kernel) {
     case NC__K_RELU: case NC__K_ADD: case NC__K_DROPOUT: case NC__K_FLATTEN: case NC__K_CONCAT:
-    case NC__K_POOL2D: case NC__K_BATCHNORM:
+    case NC__K_POOL2D: case NC__K_BATCHNORM: case NC__K_LINEAR: case NC__K_LOSS:
         return 1;
     default:
         return 0;
@@ -544,10 +545,30 @@ static int dn_supports(void *state, const nc__op_query *q) {
 
 /* ---- the training step's loss, norm, clipping and update: host f32 */
 
+/* bf16 logits: widened into f32 scratch, the f32 loss, dlogits rounded to bf16
+ * (backend.h, DTYPE POLICY); the logits are plain 2-D values. */
 static nc_status dn_loss(void *state, const nc__loss_desc *d, void *dlogits, void *record, const void *logits,
                          const void *labels) {
-    nc__ref_loss(d, dlogits, record, logits, labels);
-    return NC_OK;
+    dn_state *s = state;
+    nc_status st;
+    if (d->dtype == NC__DTYPE_F32) {
+        nc__ref_loss(d, dlogits, record, logits, labels);
+        return NC_OK;
+    }
+    // logits, dlogits (N, heads*classes) bf16; scratch: their f32 copies
+    const size_t count = (size_t)d->n * (size_t)d->heads * (size_t)d->classes;
+    float *zf, *df = NULL;
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B0, count * sizeof(float), (void **)&zf));
+    if (dlogits) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B1, count * sizeof(float), (void **)&df));
+    const nc__bf16 *z = logits;
+    for (size_t i = 0; i < count; i++) zf[i] = nc__bf16_to_f32(z[i]);
+    nc__loss_desc f = *d;
+    f.dtype = NC__DTYPE_F32;
+    nc__ref_loss(&f, df, record, zf, labels);
+    nc__bf16 *dz = dlogits;
+    for (size_t i = 0; dlogits && i < count; i++) dz[i] = nc__f32_to_bf16(df[i]);
+fail:
+    return st;
 }
 
 static nc_status dn_grad_norm(void *state, const nc__param_entry *table, int count, void *record,

@@ -14,6 +14,7 @@
 #include "backend/onednn/onednn.h"
 #include "backend/onednn/grouped.h"
 #include "backend/ref/ref.h"
+#include "core/bf16.h"
 
 #include <math.h>
 #include <string.h>
@@ -726,18 +727,21 @@ fail:
 
 enum { IP_FWD = 0, IP_BWD_DATA, IP_BWD_WEIGHTS };
 
+/* src, dst: the values' dtype; wei: the weights as the primitives read them (bf16
+ * for bf16 values), master: the f32 weights and their gradient; bias f32. */
 typedef struct ip_mds {
-    dnnl_memory_desc_t src, wei, bias, dst;
+    dnnl_memory_desc_t src, wei, master, bias, dst;
 } ip_mds;
 
 static nc_status ip_prepare(dn_state *s, const nc__linear_desc *d, int has_bias, dn_cache **out, ip_mds *m) {
     nc_status st = NC_OK;
-    const int64_t key[4] = {d->n, d->in, d->out, has_bias};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_LINEAR, key, 4, out));
+    const int64_t key[5] = {d->n, d->in, d->out, has_bias, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_LINEAR, key, 5, out));
     const int64_t src[2] = {d->n, d->in}, wei[2] = {d->out, d->in}, dst[2] = {d->n, d->out}, b[1] = {d->out};
-    NC_CHECK(nc__dnnl_md(s, &m->src, 2, src, "inner product source"));
-    NC_CHECK(nc__dnnl_md(s, &m->wei, 2, wei, "inner product weights"));
-    NC_CHECK(nc__dnnl_md(s, &m->dst, 2, dst, "inner product destination"));
+    NC_CHECK(nc__dnnl_md_dt(s, &m->src, 2, src, d->dtype, "inner product source"));
+    NC_CHECK(nc__dnnl_md_dt(s, &m->wei, 2, wei, d->dtype, "inner product weights"));
+    NC_CHECK(nc__dnnl_md(s, &m->master, 2, wei, "inner product weights"));
+    NC_CHECK(nc__dnnl_md_dt(s, &m->dst, 2, dst, d->dtype, "inner product destination"));
     NC_CHECK(nc__dnnl_md(s, &m->bias, 1, b, "inner product bias"));
     if (!(*out)->prim[IP_FWD]) {
         dnnl_inner_product_desc_t od;
@@ -750,15 +754,47 @@ fail:
     return st;
 }
 
+/* The weights (and bias) the primitives read: the f32 masters themselves, or for
+ * bf16 values their bf16 copy (and the bias rounded to bf16, as autocast and ref do),
+ * made by reorder and kept in the cache while the parameter version and buffer stay
+ * (backend.h, DTYPE POLICY). */
+static nc_status ip_weights(dn_state *s, dn_cache *c, const nc__linear_desc *d, const ip_mds *m, const void *w,
+                            const void *b, const void **wout, const void **bout) {
+    nc_status st = NC_OK;
+    *wout = w;
+    *bout = b;
+    if (d->dtype == NC__DTYPE_F32) return NC_OK;
+    if (!(c->wready && c->wver == d->wversion && c->wsrc == w)) {
+        c->wready = 0;
+        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(&m->wei)));
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->master, w, &m->wei, c->wbuf));
+        if (b) {
+            if (!c->bbuf) c->bbuf = nc__alloc(s->ctx, (size_t)d->out * sizeof(float));
+            if (!c->bbuf)
+                return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a bf16 bias");
+            for (int64_t k = 0; k < d->out; k++) c->bbuf[k] = nc__bf16_round(((const float *)b)[k]);
+        }
+        c->wready = 1;
+        c->wver = d->wversion;
+        c->wsrc = w;
+    }
+    *wout = c->wbuf;
+    if (b) *bout = c->bbuf;
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_linear_forward(void *state, const nc__linear_desc *d, void *y, const void *x, const void *w,
                                   const void *b) {
     dn_state *s = state;
     nc_status st;
     dn_cache *c;
     ip_mds m;
+    const void *bw, *bb;
     NC_CHECK(ip_prepare(s, d, b != NULL, &c, &m));
-    const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
-                           {DNNL_ARG_DST, &m.dst, y}, {DNNL_ARG_BIAS, &m.bias, (void *)b}};
+    NC_CHECK(ip_weights(s, c, d, &m, w, b, &bw, &bb));
+    const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)bw},
+                           {DNNL_ARG_DST, &m.dst, y}, {DNNL_ARG_BIAS, &m.bias, (void *)bb}};
     NC_CHECK(nc__dnnl_exec(s, c, IP_FWD, b ? 4 : 3, args, "inner product forward"));
 fail:
     return st;
@@ -779,19 +815,21 @@ nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *
                           dnnl_inner_product_backward_data_desc_init(&od, &m.src, &m.wei, &m.dst));
             NC_CHECK(nc__dnnl_make(s, c, IP_BWD_DATA, &od, c->pd[IP_FWD], 1, "inner product backward data"));
         }
-        const size_t count = (size_t)(d->n * d->in);
+        const void *bw, *bb;
+        NC_CHECK(ip_weights(s, c, d, &m, w, NULL, &bw, &bb));
+        const size_t bytes = dnnl_memory_desc_get_size(&m.src);
         void *tmp = dx;
-        if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
-        const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
+        if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tmp));
+        const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)bw},
                                {DNNL_ARG_DIFF_SRC, &m.src, tmp}};
         NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_DATA, 3, args, "inner product backward data"));
-        if (tmp != dx) add_into(s, dx, tmp, count);
+        if (tmp != dx) add_value(s, d->dtype, dx, tmp, bytes);
     }
     if (dw || db) {
         if (!c->prim[IP_BWD_WEIGHTS]) {
             dnnl_inner_product_desc_t od;
             NC_DNNL_CHECK("inner product backward weights",
-                          dnnl_inner_product_backward_weights_desc_init(&od, &m.src, &m.wei,
+                          dnnl_inner_product_backward_weights_desc_init(&od, &m.src, &m.master,
                                                                         has_bias ? &m.bias : NULL, &m.dst));
             NC_CHECK(nc__dnnl_make(s, c, IP_BWD_WEIGHTS, &od, c->pd[IP_FWD], 1, "inner product backward weights"));
         }
@@ -800,7 +838,7 @@ nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *
         NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, wcount * sizeof(float), &tw));
         if (has_bias) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DB, (size_t)d->out * sizeof(float), &tb));
         const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DIFF_DST, &m.dst, (void *)dy},
-                               {DNNL_ARG_DIFF_WEIGHTS, &m.wei, tw}, {DNNL_ARG_DIFF_BIAS, &m.bias, tb}};
+                               {DNNL_ARG_DIFF_WEIGHTS, &m.master, tw}, {DNNL_ARG_DIFF_BIAS, &m.bias, tb}};
         NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_WEIGHTS, has_bias ? 4 : 3, args, "inner product backward weights"));
         add_into(s, dw, tw, wcount);
         if (has_bias) add_into(s, db, tb, (size_t)d->out);
