@@ -513,7 +513,7 @@ static int supports_bf16(const dn_state *s, const nc__op_query *q) {
     if (!s->isa_bf16) return 0;
     switch (q->kernel) {
     case NC__K_RELU: case NC__K_ADD: case NC__K_DROPOUT: case NC__K_FLATTEN: case NC__K_CONCAT:
-    case NC__K_POOL2D: case NC__K_BATCHNORM: case NC__K_LINEAR: case NC__K_LOSS:
+    case NC__K_POOL2D: case NC__K_BATCHNORM: case NC__K_LINEAR: case NC__K_LOSS: case NC__K_CONV2D:
         return 1;
     default:
         return 0;

@@ -46,15 +46,17 @@ enum {
 };
 
 typedef struct conv_mds {
-    dnnl_memory_desc_t src, dst;             /* the activation layout */
-    dnnl_memory_desc_t wei, bias;            /* plain: the parameters' layout */
-    dnnl_memory_desc_t src_any, wei_any, dst_any;
+    dnnl_memory_desc_t src, dst;             /* the activation layout, the values' dtype */
+    dnnl_memory_desc_t wei, bias;            /* plain f32: the parameters' layout */
+    dnnl_memory_desc_t src_any, wei_any, dst_any; /* the values' dtype (weights: bf16 copies) */
+    dnnl_memory_desc_t dwei_any;             /* f32: weight gradients go to the f32 masters */
     dnnl_dims_t strides, dil, pad;
 } conv_mds;
 
-static nc_status any_md(dn_state *s, dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like) {
+/* `like`'s dims in data type dt, layout left to the primitive. */
+static nc_status any_md(dn_state *s, dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like, nc__dtype dt) {
     nc_status st = NC_OK;
-    NC_DNNL_CHECK("convolution layout", dnnl_memory_desc_init_by_tag(md, like->ndims, like->dims, dnnl_f32,
+    NC_DNNL_CHECK("convolution layout", dnnl_memory_desc_init_by_tag(md, like->ndims, like->dims, nc__dnnl_dt(dt),
                                                                      dnnl_format_tag_any));
 fail:
     return st;
@@ -67,20 +69,21 @@ static const dnnl_memory_desc_t *pd_md(dn_cache *c, int k, dnnl_query_t what) {
 static nc_status conv_prepare(dn_state *s, const nc__conv_desc *d, int op, int variant, dn_cache **out,
                               conv_mds *m) {
     nc_status st = NC_OK;
-    const int64_t key[17] = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->groups, d->stride_h, d->stride_w,
-                             d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->oh, d->ow, variant};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, op, key, 17, out));
+    const int64_t key[18] = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->groups, d->stride_h, d->stride_w,
+                             d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->oh, d->ow, variant, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, op, key, 18, out));
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->k, d->oh, d->ow};
     const int64_t wg[5] = {d->groups, d->k / d->groups, d->c / d->groups, d->r, d->s};
     const int64_t wd[4] = {d->k, d->c, d->r, d->s}, bias[1] = {d->k};
-    NC_CHECK(nc__dnnl_act_md(s, &m->src, 4, src, "convolution source"));
-    NC_CHECK(nc__dnnl_act_md(s, &m->dst, 4, dst, "convolution destination"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->src, 4, src, d->dtype, "convolution source"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->dst, 4, dst, d->dtype, "convolution destination"));
     NC_CHECK(d->groups > 1 ? nc__dnnl_md(s, &m->wei, 5, wg, "convolution weights")
                            : nc__dnnl_md(s, &m->wei, 4, wd, "convolution weights"));
     NC_CHECK(nc__dnnl_md(s, &m->bias, 1, bias, "convolution bias"));
-    NC_CHECK(any_md(s, &m->src_any, &m->src));
-    NC_CHECK(any_md(s, &m->wei_any, &m->wei));
-    NC_CHECK(any_md(s, &m->dst_any, &m->dst));
+    NC_CHECK(any_md(s, &m->src_any, &m->src, d->dtype));
+    NC_CHECK(any_md(s, &m->wei_any, &m->wei, d->dtype));
+    NC_CHECK(any_md(s, &m->dst_any, &m->dst, d->dtype));
+    NC_CHECK(any_md(s, &m->dwei_any, &m->wei, NC__DTYPE_F32));
     m->strides[0] = d->stride_h;
     m->strides[1] = d->stride_w;
     m->dil[0] = d->dil_h - 1; /* oneDNN counts the gaps: 0 = dense */
@@ -117,7 +120,19 @@ fail:
 /* Narrow grouped convolutions (2 or 4 channels per group) run our own kernels
  * (grouped.c) on the nChw8c layout instead of oneDNN's im2col + GEMM. */
 static int use_gconv(const dn_state *s, const nc__conv_desc *d) {
-    return s->block == 8 && !s->bf16 && nc__gconv8_supported(d);
+    return s->block == 8 && !s->bf16 && d->dtype == NC__DTYPE_F32 && nc__gconv8_supported(d);
+}
+
+/* The bias the primitive reads: b, or for bf16 values b rounded to bf16 (as
+ * autocast and ref), in c->bbuf (K floats; remade each call, it is small). */
+static nc_status conv_bias(dn_state *s, dn_cache *c, const nc__conv_desc *d, const void *b, const void **out) {
+    *out = b;
+    if (!b || d->dtype == NC__DTYPE_F32) return NC_OK;
+    if (!c->bbuf) c->bbuf = nc__alloc(s->ctx, (size_t)d->k * sizeof(float));
+    if (!c->bbuf) return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a bf16 bias");
+    for (int64_t k = 0; k < d->k; k++) c->bbuf[k] = nc__bf16_round(((const float *)b)[k]);
+    *out = c->bbuf;
+    return NC_OK;
 }
 
 /* 1 when c->wbuf holds the weights of parameter buffer wsrc at version d->wversion. */
@@ -173,8 +188,10 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
     NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m.src, src, x, DN_SCR_B0, &bx));
     NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
     NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m.dst, y, DN_SCR_B2, &by));
+    const void *bb;
+    NC_CHECK(conv_bias(s, c, d, b, &bb));
     const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_WEIGHTS, wei, bw}, {DNNL_ARG_DST, dst, by},
-                           {DNNL_ARG_BIAS, &m.bias, (void *)b}};
+                           {DNNL_ARG_BIAS, &m.bias, (void *)bb}};
     NC_CHECK(nc__dnnl_exec(s, c, CONV_FWD, b ? 4 : 3, args, "convolution forward"));
     NC_CHECK(nc__dnnl_reorder_out(s, c, R_FWD_DST, dst, &m.dst, by, y));
 fail:
@@ -284,7 +301,8 @@ static nc_status grad_finish(dn_state *s, dn_cache *c, int k, const dnnl_memory_
     void *tmp = dx;
     if (!writes_whole(mode)) tmp = s->scr[DN_SCR_DX];
     NC_CHECK(nc__dnnl_reorder_out(s, c, k, prim, act, buf, tmp));
-    if (!writes_whole(mode)) add_into(s, dx, tmp, dnnl_memory_desc_get_size(act) / sizeof(float));
+    if (!writes_whole(mode)) add_value(s, act->data_type == dnnl_bf16 ? NC__DTYPE_BF16 : NC__DTYPE_F32, dx, tmp,
+                                       dnnl_memory_desc_get_size(act));
 fail:
     return st;
 }
@@ -354,12 +372,12 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
             const dnnl_memory_desc_t *bm = has_bias ? &m.bias : NULL;
             NC_DNNL_CHECK("convolution backward weights",
                           dnnl_dilated_convolution_backward_weights_desc_init(&od, dnnl_convolution_direct, &m.src,
-                                                                              &m.wei_any, bm, &m.dst, m.strides,
+                                                                              &m.dwei_any, bm, &m.dst, m.strides,
                                                                               m.dil, m.pad, m.pad));
             if (!nc__dnnl_try_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1, NULL)) {
                 NC_DNNL_CHECK("convolution backward weights",
                               dnnl_dilated_convolution_backward_weights_desc_init(
-                                  &od, dnnl_convolution_direct, &m.src_any, &m.wei_any, bm, &m.dst_any, m.strides,
+                                  &od, dnnl_convolution_direct, &m.src_any, &m.dwei_any, bm, &m.dst_any, m.strides,
                                   m.dil, m.pad, m.pad));
                 NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1,
                                        "convolution backward weights"));
