@@ -507,29 +507,18 @@ static int all_dtype(const nc__op_query *q, nc__dtype t) {
            (!q->value || q->value->dtype == t);
 }
 
-/* bf16 values (backend.h, DTYPE POLICY) where oneDNN's effective ISA has bf16
- * kernels (s->isa_bf16), for the ops implemented on them so far. */
-static int supports_bf16(const dn_state *s, const nc__op_query *q) {
-    if (!s->isa_bf16) return 0;
-    switch (q->kernel) {
-    case NC__K_RELU: case NC__K_ADD: case NC__K_DROPOUT: case NC__K_FLATTEN: case NC__K_CONCAT:
-    case NC__K_POOL2D: case NC__K_BATCHNORM: case NC__K_LINEAR: case NC__K_LOSS: case NC__K_CONV2D:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/* f32 values: every single op; the fused entries wherever their ops run:
- * conv_fused_infer covers every convolution (oneDNN's implementations, reference
- * ones included, take the sum and ReLU post-ops; grouped.c's kernels take bias,
- * residual and ReLU; batch norm is folded into the weights either way), but only
- * for inference; batchnorm + ReLU runs oneDNN's fused batch norm on either layout,
- * its backward reading the ReLU mask the forward kept in the node's cache. bf16
- * values: supports_bf16. */
+/* Every single op; the fused entries wherever their ops run: conv_fused_infer
+ * covers every convolution (oneDNN's implementations, reference ones included, take
+ * the sum and ReLU post-ops; grouped.c's kernels take bias, residual and ReLU; batch
+ * norm is folded into the weights either way), but only for inference; batchnorm +
+ * ReLU runs oneDNN's fused batch norm on either layout, its backward reading the
+ * ReLU mask the forward kept in the node's cache. All of it on f32 values, and on
+ * bf16 values (backend.h, DTYPE POLICY) where oneDNN's effective ISA has bf16
+ * kernels (s->isa_bf16); grouped.c's kernels are f32-only, so bf16 grouped
+ * convolutions run oneDNN's primitives. */
 static int dn_supports(void *state, const nc__op_query *q) {
-    if (all_dtype(q, NC__DTYPE_BF16)) return supports_bf16(state, q);
-    if (!all_dtype(q, NC__DTYPE_F32)) return 0;
+    const dn_state *s = state;
+    if (!all_dtype(q, NC__DTYPE_F32) && !(s->isa_bf16 && all_dtype(q, NC__DTYPE_BF16))) return 0;
     switch (q->kernel) {
     case NC__K_CONV2D: case NC__K_BATCHNORM: case NC__K_RELU: case NC__K_ADD: case NC__K_POOL2D:
     case NC__K_LINEAR: case NC__K_DROPOUT: case NC__K_FLATTEN: case NC__K_CONCAT: case NC__K_LOSS:

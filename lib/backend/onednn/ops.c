@@ -271,6 +271,8 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
             NC_CHECK(conv_weights(s, c, d, &m, fw, w, 1, &bw));
         }
         bias = c->bbuf;
+    } else {
+        NC_CHECK(conv_bias(s, c, d, b, &bias));
     }
     NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw)); /* with bn: the folded copy just made or cached */
     if (own)
