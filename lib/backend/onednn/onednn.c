@@ -334,6 +334,19 @@ fail:
     return st;
 }
 
+nc_status nc__dnnl_reorder_to(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const void *src, void *dst) {
+    nc_status st;
+    NC_CHECK(make_reorder(s, c, k, from, to));
+    if (c->ident[k] == 1) {
+        if (dst != src) memcpy(dst, src, dnnl_memory_desc_get_size(to));
+        return NC_OK;
+    }
+    NC_CHECK(nc__dnnl_reorder_out(s, c, k, from, to, src, dst));
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_reorder_out(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
                                const dnnl_memory_desc_t *to, const void *src, void *dst) {
     if (c->ident[k] == 1) return NC_OK;

@@ -114,6 +114,10 @@ nc_status nc__dnnl_out_buffer(dn_state *s, dn_cache *c, int k, const dnnl_memory
 nc_status nc__dnnl_reorder_out(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
                                const dnnl_memory_desc_t *to, const void *src, void *dst);
 
+/* src (layout `from`) into dst (layout `to`) with the cached reorder c->prim[k]. */
+nc_status nc__dnnl_reorder_to(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const void *src, void *dst);
+
 /* One execution argument: DNNL_ARG_*, the memory descriptor, the buffer. */
 typedef struct dn_arg {
     int arg;

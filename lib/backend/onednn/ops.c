@@ -574,7 +574,10 @@ nc_status nc__dnnl_bn_relu_backward(void *state, const nc__bn_desc *d, void *dx,
 
 /* -------------------------------------------------------------------- pooling */
 
-enum { POOL_FWD_INFER = 0, POOL_FWD_TRAIN, POOL_BWD };
+/* Slots: the primitives on the values' dtype; for bf16 backward that would round
+ * twice (bf16_sums_twice), f32 twins on widened copies and their reorders. */
+enum { POOL_FWD_INFER = 0, POOL_FWD_TRAIN, POOL_BWD, POOL_FWD_TRAIN32, POOL_BWD32, R_POOL_X32, R_POOL_DY32,
+       R_POOL_DX32, R_POOL_DX_OUT };
 
 typedef struct pool_mds {
     dnnl_memory_desc_t src, dst;
@@ -616,13 +619,13 @@ fail:
     return st;
 }
 
-static nc_status pool_make_fwd(dn_state *s, dn_cache *c, pool_mds *m, int k) {
+static nc_status pool_make_fwd(dn_state *s, dn_cache *c, const pool_mds *m, int k) {
     nc_status st = NC_OK;
     if (c->prim[k]) return NC_OK;
     dnnl_pooling_v2_desc_t od;
     NC_DNNL_CHECK("pooling forward",
-                  dnnl_pooling_v2_forward_desc_init(&od, k == POOL_FWD_TRAIN ? dnnl_forward_training
-                                                                             : dnnl_forward_inference,
+                  dnnl_pooling_v2_forward_desc_init(&od, k == POOL_FWD_INFER ? dnnl_forward_inference
+                                                                             : dnnl_forward_training,
                                                     m->alg, &m->src, &m->dst, m->strides, m->kernel, m->dil,
                                                     m->pad, m->pad));
     NC_CHECK(nc__dnnl_make(s, c, k, &od, NULL, 0, "pooling forward"));
@@ -651,9 +654,8 @@ fail:
 }
 
 /* Backward by the ref kernel on plain f32 copies, accumulating into the widened dx
- * under NC__WRITE_ADD (zeros under SET) and writing it back once: the fallback
- * above, and bf16 gradients added into (ref sums them in f32 and rounds once; a
- * bf16 primitive would round its part first). */
+ * under NC__WRITE_ADD (zeros under SET) and writing it back once (one rounding for
+ * bf16, as ref): the fallback above. */
 static nc_status pool_ref_backward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *dx,
                                    const void *dy, const void *x) {
     nc_status st;
@@ -682,7 +684,7 @@ fail:
 /* 1 when a bf16 primitive would round a dx element more than once where ref rounds
  * once: a gradient added into (ADD), or overlapping windows (3x3 stride 2), whose
  * contributions oneDNN 2.6's bf16 kernels sum in bf16 on the blocked layout. Those
- * run pool_ref_backward (OpenMP over planes; the stem's max pooling is one). */
+ * run pool_bf16_backward (the stem's max pooling is one). */
 static int bf16_sums_twice(const nc__pool_desc *d, const pool_mds *m) {
     return !writes_whole(d->dx_write) || m->kernel[0] > m->strides[0] || m->kernel[1] > m->strides[1];
 }
@@ -701,6 +703,64 @@ fail:
     return st;
 }
 
+/* Backward with primitives k_fwd / k_bwd on m's layouts and dtype, diff_src written
+ * whole into out; max pooling recomputes its workspace from x. */
+static nc_status pool_prim_backward(dn_state *s, const nc__pool_desc *d, dn_cache *c, const pool_mds *m,
+                                    int k_fwd, int k_bwd, void *out, const void *dy, const void *x) {
+    nc_status st;
+    NC_CHECK(pool_make_fwd(s, c, m, k_fwd));
+    if (!c->prim[k_bwd]) {
+        dnnl_pooling_v2_desc_t od;
+        NC_DNNL_CHECK("pooling backward",
+                      dnnl_pooling_v2_backward_desc_init(&od, m->alg, &m->src, &m->dst, m->strides, m->kernel,
+                                                         m->dil, m->pad, m->pad));
+        NC_CHECK(nc__dnnl_make(s, c, k_bwd, &od, c->pd[k_fwd], 0, "pooling backward"));
+    }
+    void *ws = NULL;
+    const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(c->pd[k_fwd], dnnl_query_workspace_md, 0);
+    const int has_ws = d->mode == NC__POOL_MAX && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
+    if (has_ws) {
+        /* The max positions: recomputed here (one cheap forward) rather than kept from
+         * the forward pass, so backward never depends on a stale workspace. */
+        void *ty;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_WS, dnnl_memory_desc_get_size(ws_md), &ws));
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, dnnl_memory_desc_get_size(&m->dst), &ty));
+        const dn_arg fa[] = {{DNNL_ARG_SRC, &m->src, (void *)x}, {DNNL_ARG_DST, &m->dst, ty},
+                             {DNNL_ARG_WORKSPACE, ws_md, ws}};
+        NC_CHECK(nc__dnnl_exec(s, c, k_fwd, 3, fa, "pooling forward (workspace)"));
+    }
+    const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m->dst, (void *)dy}, {DNNL_ARG_DIFF_SRC, &m->src, out},
+                           {DNNL_ARG_WORKSPACE, ws_md, ws}};
+    NC_CHECK(nc__dnnl_exec(s, c, k_bwd, has_ws ? 3 : 2, args, "pooling backward"));
+fail:
+    return st;
+}
+
+/* bf16 backward that a bf16 primitive would round twice: f32 primitives on widened
+ * x and dy, the f32 gradient added to the widened dx under ADD, rounded once. */
+static nc_status pool_bf16_backward(dn_state *s, const nc__pool_desc *d, dn_cache *c, const pool_mds *m,
+                                    void *dx, const void *dy, const void *x) {
+    nc_status st;
+    pool_mds m32 = *m;
+    void *x32 = NULL, *dy32, *dx32, *acc;
+    const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
+    NC_CHECK(nc__dnnl_act_md(s, &m32.src, 4, src, "pooling source"));
+    NC_CHECK(nc__dnnl_act_md(s, &m32.dst, 4, dst, "pooling destination"));
+    if (d->mode == NC__POOL_MAX) NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_X32, &m->src, &m32.src, x, DN_SCR_B0, &x32));
+    NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_DY32, &m->dst, &m32.dst, dy, DN_SCR_B1, &dy32));
+    const size_t bytes = dnnl_memory_desc_get_size(&m32.src);
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B2, bytes, &dx32));
+    NC_CHECK(pool_prim_backward(s, d, c, &m32, POOL_FWD_TRAIN32, POOL_BWD32, dx32, dy32, x32));
+    acc = dx32;
+    if (!writes_whole(d->dx_write)) {
+        NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_DX32, &m->src, &m32.src, dx, DN_SCR_DX, &acc));
+        add_into(s, acc, dx32, bytes / sizeof(float));
+    }
+    NC_CHECK(nc__dnnl_reorder_to(s, c, R_POOL_DX_OUT, &m32.src, &m->src, acc, dx));
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy, const void *x,
                                    const void *y) {
     // dx (N, C, H, W) accumulated; dy (N, C, OH, OW); x only for max
@@ -710,34 +770,12 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     pool_mds m;
     (void)y;
     NC_CHECK(pool_prepare(s, d, &c, &m));
-    if (c->fallback || (d->dtype == NC__DTYPE_BF16 && bf16_sums_twice(d, &m)))
-        return pool_ref_backward(s, d, &m, dx, dy, x);
-    NC_CHECK(pool_make_fwd(s, c, &m, POOL_FWD_TRAIN));
-    if (!c->prim[POOL_BWD]) {
-        dnnl_pooling_v2_desc_t od;
-        NC_DNNL_CHECK("pooling backward",
-                      dnnl_pooling_v2_backward_desc_init(&od, m.alg, &m.src, &m.dst, m.strides, m.kernel, m.dil,
-                                                         m.pad, m.pad));
-        NC_CHECK(nc__dnnl_make(s, c, POOL_BWD, &od, c->pd[POOL_FWD_TRAIN], 0, "pooling backward"));
-    }
+    if (c->fallback) return pool_ref_backward(s, d, &m, dx, dy, x);
+    if (d->dtype == NC__DTYPE_BF16 && bf16_sums_twice(d, &m)) return pool_bf16_backward(s, d, c, &m, dx, dy, x);
     const size_t bytes = dnnl_memory_desc_get_size(&m.src);
-    void *tdx = dx, *ws = NULL;
+    void *tdx = dx;
     if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tdx));
-    const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(c->pd[POOL_FWD_TRAIN], dnnl_query_workspace_md, 0);
-    const int has_ws = d->mode == NC__POOL_MAX && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
-    if (has_ws) {
-        /* The max positions: recomputed here (one cheap forward) rather than kept from
-         * the forward pass, so backward never depends on a stale workspace. */
-        void *ty;
-        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_WS, dnnl_memory_desc_get_size(ws_md), &ws));
-        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, dnnl_memory_desc_get_size(&m.dst), &ty));
-        const dn_arg fa[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DST, &m.dst, ty},
-                             {DNNL_ARG_WORKSPACE, ws_md, ws}};
-        NC_CHECK(nc__dnnl_exec(s, c, POOL_FWD_TRAIN, 3, fa, "pooling forward (workspace)"));
-    }
-    const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_DIFF_SRC, &m.src, tdx},
-                           {DNNL_ARG_WORKSPACE, ws_md, ws}};
-    NC_CHECK(nc__dnnl_exec(s, c, POOL_BWD, has_ws ? 3 : 2, args, "pooling backward"));
+    NC_CHECK(pool_prim_backward(s, d, c, &m, POOL_FWD_TRAIN, POOL_BWD, tdx, dy, x));
     if (tdx != dx) add_value(s, d->dtype, dx, tdx, bytes);
 fail:
     return st;
