@@ -10,7 +10,10 @@
  * parameter version and shared with backward data. oneDNN overwrites its outputs,
  * so an activation gradient goes straight to dx when its write mode is
  * NC__WRITE_SET, else through scratch and the ref kernel's add (backend.h, GRADIENT
- * WRITE RULE); parameter gradients always go through scratch and the add. */
+ * WRITE RULE); parameter gradients always go through scratch and the add. bf16
+ * values (backend.h, DTYPE POLICY) run the same primitives with dnnl_bf16 data,
+ * bf16 weight copies cached like the reordered f32 ones, and f32 weight gradients,
+ * bias and batch-norm statistics. */
 #include "backend/onednn/onednn.h"
 #include "backend/onednn/grouped.h"
 #include "backend/ref/ref.h"
