@@ -3,9 +3,11 @@
  * only add its set-up cost. The ref kernels run on the buffers directly where they
  * do exactly what is needed; the NC__WRITE_SET variants of the gradients and dropout,
  * whose mask follows logical indices rather than the blocked storage order
- * (backend.h, RANDOM MASKS), have their own loops here. */
+ * (backend.h, RANDOM MASKS), have their own loops here, as do bf16 values (widened
+ * to f32, computed, rounded to nearest even once: backend.h, DTYPE POLICY). */
 #include "backend/onednn/onednn.h"
 #include "backend/ref/ref.h"
+#include "core/bf16.h"
 #include "core/rng.h"
 
 #include <string.h>
@@ -16,6 +18,18 @@ static size_t value_floats(const dn_state *s, const nc__value_desc *v) {
     return nc__dnnl_act_floats(s, v->shape.ndim, v->shape.d);
 }
 
+/* Element i of a buffer of dtype dt, as f32; storing f32 f there (bf16: rounded to
+ * nearest even). The bf16 loops below widen, compute in f32 and round once, as ref. */
+static inline float ld(nc__dtype dt, const void *p, size_t i) {
+    return dt == NC__DTYPE_BF16 ? nc__bf16_to_f32(((const nc__bf16 *)p)[i]) : ((const float *)p)[i];
+}
+static inline void st(nc__dtype dt, void *p, size_t i, float f) {
+    if (dt == NC__DTYPE_BF16)
+        ((nc__bf16 *)p)[i] = nc__f32_to_bf16(f);
+    else
+        ((float *)p)[i] = f;
+}
+
 /* ---- kernels */
 
 /* dx = y > 0 ? dy : 0 over count floats: ReLU's backward written over garbage (y's
@@ -24,6 +38,50 @@ static void relu_backward_set(int nt, size_t count, float *dx, const float *dy, 
     // dx, dy, y (count)
     PARALLEL_FOR_IF(count)
     for (size_t i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* The bf16 element-wise kernels: count elements (padding included, which stays 0). */
+static void bf16_relu_forward(int nt, size_t count, nc__bf16 *y, const nc__bf16 *x) {
+    // y, x (count)
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) y[i] = nc__bf16_to_f32(x[i]) > 0.0f ? x[i] : 0;
+}
+
+static void bf16_relu_backward(int nt, nc__write mode, size_t count, nc__bf16 *dx, const nc__bf16 *dy,
+                               const nc__bf16 *y) {
+    // dx, dy, y (count)
+    if (mode == NC__WRITE_SET) {
+        PARALLEL_FOR_IF(count)
+        for (size_t i = 0; i < count; i++) dx[i] = nc__bf16_to_f32(y[i]) > 0.0f ? dy[i] : 0;
+    } else {
+        PARALLEL_FOR_IF(count)
+        for (size_t i = 0; i < count; i++)
+            if (nc__bf16_to_f32(y[i]) > 0.0f) dx[i] = nc__f32_to_bf16(nc__bf16_to_f32(dx[i]) + nc__bf16_to_f32(dy[i]));
+    }
+}
+
+static void bf16_add(int nt, size_t count, nc__bf16 *y, const nc__bf16 *a, const nc__bf16 *b) {
+    // y, a, b (count)
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) y[i] = nc__f32_to_bf16(nc__bf16_to_f32(a[i]) + nc__bf16_to_f32(b[i]));
+}
+
+void nc__dnnl_write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src) {
+    if (dt == NC__DTYPE_F32) {
+        if (mode == NC__WRITE_SET)
+            nc__ref_copy(nt, count, dst, src);
+        else
+            nc__ref_accumulate(nt, count, dst, src);
+        return;
+    }
+    if (mode == NC__WRITE_SET) {
+        if (count && dst != src) memcpy(dst, src, count * sizeof(nc__bf16));
+        return;
+    }
+    nc__bf16 *d = dst;
+    const nc__bf16 *x = src;
+    PARALLEL_FOR_IF(count)
+    for (size_t i = 0; i < count; i++) d[i] = nc__f32_to_bf16(nc__bf16_to_f32(d[i]) + nc__bf16_to_f32(x[i]));
 }
 
 /* A value as dropout sees it: storage (N, CB, HW, B) of the logical (N, C, HW), with
@@ -45,9 +103,9 @@ static dn_geom geom_of(const dn_state *s, const nc__value_desc *v) {
  * (n, cb, hw, ci) is channel c = cb*B + ci of logical index ((n*C + c)*HW + hw).
  * Padding channels (c >= C) are written 0 under SET and left (0) under ADD. Forward
  * is the SET case with out = y, in = x (which may alias). */
-static void dropout_kernel(int nt, const dn_geom *g, float p, uint64_t seed, nc__write mode, float *out,
-                           const float *in) {
-    // out, in (N, CB, HW, B)
+static void dropout_kernel(int nt, const dn_geom *g, nc__dtype dt, float p, uint64_t seed, nc__write mode,
+                           void *out, const void *in) {
+    // out, in (N, CB, HW, B) of dtype dt
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     const int64_t B = g->block, C = g->c, HW = g->hw, CB = g->cb, tasks = g->n * CB;
     const int set = mode == NC__WRITE_SET;
@@ -57,47 +115,43 @@ static void dropout_kernel(int nt, const dn_geom *g, float p, uint64_t seed, nc_
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t n = t / CB, c0 = t % CB * B;
         const int64_t lanes = C - c0 < B ? C - c0 : B; /* the block's real channels */
-        float *o = out + (size_t)(t * HW * B);         // (HW, B)
-        const float *x = in + (size_t)(t * HW * B);    // (HW, B)
+        const size_t base = (size_t)(t * HW * B);     // out, in + base: (HW, B)
         for (int64_t hw = 0; hw < HW; hw++) {
             for (int64_t ci = 0; ci < lanes; ci++) {
-                const size_t k = (size_t)(hw * B + ci);
+                const size_t k = base + (size_t)(hw * B + ci);
                 const uint64_t i = (uint64_t)((n * C + c0 + ci) * HW + hw);
                 if (nc__rng_uniform(seed, 0, i) >= p)
-                    o[k] = set ? x[k] * scale : o[k] + x[k] * scale;
+                    st(dt, out, k, set ? ld(dt, in, k) * scale : ld(dt, out, k) + ld(dt, in, k) * scale);
                 else if (set)
-                    o[k] = 0.0f;
+                    st(dt, out, k, 0.0f);
             }
             if (set)
-                for (int64_t ci = lanes; ci < B; ci++) o[hw * B + ci] = 0.0f;
+                for (int64_t ci = lanes; ci < B; ci++) st(dt, out, base + (size_t)(hw * B + ci), 0.0f);
         }
     }
-}
-
-/* dst (=|+=) src over count floats. */
-static void write_floats(int nt, nc__write mode, size_t count, float *dst, const float *src) {
-    if (mode == NC__WRITE_SET)
-        nc__ref_copy(nt, count, dst, src);
-    else
-        nc__ref_accumulate(nt, count, dst, src);
 }
 
 /* ---- entries */
 
 nc_status nc__dnnl_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
-    write_floats(S(state)->nt, mode, value_floats(state, v), dst, src);
+    nc__dnnl_write_values(S(state)->nt, v->dtype, mode, value_floats(state, v), dst, src);
     return NC_OK;
 }
 
 nc_status nc__dnnl_relu_forward(void *state, const nc__value_desc *v, void *y, const void *x) {
-    nc__ref_relu_forward(S(state)->nt, value_floats(state, v), y, x);
+    if (v->dtype == NC__DTYPE_BF16)
+        bf16_relu_forward(S(state)->nt, value_floats(state, v), y, x);
+    else
+        nc__ref_relu_forward(S(state)->nt, value_floats(state, v), y, x);
     return NC_OK;
 }
 
 nc_status nc__dnnl_relu_backward(void *state, const nc__value_desc *v, nc__write mode, void *dx, const void *dy,
                                  const void *y) {
     const size_t count = value_floats(state, v);
-    if (mode == NC__WRITE_SET)
+    if (v->dtype == NC__DTYPE_BF16)
+        bf16_relu_backward(S(state)->nt, mode, count, dx, dy, y);
+    else if (mode == NC__WRITE_SET)
         relu_backward_set(S(state)->nt, count, dx, dy, y);
     else
         nc__ref_relu_backward(S(state)->nt, count, dx, dy, y);
@@ -105,7 +159,10 @@ nc_status nc__dnnl_relu_backward(void *state, const nc__value_desc *v, nc__write
 }
 
 nc_status nc__dnnl_add_forward(void *state, const nc__value_desc *v, void *y, const void *a, const void *b) {
-    nc__ref_add_forward(S(state)->nt, value_floats(state, v), y, a, b);
+    if (v->dtype == NC__DTYPE_BF16)
+        bf16_add(S(state)->nt, value_floats(state, v), y, a, b);
+    else
+        nc__ref_add_forward(S(state)->nt, value_floats(state, v), y, a, b);
     return NC_OK;
 }
 
@@ -114,11 +171,11 @@ nc_status nc__dnnl_dropout_forward(void *state, const nc__value_desc *v, float p
                                    const void *x) {
     const dn_state *s = state;
     if (p <= 0.0f) {
-        nc__ref_copy(s->nt, value_floats(s, v), y, x);
+        nc__dnnl_write_values(s->nt, v->dtype, NC__WRITE_SET, value_floats(s, v), y, x);
         return NC_OK;
     }
     const dn_geom g = geom_of(s, v);
-    dropout_kernel(s->nt, &g, p, seed, NC__WRITE_SET, y, x);
+    dropout_kernel(s->nt, &g, v->dtype, p, seed, NC__WRITE_SET, y, x);
     return NC_OK;
 }
 
@@ -126,17 +183,17 @@ nc_status nc__dnnl_dropout_backward(void *state, const nc__value_desc *v, nc__wr
                                     void *dx, const void *dy) {
     const dn_state *s = state;
     if (p <= 0.0f) {
-        write_floats(s->nt, mode, value_floats(s, v), dx, dy);
+        nc__dnnl_write_values(s->nt, v->dtype, mode, value_floats(s, v), dx, dy);
         return NC_OK;
     }
     const dn_geom g = geom_of(s, v);
-    dropout_kernel(s->nt, &g, p, seed, mode, dx, dy);
+    dropout_kernel(s->nt, &g, v->dtype, p, seed, mode, dx, dy);
     return NC_OK;
 }
 
-/* Flatten is (N, C, H, W) in logical order: the plain layout of the input. */
+/* Flatten is (N, C, H, W) in logical order: the plain layout of the input, same dtype. */
 nc_status nc__dnnl_flatten_forward(void *state, const nc__value_desc *in, void *y, const void *x) {
-    return nc__dnnl_value_download(state, in, y, x);
+    return nc__dnnl_value_to_plain(state, in, y, x);
 }
 
 nc_status nc__dnnl_flatten_backward(void *state, const nc__value_desc *in, nc__write mode, void *dx,
@@ -144,32 +201,45 @@ nc_status nc__dnnl_flatten_backward(void *state, const nc__value_desc *in, nc__w
     dn_state *s = state;
     nc_status st;
     void *tmp = NULL;
-    if (mode == NC__WRITE_SET) return nc__dnnl_value_upload(state, in, dx, dy);
+    if (mode == NC__WRITE_SET) return nc__dnnl_value_from_plain(s, in, dx, dy);
     const size_t n = value_floats(s, in);
-    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, n * sizeof(float), &tmp));
-    NC_CHECK(nc__dnnl_value_upload(state, in, tmp, dy));
-    nc__ref_accumulate(s->nt, n, dx, tmp);
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, n * nc__dtype_size(in->dtype), &tmp));
+    NC_CHECK(nc__dnnl_value_from_plain(s, in, tmp, dy));
+    nc__dnnl_write_values(s->nt, in->dtype, NC__WRITE_ADD, n, dx, tmp);
 fail:
     return st;
 }
 
-/* Concat works on plain 2-D f32 values (`supports` refuses other dtypes). */
+/* Concat works on plain 2-D values: row by row. */
 nc_status nc__dnnl_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                   void *y, const void *const *xs) {
-    nc__ref_concat_forward(n, count, widths, y, (const float *const *)xs);
+    // xs[i] (n, widths[i]); y (n, sum widths)
+    if (dtype == NC__DTYPE_F32) {
+        nc__ref_concat_forward(n, count, widths, y, (const float *const *)xs);
+        return NC_OK;
+    }
+    const size_t es = nc__dtype_size(dtype);
+    size_t total = 0, off = 0;
+    for (int i = 0; i < count; i++) total += (size_t)widths[i];
+    for (int i = 0; i < count; off += (size_t)widths[i], i++) {
+        const size_t w = (size_t)widths[i];
+        for (size_t r = 0; r < (size_t)n; r++)
+            memcpy((char *)y + (r * total + off) * es, (const char *)xs[i] + r * w * es, w * es);
+    }
     return NC_OK;
 }
 
 nc_status nc__dnnl_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                    const nc__write *modes, void *const *dxs, const void *dy) {
     // dxs[i] (n, widths[i]) or NULL; dy (n, sum widths)
+    const size_t es = nc__dtype_size(dtype);
     size_t total = 0, off = 0;
     for (int i = 0; i < count; i++) total += (size_t)widths[i];
     for (int i = 0; i < count; off += (size_t)widths[i], i++) {
         if (!dxs[i]) continue;
         const size_t w = (size_t)widths[i];
         for (size_t r = 0; r < (size_t)n; r++)
-            write_floats(1, modes[i], w, (float *)dxs[i] + r * w, (const float *)dy + r * total + off);
+            nc__dnnl_write_values(1, dtype, modes[i], w, (char *)dxs[i] + r * w * es, (const char *)dy + (r * total + off) * es);
     }
     return NC_OK;
 }

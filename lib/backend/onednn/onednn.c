@@ -8,6 +8,7 @@
  * ref kernels with the state's thread count. */
 #include "backend/onednn/onednn.h"
 #include "backend/ref/ref.h"
+#include "core/bf16.h"
 
 #include <string.h>
 #if defined(_OPENMP)
@@ -115,12 +116,17 @@ nc_status nc__dnnl_cache_get(dn_state *s, void **slot, int op, const int64_t *ke
 }
 
 nc_status nc__dnnl_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what) {
+    return nc__dnnl_md_dt(s, md, ndim, dims, NC__DTYPE_F32, what);
+}
+
+nc_status nc__dnnl_md_dt(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, nc__dtype dt,
+                         const char *what) {
     static const dnnl_format_tag_t plain[6] = {dnnl_format_tag_undef, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd,
                                                dnnl_abcde};
     nc_status st = NC_OK;
     dnnl_dims_t dd;
     for (int i = 0; i < ndim; i++) dd[i] = dims[i];
-    NC_DNNL_CHECK(what, dnnl_memory_desc_init_by_tag(md, ndim, dd, dnnl_f32, plain[ndim]));
+    NC_DNNL_CHECK(what, dnnl_memory_desc_init_by_tag(md, ndim, dd, nc__dnnl_dt(dt), plain[ndim]));
 fail:
     return st;
 }
@@ -234,10 +240,15 @@ int nc__dnnl_act_block(const dn_state *s, int ndim, const int64_t *dims) {
 }
 
 nc_status nc__dnnl_act_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what) {
-    if (!act_blocked(s, ndim, dims)) return nc__dnnl_md(s, md, ndim, dims, what);
+    return nc__dnnl_act_md_dt(s, md, ndim, dims, NC__DTYPE_F32, what);
+}
+
+nc_status nc__dnnl_act_md_dt(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, nc__dtype dt,
+                             const char *what) {
+    if (!act_blocked(s, ndim, dims)) return nc__dnnl_md_dt(s, md, ndim, dims, dt, what);
     nc_status st = NC_OK;
     dnnl_dims_t dd = {dims[0], dims[1], dims[2], dims[3]};
-    NC_DNNL_CHECK(what, dnnl_memory_desc_init_by_tag(md, 4, dd, dnnl_f32,
+    NC_DNNL_CHECK(what, dnnl_memory_desc_init_by_tag(md, 4, dd, nc__dnnl_dt(dt),
                                                      s->block == 16 ? dnnl_nChw16c : dnnl_nChw8c));
 fail:
     return st;
@@ -323,6 +334,19 @@ fail:
     return st;
 }
 
+nc_status nc__dnnl_reorder_to(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const void *src, void *dst) {
+    nc_status st;
+    NC_CHECK(make_reorder(s, c, k, from, to));
+    if (c->ident[k] == 1) {
+        if (dst != src) memcpy(dst, src, dnnl_memory_desc_get_size(to));
+        return NC_OK;
+    }
+    NC_CHECK(nc__dnnl_reorder_out(s, c, k, from, to, src, dst));
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_reorder_out(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
                                const dnnl_memory_desc_t *to, const void *src, void *dst) {
     if (c->ident[k] == 1) return NC_OK;
@@ -381,6 +405,10 @@ static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
                            "(oneDNN ISA 0x%x)", (unsigned)isa);
             goto fail;
         }
+    }
+    {
+        const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), want = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+        s->isa_bf16 = (isa & want) == want;
     }
     NC_DNNL_CHECK("engine", dnnl_engine_create(&s->engine, dnnl_cpu, 0));
     NC_DNNL_CHECK("stream", dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags));
@@ -445,51 +473,65 @@ static nc_status dn_axpby(void *state, size_t count, void *y, float a, const voi
     return NC_OK;
 }
 
-/* ---- activation values: the activation layout, f32 */
+/* ---- activation values: the activation layout, in the value's dtype */
 
 static size_t dn_value_bytes(void *state, const nc__value_desc *v) {
-    return nc__dnnl_act_floats(S(state), v->shape.ndim, v->shape.d) * sizeof(float);
+    return nc__dnnl_act_floats(S(state), v->shape.ndim, v->shape.d) * nc__dtype_size(v->dtype);
 }
 
-/* Host NCHW f32 <-> the activation layout (to_act: upload, else download). */
-static nc_status value_transfer(dn_state *s, const nc__shape *shape, const void *src, void *dst, int to_act) {
+/* Plain NCHW of dtype plain_dt <-> the value v in the activation layout (to_act:
+ * into the value, else out of it); the reorder converts between the dtypes
+ * (to bf16: round to nearest even). */
+static nc_status value_transfer(dn_state *s, const nc__value_desc *v, nc__dtype plain_dt, const void *src,
+                                void *dst, int to_act) {
     nc_status st;
     dnnl_memory_desc_t plain, act;
+    const nc__shape *shape = &v->shape;
     const char *what = to_act ? "upload" : "download";
-    NC_CHECK(nc__dnnl_md(s, &plain, shape->ndim, shape->d, what));
-    NC_CHECK(nc__dnnl_act_md(s, &act, shape->ndim, shape->d, what));
+    NC_CHECK(nc__dnnl_md_dt(s, &plain, shape->ndim, shape->d, plain_dt, what));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &act, shape->ndim, shape->d, v->dtype, what));
     NC_CHECK(to_act ? nc__dnnl_reorder_once(s, &plain, src, &act, dst) : nc__dnnl_reorder_once(s, &act, src, &plain, dst));
 fail:
     return st;
 }
 
 nc_status nc__dnnl_value_upload(void *state, const nc__value_desc *v, void *dst, const float *src) {
-    return value_transfer(state, &v->shape, src, dst, 1);
+    return value_transfer(state, v, NC__DTYPE_F32, src, dst, 1);
 }
 
 nc_status nc__dnnl_value_download(void *state, const nc__value_desc *v, float *dst, const void *src) {
-    return value_transfer(state, &v->shape, src, dst, 0);
+    return value_transfer(state, v, NC__DTYPE_F32, src, dst, 0);
+}
+
+nc_status nc__dnnl_value_to_plain(dn_state *s, const nc__value_desc *v, void *dst, const void *src) {
+    return value_transfer(s, v, v->dtype, src, dst, 0);
+}
+
+nc_status nc__dnnl_value_from_plain(dn_state *s, const nc__value_desc *v, void *dst, const void *src) {
+    return value_transfer(s, v, v->dtype, src, dst, 1);
 }
 
 /* ---- capabilities */
 
-/* 1 when the query and every descriptor it carries name f32 values. */
-static int all_f32(const nc__op_query *q) {
-    const nc__dtype f = NC__DTYPE_F32;
-    return q->dtype == f && (!q->conv || q->conv->dtype == f) && (!q->bn || q->bn->dtype == f) &&
-           (!q->pool || q->pool->dtype == f) && (!q->linear || q->linear->dtype == f) &&
-           (!q->value || q->value->dtype == f);
+/* 1 when the query and every descriptor it carries name values of dtype t. */
+static int all_dtype(const nc__op_query *q, nc__dtype t) {
+    return q->dtype == t && (!q->conv || q->conv->dtype == t) && (!q->bn || q->bn->dtype == t) &&
+           (!q->pool || q->pool->dtype == t) && (!q->linear || q->linear->dtype == t) &&
+           (!q->value || q->value->dtype == t);
 }
 
-/* f32 values only (bf16 activations on oneDNN are a later step); every single op; the
- * fused entries wherever their ops run: conv_fused_infer covers every convolution
- * (oneDNN's implementations, reference ones included, take the sum and ReLU
- * post-ops; grouped.c's kernels take bias, residual and ReLU; batch norm is folded
- * into the weights either way), but only for inference; batchnorm + ReLU runs
- * oneDNN's fused batch norm on either layout, its backward reading the ReLU mask the
- * forward kept in the node's cache. */
+/* Every single op; the fused entries wherever their ops run: conv_fused_infer
+ * covers every convolution (oneDNN's implementations, reference ones included, take
+ * the sum and ReLU post-ops; grouped.c's kernels take bias, residual and ReLU; batch
+ * norm is folded into the weights either way), but only for inference; batchnorm +
+ * ReLU runs oneDNN's fused batch norm on either layout, its backward reading the
+ * ReLU mask the forward kept in the node's cache. All of it on f32 values, and on
+ * bf16 values (backend.h, DTYPE POLICY) where oneDNN's effective ISA has bf16
+ * kernels (s->isa_bf16); grouped.c's kernels are f32-only, so bf16 grouped
+ * convolutions run oneDNN's primitives. */
 static int dn_supports(void *state, const nc__op_query *q) {
-    if (!all_f32(q)) return 0;
+    const dn_state *s = state;
+    if (!all_dtype(q, NC__DTYPE_F32) && !(s->isa_bf16 && all_dtype(q, NC__DTYPE_BF16))) return 0;
     switch (q->kernel) {
     case NC__K_CONV2D: case NC__K_BATCHNORM: case NC__K_RELU: case NC__K_ADD: case NC__K_POOL2D:
     case NC__K_LINEAR: case NC__K_DROPOUT: case NC__K_FLATTEN: case NC__K_CONCAT: case NC__K_LOSS:
@@ -505,10 +547,30 @@ static int dn_supports(void *state, const nc__op_query *q) {
 
 /* ---- the training step's loss, norm, clipping and update: host f32 */
 
+/* bf16 logits: widened into f32 scratch, the f32 loss, dlogits rounded to bf16
+ * (backend.h, DTYPE POLICY); the logits are plain 2-D values. */
 static nc_status dn_loss(void *state, const nc__loss_desc *d, void *dlogits, void *record, const void *logits,
                          const void *labels) {
-    nc__ref_loss(d, dlogits, record, logits, labels);
-    return NC_OK;
+    dn_state *s = state;
+    nc_status st;
+    if (d->dtype == NC__DTYPE_F32) {
+        nc__ref_loss(d, dlogits, record, logits, labels);
+        return NC_OK;
+    }
+    // logits, dlogits (N, heads*classes) bf16; scratch: their f32 copies
+    const size_t count = (size_t)d->n * (size_t)d->heads * (size_t)d->classes;
+    float *zf, *df = NULL;
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B0, count * sizeof(float), (void **)&zf));
+    if (dlogits) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B1, count * sizeof(float), (void **)&df));
+    const nc__bf16 *z = logits;
+    for (size_t i = 0; i < count; i++) zf[i] = nc__bf16_to_f32(z[i]);
+    nc__loss_desc f = *d;
+    f.dtype = NC__DTYPE_F32;
+    nc__ref_loss(&f, df, record, zf, labels);
+    nc__bf16 *dz = dlogits;
+    for (size_t i = 0; dlogits && i < count; i++) dz[i] = nc__f32_to_bf16(df[i]);
+fail:
+    return st;
 }
 
 static nc_status dn_grad_norm(void *state, const nc__param_entry *table, int count, void *record,

@@ -9,9 +9,9 @@
  * init by asking a convolution with format_tag any. Every primitive reads and writes
  * that layout directly, so values cross the graph without reorders; only the graph's
  * input and output, flatten, and primitives that want another layout reorder. Other
- * values (2-D, few channels) are plain. Every value is f32 (`supports` refuses bf16
- * values for now; the legacy bf16 math mode computes convolutions and inner
- * products in bf16 on f32 values). Padding channels hold zeros: the reorders and
+ * values (2-D, few channels) are plain. A value is f32 or bf16 (backend.h, DTYPE
+ * POLICY) in the same layout; the bf16-math precision instead computes convolutions
+ * and inner products in bf16 on f32 values (fpmath mode). Padding channels hold zeros: the reorders and
  * primitives write them so, and elementwise.c keeps them so, also where a gradient
  * is written over garbage (backend.h, GRADIENT WRITE RULE). */
 #ifndef NC_BACKEND_ONEDNN_ONEDNN_H
@@ -31,6 +31,8 @@ typedef struct dn_state {
     int nt;                       /* threads for every primitive and ref kernel */
     int bf16;                     /* 1: conv / inner product compute in bf16 (fpmath mode):
                                      the context's NC_PRECISION_BF16_MATH */
+    int isa_bf16;                 /* 1: oneDNN's effective ISA has bf16 kernels
+                                     (avx512_core_bf16 or AMX): bf16 values allowed */
     int block;                    /* channel block of the activation layout; 0: plain */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -112,6 +114,10 @@ nc_status nc__dnnl_out_buffer(dn_state *s, dn_cache *c, int k, const dnnl_memory
 nc_status nc__dnnl_reorder_out(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
                                const dnnl_memory_desc_t *to, const void *src, void *dst);
 
+/* src (layout `from`) into dst (layout `to`) with the cached reorder c->prim[k]. */
+nc_status nc__dnnl_reorder_to(dn_state *s, dn_cache *c, int k, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const void *src, void *dst);
+
 /* One execution argument: DNNL_ARG_*, the memory descriptor, the buffer. */
 typedef struct dn_arg {
     int arg;
@@ -122,11 +128,20 @@ typedef struct dn_arg {
 /* Runs c->prim[k] on `args` with the state's thread count, adding the scratchpad. */
 nc_status nc__dnnl_exec(dn_state *s, dn_cache *c, int k, int nargs, const dn_arg *args, const char *what);
 
-/* Plain memory descriptor for dims (ndim <= 5) in the row-major (abcd...) layout. */
+/* oneDNN's data type for a value dtype. */
+static inline dnnl_data_type_t nc__dnnl_dt(nc__dtype t) { return t == NC__DTYPE_BF16 ? dnnl_bf16 : dnnl_f32; }
+
+/* Plain memory descriptor for dims (ndim <= 5) in the row-major (abcd...) layout:
+ * f32, or of dtype dt (_dt). */
 nc_status nc__dnnl_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what);
+nc_status nc__dnnl_md_dt(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, nc__dtype dt,
+                         const char *what);
 /* Memory descriptor of an activation value with these dims in the activation
- * layout (blocked for 4-D values with >= block channels, else plain). */
+ * layout (blocked for 4-D values with >= block channels, else plain): f32, or of
+ * dtype dt (_dt; the same layout, only the element type differs). */
 nc_status nc__dnnl_act_md(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, const char *what);
+nc_status nc__dnnl_act_md_dt(dn_state *s, dnnl_memory_desc_t *md, int ndim, const int64_t *dims, nc__dtype dt,
+                             const char *what);
 /* Floats such a value occupies (channels padded to the block). */
 size_t nc__dnnl_act_floats(const dn_state *s, int ndim, const int64_t *dims);
 /* The channel block of such a value's layout: s->block when blocked, else 1 (plain
@@ -138,10 +153,16 @@ nc_status nc__dnnl_reorder_once(dn_state *s, const dnnl_memory_desc_t *from, con
 /* Cache-owned buffer of at least `bytes` (contents kept only if it does not grow). */
 nc_status nc__dnnl_cache_buffer(dn_state *s, void **buf, size_t *have, size_t bytes);
 
-/* Host NCHW f32 <-> an activation value (reorders; the destination is written whole,
- * padding included). */
+/* Host NCHW f32 <-> an activation value (reorders, converting to or from the value's
+ * dtype; the destination is written whole, padding included). */
 nc_status nc__dnnl_value_upload(void *state, const nc__value_desc *v, void *dst, const float *src);
 nc_status nc__dnnl_value_download(void *state, const nc__value_desc *v, float *dst, const void *src);
+/* A value <-> the same value in plain NCHW order and the same dtype (flatten). */
+nc_status nc__dnnl_value_to_plain(dn_state *s, const nc__value_desc *v, void *dst, const void *src);
+nc_status nc__dnnl_value_from_plain(dn_state *s, const nc__value_desc *v, void *dst, const void *src);
+
+/* dst (=|+=) src over count elements of dtype dt (bf16: widened, added in f32, rounded). */
+void nc__dnnl_write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src);
 
 /* The element-wise, reshaping and concat entries on activation values (elementwise.c). */
 nc_status nc__dnnl_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src);

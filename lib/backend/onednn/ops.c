@@ -10,10 +10,14 @@
  * parameter version and shared with backward data. oneDNN overwrites its outputs,
  * so an activation gradient goes straight to dx when its write mode is
  * NC__WRITE_SET, else through scratch and the ref kernel's add (backend.h, GRADIENT
- * WRITE RULE); parameter gradients always go through scratch and the add. */
+ * WRITE RULE); parameter gradients always go through scratch and the add. bf16
+ * values (backend.h, DTYPE POLICY) run the same primitives with dnnl_bf16 data,
+ * bf16 weight copies cached like the reordered f32 ones, and f32 weight gradients,
+ * bias and batch-norm statistics. */
 #include "backend/onednn/onednn.h"
 #include "backend/onednn/grouped.h"
 #include "backend/ref/ref.h"
+#include "core/bf16.h"
 
 #include <math.h>
 #include <string.h>
@@ -28,6 +32,11 @@ static void add_into(const dn_state *s, void *dst, const void *tmp, size_t count
     if (dst) nc__ref_accumulate(s->nt, count, dst, tmp);
 }
 
+/* The same for an activation gradient of `bytes` bytes and dtype dt. */
+static void add_value(const dn_state *s, nc__dtype dt, void *dst, const void *tmp, size_t bytes) {
+    if (dst) nc__dnnl_write_values(s->nt, dt, NC__WRITE_ADD, bytes / nc__dtype_size(dt), dst, tmp);
+}
+
 /* ---------------------------------------------------------------- convolution */
 
 /* Slots of a convolution's cache: the primitives, then the reorders between the
@@ -40,15 +49,17 @@ enum {
 };
 
 typedef struct conv_mds {
-    dnnl_memory_desc_t src, dst;             /* the activation layout */
-    dnnl_memory_desc_t wei, bias;            /* plain: the parameters' layout */
-    dnnl_memory_desc_t src_any, wei_any, dst_any;
+    dnnl_memory_desc_t src, dst;             /* the activation layout, the values' dtype */
+    dnnl_memory_desc_t wei, bias;            /* plain f32: the parameters' layout */
+    dnnl_memory_desc_t src_any, wei_any, dst_any; /* the values' dtype (weights: bf16 copies) */
+    dnnl_memory_desc_t dwei_any;             /* f32: weight gradients go to the f32 masters */
     dnnl_dims_t strides, dil, pad;
 } conv_mds;
 
-static nc_status any_md(dn_state *s, dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like) {
+/* `like`'s dims in data type dt, layout left to the primitive. */
+static nc_status any_md(dn_state *s, dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like, nc__dtype dt) {
     nc_status st = NC_OK;
-    NC_DNNL_CHECK("convolution layout", dnnl_memory_desc_init_by_tag(md, like->ndims, like->dims, dnnl_f32,
+    NC_DNNL_CHECK("convolution layout", dnnl_memory_desc_init_by_tag(md, like->ndims, like->dims, nc__dnnl_dt(dt),
                                                                      dnnl_format_tag_any));
 fail:
     return st;
@@ -61,20 +72,21 @@ static const dnnl_memory_desc_t *pd_md(dn_cache *c, int k, dnnl_query_t what) {
 static nc_status conv_prepare(dn_state *s, const nc__conv_desc *d, int op, int variant, dn_cache **out,
                               conv_mds *m) {
     nc_status st = NC_OK;
-    const int64_t key[17] = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->groups, d->stride_h, d->stride_w,
-                             d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->oh, d->ow, variant};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, op, key, 17, out));
+    const int64_t key[18] = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->groups, d->stride_h, d->stride_w,
+                             d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->oh, d->ow, variant, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, op, key, 18, out));
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->k, d->oh, d->ow};
     const int64_t wg[5] = {d->groups, d->k / d->groups, d->c / d->groups, d->r, d->s};
     const int64_t wd[4] = {d->k, d->c, d->r, d->s}, bias[1] = {d->k};
-    NC_CHECK(nc__dnnl_act_md(s, &m->src, 4, src, "convolution source"));
-    NC_CHECK(nc__dnnl_act_md(s, &m->dst, 4, dst, "convolution destination"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->src, 4, src, d->dtype, "convolution source"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->dst, 4, dst, d->dtype, "convolution destination"));
     NC_CHECK(d->groups > 1 ? nc__dnnl_md(s, &m->wei, 5, wg, "convolution weights")
                            : nc__dnnl_md(s, &m->wei, 4, wd, "convolution weights"));
     NC_CHECK(nc__dnnl_md(s, &m->bias, 1, bias, "convolution bias"));
-    NC_CHECK(any_md(s, &m->src_any, &m->src));
-    NC_CHECK(any_md(s, &m->wei_any, &m->wei));
-    NC_CHECK(any_md(s, &m->dst_any, &m->dst));
+    NC_CHECK(any_md(s, &m->src_any, &m->src, d->dtype));
+    NC_CHECK(any_md(s, &m->wei_any, &m->wei, d->dtype));
+    NC_CHECK(any_md(s, &m->dst_any, &m->dst, d->dtype));
+    NC_CHECK(any_md(s, &m->dwei_any, &m->wei, NC__DTYPE_F32));
     m->strides[0] = d->stride_h;
     m->strides[1] = d->stride_w;
     m->dil[0] = d->dil_h - 1; /* oneDNN counts the gaps: 0 = dense */
@@ -111,7 +123,19 @@ fail:
 /* Narrow grouped convolutions (2 or 4 channels per group) run our own kernels
  * (grouped.c) on the nChw8c layout instead of oneDNN's im2col + GEMM. */
 static int use_gconv(const dn_state *s, const nc__conv_desc *d) {
-    return s->block == 8 && !s->bf16 && nc__gconv8_supported(d);
+    return s->block == 8 && !s->bf16 && d->dtype == NC__DTYPE_F32 && nc__gconv8_supported(d);
+}
+
+/* The bias the primitive reads: b, or for bf16 values b rounded to bf16 (as
+ * autocast and ref), in c->bbuf (K floats; remade each call, it is small). */
+static nc_status conv_bias(dn_state *s, dn_cache *c, const nc__conv_desc *d, const void *b, const void **out) {
+    *out = b;
+    if (!b || d->dtype == NC__DTYPE_F32) return NC_OK;
+    if (!c->bbuf) c->bbuf = nc__alloc(s->ctx, (size_t)d->k * sizeof(float));
+    if (!c->bbuf) return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a bf16 bias");
+    for (int64_t k = 0; k < d->k; k++) c->bbuf[k] = nc__bf16_round(((const float *)b)[k]);
+    *out = c->bbuf;
+    return NC_OK;
 }
 
 /* 1 when c->wbuf holds the weights of parameter buffer wsrc at version d->wversion. */
@@ -167,8 +191,10 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
     NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m.src, src, x, DN_SCR_B0, &bx));
     NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
     NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m.dst, y, DN_SCR_B2, &by));
+    const void *bb;
+    NC_CHECK(conv_bias(s, c, d, b, &bb));
     const dn_arg args[] = {{DNNL_ARG_SRC, src, bx}, {DNNL_ARG_WEIGHTS, wei, bw}, {DNNL_ARG_DST, dst, by},
-                           {DNNL_ARG_BIAS, &m.bias, (void *)b}};
+                           {DNNL_ARG_BIAS, &m.bias, (void *)bb}};
     NC_CHECK(nc__dnnl_exec(s, c, CONV_FWD, b ? 4 : 3, args, "convolution forward"));
     NC_CHECK(nc__dnnl_reorder_out(s, c, R_FWD_DST, dst, &m.dst, by, y));
 fail:
@@ -248,6 +274,8 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
             NC_CHECK(conv_weights(s, c, d, &m, fw, w, 1, &bw));
         }
         bias = c->bbuf;
+    } else {
+        NC_CHECK(conv_bias(s, c, d, b, &bias));
     }
     NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw)); /* with bn: the folded copy just made or cached */
     if (own)
@@ -278,7 +306,8 @@ static nc_status grad_finish(dn_state *s, dn_cache *c, int k, const dnnl_memory_
     void *tmp = dx;
     if (!writes_whole(mode)) tmp = s->scr[DN_SCR_DX];
     NC_CHECK(nc__dnnl_reorder_out(s, c, k, prim, act, buf, tmp));
-    if (!writes_whole(mode)) add_into(s, dx, tmp, dnnl_memory_desc_get_size(act) / sizeof(float));
+    if (!writes_whole(mode)) add_value(s, act->data_type == dnnl_bf16 ? NC__DTYPE_BF16 : NC__DTYPE_F32, dx, tmp,
+                                       dnnl_memory_desc_get_size(act));
 fail:
     return st;
 }
@@ -348,12 +377,12 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
             const dnnl_memory_desc_t *bm = has_bias ? &m.bias : NULL;
             NC_DNNL_CHECK("convolution backward weights",
                           dnnl_dilated_convolution_backward_weights_desc_init(&od, dnnl_convolution_direct, &m.src,
-                                                                              &m.wei_any, bm, &m.dst, m.strides,
+                                                                              &m.dwei_any, bm, &m.dst, m.strides,
                                                                               m.dil, m.pad, m.pad));
             if (!nc__dnnl_try_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1, NULL)) {
                 NC_DNNL_CHECK("convolution backward weights",
                               dnnl_dilated_convolution_backward_weights_desc_init(
-                                  &od, dnnl_convolution_direct, &m.src_any, &m.wei_any, bm, &m.dst_any, m.strides,
+                                  &od, dnnl_convolution_direct, &m.src_any, &m.dwei_any, bm, &m.dst_any, m.strides,
                                   m.dil, m.pad, m.pad));
                 NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1,
                                        "convolution backward weights"));
@@ -392,11 +421,11 @@ static nc_status bn_prepare(dn_state *s, const nc__bn_desc *d, int relu, dn_cach
     nc_status st;
     int64_t eps_bits = 0;
     memcpy(&eps_bits, &d->eps, sizeof d->eps);
-    const int64_t key[6] = {d->n, d->c, d->hw, eps_bits, d->rank, relu};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_BN, key, 6, out));
+    const int64_t key[7] = {d->n, d->c, d->hw, eps_bits, d->rank, relu, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_BN, key, 7, out));
     const int64_t dims[4] = {d->n, d->c, d->hw, 1}, cd[1] = {d->c};
-    NC_CHECK(d->rank == 4 ? nc__dnnl_act_md(s, data, 4, dims, "batch norm data")
-                          : nc__dnnl_md(s, data, 4, dims, "batch norm data"));
+    NC_CHECK(d->rank == 4 ? nc__dnnl_act_md_dt(s, data, 4, dims, d->dtype, "batch norm data")
+                          : nc__dnnl_md_dt(s, data, 4, dims, d->dtype, "batch norm data"));
     NC_CHECK(nc__dnnl_md(s, chan, 1, cd, "batch norm statistics"));
 fail:
     return st;
@@ -526,7 +555,7 @@ static nc_status bn_backward(dn_state *s, const nc__bn_desc *d, int relu, void *
                            {DNNL_ARG_DIFF_SCALE, &chan, stat + C},     {DNNL_ARG_DIFF_SHIFT, &chan, stat + 2 * C},
                            {DNNL_ARG_SHIFT, &chan, stat + 3 * C},      {DNNL_ARG_WORKSPACE, ws_md, c->ws}};
     NC_CHECK(nc__dnnl_exec(s, c, BN_BWD, has_ws ? 10 : 9, args, "batch norm backward"));
-    if (dx && tdx != dx) add_into(s, dx, tdx, bytes / sizeof(float));
+    if (dx && tdx != dx) add_value(s, d->dtype, dx, tdx, bytes);
     add_into(s, dgamma, stat + C, C);
     add_into(s, dbeta, stat + 2 * C, C);
 fail:
@@ -548,7 +577,10 @@ nc_status nc__dnnl_bn_relu_backward(void *state, const nc__bn_desc *d, void *dx,
 
 /* -------------------------------------------------------------------- pooling */
 
-enum { POOL_FWD_INFER = 0, POOL_FWD_TRAIN, POOL_BWD };
+/* Slots: the primitives on the values' dtype; for bf16 backward that would round
+ * twice (bf16_sums_twice), f32 twins on widened copies and their reorders. */
+enum { POOL_FWD_INFER = 0, POOL_FWD_TRAIN, POOL_BWD, POOL_FWD_TRAIN32, POOL_BWD32, R_POOL_X32, R_POOL_DY32,
+       R_POOL_DX32, R_POOL_DX_OUT };
 
 typedef struct pool_mds {
     dnnl_memory_desc_t src, dst;
@@ -558,12 +590,12 @@ typedef struct pool_mds {
 
 static nc_status pool_prepare(dn_state *s, const nc__pool_desc *d, dn_cache **out, pool_mds *m) {
     nc_status st;
-    const int64_t key[13] = {d->mode, d->n,  d->c,        d->h,        d->w,     d->oh,   d->ow,
-                             d->kh,   d->kw, d->stride_h, d->stride_w, d->pad_h, d->pad_w};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_POOL, key, 13, out));
+    const int64_t key[14] = {d->mode, d->n,  d->c,        d->h,        d->w,     d->oh,   d->ow,
+                             d->kh,   d->kw, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_POOL, key, 14, out));
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
-    NC_CHECK(nc__dnnl_act_md(s, &m->src, 4, src, "pooling source"));
-    NC_CHECK(nc__dnnl_act_md(s, &m->dst, 4, dst, "pooling destination"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->src, 4, src, d->dtype, "pooling source"));
+    NC_CHECK(nc__dnnl_act_md_dt(s, &m->dst, 4, dst, d->dtype, "pooling destination"));
     m->dil[0] = m->dil[1] = 0;
     if (d->mode == NC__POOL_ADAPTIVE_AVG) {
         /* uniform bins (H % OH == 0) are an ordinary average pooling */
@@ -590,13 +622,13 @@ fail:
     return st;
 }
 
-static nc_status pool_make_fwd(dn_state *s, dn_cache *c, pool_mds *m, int k) {
+static nc_status pool_make_fwd(dn_state *s, dn_cache *c, const pool_mds *m, int k) {
     nc_status st = NC_OK;
     if (c->prim[k]) return NC_OK;
     dnnl_pooling_v2_desc_t od;
     NC_DNNL_CHECK("pooling forward",
-                  dnnl_pooling_v2_forward_desc_init(&od, k == POOL_FWD_TRAIN ? dnnl_forward_training
-                                                                             : dnnl_forward_inference,
+                  dnnl_pooling_v2_forward_desc_init(&od, k == POOL_FWD_INFER ? dnnl_forward_inference
+                                                                             : dnnl_forward_training,
                                                     m->alg, &m->src, &m->dst, m->strides, m->kernel, m->dil,
                                                     m->pad, m->pad));
     NC_CHECK(nc__dnnl_make(s, c, k, &od, NULL, 0, "pooling forward"));
@@ -604,8 +636,9 @@ fail:
     return st;
 }
 
-/* The ref kernels on plain copies: adaptive pooling with non-uniform bins, which
- * oneDNN cannot express (rare: a head on an odd-sized map). */
+/* The ref kernels on plain f32 copies (the reorders widen bf16 values and round the
+ * result): adaptive pooling with non-uniform bins, which oneDNN cannot express
+ * (rare: a head on an odd-sized map). */
 static nc_status pool_fallback_forward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *y,
                                        const void *x) {
     nc_status st;
@@ -623,24 +656,40 @@ fail:
     return st;
 }
 
-static nc_status pool_fallback_backward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *dx,
-                                        const void *dy) {
+/* Backward by the ref kernel on plain f32 copies, accumulating into the widened dx
+ * under NC__WRITE_ADD (zeros under SET) and writing it back once (one rounding for
+ * bf16, as ref): the fallback above. */
+static nc_status pool_ref_backward(dn_state *s, const nc__pool_desc *d, const pool_mds *m, void *dx,
+                                   const void *dy, const void *x) {
     nc_status st;
-    void *pdy, *pdx, *tdx;
+    void *pdy, *pdx, *px = NULL;
     dnnl_memory_desc_t plain_x, plain_y;
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
     NC_CHECK(nc__dnnl_md(s, &plain_x, 4, src, "pooling source"));
     NC_CHECK(nc__dnnl_md(s, &plain_y, 4, dst, "pooling destination"));
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B0, dnnl_memory_desc_get_size(&plain_y), &pdy));
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B1, dnnl_memory_desc_get_size(&plain_x), &pdx));
-    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, dnnl_memory_desc_get_size(&m->src), &tdx));
     NC_CHECK(nc__dnnl_reorder_once(s, &m->dst, dy, &plain_y, pdy));
-    memset(pdx, 0, dnnl_memory_desc_get_size(&plain_x));
-    nc__ref_pool2d_backward(s->nt, d, pdx, pdy, NULL, NULL);
-    NC_CHECK(nc__dnnl_reorder_once(s, &plain_x, pdx, &m->src, writes_whole(d->dx_write) ? dx : tdx));
-    if (!writes_whole(d->dx_write)) add_into(s, dx, tdx, dnnl_memory_desc_get_size(&m->src) / sizeof(float));
+    if (d->mode == NC__POOL_MAX) {
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, dnnl_memory_desc_get_size(&plain_x), &px));
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->src, x, &plain_x, px));
+    }
+    if (writes_whole(d->dx_write))
+        memset(pdx, 0, dnnl_memory_desc_get_size(&plain_x));
+    else
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->src, dx, &plain_x, pdx));
+    nc__ref_pool2d_backward(s->nt, d, pdx, pdy, px, NULL);
+    NC_CHECK(nc__dnnl_reorder_once(s, &plain_x, pdx, &m->src, dx));
 fail:
     return st;
+}
+
+/* 1 when a bf16 primitive would round a dx element more than once where ref rounds
+ * once: a gradient added into (ADD), or overlapping windows (3x3 stride 2), whose
+ * contributions oneDNN 2.6's bf16 kernels sum in bf16 on the blocked layout. Those
+ * run pool_bf16_backward (the stem's max pooling is one). */
+static int bf16_sums_twice(const nc__pool_desc *d, const pool_mds *m) {
+    return !writes_whole(d->dx_write) || m->kernel[0] > m->strides[0] || m->kernel[1] > m->strides[1];
 }
 
 nc_status nc__dnnl_pool2d_forward(void *state, const nc__pool_desc *d, void *y, const void *x) {
@@ -657,6 +706,64 @@ fail:
     return st;
 }
 
+/* Backward with primitives k_fwd / k_bwd on m's layouts and dtype, diff_src written
+ * whole into out; max pooling recomputes its workspace from x. */
+static nc_status pool_prim_backward(dn_state *s, const nc__pool_desc *d, dn_cache *c, const pool_mds *m,
+                                    int k_fwd, int k_bwd, void *out, const void *dy, const void *x) {
+    nc_status st;
+    NC_CHECK(pool_make_fwd(s, c, m, k_fwd));
+    if (!c->prim[k_bwd]) {
+        dnnl_pooling_v2_desc_t od;
+        NC_DNNL_CHECK("pooling backward",
+                      dnnl_pooling_v2_backward_desc_init(&od, m->alg, &m->src, &m->dst, m->strides, m->kernel,
+                                                         m->dil, m->pad, m->pad));
+        NC_CHECK(nc__dnnl_make(s, c, k_bwd, &od, c->pd[k_fwd], 0, "pooling backward"));
+    }
+    void *ws = NULL;
+    const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(c->pd[k_fwd], dnnl_query_workspace_md, 0);
+    const int has_ws = d->mode == NC__POOL_MAX && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
+    if (has_ws) {
+        /* The max positions: recomputed here (one cheap forward) rather than kept from
+         * the forward pass, so backward never depends on a stale workspace. */
+        void *ty;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_WS, dnnl_memory_desc_get_size(ws_md), &ws));
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, dnnl_memory_desc_get_size(&m->dst), &ty));
+        const dn_arg fa[] = {{DNNL_ARG_SRC, &m->src, (void *)x}, {DNNL_ARG_DST, &m->dst, ty},
+                             {DNNL_ARG_WORKSPACE, ws_md, ws}};
+        NC_CHECK(nc__dnnl_exec(s, c, k_fwd, 3, fa, "pooling forward (workspace)"));
+    }
+    const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m->dst, (void *)dy}, {DNNL_ARG_DIFF_SRC, &m->src, out},
+                           {DNNL_ARG_WORKSPACE, ws_md, ws}};
+    NC_CHECK(nc__dnnl_exec(s, c, k_bwd, has_ws ? 3 : 2, args, "pooling backward"));
+fail:
+    return st;
+}
+
+/* bf16 backward that a bf16 primitive would round twice: f32 primitives on widened
+ * x and dy, the f32 gradient added to the widened dx under ADD, rounded once. */
+static nc_status pool_bf16_backward(dn_state *s, const nc__pool_desc *d, dn_cache *c, const pool_mds *m,
+                                    void *dx, const void *dy, const void *x) {
+    nc_status st;
+    pool_mds m32 = *m;
+    void *x32 = NULL, *dy32, *dx32, *acc;
+    const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
+    NC_CHECK(nc__dnnl_act_md(s, &m32.src, 4, src, "pooling source"));
+    NC_CHECK(nc__dnnl_act_md(s, &m32.dst, 4, dst, "pooling destination"));
+    if (d->mode == NC__POOL_MAX) NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_X32, &m->src, &m32.src, x, DN_SCR_B0, &x32));
+    NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_DY32, &m->dst, &m32.dst, dy, DN_SCR_B1, &dy32));
+    const size_t bytes = dnnl_memory_desc_get_size(&m32.src);
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B2, bytes, &dx32));
+    NC_CHECK(pool_prim_backward(s, d, c, &m32, POOL_FWD_TRAIN32, POOL_BWD32, dx32, dy32, x32));
+    acc = dx32;
+    if (!writes_whole(d->dx_write)) {
+        NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_DX32, &m->src, &m32.src, dx, DN_SCR_DX, &acc));
+        add_into(s, acc, dx32, bytes / sizeof(float));
+    }
+    NC_CHECK(nc__dnnl_reorder_to(s, c, R_POOL_DX_OUT, &m32.src, &m->src, acc, dx));
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx, const void *dy, const void *x,
                                    const void *y) {
     // dx (N, C, H, W) accumulated; dy (N, C, OH, OW); x only for max
@@ -666,34 +773,13 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     pool_mds m;
     (void)y;
     NC_CHECK(pool_prepare(s, d, &c, &m));
-    if (c->fallback) return pool_fallback_backward(s, d, &m, dx, dy);
-    NC_CHECK(pool_make_fwd(s, c, &m, POOL_FWD_TRAIN));
-    if (!c->prim[POOL_BWD]) {
-        dnnl_pooling_v2_desc_t od;
-        NC_DNNL_CHECK("pooling backward",
-                      dnnl_pooling_v2_backward_desc_init(&od, m.alg, &m.src, &m.dst, m.strides, m.kernel, m.dil,
-                                                         m.pad, m.pad));
-        NC_CHECK(nc__dnnl_make(s, c, POOL_BWD, &od, c->pd[POOL_FWD_TRAIN], 0, "pooling backward"));
-    }
+    if (c->fallback) return pool_ref_backward(s, d, &m, dx, dy, x);
+    if (d->dtype == NC__DTYPE_BF16 && bf16_sums_twice(d, &m)) return pool_bf16_backward(s, d, c, &m, dx, dy, x);
     const size_t bytes = dnnl_memory_desc_get_size(&m.src);
-    void *tdx = dx, *ws = NULL;
+    void *tdx = dx;
     if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tdx));
-    const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(c->pd[POOL_FWD_TRAIN], dnnl_query_workspace_md, 0);
-    const int has_ws = d->mode == NC__POOL_MAX && ws_md && dnnl_memory_desc_get_size(ws_md) > 0;
-    if (has_ws) {
-        /* The max positions: recomputed here (one cheap forward) rather than kept from
-         * the forward pass, so backward never depends on a stale workspace. */
-        void *ty;
-        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_WS, dnnl_memory_desc_get_size(ws_md), &ws));
-        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, dnnl_memory_desc_get_size(&m.dst), &ty));
-        const dn_arg fa[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DST, &m.dst, ty},
-                             {DNNL_ARG_WORKSPACE, ws_md, ws}};
-        NC_CHECK(nc__dnnl_exec(s, c, POOL_FWD_TRAIN, 3, fa, "pooling forward (workspace)"));
-    }
-    const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_DIFF_SRC, &m.src, tdx},
-                           {DNNL_ARG_WORKSPACE, ws_md, ws}};
-    NC_CHECK(nc__dnnl_exec(s, c, POOL_BWD, has_ws ? 3 : 2, args, "pooling backward"));
-    if (tdx != dx) add_into(s, dx, tdx, bytes / sizeof(float));
+    NC_CHECK(pool_prim_backward(s, d, c, &m, POOL_FWD_TRAIN, POOL_BWD, tdx, dy, x));
+    if (tdx != dx) add_value(s, d->dtype, dx, tdx, bytes);
 fail:
     return st;
 }
@@ -702,18 +788,21 @@ fail:
 
 enum { IP_FWD = 0, IP_BWD_DATA, IP_BWD_WEIGHTS };
 
+/* src, dst: the values' dtype; wei: the weights as the primitives read them (bf16
+ * for bf16 values), master: the f32 weights and their gradient; bias f32. */
 typedef struct ip_mds {
-    dnnl_memory_desc_t src, wei, bias, dst;
+    dnnl_memory_desc_t src, wei, master, bias, dst;
 } ip_mds;
 
 static nc_status ip_prepare(dn_state *s, const nc__linear_desc *d, int has_bias, dn_cache **out, ip_mds *m) {
     nc_status st = NC_OK;
-    const int64_t key[4] = {d->n, d->in, d->out, has_bias};
-    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_LINEAR, key, 4, out));
+    const int64_t key[5] = {d->n, d->in, d->out, has_bias, d->dtype};
+    NC_CHECK(nc__dnnl_cache_get(s, (void **)d->cache, OP_LINEAR, key, 5, out));
     const int64_t src[2] = {d->n, d->in}, wei[2] = {d->out, d->in}, dst[2] = {d->n, d->out}, b[1] = {d->out};
-    NC_CHECK(nc__dnnl_md(s, &m->src, 2, src, "inner product source"));
-    NC_CHECK(nc__dnnl_md(s, &m->wei, 2, wei, "inner product weights"));
-    NC_CHECK(nc__dnnl_md(s, &m->dst, 2, dst, "inner product destination"));
+    NC_CHECK(nc__dnnl_md_dt(s, &m->src, 2, src, d->dtype, "inner product source"));
+    NC_CHECK(nc__dnnl_md_dt(s, &m->wei, 2, wei, d->dtype, "inner product weights"));
+    NC_CHECK(nc__dnnl_md(s, &m->master, 2, wei, "inner product weights"));
+    NC_CHECK(nc__dnnl_md_dt(s, &m->dst, 2, dst, d->dtype, "inner product destination"));
     NC_CHECK(nc__dnnl_md(s, &m->bias, 1, b, "inner product bias"));
     if (!(*out)->prim[IP_FWD]) {
         dnnl_inner_product_desc_t od;
@@ -726,15 +815,47 @@ fail:
     return st;
 }
 
+/* The weights (and bias) the primitives read: the f32 masters themselves, or for
+ * bf16 values their bf16 copy (and the bias rounded to bf16, as autocast and ref do),
+ * made by reorder and kept in the cache while the parameter version and buffer stay
+ * (backend.h, DTYPE POLICY). */
+static nc_status ip_weights(dn_state *s, dn_cache *c, const nc__linear_desc *d, const ip_mds *m, const void *w,
+                            const void *b, const void **wout, const void **bout) {
+    nc_status st = NC_OK;
+    *wout = w;
+    *bout = b;
+    if (d->dtype == NC__DTYPE_F32) return NC_OK;
+    if (!(c->wready && c->wver == d->wversion && c->wsrc == w)) {
+        c->wready = 0;
+        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(&m->wei)));
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->master, w, &m->wei, c->wbuf));
+        if (b) {
+            if (!c->bbuf) c->bbuf = nc__alloc(s->ctx, (size_t)d->out * sizeof(float));
+            if (!c->bbuf)
+                return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a bf16 bias");
+            for (int64_t k = 0; k < d->out; k++) c->bbuf[k] = nc__bf16_round(((const float *)b)[k]);
+        }
+        c->wready = 1;
+        c->wver = d->wversion;
+        c->wsrc = w;
+    }
+    *wout = c->wbuf;
+    if (b) *bout = c->bbuf;
+fail:
+    return st;
+}
+
 nc_status nc__dnnl_linear_forward(void *state, const nc__linear_desc *d, void *y, const void *x, const void *w,
                                   const void *b) {
     dn_state *s = state;
     nc_status st;
     dn_cache *c;
     ip_mds m;
+    const void *bw, *bb;
     NC_CHECK(ip_prepare(s, d, b != NULL, &c, &m));
-    const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
-                           {DNNL_ARG_DST, &m.dst, y}, {DNNL_ARG_BIAS, &m.bias, (void *)b}};
+    NC_CHECK(ip_weights(s, c, d, &m, w, b, &bw, &bb));
+    const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)bw},
+                           {DNNL_ARG_DST, &m.dst, y}, {DNNL_ARG_BIAS, &m.bias, (void *)bb}};
     NC_CHECK(nc__dnnl_exec(s, c, IP_FWD, b ? 4 : 3, args, "inner product forward"));
 fail:
     return st;
@@ -755,19 +876,21 @@ nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *
                           dnnl_inner_product_backward_data_desc_init(&od, &m.src, &m.wei, &m.dst));
             NC_CHECK(nc__dnnl_make(s, c, IP_BWD_DATA, &od, c->pd[IP_FWD], 1, "inner product backward data"));
         }
-        const size_t count = (size_t)(d->n * d->in);
+        const void *bw, *bb;
+        NC_CHECK(ip_weights(s, c, d, &m, w, NULL, &bw, &bb));
+        const size_t bytes = dnnl_memory_desc_get_size(&m.src);
         void *tmp = dx;
-        if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, count * sizeof(float), &tmp));
-        const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)w},
+        if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tmp));
+        const dn_arg args[] = {{DNNL_ARG_DIFF_DST, &m.dst, (void *)dy}, {DNNL_ARG_WEIGHTS, &m.wei, (void *)bw},
                                {DNNL_ARG_DIFF_SRC, &m.src, tmp}};
         NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_DATA, 3, args, "inner product backward data"));
-        if (tmp != dx) add_into(s, dx, tmp, count);
+        if (tmp != dx) add_value(s, d->dtype, dx, tmp, bytes);
     }
     if (dw || db) {
         if (!c->prim[IP_BWD_WEIGHTS]) {
             dnnl_inner_product_desc_t od;
             NC_DNNL_CHECK("inner product backward weights",
-                          dnnl_inner_product_backward_weights_desc_init(&od, &m.src, &m.wei,
+                          dnnl_inner_product_backward_weights_desc_init(&od, &m.src, &m.master,
                                                                         has_bias ? &m.bias : NULL, &m.dst));
             NC_CHECK(nc__dnnl_make(s, c, IP_BWD_WEIGHTS, &od, c->pd[IP_FWD], 1, "inner product backward weights"));
         }
@@ -776,7 +899,7 @@ nc_status nc__dnnl_linear_backward(void *state, const nc__linear_desc *d, void *
         NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, wcount * sizeof(float), &tw));
         if (has_bias) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DB, (size_t)d->out * sizeof(float), &tb));
         const dn_arg args[] = {{DNNL_ARG_SRC, &m.src, (void *)x}, {DNNL_ARG_DIFF_DST, &m.dst, (void *)dy},
-                               {DNNL_ARG_DIFF_WEIGHTS, &m.wei, tw}, {DNNL_ARG_DIFF_BIAS, &m.bias, tb}};
+                               {DNNL_ARG_DIFF_WEIGHTS, &m.master, tw}, {DNNL_ARG_DIFF_BIAS, &m.bias, tb}};
         NC_CHECK(nc__dnnl_exec(s, c, IP_BWD_WEIGHTS, has_bias ? 4 : 3, args, "inner product backward weights"));
         add_into(s, dw, tw, wcount);
         if (has_bias) add_into(s, db, tb, (size_t)d->out);
