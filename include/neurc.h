@@ -141,8 +141,8 @@ typedef struct nc_context_options {
     /* ---- added after bf16 (struct_size tells whether it is set) */
     nc_precision precision;  /* default NC_PRECISION_FP32 (or BF16_MATH when bf16 = 1);
                                 NC_PRECISION_BF16 runs where the backend supports bf16
-                                values (ref; a plan on another backend fails naming the
-                                first node it cannot run) */
+                                values (ref; onednn on CPUs with AVX512_BF16); elsewhere a
+                                plan fails naming the first node it cannot run */
 } nc_context_options;
 
 /// Fills `opt` with defaults and sets struct_size. NULL is ignored.
