@@ -609,8 +609,8 @@ typedef struct concat_case {
 
 static void concat_forward(fd_case *c) {
     concat_case *k = (concat_case *)c;
-    const float *xs[3] = {k->xs[0], k->xs[1], k->xs[2]};
-    nc__ref_concat_forward(k->n, k->count, k->widths, c->y, xs);
+    const void *xs[3] = {k->xs[0], k->xs[1], k->xs[2]};
+    nc__ref_concat_forward(NC__DTYPE_F32, k->n, k->count, k->widths, c->y, xs);
 }
 
 static void test_concat_forward_and_backward(void **state) {
@@ -632,16 +632,17 @@ static void test_concat_forward_and_backward(void **state) {
             }
         }
         float *dxs[3];
+        const nc__write add[3] = {NC__WRITE_ADD, NC__WRITE_ADD, NC__WRITE_ADD};
         for (int i = 0; i < 3; i++) dxs[i] = filled((size_t)(n * widths[i]), 0.5f);
-        nc__ref_concat_backward(n, 3, widths, dxs, k.base.r);
+        nc__ref_concat_backward(NC__DTYPE_F32, n, 3, widths, add, (void *const *)dxs, k.base.r);
         for (int i = 0; i < 3; i++) {
             size_t m = (size_t)(n * widths[i]);
             for (size_t j = 0; j < m; j++) dxs[i][j] -= 0.5f; /* accumulated onto 0.5 */
             grad_check(&k.base, k.xs[i], dxs[i], m, 1e-2f, 1e-4, "concat dx");
         }
         /* a NULL gradient is skipped, the others still accumulate */
-        float *skip[3] = {dxs[0], NULL, dxs[2]};
-        nc__ref_concat_backward(n, 3, widths, skip, k.base.r);
+        void *skip[3] = {dxs[0], NULL, dxs[2]};
+        nc__ref_concat_backward(NC__DTYPE_F32, n, 3, widths, add, skip, k.base.r);
         assert_float_equal(dxs[0][0], 2 * k.base.r[0], 1e-6);
         for (int i = 0; i < 3; i++) free(k.xs[i]), free(dxs[i]);
         free(k.base.y), free((float *)k.base.r);

@@ -66,24 +66,6 @@ static void bf16_add(int nt, size_t count, nc__bf16 *y, const nc__bf16 *a, const
     for (size_t i = 0; i < count; i++) y[i] = nc__f32_to_bf16(nc__bf16_to_f32(a[i]) + nc__bf16_to_f32(b[i]));
 }
 
-void nc__dnnl_write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src) {
-    if (dt == NC__DTYPE_F32) {
-        if (mode == NC__WRITE_SET)
-            nc__ref_copy(nt, count, dst, src);
-        else
-            nc__ref_accumulate(nt, count, dst, src);
-        return;
-    }
-    if (mode == NC__WRITE_SET) {
-        if (count && dst != src) memcpy(dst, src, count * sizeof(nc__bf16));
-        return;
-    }
-    nc__bf16 *d = dst;
-    const nc__bf16 *x = src;
-    PARALLEL_FOR_IF(count)
-    for (size_t i = 0; i < count; i++) d[i] = nc__f32_to_bf16(nc__bf16_to_f32(d[i]) + nc__bf16_to_f32(x[i]));
-}
-
 /* A value as dropout sees it: storage (N, CB, HW, B) of the logical (N, C, HW), with
  * B the layout's channel block (1 for plain values) and CB = ceil(C / B). */
 typedef struct dn_geom {
@@ -134,7 +116,7 @@ static void dropout_kernel(int nt, const dn_geom *g, nc__dtype dt, float p, uint
 /* ---- entries */
 
 nc_status nc__dnnl_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
-    nc__dnnl_write_values(S(state)->nt, v->dtype, mode, value_floats(state, v), dst, src);
+    nc__ref_write_values(S(state)->nt, v->dtype, mode, value_floats(state, v), dst, src);
     return NC_OK;
 }
 
@@ -171,7 +153,7 @@ nc_status nc__dnnl_dropout_forward(void *state, const nc__value_desc *v, float p
                                    const void *x) {
     const dn_state *s = state;
     if (p <= 0.0f) {
-        nc__dnnl_write_values(s->nt, v->dtype, NC__WRITE_SET, value_floats(s, v), y, x);
+        nc__ref_write_values(s->nt, v->dtype, NC__WRITE_SET, value_floats(s, v), y, x);
         return NC_OK;
     }
     const dn_geom g = geom_of(s, v);
@@ -183,7 +165,7 @@ nc_status nc__dnnl_dropout_backward(void *state, const nc__value_desc *v, nc__wr
                                     void *dx, const void *dy) {
     const dn_state *s = state;
     if (p <= 0.0f) {
-        nc__dnnl_write_values(s->nt, v->dtype, mode, value_floats(s, v), dx, dy);
+        nc__ref_write_values(s->nt, v->dtype, mode, value_floats(s, v), dx, dy);
         return NC_OK;
     }
     const dn_geom g = geom_of(s, v);
@@ -205,41 +187,20 @@ nc_status nc__dnnl_flatten_backward(void *state, const nc__value_desc *in, nc__w
     const size_t n = value_floats(s, in);
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, n * nc__dtype_size(in->dtype), &tmp));
     NC_CHECK(nc__dnnl_value_from_plain(s, in, tmp, dy));
-    nc__dnnl_write_values(s->nt, in->dtype, NC__WRITE_ADD, n, dx, tmp);
+    nc__ref_write_values(s->nt, in->dtype, NC__WRITE_ADD, n, dx, tmp);
 fail:
     return st;
 }
 
-/* Concat works on plain 2-D values: row by row. */
+/* Concat works on plain 2-D values, as ref's. */
 nc_status nc__dnnl_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                   void *y, const void *const *xs) {
-    // xs[i] (n, widths[i]); y (n, sum widths)
-    if (dtype == NC__DTYPE_F32) {
-        nc__ref_concat_forward(n, count, widths, y, (const float *const *)xs);
-        return NC_OK;
-    }
-    const size_t es = nc__dtype_size(dtype);
-    size_t total = 0, off = 0;
-    for (int i = 0; i < count; i++) total += (size_t)widths[i];
-    for (int i = 0; i < count; off += (size_t)widths[i], i++) {
-        const size_t w = (size_t)widths[i];
-        for (size_t r = 0; r < (size_t)n; r++)
-            memcpy((char *)y + (r * total + off) * es, (const char *)xs[i] + r * w * es, w * es);
-    }
+    nc__ref_concat_forward(dtype, n, count, widths, y, xs);
     return NC_OK;
 }
 
 nc_status nc__dnnl_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                    const nc__write *modes, void *const *dxs, const void *dy) {
-    // dxs[i] (n, widths[i]) or NULL; dy (n, sum widths)
-    const size_t es = nc__dtype_size(dtype);
-    size_t total = 0, off = 0;
-    for (int i = 0; i < count; i++) total += (size_t)widths[i];
-    for (int i = 0; i < count; off += (size_t)widths[i], i++) {
-        if (!dxs[i]) continue;
-        const size_t w = (size_t)widths[i];
-        for (size_t r = 0; r < (size_t)n; r++)
-            nc__dnnl_write_values(1, dtype, modes[i], w, (char *)dxs[i] + r * w * es, (const char *)dy + (r * total + off) * es);
-    }
+    nc__ref_concat_backward(dtype, n, count, widths, modes, dxs, dy);
     return NC_OK;
 }

@@ -397,18 +397,13 @@ static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
     s->ctx = ctx;
     s->nt = num_threads >= 1 ? num_threads : 1;
     s->bf16 = ctx->opt.precision == NC_PRECISION_BF16_MATH;
-    if (s->bf16) {
-        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-        if (((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) != (unsigned)dnnl_cpu_isa_avx512_core_bf16) {
-            st = nc__error(ctx, NC_ERR_UNSUPPORTED,
-                           "onednn backend: bf16 compute needs a CPU with AVX512_BF16 (or AMX); this one has not "
-                           "(oneDNN ISA 0x%x)", (unsigned)isa);
-            goto fail;
-        }
-    }
-    {
-        const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), want = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
-        s->isa_bf16 = (isa & want) == want;
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), want = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    s->isa_bf16 = (isa & want) == want; /* bf16 kernels: both bf16 policies need them */
+    if (s->bf16 && !s->isa_bf16) {
+        st = nc__error(ctx, NC_ERR_UNSUPPORTED,
+                       "onednn backend: bf16 compute needs a CPU with AVX512_BF16 (or AMX); this one has not "
+                       "(oneDNN ISA 0x%x)", isa);
+        goto fail;
     }
     NC_DNNL_CHECK("engine", dnnl_engine_create(&s->engine, dnnl_cpu, 0));
     NC_DNNL_CHECK("stream", dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags));

@@ -161,9 +161,6 @@ nc_status nc__dnnl_value_download(void *state, const nc__value_desc *v, float *d
 nc_status nc__dnnl_value_to_plain(dn_state *s, const nc__value_desc *v, void *dst, const void *src);
 nc_status nc__dnnl_value_from_plain(dn_state *s, const nc__value_desc *v, void *dst, const void *src);
 
-/* dst (=|+=) src over count elements of dtype dt (bf16: widened, added in f32, rounded). */
-void nc__dnnl_write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src);
-
 /* The element-wise, reshaping and concat entries on activation values (elementwise.c). */
 nc_status nc__dnnl_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src);
 nc_status nc__dnnl_relu_forward(void *state, const nc__value_desc *v, void *y, const void *x);

@@ -34,7 +34,7 @@ static void add_into(const dn_state *s, void *dst, const void *tmp, size_t count
 
 /* The same for an activation gradient of `bytes` bytes and dtype dt. */
 static void add_value(const dn_state *s, nc__dtype dt, void *dst, const void *tmp, size_t bytes) {
-    if (dst) nc__dnnl_write_values(s->nt, dt, NC__WRITE_ADD, bytes / nc__dtype_size(dt), dst, tmp);
+    if (dst) nc__ref_write_values(s->nt, dt, NC__WRITE_ADD, bytes / nc__dtype_size(dt), dst, tmp);
 }
 
 /* ---------------------------------------------------------------- convolution */

@@ -1,8 +1,10 @@
-/* elementwise.c — reference element-wise kernels on flat f32 buffers: relu, add,
- * accumulate, inverted dropout (mask a pure function of seed and index), feature
- * concat, copies, scaling and a sum of squares for gradient norms. */
+/* elementwise.c — reference element-wise kernels on flat buffers (f32 unless
+ * named): relu, add, accumulate, inverted dropout (mask a pure function of seed and
+ * index), feature concat and gradient writes (f32 or bf16, either write mode),
+ * scaling and a sum of squares for gradient norms. */
 #include "backend/ref/ref.h"
 
+#include "core/bf16.h"
 #include "core/rng.h"
 
 #include <math.h>
@@ -57,39 +59,48 @@ void nc__ref_dropout_backward(int nt, size_t count, float p, uint64_t seed, floa
         if (nc__rng_uniform(seed, 0, (uint64_t)i) >= p) dx[i] += dy[i] * scale;
 }
 
-void nc__ref_copy(int nt, size_t count, float *dst, const float *src) {
-    // dst, src (count)
-    if (count && dst != src) memcpy(dst, src, count * sizeof(float));
+void nc__ref_write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src) {
+    // dst, src (count) of dtype dt
+    if (mode == NC__WRITE_SET) {
+        if (count && dst != src) memcpy(dst, src, count * nc__dtype_size(dt));
+    } else if (dt == NC__DTYPE_F32) {
+        nc__ref_accumulate(nt, count, dst, src);
+    } else { /* bf16: widened, added in f32, rounded once */
+        nc__bf16 *d = dst;
+        const nc__bf16 *x = src;
+        PARALLEL_FOR_IF(count)
+        for (size_t i = 0; i < count; i++) d[i] = nc__f32_to_bf16(nc__bf16_to_f32(d[i]) + nc__bf16_to_f32(x[i]));
+    }
 }
 
-void nc__ref_concat_forward(int64_t n, int count, const int64_t *widths, float *y, const float *const *xs) {
-    // y (n, sum widths); xs[i] (n, widths[i])
+void nc__ref_concat_forward(nc__dtype dt, int64_t n, int count, const int64_t *widths, void *y,
+                            const void *const *xs) {
+    // y (n, sum widths); xs[i] (n, widths[i]); whole elements moved byte for byte
+    const size_t es = nc__dtype_size(dt);
     size_t total = 0;
     for (int i = 0; i < count; i++) total += (size_t)widths[i];
     for (size_t r = 0; r < (size_t)n; r++) {
         size_t off = 0;
         for (int i = 0; i < count; i++) {
             const size_t w = (size_t)widths[i];
-            if (w) memcpy(y + r * total + off, xs[i] + r * w, w * sizeof(float));
+            if (w) memcpy((char *)y + (r * total + off) * es, (const char *)xs[i] + r * w * es, w * es);
             off += w;
         }
     }
 }
 
-void nc__ref_concat_backward(int64_t n, int count, const int64_t *widths, float *const *dxs,
-                             const float *dy) {
-    // dxs[i] (n, widths[i]) accumulated, each may be NULL; dy (n, sum widths)
+void nc__ref_concat_backward(nc__dtype dt, int64_t n, int count, const int64_t *widths, const nc__write *modes,
+                             void *const *dxs, const void *dy) {
+    // dxs[i] (n, widths[i]) written as modes[i] says, each may be NULL; dy (n, sum widths)
+    const size_t es = nc__dtype_size(dt);
     size_t total = 0;
     for (int i = 0; i < count; i++) total += (size_t)widths[i];
     for (size_t r = 0; r < (size_t)n; r++) {
         size_t off = 0;
-        for (int i = 0; i < count; i++) {
+        for (int i = 0; i < count; i++) { /* in index order: the same dx may come twice */
             const size_t w = (size_t)widths[i];
-            if (dxs[i]) {
-                float *dst = dxs[i] + r * w;
-                const float *src = dy + r * total + off;
-                for (size_t j = 0; j < w; j++) dst[j] += src[j];
-            }
+            if (dxs[i])
+                nc__ref_write_values(1, dt, modes[i], w, (char *)dxs[i] + r * w * es, (const char *)dy + (r * total + off) * es);
             off += w;
         }
     }

@@ -159,15 +159,8 @@ static nc_status ref_value_download(void *state, const nc__value_desc *v, float 
 }
 
 static nc_status ref_accumulate(void *state, const nc__value_desc *v, nc__write mode, void *dst, const void *src) {
-    scratch sc = {.s = state};
-    const size_t n = numel(&v->shape);
-    const float *x = scr_in(&sc, v->dtype, src, n);
-    float *d = scr_grad(&sc, v->dtype, mode, dst, n);
-    if (!sc.oom) {
-        nc__ref_accumulate(NT(state), n, d, x);
-        store(v->dtype, dst, d, n);
-    }
-    return scr_done(&sc);
+    nc__ref_write_values(NT(state), v->dtype, mode, numel(&v->shape), dst, src);
+    return NC_OK;
 }
 
 /* ---- convolution and linear (conv.c) */
@@ -380,40 +373,16 @@ static nc_status ref_flatten_backward(void *state, const nc__value_desc *in, nc_
     return ref_accumulate(state, in, mode, dx, dy);
 }
 
-/* Concat and its backward move whole elements: row pieces copied byte for byte. */
 static nc_status ref_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                     void *y, const void *const *xs) {
-    const size_t es = nc__dtype_size(dtype);
-    int64_t total = 0;
-    for (int i = 0; i < count; i++) total += widths[i];
-    for (int64_t r = 0; r < n; r++) {
-        int64_t off = 0;
-        for (int i = 0; i < count; i++) {
-            memcpy((char *)y + (size_t)(r * total + off) * es, (const char *)xs[i] + (size_t)(r * widths[i]) * es,
-                   (size_t)widths[i] * es);
-            off += widths[i];
-        }
-    }
+    nc__ref_concat_forward(dtype, n, count, widths, y, xs);
     return NC_OK;
 }
 
 static nc_status ref_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
                                      const nc__write *modes, void *const *dxs, const void *dy) {
-    const size_t es = nc__dtype_size(dtype);
-    int64_t total = 0;
-    for (int i = 0; i < count; i++) total += widths[i];
-    nc_status st = NC_OK;
-    for (int64_t r = 0; r < n && st == NC_OK; r++) {
-        int64_t off = 0;
-        for (int i = 0; i < count && st == NC_OK; i++) {
-            const nc__value_desc piece = {.shape = nc__shape2(1, widths[i]), .dtype = dtype};
-            if (dxs[i])
-                st = ref_accumulate(state, &piece, modes[i], (char *)dxs[i] + (size_t)(r * widths[i]) * es,
-                                    (const char *)dy + (size_t)(r * total + off) * es);
-            off += widths[i];
-        }
-    }
-    return st;
+    nc__ref_concat_backward(dtype, n, count, widths, modes, dxs, dy);
+    return NC_OK;
 }
 
 /* ---- the training step's reductions and updates (loss.c, optim.c) */

@@ -104,11 +104,16 @@ void nc__ref_accumulate(int nt, size_t count, float *dst, const float *src);
  * the plain layout (backend.h, RANDOM MASKS) */
 void nc__ref_dropout_forward(int nt, size_t count, float p, uint64_t seed, float *y, const float *x);
 void nc__ref_dropout_backward(int nt, size_t count, float p, uint64_t seed, float *dx, const float *dy);
-void nc__ref_concat_forward(int64_t n, int count, const int64_t *widths, float *y, const float *const *xs);
-void nc__ref_concat_backward(int64_t n, int count, const int64_t *widths, float *const *dxs,
-                             const float *dy);
-/* dst = src (count) */
-void nc__ref_copy(int nt, size_t count, float *dst, const float *src);
+/* dst (=|+=) src, as mode says, for count elements of dtype dt (bf16 adds in f32 and
+ * rounds once): an activation gradient's write (backend.h, GRADIENT WRITE RULE). */
+void nc__ref_write_values(int nt, nc__dtype dt, nc__write mode, size_t count, void *dst, const void *src);
+/* y (n, sum widths) = [x_0 | x_1 | ...], each x_i (n, widths[i]), of dtype dt. */
+void nc__ref_concat_forward(nc__dtype dt, int64_t n, int count, const int64_t *widths, void *y,
+                            const void *const *xs);
+/* dxs[i] (=|+=) dy's column block i as modes[i] says; NULL dxs[i] skipped; inputs in
+ * index order (the same dx may come twice). */
+void nc__ref_concat_backward(nc__dtype dt, int64_t n, int count, const int64_t *widths, const nc__write *modes,
+                             void *const *dxs, const void *dy);
 void nc__ref_sgd_update(int nt, const nc__sgd_desc *d, size_t count, float *param, float *buf,
                         const float *grad);
 double nc__ref_sum_squares(int nt, size_t count, const float *x); /* NaN/inf propagate */
