@@ -659,6 +659,15 @@ static int close_output(app *a, char *tmp) {
     return bad ? -1 : 0;
 }
 
+/* No image was classified: the temporary file goes and an existing --output stays. */
+static void discard_output(app *a, char *tmp) {
+    fclose(a->out);
+    a->out = NULL;
+    unlink(tmp);
+    fprintf(stderr, PROG ": no image classified; %s not written%s\n", a->o.output,
+            access(a->o.output, F_OK) == 0 ? " (the existing file is unchanged)" : "");
+}
+
 int main(int argc, char **argv) {
     app a = {0};
     input_list l = {0};
@@ -693,7 +702,8 @@ int main(int argc, char **argv) {
             if (a.batch_n == a.o.batch_size) flush_batch(&a, &l);
         }
         flush_batch(&a, &l);
-        if (close_output(&a, tmp) != 0) rc = 1;
+        if (l.n == (size_t)a.failures && tmp) discard_output(&a, tmp);
+        else if (close_output(&a, tmp) != 0) rc = 1;
         int failed = a.failures + l.failures;
         if (failed) {
             fprintf(stderr, PROG ": %d input%s failed (see above); %zu image%s classified\n", failed,

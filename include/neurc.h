@@ -496,7 +496,9 @@ NC_API void nc_trainer_destroy(nc_trainer *trainer);
 NC_API nc_status nc_trainer_step(nc_trainer *trainer, const float *x, const int32_t *labels, int n,
                                  int c, int h, int w, nc_step_stats *out);
 
-/// Changes the learning rate used from the next step on (for schedules).
+/// Changes the learning rate of the "default" group from the next step on. With a
+/// schedule attached, `lr` becomes the group's base rate and the schedule's rates are
+/// computed from it from the next update on (the schedule keeps its position).
 NC_API nc_status nc_trainer_set_lr(nc_trainer *trainer, float lr);
 /// Steps taken so far.
 NC_API int64_t nc_trainer_num_steps(const nc_trainer *trainer);
@@ -513,7 +515,8 @@ NC_API nc_status nc_trainer_add_group(nc_trainer *trainer, const char *name, con
 /// tensors get no update (their optimizer state is kept). Returns NC_OK, NC_ERR_NULL,
 /// NC_ERR_NOT_FOUND.
 NC_API nc_status nc_trainer_freeze_group(nc_trainer *trainer, const char *name, int frozen);
-/// Sets (and reads back) a group's current learning rate.
+/// Sets (and reads back) a group's current learning rate. Setting it with a schedule
+/// attached sets the base rate the schedule scales, as nc_trainer_set_lr does.
 NC_API nc_status nc_trainer_set_group_lr(nc_trainer *trainer, const char *name, float lr);
 NC_API nc_status nc_trainer_group_lr(const nc_trainer *trainer, const char *name, float *lr);
 

@@ -106,6 +106,17 @@ static int write_split(const char *dir, const data *d) {
     return 0;
 }
 
+int data_commit(const cfg *c, data *d) {
+    if (d->committed || (c->mode != MODE_TRAIN && c->mode != MODE_RESUME)) return 0;
+    char path[4200], err[4400];
+    if (make_dirs(c->out) != 0) return fail_msg("cannot create %s: %s", c->out, strerror(errno));
+    if (d->split_new && write_split(c->out, d)) return EXIT_FAIL;
+    if (path_join(path, sizeof path, c->out, "config.json")) return EXIT_FAIL;
+    if (config_write(c, path, err, sizeof err) != 0) return fail_msg("%s", err);
+    d->committed = 1;
+    return 0;
+}
+
 /* Reads split.csv back: one row per sample in order, index and label must agree. */
 static int read_split(const char *path, data *d) {
     FILE *f = fopen(path, "r");
@@ -219,8 +230,7 @@ int data_open(const cfg *c, nc_context *ctx, data *d) {
         }
         if ((st = nc_split_stratified(ctx, d->labels0, n, 1.0f - val - test, val, test, c->seed, d->assign)) != NC_OK)
             return fail_lib(ctx, "splitting the data", st);
-        if (make_dirs(c->out) != 0) return fail_msg("cannot create %s: %s", c->out, strerror(errno));
-        if (write_split(c->out, d)) return EXIT_FAIL;
+        d->split_new = 1; /* split.csv is written by data_commit, when the run has something to save */
     } else if (read_split(split_path, d)) {
         return EXIT_FAIL;
     }

@@ -155,9 +155,8 @@ int main(int argc, char **argv) {
         c.val[OPT_MEAN] = mean_buf;
         c.val[OPT_STD] = std_buf;
     }
-    if (rc == 0 && (c.mode == MODE_TRAIN || c.mode == MODE_RESUME) &&
-        config_write(&c, cfg_path, err, sizeof err) != 0)
-        rc = fail_msg("%s", err);
+    /* config.json (and split.csv) are written by data_commit once the run has
+     * something to save: a run that fails before that changes no file */
     if (rc == 0) rc = run_all(&c, ctx, &d);
     data_close(&d);
     nc_context_destroy(ctx);

@@ -37,6 +37,7 @@ typedef struct rs {
     int64_t cap;
     int has_head_group, has_early_group;
     int thr_class; /* -1 = none */
+    int committed; /* this job has written its first file (commit) */
     char last[4200], best[4200], ema_path[4200], csv[4200], json[4200];
 } rs;
 
@@ -238,6 +239,13 @@ static int eval_split(rs *r, nc_model *m, nc_loader *l, const char *split, nc_re
     char what[128];
     snprintf(what, sizeof what, "evaluating on the %s split", split);
     if (st != NC_OK) return fail_lib(r->ctx, what, st);
+    for (int64_t i = 0; i < n * H * K; i++)
+        if (!isfinite(r->logits[i]))
+            return fail_msg("%s: the model's outputs are not finite (sample %lld): training has diverged, or "
+                            "the inputs are out of range. Try a lower --lr, --clip-grad 1 or --warmup, and check "
+                            "--mean/--std; %s",
+                            what, (long long)(i / (H * K)), r->committed ? "the last good state is in the run's "
+                            "checkpoints" : "no file of the output directory was changed");
     *rows = n;
     out->loss = 0.0;
     out->acc = out->f1 = out->fb = 0.0;
@@ -464,7 +472,22 @@ out:
 
 /* --------------------------------------------------------------- training */
 
+/* Called before the job's first write: the run's config.json and split.csv, and for
+ * `train` (with --force) the previous run's best and average models go, so a stale
+ * best cannot survive. Until then a failing run has changed no file. */
+static int commit(rs *r) {
+    if (r->committed) return 0;
+    if (data_commit(r->c, r->d)) return EXIT_FAIL;
+    if (r->c->mode == MODE_TRAIN) {
+        remove(r->best);
+        remove(r->ema_path);
+    }
+    r->committed = 1;
+    return 0;
+}
+
 static int save_last(rs *r, int64_t epoch, int64_t batch, double best, int64_t best_epoch) {
+    if (commit(r)) return EXIT_FAIL;
     nc_checkpoint_info info;
     nc_checkpoint_info_init(&info);
     info.epoch = epoch;
@@ -480,6 +503,18 @@ static int save_last(rs *r, int64_t epoch, int64_t batch, double best, int64_t b
         if (st != NC_OK) return fail_lib(r->ctx, "saving ema.safetensors", st);
     }
     return 0;
+}
+
+/* resume: the checkpoint brings back each group's rate; the rates of this run's
+ * options (the saved ones, or --lr, --lr-head, ... given again) replace them, as
+ * base rates when a schedule is attached (it keeps its position). */
+static int apply_rates(rs *r) {
+    const cfg *c = r->c;
+    nc_status st = nc_trainer_set_group_lr(r->t, "default", c->lr_backbone >= 0.0f ? c->lr_backbone : c->lr);
+    if (st == NC_OK && r->has_head_group)
+        st = nc_trainer_set_group_lr(r->t, "head", c->lr_head >= 0.0f ? c->lr_head : c->lr);
+    if (st == NC_OK && r->has_early_group) st = nc_trainer_set_group_lr(r->t, "early", c->lr_early);
+    return st == NC_OK ? 0 : fail_lib(r->ctx, "setting the learning rates", st);
 }
 
 static int set_frozen(rs *r, int frozen) {
@@ -503,6 +538,7 @@ static int train_loop(rs *r) {
         nc_checkpoint_info_init(&info);
         if ((st = nc_trainer_load_checkpoint(r->t, r->last, &info)) != NC_OK)
             return fail_lib(r->ctx, "resuming from last.safetensors", st);
+        if (apply_rates(r)) return EXIT_FAIL;
         epoch0 = info.epoch;
         skip = info.batch;
         best = info.best_metric;
@@ -549,6 +585,13 @@ static int train_loop(rs *r) {
             st = nc_trainer_step(r->t, batch.x, batch.labels, batch.n, batch.c, batch.h, batch.w, &s);
             if (st != NC_OK) {
                 progress_end_epoch(&p);
+                if (st == NC_ERR_NUMERIC)
+                    return fail_msg("training stopped in epoch %lld, its loss or gradients are not finite (%s): "
+                                    "it diverged, or the inputs are out of range. Try a lower --lr, --clip-grad 1 "
+                                    "or --warmup, and check --mean/--std; %s", (long long)e,
+                                    nc_context_last_error(r->ctx),
+                                    r->committed ? "the checkpoints of the last finished epoch are kept"
+                                                 : "no file of the output directory was changed");
                 return fail_lib(r->ctx, "training step", st);
             }
             if (s.skipped) skipped++;
@@ -606,6 +649,7 @@ static int train_loop(rs *r) {
         if (improved) {
             best = metric;
             best_epoch = e;
+            if (commit(r)) return EXIT_FAIL;
             if (r->ema) nc_ema_swap(r->ema);
             st = nc_model_save(r->m, r->best);
             if (r->ema) nc_ema_swap(r->ema);
@@ -691,10 +735,6 @@ int run_job(const cfg *c, nc_context *ctx, data *d, const job *j, result *res) {
         if (make_dirs(j->dir) != 0) {
             rc = fail_msg("cannot create %s: %s", j->dir, strerror(errno));
             goto out;
-        }
-        if (c->mode == MODE_TRAIN) {
-            remove(r.best); /* --force: a stale best must not survive */
-            remove(r.ema_path);
         }
         if (make_model(&r) || store_metadata(&r, r.m)) goto out;
         if (c->mode == MODE_TRAIN && c->val[OPT_PRETRAINED][0]) {

@@ -195,8 +195,14 @@ typedef struct data {
     int32_t *labels0;     /* (size of ds) head-0 labels */
     float mean[16], std[16];
     const char *const *class_names; /* (classes) of head 0 */
+    int split_new;        /* train: the split was drawn now, split.csv is still to write */
+    int committed;        /* config.json and split.csv written for this run (data_commit) */
 } data;
 int data_open(const cfg *c, nc_context *ctx, data *d);
+/* Writes what a train / resume run records before its first own file (split.csv
+ * for train, config.json for both), once. Runs call it just before they first save
+ * anything, so a run that fails earlier leaves the output directory as it was. */
+int data_commit(const cfg *c, data *d);
 void data_close(data *d);
 /* The train / eval transforms (normalisation and size from cfg and d). */
 int data_transforms(const cfg *c, nc_context *ctx, const data *d, nc_transform **train, nc_transform **eval);

@@ -291,6 +291,13 @@ nc_status nc_trainer_freeze_group(nc_trainer *t, const char *name, int frozen) {
     return st;
 }
 
+/* A rate set by the caller is the group's base rate: with a schedule attached the
+ * schedule's rates are computed from it (from the next update on). */
+static void set_rate(nc_trainer *t, int g, float lr) {
+    t->groups[g].base_lr = lr;
+    t->groups[g].lr = t->schedule ? nc_schedule_lr(t->schedule, lr) : lr;
+}
+
 nc_status nc_trainer_set_group_lr(nc_trainer *t, const char *name, float lr) {
     if (!t) return NC_ERR_NULL;
     int g;
@@ -298,7 +305,7 @@ nc_status nc_trainer_set_group_lr(nc_trainer *t, const char *name, float lr) {
     if (st != NC_OK) return st;
     if (!finite_nonneg(lr))
         return nc__error(t->m->ctx, NC_ERR_INVALID_ARGUMENT, "nc_trainer_set_group_lr: lr must be finite and >= 0");
-    t->groups[g].lr = lr;
+    set_rate(t, g, lr);
     return NC_OK;
 }
 
@@ -315,7 +322,7 @@ nc_status nc_trainer_set_lr(nc_trainer *t, float lr) {
     if (!t) return NC_ERR_NULL;
     if (!finite_nonneg(lr))
         return nc__error(t->m->ctx, NC_ERR_INVALID_ARGUMENT, "nc_trainer_set_lr: lr must be finite and >= 0");
-    t->groups[0].lr = lr;
+    set_rate(t, 0, lr);
     return NC_OK;
 }
 

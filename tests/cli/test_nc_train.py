@@ -343,6 +343,95 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("config.json", p.stderr)
 
 
+def snapshot(out):
+    """Every file of a run directory (recursively) -> its bytes."""
+    files = {}
+    for root, _, names in os.walk(out):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, out)] = f.read()
+    return files
+
+
+class KeepFilesTest(unittest.TestCase):
+    """A run that fails leaves what earlier runs saved as it was (issue 15): every
+    phase of a failing `train --force` or `resume` before its first save."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.out = tmp("keep")
+        ok(unittest.TestCase(), run("--data", tmp("data"), "--output-dir", cls.out, "--epochs", "1", *COMMON))
+        cls.before = snapshot(cls.out)
+
+    def assert_unchanged(self, p, message):
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(message, p.stderr)
+        after = snapshot(self.out)
+        self.assertEqual(sorted(after), sorted(self.before))
+        for name, data in self.before.items():
+            self.assertEqual(after[name], data, name)
+
+    def test_force_with_a_bad_pretrained_file(self):
+        text = tmp("not-a-checkpoint.txt")
+        with open(text, "w") as f:
+            f.write("this is not a checkpoint\n" * 8)
+        p = run("--data", tmp("data"), "--output-dir", self.out, "--epochs", "1", "--force",
+                "--pretrained", text, *COMMON)
+        self.assert_unchanged(p, "--pretrained")
+
+    def test_force_whose_loss_is_not_finite(self):
+        # inputs scaled to ~1e37 overflow the forward pass: every loss is NaN
+        p = run("--data", tmp("data"), "--output-dir", self.out, "--epochs", "1", "--force",
+                "--mean", "0", "--std", "1e-37", *COMMON)
+        self.assert_unchanged(p, "not finite")
+        self.assertIn("--lr", p.stderr)
+
+    def test_force_with_a_bad_image(self):
+        data = tmp("keep_bad_data")
+        shutil.copytree(tmp("data"), data)
+        with open(os.path.join(data, "plain", "03.png"), "r+b") as f:
+            f.truncate(40)
+        p = run("--data", data, "--output-dir", self.out, "--epochs", "1", "--force", "--seed", "5", *COMMON)
+        self.assert_unchanged(p, "03.png")
+
+    def test_resume_that_fails(self):
+        # the images change under the run: the split no longer matches, resume refuses
+        data = tmp("keep_moved_data")
+        shutil.copytree(tmp("data"), data)
+        with open(os.path.join(self.out, "config.json")) as f:
+            saved = json.load(f)
+        self.assertIn("data", saved)
+        os.remove(os.path.join(tmp("data"), "plain", "13.png"))
+        try:
+            p = run("resume", "--output-dir", self.out, "--epochs", "2", "--lr", "0.01")
+        finally:
+            shutil.copy(os.path.join(data, "plain", "13.png"), os.path.join(tmp("data"), "plain", "13.png"))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(snapshot(self.out)["config.json"], self.before["config.json"])
+
+
+class ResumeOverridesTest(unittest.TestCase):
+    def test_resume_lr_is_used(self):
+        out = tmp("resume_lr")
+        ok(self, run("--data", tmp("data"), "--output-dir", out, "--epochs", "1", *COMMON))
+        ok(self, run("resume", "--output-dir", out, "--epochs", "2", "--lr", "0.01"))
+        rows = log_rows(os.path.join(out, "train_log.csv"))
+        self.assertEqual(len(rows), 2)
+        self.assertAlmostEqual(float(rows[0]["lr"]), 0.05, places=6)
+        self.assertAlmostEqual(float(rows[1]["lr"]), 0.01, places=6)
+        with open(os.path.join(out, "config.json")) as f:
+            self.assertEqual(json.load(f)["lr"], "0.01")
+
+    def test_resume_lr_with_a_schedule_scales_the_new_base(self):
+        out = tmp("resume_lr_step")
+        ok(self, run("--data", tmp("data"), "--output-dir", out, "--epochs", "1", "--scheduler", "step",
+                     "--step-size", "1", "--gamma", "0.5", *COMMON))
+        ok(self, run("resume", "--output-dir", out, "--epochs", "2", "--lr", "0.02"))
+        rows = log_rows(os.path.join(out, "train_log.csv"))
+        self.assertAlmostEqual(float(rows[1]["lr"]), 0.01, places=6)  # 0.02 after one step of gamma 0.5
+
+
 if __name__ == "__main__":
     if not NC_TRAIN:
         sys.exit("usage: test_nc_train.py NC_TRAIN")

@@ -82,12 +82,13 @@ void nc__ref_pool2d_forward(int nt, const nc__pool_desc *d, float *y, const floa
 
 void nc__ref_pool2d_backward(int nt, const nc__pool_desc *d, float *dx, const float *dy, const float *x,
                              const float *y) {
-    // dx (N, C, H, W) accumulated; dy, y (N, C, OH, OW); x (N, C, H, W)
+    // dx (N, C, H, W) accumulated; dy, y (N, C, OH, OW); x (N, C, H, W), read by max pooling only
+    // (average pooling passes x = NULL, so no pointer is formed from it then)
     const size_t planes = (size_t)d->n * (size_t)d->c;
     const size_t in_plane = (size_t)d->h * (size_t)d->w, out_plane = (size_t)d->oh * (size_t)d->ow;
     PARALLEL_FOR_IF(planes * (in_plane + out_plane))
     for (size_t p = 0; p < planes; p++) {
-        const float *xp = x + p * in_plane;
+        const float *xp = d->mode == NC__POOL_MAX ? x + p * in_plane : NULL;
         const float *dyp = dy + p * out_plane;
         float *dxp = dx + p * in_plane;
         for (int64_t oh = 0; oh < d->oh; oh++)
