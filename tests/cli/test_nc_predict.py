@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 MODE, MAKE_FIXTURE, NC_PREDICT, NC_EMBED = sys.argv[1:5] if len(sys.argv) >= 5 else (None,) * 4
@@ -210,6 +211,35 @@ class PredictTest(unittest.TestCase):
         p = predict("--output", fx("no_dir", "out.csv"), fx("img", "a.png"))
         self.assertEqual(p.returncode, 1)
         self.assertIn(fx("no_dir", "out.csv"), p.stderr)
+
+    def test_predict_that_classifies_nothing_keeps_the_output(self):
+        out = fx("kept.csv")
+        with open(out, "w") as f:
+            f.write("an earlier result\n")
+        p = predict("--output", out, fx("img", "corrupt.png"), fx("nothing_here.png"))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("no image classified", p.stderr)
+        with open(out) as f:
+            self.assertEqual(f.read(), "an earlier result\n")
+        self.assertEqual([f for f in os.listdir(fx()) if ".tmp." in f], [])
+
+    def test_predict_killed_leaves_the_old_or_the_whole_output(self):
+        out = fx("killed.csv")
+        whole = predict("--batch-size", "1", fx("img")).stdout
+        for delay in [0.0, 0.02, 0.05, 0.1, 0.2]:
+            with open(out, "w") as f:
+                f.write("an earlier result\n")
+            q = subprocess.Popen([NC_PREDICT, "--threads", "1", "--checkpoint", fx("model.ckpt"), "--batch-size",
+                                  "1", "--output", out, fx("img")], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            q.kill()
+            q.wait()
+            with open(out) as f:
+                self.assertIn(f.read(), ["an earlier result\n", whole])
+            for f in os.listdir(fx()):  # a killed writer may leave its temporary file
+                if f.startswith("killed.csv.tmp."):
+                    os.remove(fx(f))
 
     def test_predict_bad_usage_exits_2(self):
         a = fx("img", "a.png")
