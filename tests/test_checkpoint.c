@@ -250,13 +250,12 @@ static nc_model *big_model(nc_context *ctx) {
     return m;
 }
 
-/* SIGKILL a child that rewrites a big checkpoint in a loop: the path always holds a
- * whole, loadable checkpoint. */
-static void test_checkpoint_killed_writer_keeps_old_file(void **s) {
-    (void)s;
+/* SIGKILL a child that rewrites a checkpoint in a loop, `rounds` times: the path
+ * always holds a whole, loadable checkpoint. */
+static void killed_writer_case(int big, int rounds) {
     char *path = tu_tmp_path("killed.safetensors");
     nc_context *ctx = ctx_new();
-    nc_model *m = big_model(ctx);
+    nc_model *m = big ? big_model(ctx) : small_model(ctx);
     nc_trainer_options to;
     nc_trainer_options_init(&to);
     to.optimizer = NC_OPTIMIZER_ADAM;
@@ -269,7 +268,7 @@ static void test_checkpoint_killed_writer_keeps_old_file(void **s) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double save_s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     srand((unsigned)getpid());
-    for (int round = 0; round < 4; round++) {
+    for (int round = 0; round < rounds; round++) {
         fflush(NULL);
         pid_t pid = fork();
         assert_true(pid >= 0);
@@ -300,6 +299,17 @@ static void test_checkpoint_killed_writer_keeps_old_file(void **s) {
     nc_context_destroy(ctx);
     unlink(path);
     free(path);
+}
+
+static void test_checkpoint_killed_writer_keeps_old_file(void **s) {
+    (void)s;
+    killed_writer_case(1, 4); /* a 9M-parameter VGG: long writes */
+}
+
+/* The issue-15 goal: 100 kills at random points of the save, 100 loadable files. */
+static void test_checkpoint_killed_writer_100_trials(void **s) {
+    (void)s;
+    killed_writer_case(0, 100);
 }
 
 /* Every tensor and the next step's loss, to show a failed load changed nothing. */
@@ -447,6 +457,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_resume_mid_accumulation_exact),
         cmocka_unit_test(test_checkpoint_loads_as_model),
         cmocka_unit_test(test_checkpoint_killed_writer_keeps_old_file),
+        cmocka_unit_test(test_checkpoint_killed_writer_100_trials),
         cmocka_unit_test(test_checkpoint_load_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
