@@ -98,12 +98,7 @@ static int write_split(const char *dir, const data *d) {
         }
         fprintf(f, "\"\n");
     }
-    int err = ferror(f);
-    if (fclose(f) != 0 || err || rename(tmp, path) != 0) {
-        remove(tmp);
-        return fail_msg("cannot write %s: %s", path, strerror(errno));
-    }
-    return 0;
+    return close_atomic(f, tmp, path);
 }
 
 int data_commit(const cfg *c, data *d) {

@@ -55,15 +55,6 @@ static void cols(const result *r, double *v) {
     v[8] = r->seconds;
 }
 
-static int close_atomic(FILE *f, const char *tmp, const char *path) {
-    int err = ferror(f);
-    if (fclose(f) != 0 || err || rename(tmp, path) != 0) {
-        remove(tmp);
-        return fail_msg("cannot write %s: %s", path, strerror(errno));
-    }
-    return 0;
-}
-
 static int write_folds(const char *dir, const result *res, int k) {
     char path[4300], tmp[4400];
     double v[N_COLS], m[N_COLS], s[N_COLS], *col = malloc((size_t)k * sizeof *col);

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define OPT_DEF(id, name, arg, def, persist, meta, help) {name, arg, def, persist, meta, help},
 const optdef option_defs[OPT_COUNT] = {OPTION_TABLE(OPT_DEF)};
@@ -291,7 +292,7 @@ static int write_replacing(const char *path, const char *text, char *err, size_t
         return -1;
     }
     fprintf(f, "%s\n", text);
-    int bad_write = ferror(f);
+    int bad_write = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
     if (fclose(f) != 0 || bad_write || rename(tmp, path) != 0) {
         snprintf(err, errsize, "cannot write %s: %s", path, strerror(errno));
         remove(tmp);

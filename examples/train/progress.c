@@ -129,3 +129,17 @@ int path_join(char *buf, size_t size, const char *dir, const char *name) {
     }
     return 0;
 }
+
+/* Finishes a file written to `tmp`: flushed, synced, closed and renamed over `path`,
+ * so `path` holds the old file or the whole new one. 0, or EXIT_FAIL (message
+ * printed, `tmp` removed). */
+int close_atomic(FILE *f, const char *tmp, const char *path) {
+    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+    bad = fclose(f) != 0 || bad;
+    if (bad || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return fail_msg("cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}

@@ -183,6 +183,7 @@ int fail_msg(const char *fmt, ...)
 int make_dirs(const char *path);
 int path_join(char *buf, size_t size, const char *dir, const char *name);
 int file_exists(const char *path);
+int close_atomic(FILE *f, const char *tmp, const char *path);
 
 /* data.c: everything about the data that every run shares. */
 typedef struct data {
