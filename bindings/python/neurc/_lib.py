@@ -422,6 +422,10 @@ def _candidates():
         # Explicit: only this one, so a wrong path is an error and not silently replaced.
         yield env, "NEURC_LIBRARY"
         return
+    # A wheel built by `ninja -C build wheel` carries the library inside the package.
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), _SONAME)
+    if os.path.isfile(bundled):
+        yield bundled, "the library inside the package"
     try:  # written by `meson install` next to the package (see bindings/python/meson.build)
         from . import _install_config
         yield os.path.join(_install_config.LIBDIR, _SONAME), "the installed library directory"
