@@ -1086,6 +1086,12 @@ typedef struct nc_loader_options {
     uint64_t seed;           /* shuffling and augmentation; default 0 */
     const int64_t *indices;  /* the samples to use (copied), NULL = all */
     int64_t num_indices;
+    /* data parallel: this rank's part of every epoch, as torch's DistributedSampler:
+       the epoch's order (the same on every rank: same seed) is padded by repeating its
+       start to a multiple of shard_count, and rank r takes positions r, r + count, ...
+       Default 0 of 1 (everything). */
+    int shard_rank;
+    int shard_count;
 } nc_loader_options;
 
 /** A batch: host NCHW float32 and int32 labels (n x heads); borrowed until the next
