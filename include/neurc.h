@@ -616,6 +616,39 @@ NC_API int64_t nc_schedule_position(const nc_schedule *s);
 /// trainer or be detached.
 NC_API nc_status nc_trainer_set_schedule(nc_trainer *trainer, nc_schedule *s);
 
+/* ---------------------------------------------------------- data parallel */
+
+/** A communicator between training processes (ranks), for data-parallel training
+ *  with PyTorch DDP's semantics (docs/distributed.md). Opaque; no MPI type crosses
+ *  the ABI. */
+typedef struct nc_comm nc_comm;
+/// A communicator over MPI_COMM_WORLD (duplicated) of an MPI program: the caller
+/// initialises MPI (MPI_Init) before and finalises it after destroying every
+/// communicator. Collective: every rank calls it. Returns NC_OK, NC_ERR_NULL,
+/// NC_ERR_STATE (MPI not initialised), NC_ERR_UNSUPPORTED (built without MPI),
+/// NC_ERR_BACKEND (an MPI call failed), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_comm_create_mpi(nc_context *ctx, nc_comm **out);
+/// NULL-safe. Detach it from every trainer first.
+NC_API void nc_comm_destroy(nc_comm *comm);
+/// This process's rank (0 .. size-1), and the number of ranks; -1 and 0 for NULL.
+NC_API int nc_comm_rank(const nc_comm *comm);
+NC_API int nc_comm_size(const nc_comm *comm);
+/// Waits for every rank. Returns NC_OK, NC_ERR_NULL, NC_ERR_BACKEND.
+NC_API nc_status nc_comm_barrier(nc_comm *comm);
+/// values[i] = the sum over ranks of values[i], on every rank (metrics, counts).
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (count < 0), NC_ERR_BACKEND.
+NC_API nc_status nc_comm_allreduce_sum(nc_comm *comm, double *values, int64_t count);
+/// Makes the trainer data-parallel over `comm` (collective; NULL detaches): rank 0's
+/// parameters and buffers are copied to every rank now; from then on each update
+/// averages the gradients over the ranks (in buckets of 25 MB, last layers first),
+/// rank 0's batch-norm buffers are copied to every rank before each forward (DDP's
+/// broadcast_buffers), and the step's loss, accuracy counts and the non-finite skip
+/// are the same on every rank (the loss is the mean over ranks). Each rank passes its
+/// own part of the global batch to nc_trainer_step. The communicator must outlive
+/// the trainer or be detached. Returns NC_OK, NC_ERR_NULL, NC_ERR_STATE (the comm
+/// belongs to another context), NC_ERR_BACKEND, NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_trainer_set_comm(nc_trainer *trainer, nc_comm *comm);
+
 /* -------------------------------------------------------------- checkpoints */
 
 /** Where training stands, stored in a checkpoint with the trainer's state. */
@@ -1056,6 +1089,12 @@ typedef struct nc_loader_options {
     uint64_t seed;           /* shuffling and augmentation; default 0 */
     const int64_t *indices;  /* the samples to use (copied), NULL = all */
     int64_t num_indices;
+    /* data parallel: this rank's part of every epoch, as torch's DistributedSampler:
+       the epoch's order (the same on every rank: same seed) is padded by repeating its
+       start to a multiple of shard_count, and rank r takes positions r, r + count, ...
+       Default 0 of 1 (everything). */
+    int shard_rank;
+    int shard_count;
 } nc_loader_options;
 
 /** A batch: host NCHW float32 and int32 labels (n x heads); borrowed until the next

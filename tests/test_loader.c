@@ -710,6 +710,55 @@ static void test_loader_subset_indices(void **state) {
     nc_dataset_destroy(ds);
 }
 
+/* shard_rank/shard_count: rank r of K gets positions r, r + K, ... of the epoch's
+ * order of all samples (the same on every rank), wrapping around at the end as
+ * DistributedSampler pads. */
+static void test_loader_shards_as_distributed_sampler(void **state) {
+    nc_context *ctx = ((fixture *)*state)->ctx;
+    nc_dataset *ds = open_folder(ctx, "rgb");
+    int64_t sub[5] = {5, 3, 9, 0, 14};
+    nc_loader_options o;
+    nc_loader_options_init(&o);
+    assert_int_equal(o.shard_rank, 0);
+    assert_int_equal(o.shard_count, 1);
+    o.batch_size = 2;
+    o.workers = 0;
+    o.seed = 11;
+    o.indices = sub;
+    o.num_indices = 5;
+    nc_loader *whole;
+    assert_int_equal(nc_loader_create(ds, NULL, &o, &whole), NC_OK);
+    run all;
+    run_epoch(ctx, whole, 3, &all);
+    for (int count = 2; count <= 3; count++)
+        for (int rank = 0; rank < count; rank++) {
+            o.shard_rank = rank;
+            o.shard_count = count;
+            nc_loader *l;
+            assert_int_equal(nc_loader_create(ds, NULL, &o, &l), NC_OK);
+            const int per = (5 + count - 1) / count;
+            assert_int_equal(nc_loader_num_batches(l), (per + 1) / 2);
+            run r;
+            run_epoch(ctx, l, 3, &r);
+            assert_int_equal(r.n, per);
+            for (int k = 0; k < per; k++) assert_int_equal(r.idx[k], all.idx[(rank + k * count) % 5]);
+            run_free(&r);
+            nc_loader_destroy(l);
+        }
+    run_free(&all);
+    nc_loader_destroy(whole);
+    nc_loader *l = NULL;
+    o.shard_rank = 2;
+    o.shard_count = 2;
+    assert_int_equal(nc_loader_create(ds, NULL, &o, &l), NC_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(nc_context_last_error(ctx), "shard_rank 2 of shard_count 2"));
+    o.shard_rank = 0;
+    o.shard_count = 0;
+    assert_int_equal(nc_loader_create(ds, NULL, &o, &l), NC_ERR_INVALID_ARGUMENT);
+    assert_null(l);
+    nc_dataset_destroy(ds);
+}
+
 static void test_loader_null_and_bad_arguments(void **state) {
     nc_context *ctx = ((fixture *)*state)->ctx;
     nc_dataset *ds = open_idx(ctx);
@@ -776,6 +825,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_loader_restart_mid_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_next_without_start_epoch_runs_epoch_0, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_subset_indices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loader_shards_as_distributed_sampler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_null_and_bad_arguments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

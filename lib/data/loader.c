@@ -36,9 +36,12 @@ struct nc_loader {
     const nc_transform *t;
     int batch, shuffle, drop_last, nworkers, nslots, heads;
     uint64_t seed;
-    int64_t num;           /* samples per epoch before drop_last */
-    int64_t *base;         /* (num) the samples as given */
-    int64_t *order;        /* (num) this epoch's order */
+    int64_t total;         /* samples given (all ranks together) */
+    int shard_rank, shard_count;
+    int64_t num;           /* this rank's samples per epoch before drop_last */
+    int64_t *base;         /* (total) the samples as given */
+    int64_t *perm;         /* (total) this epoch's order of all of them */
+    int64_t *order;        /* (num) this rank's part of it */
     int64_t nbatches;      /* per epoch */
     int64_t epoch_samples; /* samples per epoch after drop_last */
 
@@ -86,6 +89,8 @@ void nc_loader_options_init(nc_loader_options *opt) {
     opt->seed = 0;
     opt->indices = NULL;
     opt->num_indices = 0;
+    opt->shard_rank = 0;
+    opt->shard_count = 1;
 }
 
 /* Samples in batch b of the epoch. */
@@ -244,15 +249,18 @@ nc_status nc_loader_start_epoch(nc_loader *l, int64_t epoch) {
         pthread_mutex_lock(&l->mu);
         stop_epoch_locked(l);
     }
-    /* The epoch's order: a Fisher-Yates shuffle of the samples drawn from (seed, epoch). */
-    memcpy(l->order, l->base, (size_t)l->num * sizeof *l->order);
+    /* The epoch's order: a Fisher-Yates shuffle of the samples drawn from (seed, epoch),
+     * then this rank's positions of it, wrapping around as DistributedSampler pads. */
+    memcpy(l->perm, l->base, (size_t)l->total * sizeof *l->perm);
     if (l->shuffle)
-        for (int64_t i = l->num - 1; i > 0; i--) {
+        for (int64_t i = l->total - 1; i > 0; i--) {
             uint64_t j = nc__rng_u64(l->seed, STREAM_SHUFFLE + (uint64_t)epoch, (uint64_t)i) % (uint64_t)(i + 1);
-            int64_t v = l->order[i];
-            l->order[i] = l->order[j];
-            l->order[j] = v;
+            int64_t v = l->perm[i];
+            l->perm[i] = l->perm[j];
+            l->perm[j] = v;
         }
+    for (int64_t k = 0; k < l->num; k++)
+        l->order[k] = l->perm[(l->shard_rank + k * l->shard_count) % l->total];
     l->epoch = (uint64_t)epoch;
     l->next_pos = 0;
     l->consumed = 0;
@@ -376,6 +384,7 @@ void nc_loader_destroy(nc_loader *l) {
     nc__free(ctx, l->labels);
     nc__free(ctx, l->idx);
     nc__free(ctx, l->slot_done);
+    nc__free(ctx, l->perm);
     nc__free(ctx, l->order);
     nc__free(ctx, l->base);
     nc__free(ctx, l);
@@ -392,6 +401,9 @@ static nc_status check_options(nc_context *ctx, nc_dataset *ds, const nc_loader_
     if (o->prefetch < (o->workers > 0 ? 1 : 0) || o->prefetch > MAX_PREFETCH)
         return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: prefetch %d must be in [%d, %d]", fn, o->prefetch,
                          o->workers > 0 ? 1 : 0, MAX_PREFETCH);
+    if (o->shard_count < 1 || o->shard_rank < 0 || o->shard_rank >= o->shard_count)
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: shard_rank %d of shard_count %d is not a rank", fn,
+                         o->shard_rank, o->shard_count);
     if (o->indices) {
         if (o->num_indices < 0)
             return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: num_indices %lld is negative", fn,
@@ -467,26 +479,30 @@ nc_status nc_loader_create(nc_dataset *ds, const nc_transform *t, const nc_loade
     l->nslots = o.workers > 0 ? o.prefetch + 1 : 1;
     l->heads = nc_dataset_num_heads(ds);
     l->seed = o.seed;
-    l->num = o.indices ? o.num_indices : nc_dataset_size(ds);
+    l->total = o.indices ? o.num_indices : nc_dataset_size(ds);
+    l->shard_rank = o.shard_rank;
+    l->shard_count = o.shard_count;
+    l->num = l->total ? (l->total + o.shard_count - 1) / o.shard_count : 0;
     l->nbatches = l->drop_last ? l->num / l->batch : (l->num + l->batch - 1) / l->batch;
     l->epoch_samples = l->drop_last ? l->nbatches * l->batch : l->num;
     l->err_pos = NO_ERROR;
 
     size_t per = (size_t)l->nslots * (size_t)l->batch;
-    if ((uint64_t)l->num > SIZE_MAX / sizeof(int64_t) || per > SIZE_MAX / sizeof(int64_t) / (size_t)(l->heads + 1)) {
+    if ((uint64_t)l->total > SIZE_MAX / sizeof(int64_t) || per > SIZE_MAX / sizeof(int64_t) / (size_t)(l->heads + 1)) {
         st = nc__error(ctx, NC_ERR_LIMIT, "%s: batch_size %d with prefetch %d is too large", fn, l->batch, o.prefetch);
         goto fail;
     }
-    l->base = nc__alloc(ctx, (size_t)l->num * sizeof *l->base);
-    l->order = nc__alloc(ctx, (size_t)l->num * sizeof *l->order);
+    l->base = nc__alloc(ctx, (size_t)(l->total ? l->total : 1) * sizeof *l->base);
+    l->perm = nc__alloc(ctx, (size_t)(l->total ? l->total : 1) * sizeof *l->perm);
+    l->order = nc__alloc(ctx, (size_t)(l->num ? l->num : 1) * sizeof *l->order);
     l->labels = nc__alloc(ctx, per * (size_t)l->heads * sizeof *l->labels);
     l->idx = nc__alloc(ctx, per * sizeof *l->idx);
     l->slot_done = nc__calloc(ctx, (size_t)l->nslots, sizeof *l->slot_done);
-    if (!l->base || !l->order || !l->labels || !l->idx || !l->slot_done) {
+    if (!l->base || !l->perm || !l->order || !l->labels || !l->idx || !l->slot_done) {
         st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         goto fail;
     }
-    for (int64_t i = 0; i < l->num; i++) l->base[i] = o.indices ? o.indices[i] : i;
+    for (int64_t i = 0; i < l->total; i++) l->base[i] = o.indices ? o.indices[i] : i;
 
     if (l->nworkers == 0) NC_CHECK(nc__context_create_child(ctx, &l->sync_ctx));
     else NC_CHECK(start_workers(l));

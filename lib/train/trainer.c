@@ -8,6 +8,7 @@
 #include "core/context.h"
 #include "core/model.h"
 #include "core/rng.h"
+#include "dist/comm.h"
 #include "graph/exec.h"
 #include "train/loss.h"
 #include "train/trainer.h"
@@ -216,6 +217,7 @@ void nc_trainer_destroy(nc_trainer *t) {
     nc__free(ctx, t->pos_weight);
     nc__free(ctx, t->table);
     nc__free(ctx, t->table_tensor);
+    nc__free(ctx, t->comm_staging);
     nc__free(ctx, t);
 }
 
@@ -453,6 +455,44 @@ static nc_status finish_step(nc_trainer *t, const nc__step_record *r, int update
     return NC_OK;
 }
 
+/* ------------------------------------------------------------ data parallel */
+
+nc_status nc_trainer_set_comm(nc_trainer *t, nc_comm *comm) {
+    if (!t) return NC_ERR_NULL;
+    nc_context *ctx = t->m->ctx;
+    if (comm && comm->ctx != ctx)
+        return nc__error(ctx, NC_ERR_STATE, "nc_trainer_set_comm: the communicator belongs to another context");
+    nc__free(ctx, t->comm_staging);
+    t->comm_staging = NULL;
+    t->comm_floats = 0;
+    t->comm = NULL;
+    if (!comm) return NC_OK;
+    const size_t total = nc__model_param_floats(t->m), bucket = comm->bucket_bytes / sizeof(float);
+    t->comm_floats = total < bucket ? (total ? total : 1) : bucket;
+    if (!(t->comm_staging = nc__alloc(ctx, t->comm_floats * sizeof(float)))) {
+        t->comm_floats = 0;
+        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_trainer_set_comm: out of memory");
+    }
+    nc_status st = nc__comm_broadcast_model(comm, t->m);
+    if (st == NC_OK) t->comm = comm;
+    return st;
+}
+
+/* The step's loss and counts summed over the ranks (the loss then averaged), back in
+ * the record before the update reads it: every rank decides the same skip. */
+static nc_status sync_record(nc_trainer *t) {
+    nc_context *ctx = t->m->ctx;
+    nc__step_record r;
+    nc_status st = ctx->backend->read(ctx->backend_state, &r, t->record_dev, sizeof r);
+    double v[3] = {r.loss, (double)r.correct, (double)r.counted};
+    if (st == NC_OK) st = t->comm->ops->allreduce_sum_f64(t->comm, v, 3);
+    if (st != NC_OK) return st;
+    r.loss = v[0] / (double)t->comm->size;
+    r.correct = (int32_t)v[1];
+    r.counted = (int32_t)v[2];
+    return ctx->backend->write(ctx->backend_state, t->record_dev, &r, sizeof r);
+}
+
 nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, int n, int c, int h, int w,
                           nc_step_stats *out) {
     if (!t) return NC_ERR_NULL;
@@ -471,7 +511,10 @@ nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, 
     if (t->accum_count == 0 &&
         (st = ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, nc__model_param_floats(m))) != NC_OK)
         return st;
+    const int parallel = t->comm && t->comm->size > 1;
+    if (parallel && (st = nc__comm_broadcast_buffers(t->comm, m)) != NC_OK) return st;
     if ((st = forward_backward(t, x, n)) != NC_OK) return st;
+    if (parallel && (st = sync_record(t)) != NC_OK) return st;
     const int update = ++t->accum_count >= t->opt.accumulation_steps;
     int count = 0;
     if (update) {
@@ -479,6 +522,8 @@ nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, 
         if (t->schedule)
             for (int g = 0; g < t->n_groups; g++) t->groups[g].lr = nc_schedule_lr(t->schedule, t->groups[g].base_lr);
         count = build_table(t);
+        if (parallel && (st = nc__comm_average_grads(t->comm, m, t->comm_staging, t->comm_floats)) != NC_OK)
+            return st;
         if ((st = run_update(t, count)) != NC_OK) return st;
     }
     nc__step_record r;

@@ -47,6 +47,11 @@ struct nc_trainer {
     /* the parameter table of an update, rebuilt on the host per update */
     nc__param_entry *table;    /* [n_tensors] */
     int *table_tensor;         /* [n_tensors]: graph tensor of each entry */
+    /* data parallel (nc_trainer_set_comm): the communicator (borrowed) and the host
+       staging buffer of one gradient bucket */
+    nc_comm *comm;
+    float *comm_staging;
+    size_t comm_floats;
 };
 
 #endif

@@ -1136,6 +1136,26 @@ class TestReports(unittest.TestCase):
         self.assertGreater(os.path.getsize(self.p("c.png")), 1000)
 
 
+class TestComm(unittest.TestCase):
+    """Without MPI initialised (tests/test_dist.c runs the real thing under mpirun)."""
+
+    def test_comm_needs_mpi_initialised(self):
+        with self.assertRaises((neurc.StateError, neurc.UnsupportedError)) as e:
+            neurc.Comm()
+        self.assertIn("MPI", str(e.exception))
+        self.assertEqual(_lib.lib.nc_comm_rank(None), -1)
+        self.assertEqual(_lib.lib.nc_comm_size(None), 0)
+        self.assertEqual(_lib.lib.nc_comm_barrier(None), 2)  # NC_ERR_NULL
+        self.assertEqual(_lib.lib.nc_comm_allreduce_sum(None, None, 0), 2)
+        _lib.lib.nc_comm_destroy(None)
+        with neurc.Model("simple_cnn", num_classes=2, in_channels=1, width=4) as m:
+            t = neurc.Trainer(m)
+            t.set_comm(None)  # detaching a trainer that has none is fine
+            with self.assertRaises(TypeError):
+                t.set_comm("not a comm")
+            t.close()
+
+
 class TestZCoverage(unittest.TestCase):
     """Runs last (classes run in name order): every table function was called."""
 

@@ -19,7 +19,7 @@ from ._lib import (STATUS_TABLE, BackendError, Error, FormatError, InvalidArgume
                    UnsupportedError, error_class, status_str)
 from ._lib import lib as _lib_handle
 from ._buffers import HAVE_NUMPY
-from .core import (EMA, Builder, CheckpointInfo, Context, EarlyStopping, LoadReport, Model, Schedule, StepStats,
+from .core import (EMA, Builder, CheckpointInfo, Comm, Context, EarlyStopping, LoadReport, Model, Schedule, StepStats,
                    TensorInfo, TrackingAllocator, Trainer, default_context, status_name, version)
 from .data import Batch, Dataset, Image, Loader, Transform, read_png, read_png_bytes, split_kfold, split_stratified
 from .metrics import MACRO, WEIGHTED, BinaryStats, Metrics, calibrate_temperature, threshold_apply, threshold_select
@@ -35,7 +35,7 @@ __all__ = [
     "Error", "InvalidArgumentError", "NullError", "OutOfMemoryError", "ShapeError", "UnsupportedError", "IOError",
     "FormatError", "NotFoundError", "NumericError", "BackendError", "StateError", "LimitError", "LibraryNotFound",
     "STATUS_TABLE", "error_class", "status_str", "status_name", "version", "HAVE_NUMPY", "library_path",
-    "Context", "Model", "Builder", "Trainer", "Schedule", "EMA", "EarlyStopping", "TrackingAllocator",
+    "Context", "Model", "Builder", "Trainer", "Schedule", "Comm", "EMA", "EarlyStopping", "TrackingAllocator",
     "TensorInfo", "LoadReport", "StepStats", "CheckpointInfo", "default_context",
     "Image", "Dataset", "Transform", "Loader", "Batch", "read_png", "read_png_bytes", "split_stratified",
     "split_kfold",

@@ -207,7 +207,7 @@ class nc_dataset_options(Structure):
 class nc_loader_options(Structure):
     _fields_ = [("struct_size", c_size_t), ("batch_size", c_int), ("shuffle", c_int), ("drop_last", c_int),
                 ("workers", c_int), ("prefetch", c_int), ("seed", c_uint64), ("indices", c_void_p),
-                ("num_indices", c_int64)]
+                ("num_indices", c_int64), ("shard_rank", c_int), ("shard_count", c_int)]
 
 
 class nc_batch(Structure):
@@ -313,6 +313,14 @@ FUNCTIONS = (
     ('nc_schedule_lr', c_float, [c_void_p, c_float]),
     ('nc_schedule_position', c_int64, [c_void_p]),
     ('nc_trainer_set_schedule', STATUS, [c_void_p, c_void_p]),
+    # data parallel (docs/distributed.md): MPI must be initialised by the program
+    ('nc_comm_create_mpi', STATUS, [c_void_p, P(c_void_p)]),
+    ('nc_comm_destroy', None, [c_void_p]),
+    ('nc_comm_rank', c_int, [c_void_p]),
+    ('nc_comm_size', c_int, [c_void_p]),
+    ('nc_comm_barrier', STATUS, [c_void_p]),
+    ('nc_comm_allreduce_sum', STATUS, [c_void_p, c_void_p, c_int64]),
+    ('nc_trainer_set_comm', STATUS, [c_void_p, c_void_p]),
     ('nc_checkpoint_info_init', None, [P(nc_checkpoint_info)]),
     ('nc_trainer_save_checkpoint', STATUS, [c_void_p, c_char_p, P(nc_checkpoint_info)]),
     ('nc_trainer_load_checkpoint', STATUS, [c_void_p, c_char_p, P(nc_checkpoint_info)]),

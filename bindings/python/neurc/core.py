@@ -684,6 +684,19 @@ class Trainer(_ContextObject):
         schedule._cell.dependents[id(self._cell)] = self._cell
         self._cell.parents.append(schedule._cell)
 
+    def set_comm(self, comm):
+        """Makes this trainer data-parallel over `comm` (a neurc.Comm; None detaches):
+        rank 0's weights are copied to every rank now, and every update averages the
+        gradients over the ranks (docs/distributed.md). The trainer keeps the
+        communicator alive; closing it closes the trainer."""
+        if comm is not None and not isinstance(comm, Comm):
+            raise TypeError("comm must be a neurc.Comm or None")
+        self._check(lib.nc_trainer_set_comm(self._h, comm._h if comm is not None else None), "nc_trainer_set_comm")
+        if comm is not None:
+            comm._cell.dependents[id(self._cell)] = self._cell
+            self._cell.parents.append(comm._cell)
+        self.comm = comm
+
     def save_checkpoint(self, path, epoch=0, batch=0, best_metric=float("nan"), best_epoch=0):
         info = nc_checkpoint_info()
         lib.nc_checkpoint_info_init(byref(info))
@@ -741,6 +754,38 @@ class Schedule(_ContextObject):
     @property
     def position(self):
         return lib.nc_schedule_position(self._h)
+
+
+class Comm(_ContextObject):
+    """A communicator between the ranks of an MPI program (docs/distributed.md). The
+    program must have initialised MPI first (for example by importing mpi4py);
+    otherwise this raises StateError, and UnsupportedError in a build without MPI."""
+
+    _kind = "comm"
+
+    def __init__(self, context=None):
+        ctx = _ctx_of(context)
+        self.context = ctx
+        h = c_void_p()
+        self._check(lib.nc_comm_create_mpi(ctx._h, byref(h)), "nc_comm_create_mpi")
+        self._own(h.value, lib.nc_comm_destroy, [ctx])
+
+    @property
+    def rank(self):
+        return lib.nc_comm_rank(self._h)
+
+    @property
+    def size(self):
+        return lib.nc_comm_size(self._h)
+
+    def barrier(self):
+        self._check(lib.nc_comm_barrier(self._h), "nc_comm_barrier")
+
+    def allreduce_sum(self, values):
+        """The sums over ranks of a list of numbers (as doubles), on every rank."""
+        arr = (ctypes.c_double * max(len(values), 1))(*values)
+        self._check(lib.nc_comm_allreduce_sum(self._h, arr, len(values)), "nc_comm_allreduce_sum")
+        return list(arr[:len(values)])
 
 
 class EMA(_ContextObject):
