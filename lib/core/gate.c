@@ -1,5 +1,5 @@
 /* gate.c — the model's reader/writer gate (gate.h): a mutex and one condition
- * variable; writers first, re-entrant for the writing thread. */
+ * variable; phase-fair, re-entrant for the writing thread. */
 #include "core/gate.h"
 
 int nc__gate_init(nc__gate *g) {
@@ -20,8 +20,12 @@ static int own_write(const nc__gate *g) { return g->writing > 0 && pthread_equal
 
 void nc__gate_read_enter(nc__gate *g) {
     pthread_mutex_lock(&g->mu);
-    if (!own_write(g))
-        while (g->writing > 0 || g->writers_waiting > 0) pthread_cond_wait(&g->cv, &g->mu);
+    if (!own_write(g)) {
+        g->readers_waiting++;
+        while (g->writing > 0 || (g->writers_waiting > 0 && g->passes == 0)) pthread_cond_wait(&g->cv, &g->mu);
+        g->readers_waiting--;
+        if (g->passes > 0) g->passes--;
+    }
     g->readers++;
     pthread_mutex_unlock(&g->mu);
 }
@@ -38,7 +42,7 @@ void nc__gate_write_enter(nc__gate *g) {
         g->writing++;
     } else {
         g->writers_waiting++;
-        while (g->writing > 0 || g->readers > 0) pthread_cond_wait(&g->cv, &g->mu);
+        while (g->writing > 0 || g->readers > 0 || g->passes > 0) pthread_cond_wait(&g->cv, &g->mu);
         g->writers_waiting--;
         g->writing = 1;
         g->writer = pthread_self();
@@ -46,8 +50,12 @@ void nc__gate_write_enter(nc__gate *g) {
     pthread_mutex_unlock(&g->mu);
 }
 
+/* The readers that waited for this change go before the next one. */
 void nc__gate_write_leave(nc__gate *g) {
     pthread_mutex_lock(&g->mu);
-    if (--g->writing == 0) pthread_cond_broadcast(&g->cv);
+    if (--g->writing == 0) {
+        g->passes = g->readers_waiting;
+        pthread_cond_broadcast(&g->cv);
+    }
     pthread_mutex_unlock(&g->mu);
 }
