@@ -22,6 +22,7 @@
 #define INPUTS 16       /* distinct batches, sizes 1..8 */
 #define SIDE 28
 #define CLASSES 10
+#define WIDTH 8         /* simple_cnn: 8..32 channels, plain and blocked activations on oneDNN */
 
 static int calls_per_thread(void) {
     const char *e = getenv("NC_CONCURRENCY_CALLS");
@@ -48,7 +49,7 @@ static nc_model *simple_cnn(nc_context *ctx) {
     nc_model_options mo;
     nc_model_options_init(&mo);
     mo.arch = "simple_cnn";
-    mo.width = 8; /* 8..32 channels: plain and blocked activations on oneDNN */
+    mo.width = WIDTH;
     mo.num_classes = CLASSES;
     mo.in_channels = 1;
     mo.seed = 5;
@@ -314,7 +315,7 @@ static void set_tensor_case(nc_backend_kind kind) {
     nc_context *ctx = context_of(kind, NC_PRECISION_FP32);
     if (!ctx) skip();
     nc_model *m = simple_cnn(ctx);
-    const int64_t count = 16 * 1 * 3 * 3;
+    const int64_t count = WIDTH * 1 * 3 * 3; /* conv1.weight (WIDTH, 1, 3, 3) */
     float *wa = tu_zeros((size_t)count), *wb = tu_rand((size_t)count, -0.5f, 0.5f, 77);
     assert_int_equal(nc_model_get_tensor(m, "conv1.weight", wa, count), NC_OK);
     float *x = tu_rand((size_t)READ_N * SIDE * SIDE, -1, 1, 9);
