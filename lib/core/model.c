@@ -14,6 +14,7 @@
 #define NC__SLOT_ALIGN 64
 
 static int is_host_counter(const nc__tensor_def *t) { return t->role == NC__ROLE_NUM_BATCHES; }
+static nc_status set_class_names(nc_model *m, const char *const *names, int count);
 
 nc_status nc__model_create_from_graph(nc_context *ctx, nc__graph *g, int num_heads, uint64_t seed,
                                       nc_model **out) {
@@ -69,10 +70,9 @@ void nc_model_destroy(nc_model *m) {
     nc_context *ctx = m->ctx;
     nc__plan_pool_destroy(ctx, &m->eval_plans);
     nc__plan_destroy(m->plan_train);
-    nc__gate_destroy(&m->gate);
     if (m->arena) ctx->backend->free(ctx->backend_state, m->arena);
     if (m->grad_arena) ctx->backend->free(ctx->backend_state, m->grad_arena);
-    nc_model_set_class_names(m, NULL, 0);
+    set_class_names(m, NULL, 0);
     for (int i = 0; i < m->n_info; i++) {
         nc__free(ctx, m->info_keys[i]);
         nc__free(ctx, m->info_values[i]);
@@ -84,6 +84,7 @@ void nc_model_destroy(nc_model *m) {
     nc__free(ctx, m->slots);
     nc__free(ctx, m->num_batches);
     nc__graph_destroy(m->graph);
+    nc__gate_destroy(&m->gate);
     nc__free(ctx, m);
 }
 
