@@ -421,8 +421,8 @@ static nc_status forward_backward(nc_trainer *t, const float *x, int n) {
     const uint64_t seed = nc__rng_u64(t->opt.seed, 0x73746570ull, (uint64_t)t->steps);
     nc_status st = nc__plan_forward(m->plan_train, x, 1, seed);
     if (st == NC_OK)
-        st = ctx->backend->loss(nc__plan_backend_state(p), &d, nc__plan_output_grad(p), t->record_dev, nc__plan_output(p),
-                                t->labels_dev);
+        st = ctx->backend->loss(nc__plan_backend_state(p), &d, nc__plan_output_grad(p), t->record_dev,
+                                nc__plan_output(p), t->labels_dev);
     if (st != NC_OK) return st;
     t->steps++;
     return nc__plan_backward(m->plan_train);
