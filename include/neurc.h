@@ -25,8 +25,12 @@
  *   nc_model_save(m, "model.safetensors");
  *   nc_trainer_destroy(t);  nc_model_destroy(m);  nc_context_destroy(ctx);
  *
- * Thread safety: distinct handles may be used from distinct threads. One handle
- * (and the handles made from it) must not be used from two threads at once.
+ * Thread safety (docs/api.md, "Thread safety"): any number of threads may run
+ * nc_model_forward and nc_model_predict_loader on one model, or on models of one
+ * context, at once; each thread reads its own nc_context_last_error. Calls that
+ * change a model (training steps, loading or setting weights, metadata setters) wait
+ * for the inference calls running on it and hold new ones back until done. Other
+ * handles (trainers, loaders, datasets, ...) are used by one thread at a time.
  */
 #ifndef NEURC_H
 #define NEURC_H
@@ -155,16 +159,19 @@ NC_API void nc_context_options_init(nc_context_options *opt);
 /// not built in, or BF16_MATH is asked of a backend other than oneDNN or on a CPU
 /// without AVX512_BF16. With NC_BACKEND_AUTO and NC_PRECISION_BF16 the first backend
 /// (cuda, onednn, ref) that supports bf16 values is chosen; NC_ERR_BACKEND if the backend cannot start;
-/// NC_ERR_OUT_OF_MEMORY. The caller owns *out.
+/// NC_ERR_LIMIT when the process has no thread-local key left for the per-thread error
+/// text (about 1,000 contexts alive at once: PTHREAD_KEYS_MAX); NC_ERR_OUT_OF_MEMORY.
+/// The caller owns *out.
 NC_API nc_status nc_context_create(const nc_context_options *opt, nc_context **out);
 
 /// Destroys a context; NULL-safe. Models and trainers made from it must be
 /// destroyed first.
 NC_API void nc_context_destroy(nc_context *ctx);
 
-/// The message of the last failed call on this context (or on a handle made from
-/// it), "" if none. Valid until the next call on the context. NULL ctx gives a
-/// static message.
+/// The message of the calling thread's last failed call on this context (or on a
+/// handle made from it), "" if that thread has none: each thread has its own, so a
+/// failure in one thread never shows in another. Valid until the calling thread's
+/// next call on the context. NULL ctx gives a static message.
 NC_API const char *nc_context_last_error(const nc_context *ctx);
 
 /// The backend actually chosen (never NC_BACKEND_AUTO); NC_BACKEND_REF for NULL.
@@ -226,6 +233,9 @@ NC_API void nc_model_destroy(nc_model *model);
 /// Runs the model in eval mode (batchnorm running statistics, no dropout).
 /// x: host NCHW float32, n*c*h*w values, c must equal the model's input channels.
 /// logits: n * nc_model_num_outputs() floats, written by the call.
+/// Threads may call it on one model at once: each call runs on its own execution
+/// plan from the model's pool (which keeps as many plans as calls ran at once), with
+/// the weights shared; results equal those of serial calls bit for bit.
 /// Returns NC_OK; NC_ERR_NULL; NC_ERR_SHAPE (wrong channel count, or an image too
 /// small for the network); NC_ERR_INVALID_ARGUMENT (n,h,w < 1); NC_ERR_OUT_OF_MEMORY;
 /// NC_ERR_BACKEND.

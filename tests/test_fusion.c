@@ -390,7 +390,7 @@ static void eval_case(const model_case *mc) {
     forward_eval(mp, mc, x, lp);
     forward_eval(mf, mc, x, lf);
     assert_memory_equal(lp, lf, outs * sizeof(float));
-    const nc__plan *pp = mp->plan_eval, *pf = mf->plan_eval;
+    const nc__plan *pp = nc__plan_pool_last(&mp->eval_plans), *pf = nc__plan_pool_last(&mf->eval_plans);
     print_message("  %-8s eval: %d chains (fused calls %ld), arena %zu -> %zu bytes\n", mc->name, pf->n_conv_chains,
                   calls.fused_infer, pp->arena_bytes, pf->arena_bytes);
     assert_int_equal(pp->n_conv_chains, 0);
@@ -489,8 +489,10 @@ static void test_fusion_custom_cnn_groups(void **s) {
     nc_model *m = custom_model(ctx);
     const nc__graph *g = m->graph;
     nc__shape in = nc__shape4(mc->n, mc->c, mc->h, mc->w);
-    assert_int_equal(nc__plan_get(m, &m->plan_eval, 0, &in), NC_OK);
-    const nc__plan *p = m->plan_eval;
+    nc__plan *taken;
+    assert_int_equal(nc__plan_pool_take(m, &m->eval_plans, &in, &taken), NC_OK);
+    nc__plan_pool_give(&m->eval_plans, taken); /* the pool keeps it; no other call runs */
+    const nc__plan *p = taken;
     const int c1 = node_named(g, "c1"), c2 = node_named(g, "c2"), c3 = node_named(g, "c3"), c4 = node_named(g, "c4");
     const int c5 = node_named(g, "c5"), c7 = node_named(g, "c7"), bn6 = node_named(g, "bn6");
     /* c1: conv+bn+relu; its relu (a) is c3's residual */

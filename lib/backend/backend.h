@@ -18,6 +18,14 @@
  * slot (initially NULL) where a backend may keep prepared primitives for that node
  * and shape; the executor calls release_cache on it when the plan is destroyed.
  *
+ * CONCURRENCY. Several threads run plans of one model, or of one context's models,
+ * at once (docs/api.md, Thread safety). Each plan is used by one thread at a time and
+ * runs on its own worker state (worker_create; the context's state for a backend
+ * without one), so what an entry changes (cache slots, scratch, streams) belongs to
+ * that caller. The context's state is shared by every thread: the entries called on
+ * it outside a plan (memory, transfers, supports, value_bytes, the optimizer) change
+ * nothing in it. Parameters are only read during inference.
+ *
  * DTYPE POLICY. Parameters, their gradients and optimizer state are f32 "masters",
  * plain row-major, in backend memory (fill/axpby/optimizer entries work on them as
  * f32 element counts). Activation values and activation gradients have the dtype in
@@ -221,6 +229,12 @@ typedef struct nc__backend {
     /* Creates the backend state; num_threads >= 1. Errors go to ctx. */
     nc_status (*init)(nc_context *ctx, int num_threads, void **state);
     void (*destroy)(void *state);
+    /* (optional) A state for one more caller running beside the others (CONCURRENCY):
+     * it shares what init made and never changes (engine, layout, thread count) and
+     * has its own mutable parts (stream, scratch). Takes every entry `state` takes;
+     * destroyed before the state it came from. NULL: the state has no mutable part. */
+    nc_status (*worker_create)(void *state, void **worker);
+    void (*worker_destroy)(void *worker);                    /* NULL-safe */
 
     /* 1 when the backend runs the op (and, for training, its backward) for this
      * descriptor and dtype; 0 otherwise. The planner fuses only where this says yes

@@ -1,6 +1,7 @@
 /* context.c — nc_context: resolves the backend and thread count, routes every host
- * allocation through the caller's allocator hooks, and keeps the last error text.
- * There is no global mutable state: everything hangs off the context. */
+ * allocation through the caller's allocator hooks, and keeps the last error text of
+ * each calling thread (a per-context pthread key). There is no global mutable state:
+ * everything hangs off the context. */
 #include "core/context.h"
 #include "nc_config.h"
 
@@ -35,25 +36,96 @@ void nc_context_options_init(nc_context_options *opt) {
     opt->backend = NC_BACKEND_AUTO;
 }
 
+/* ---- error text: one per calling thread */
+
+typedef struct nc__error_slot {
+    nc_context *ctx;
+    struct nc__error_slot *prev, *next;
+    char text[NC__ERROR_TEXT];
+} nc__error_slot;
+
+/* pthread key destructor: the thread ends, its slot goes. */
+static void slot_release(void *ptr) {
+    nc__error_slot *slot = ptr;
+    nc_context *ctx = slot->ctx;
+    pthread_mutex_lock(&ctx->error_mu);
+    if (slot->prev) slot->prev->next = slot->next;
+    else ctx->error_slots = slot->next;
+    if (slot->next) slot->next->prev = slot->prev;
+    pthread_mutex_unlock(&ctx->error_mu);
+    ctx->opt.allocator.free(ctx->opt.allocator.user, slot);
+}
+
+/* The calling thread's text; `create`: make its slot if it has none (NULL when
+ * memory runs out, or with create 0 when it has none). */
+static char *thread_text(const nc_context *cctx, int create) {
+    nc_context *ctx = (nc_context *)cctx; /* the slots are not the context's value */
+    if (ctx->is_child || pthread_equal(ctx->owner, pthread_self())) return ctx->error;
+    nc__error_slot *slot = pthread_getspecific(ctx->error_key);
+    if (slot || !create) return slot ? slot->text : NULL;
+    slot = ctx->opt.allocator.alloc(ctx->opt.allocator.user, sizeof *slot, NC__ALIGN);
+    if (!slot) return NULL;
+    memset(slot, 0, sizeof *slot);
+    slot->ctx = ctx;
+    if (pthread_setspecific(ctx->error_key, slot) != 0) {
+        ctx->opt.allocator.free(ctx->opt.allocator.user, slot);
+        return NULL;
+    }
+    pthread_mutex_lock(&ctx->error_mu);
+    slot->next = ctx->error_slots;
+    if (slot->next) slot->next->prev = slot;
+    ctx->error_slots = slot;
+    pthread_mutex_unlock(&ctx->error_mu);
+    return slot->text;
+}
+
+static int errors_init(nc_context *ctx) {
+    ctx->owner = pthread_self();
+    if (ctx->is_child) return 0;
+    if (pthread_mutex_init(&ctx->error_mu, NULL) != 0) return -1;
+    if (pthread_key_create(&ctx->error_key, slot_release) != 0) {
+        pthread_mutex_destroy(&ctx->error_mu);
+        return -1;
+    }
+    return 0;
+}
+
+/* Deleting the key first: no destructor runs after it, so the list is ours. */
+static void errors_destroy(nc_context *ctx) {
+    if (ctx->is_child) return;
+    pthread_key_delete(ctx->error_key);
+    for (nc__error_slot *s = ctx->error_slots, *next; s; s = next) {
+        next = s->next;
+        ctx->opt.allocator.free(ctx->opt.allocator.user, s);
+    }
+    pthread_mutex_destroy(&ctx->error_mu);
+}
+
+void nc__error_clear(nc_context *ctx) {
+    char *text = ctx ? thread_text(ctx, 0) : NULL;
+    if (text) text[0] = '\0';
+}
+
 static nc_status vset_error(nc_context *ctx, nc_status status, int prefix, const char *fmt,
                             va_list ap) {
-    if (!ctx) return status;
+    char *error = ctx ? thread_text(ctx, 1) : NULL;
+    if (!error) return status; /* NULL context, or no memory for this thread's text */
     char msg[NC__ERROR_TEXT];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    if (prefix && ctx->error[0]) {
+    if (prefix && error[0]) {
         char old[NC__ERROR_TEXT];
-        memcpy(old, ctx->error, sizeof old);
+        memcpy(old, error, sizeof old);
         size_t n = strlen(msg);
-        if (n > sizeof ctx->error - 3) n = sizeof ctx->error - 3;
-        memcpy(ctx->error, msg, n);
-        memcpy(ctx->error + n, ": ", 2);
-        size_t rest = sizeof ctx->error - n - 3;
+        if (n > NC__ERROR_TEXT - 3) n = NC__ERROR_TEXT - 3;
+        memcpy(error, msg, n);
+        memcpy(error + n, ": ", 2);
+        size_t rest = NC__ERROR_TEXT - n - 3;
         size_t m = strlen(old);
         if (m > rest) m = rest;
-        memcpy(ctx->error + n + 2, old, m);
-        ctx->error[n + 2 + m] = 0;
+        memcpy(error + n + 2, old, m);
+        error[n + 2 + m] = 0;
     } else {
-        memcpy(ctx->error, msg, sizeof msg);
+        memcpy(error, msg, sizeof msg);
     }
     return status;
 }
@@ -214,8 +286,13 @@ nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
     memset(ctx, 0, sizeof *ctx);
     ctx->opt = o;
     ctx->num_threads = o.num_threads ? o.num_threads : available_cores();
+    if (errors_init(ctx) != 0) { /* out of pthread keys (PTHREAD_KEYS_MAX contexts alive) */
+        o.allocator.free(o.allocator.user, ctx);
+        return NC_ERR_LIMIT;
+    }
     nc_status st = o.backend == NC_BACKEND_AUTO ? start_auto(ctx) : start_backend(ctx, backend_of(o.backend));
     if (st != NC_OK) {
+        errors_destroy(ctx);
         o.allocator.free(o.allocator.user, ctx);
         return st;
     }
@@ -231,6 +308,7 @@ nc_status nc__context_create_child(nc_context *parent, nc_context **out) {
     ctx->kind = parent->kind;
     ctx->num_threads = 1;
     ctx->is_child = 1;
+    errors_init(ctx); /* a worker context cannot fail: its one thread uses `error` */
     *out = ctx;
     return NC_OK;
 }
@@ -238,12 +316,14 @@ nc_status nc__context_create_child(nc_context *parent, nc_context **out) {
 void nc_context_destroy(nc_context *ctx) {
     if (!ctx) return;
     if (!ctx->is_child && ctx->backend && ctx->backend->destroy) ctx->backend->destroy(ctx->backend_state);
+    errors_destroy(ctx);
     ctx->opt.allocator.free(ctx->opt.allocator.user, ctx);
 }
 
 const char *nc_context_last_error(const nc_context *ctx) {
     if (!ctx) return "NULL context";
-    return ctx->error;
+    const char *text = thread_text(ctx, 0);
+    return text ? text : ""; /* a thread without a message yet */
 }
 
 nc_backend_kind nc_context_backend(const nc_context *ctx) {

@@ -1,11 +1,13 @@
 /* context.h — the nc_context internals: chosen backend, threads, allocator and the
- * last error text, plus the NC_CHECK / nc__error helpers every module uses. */
+ * last error text of each calling thread, plus the NC_CHECK / nc__error helpers every
+ * module uses. */
 #ifndef NC_CORE_CONTEXT_H
 #define NC_CORE_CONTEXT_H
 
 #include "neurc.h"
 #include "backend/backend.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -18,7 +20,15 @@ struct nc_context {
     void *backend_state;           /* owned, from backend->init */
     int num_threads;               /* resolved (>= 1) */
     int is_child;                  /* worker context: no backend state of its own */
-    char error[NC__ERROR_TEXT];    /* last error message */
+    /* Error text, one per calling thread (docs/api.md, Thread safety): `error` is the
+     * text of the thread that created the context (a worker context's only thread);
+     * every other thread gets its own slot through `error_key` on its first message,
+     * freed when that thread ends or with the context. */
+    char error[NC__ERROR_TEXT];
+    pthread_t owner;               /* the thread `error` belongs to */
+    pthread_key_t error_key;       /* user contexts only (not is_child) */
+    pthread_mutex_t error_mu;      /* guards error_slots */
+    struct nc__error_slot *error_slots; /* every other thread's slot */
 };
 
 /* Records a printf-style message in ctx (NULL-safe) and returns `status`. */
@@ -33,6 +43,9 @@ nc_status nc__error_prefix(nc_context *ctx, nc_status status, const char *fmt, .
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* Empties the calling thread's error text (ctx may be NULL). */
+void nc__error_clear(nc_context *ctx);
 
 /* Host allocations through the context's hooks (ctx may not be NULL).
  * nc__alloc returns 64-byte aligned memory or NULL; nc__calloc zeroes it. */

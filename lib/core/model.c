@@ -14,6 +14,7 @@
 #define NC__SLOT_ALIGN 64
 
 static int is_host_counter(const nc__tensor_def *t) { return t->role == NC__ROLE_NUM_BATCHES; }
+static nc_status set_class_names(nc_model *m, const char *const *names, int count);
 
 nc_status nc__model_create_from_graph(nc_context *ctx, nc__graph *g, int num_heads, uint64_t seed,
                                       nc_model **out) {
@@ -22,6 +23,11 @@ nc_status nc__model_create_from_graph(nc_context *ctx, nc__graph *g, int num_hea
     if (!m) {
         nc__graph_destroy(g);
         return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "model: out of memory");
+    }
+    if (nc__gate_init(&m->gate) != 0 || nc__plan_pool_init(&m->eval_plans) != 0) {
+        nc__free(ctx, m); /* (glibc's mutex and condition init do not fail) */
+        nc__graph_destroy(g);
+        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "model: cannot create its locks");
     }
     m->ctx = ctx;
     m->graph = g;
@@ -62,11 +68,11 @@ fail:
 void nc_model_destroy(nc_model *m) {
     if (!m) return;
     nc_context *ctx = m->ctx;
-    nc__plan_destroy(m->plan_eval);
+    nc__plan_pool_destroy(ctx, &m->eval_plans);
     nc__plan_destroy(m->plan_train);
     if (m->arena) ctx->backend->free(ctx->backend_state, m->arena);
     if (m->grad_arena) ctx->backend->free(ctx->backend_state, m->grad_arena);
-    nc_model_set_class_names(m, NULL, 0);
+    set_class_names(m, NULL, 0);
     for (int i = 0; i < m->n_info; i++) {
         nc__free(ctx, m->info_keys[i]);
         nc__free(ctx, m->info_values[i]);
@@ -78,6 +84,7 @@ void nc_model_destroy(nc_model *m) {
     nc__free(ctx, m->slots);
     nc__free(ctx, m->num_batches);
     nc__graph_destroy(m->graph);
+    nc__gate_destroy(&m->gate);
     nc__free(ctx, m);
 }
 
@@ -189,7 +196,7 @@ static nc_status find_named(nc_model *m, const char *fn, const char *name, int64
     return NC_OK;
 }
 
-nc_status nc_model_get_tensor(nc_model *m, const char *name, float *out, int64_t count) {
+static nc_status get_tensor(nc_model *m, const char *name, float *out, int64_t count) {
     if (!m) return NC_ERR_NULL;
     if (!out) return nc__error(m->ctx, NC_ERR_NULL, "nc_model_get_tensor: out is NULL");
     int i;
@@ -203,7 +210,15 @@ nc_status nc_model_get_tensor(nc_model *m, const char *name, float *out, int64_t
     return m->ctx->backend->download(m->ctx->backend_state, out, nc__model_tensor_ptr(m, i), &t->shape);
 }
 
-nc_status nc_model_set_tensor(nc_model *m, const char *name, const float *data, int64_t count) {
+nc_status nc_model_get_tensor(nc_model *m, const char *name, float *out, int64_t count) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_read_begin(m);
+    nc_status st = get_tensor(m, name, out, count);
+    nc__model_read_end(m);
+    return st;
+}
+
+static nc_status set_tensor(nc_model *m, const char *name, const float *data, int64_t count) {
     if (!m) return NC_ERR_NULL;
     if (!data) return nc__error(m->ctx, NC_ERR_NULL, "nc_model_set_tensor: data is NULL");
     int i;
@@ -221,9 +236,18 @@ nc_status nc_model_set_tensor(nc_model *m, const char *name, const float *data, 
     return m->ctx->backend->upload(m->ctx->backend_state, nc__model_tensor_ptr(m, i), data, &t->shape);
 }
 
+/* Waits for inference calls on the model (core/gate.h), like every change below. */
+nc_status nc_model_set_tensor(nc_model *m, const char *name, const float *data, int64_t count) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_write_begin(m);
+    nc_status st = set_tensor(m, name, data, count);
+    nc__model_write_end(m);
+    return st;
+}
+
 /* ------------------------------------------------------------------ metadata */
 
-nc_status nc_model_set_class_names(nc_model *m, const char *const *names, int count) {
+static nc_status set_class_names(nc_model *m, const char *const *names, int count) {
     if (!m) return NC_ERR_NULL;
     nc_context *ctx = m->ctx;
     if (names && count != m->num_classes)
@@ -250,12 +274,20 @@ nc_status nc_model_set_class_names(nc_model *m, const char *const *names, int co
     return NC_OK;
 }
 
+nc_status nc_model_set_class_names(nc_model *m, const char *const *names, int count) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_write_begin(m);
+    nc_status st = set_class_names(m, names, count);
+    nc__model_write_end(m);
+    return st;
+}
+
 const char *nc_model_class_name(const nc_model *m, int i) {
     if (!m || !m->class_names || i < 0 || i >= m->num_classes) return NULL;
     return m->class_names[i];
 }
 
-nc_status nc_model_set_normalization(nc_model *m, const float *mean, const float *std) {
+static nc_status set_normalization(nc_model *m, const float *mean, const float *std) {
     if (!m) return NC_ERR_NULL;
     nc_context *ctx = m->ctx;
     if (!mean || !std) return nc__error(ctx, NC_ERR_NULL, "nc_model_set_normalization: mean or std is NULL");
@@ -277,6 +309,14 @@ nc_status nc_model_set_normalization(nc_model *m, const float *mean, const float
     memcpy(m->norm_mean, mean, (size_t)c * sizeof(float));
     memcpy(m->norm_std, std, (size_t)c * sizeof(float));
     return NC_OK;
+}
+
+nc_status nc_model_set_normalization(nc_model *m, const float *mean, const float *std) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_write_begin(m);
+    nc_status st = set_normalization(m, mean, std);
+    nc__model_write_end(m);
+    return st;
 }
 
 nc_status nc_model_get_normalization(const nc_model *m, float *mean, float *std) {
@@ -314,7 +354,7 @@ static int info_find(const nc_model *m, const char *key) {
     return -lo - 1;
 }
 
-nc_status nc_model_set_info(nc_model *m, const char *key, const char *value) {
+static nc_status set_info(nc_model *m, const char *key, const char *value) {
     if (!m) return NC_ERR_NULL;
     nc_context *ctx = m->ctx;
     if (!key) return nc__error(ctx, NC_ERR_NULL, "nc_model_set_info: key is NULL");
@@ -364,6 +404,14 @@ nc_status nc_model_set_info(nc_model *m, const char *key, const char *value) {
     m->info_values = values;
     m->n_info++;
     return NC_OK;
+}
+
+nc_status nc_model_set_info(nc_model *m, const char *key, const char *value) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_write_begin(m);
+    nc_status st = set_info(m, key, value);
+    nc__model_write_end(m);
+    return st;
 }
 
 const char *nc_model_info(const nc_model *m, const char *key) {

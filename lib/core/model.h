@@ -1,6 +1,6 @@
 /* model.h — nc_model internals: the graph, the parameter/buffer arena in backend
  * memory, gradients, metadata (architecture options, class names, normalisation)
- * and cached execution plans per (mode, input shape).
+ * cached execution plans, and the gate between inference and changes.
  * The one place where core/ sees graph/: a model owns its graph, whose tensor
  * definitions (graph/graph.h) size and initialise the arena, and owns its cached
  * plans, which model.c destroys (graph/exec.h). Building, planning and running
@@ -9,7 +9,9 @@
 #define NC_CORE_MODEL_H
 
 #include "neurc.h"
+#include "core/gate.h"
 #include "graph/graph.h"
+#include "graph/pool.h"
 
 #include <stdint.h>
 #include <stddef.h>
@@ -46,9 +48,13 @@ struct nc_model {
     char **info_keys;           /* [n_info] free-form metadata (nc_model_set_info), sorted by key */
     char **info_values;
     int n_info;
-    /* execution plans, one per (training, input shape); rebuilt on change */
-    struct nc__plan *plan_eval;
+    /* execution plans: eval plans in a pool, one per inference call running at once
+     * (graph/pool.h); the training plan, rebuilt when the input shape changes */
+    nc__plan_pool eval_plans;
     struct nc__plan *plan_train;
+    /* inference calls read the model side by side; calls that change it wait for
+     * them and hold new ones back (core/gate.h, docs/api.md Thread safety) */
+    nc__gate gate;
 };
 
 /* Creates a model from a finished graph (takes ownership of g on success and on
@@ -68,6 +74,12 @@ nc_status nc__model_ensure_grads(nc_model *m);
 static inline size_t nc__model_param_floats(const nc_model *m) { return m->arena_bytes / sizeof(float); }
 /* Records that parameters may have changed (invalidates backend weight caches). */
 static inline void nc__model_params_changed(nc_model *m) { m->param_version++; }
+/* Brackets of the public calls (core/gate.h): inference and other reads of the
+ * weights, and calls that change the model. */
+static inline void nc__model_read_begin(nc_model *m) { nc__gate_read_enter(&m->gate); }
+static inline void nc__model_read_end(nc_model *m) { nc__gate_read_leave(&m->gate); }
+static inline void nc__model_write_begin(nc_model *m) { nc__gate_write_enter(&m->gate); }
+static inline void nc__model_write_end(nc_model *m) { nc__gate_write_leave(&m->gate); }
 /* The graph inside a builder (graph/builder.c). */
 nc__graph *nc__builder_graph(nc_builder *b);
 

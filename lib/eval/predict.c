@@ -1,5 +1,7 @@
-/* predict.c — eval-mode forward passes: nc_model_forward runs one batch through the
- * model's cached eval plan (graph/exec.h); nc_model_predict_loader runs a loader's
+/* predict.c — eval-mode forward passes: nc_model_forward runs one batch through an
+ * eval plan of the model's pool (graph/pool.h: one per call running at once, so
+ * threads may call it on one model together; the model's gate holds back changes
+ * meanwhile); nc_model_predict_loader runs a loader's
  * epoch, collecting every sample's logits and labels in loader order, so programs
  * (nc-train's evaluation, nc-predict) compute metrics once from whole arrays. */
 #include "core/context.h"
@@ -9,16 +11,26 @@
 #include <stdint.h>
 #include <string.h>
 
+/* One batch on a plan of the model's pool (graph/pool.h), the read side held. */
+static nc_status forward(nc_model *m, const float *x, int n, int c, int h, int w, float *logits) {
+    const nc__shape in = nc__shape4(n, c, h, w);
+    nc__plan *p;
+    nc_status st = nc__plan_pool_take(m, &m->eval_plans, &in, &p);
+    if (st != NC_OK) return st;
+    st = nc__plan_forward(p, x, 0, 0);
+    if (st == NC_OK) st = nc__plan_read_output(p, logits);
+    nc__plan_pool_give(&m->eval_plans, p);
+    return st;
+}
+
 nc_status nc_model_forward(nc_model *m, const float *x, int n, int c, int h, int w, float *logits) {
     if (!m) return NC_ERR_NULL;
     nc_context *ctx = m->ctx;
     if (!x || !logits) return nc__error(ctx, NC_ERR_NULL, "nc_model_forward: x or logits is NULL");
-    nc__shape in = nc__shape4(n, c, h, w);
-    nc_status st = nc__plan_get(m, &m->plan_eval, 0, &in);
-    if (st != NC_OK) return st;
-    st = nc__plan_forward(m->plan_eval, x, 0, 0);
-    if (st != NC_OK) return st;
-    return nc__plan_read_output(m->plan_eval, logits);
+    nc__model_read_begin(m);
+    nc_status st = forward(m, x, n, c, h, w, logits);
+    nc__model_read_end(m);
+    return st;
 }
 
 /* The loader's message lands in its dataset's context. The model context's text is
@@ -26,7 +38,7 @@ nc_status nc_model_forward(nc_model *m, const float *x, int n, int c, int h, int
  * case) its message is there and gets prefixed; when the text is still empty the
  * loader wrote elsewhere and the model's context says where to look. */
 static nc_status loader_failed(nc_context *ctx, nc_status st, int64_t batch) {
-    if (ctx->error[0] != '\0')
+    if (nc_context_last_error(ctx)[0] != '\0')
         return nc__error_prefix(ctx, st, "nc_model_predict_loader: batch %lld", (long long)batch + 1);
     return nc__error(ctx, st,
                      "nc_model_predict_loader: the loader failed at batch %lld (%s); its message is in the "
@@ -34,10 +46,9 @@ static nc_status loader_failed(nc_context *ctx, nc_status st, int64_t batch) {
                      (long long)batch + 1, nc_status_str(st));
 }
 
-nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
-                                  int32_t *labels, int64_t capacity, int64_t *count) {
+static nc_status predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
+                                int32_t *labels, int64_t capacity, int64_t *count) {
     static const char fn[] = "nc_model_predict_loader";
-    if (!model) return NC_ERR_NULL;
     nc_context *ctx = nc_model_context(model);
     if (count) *count = 0;
     if (!loader) return nc__error(ctx, NC_ERR_NULL, "%s: loader is NULL", fn);
@@ -51,13 +62,13 @@ nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t ep
     const size_t outputs = (size_t)nc_model_num_outputs(model);
     const int in_c = nc_model_in_channels(model);
     nc_status st;
-    ctx->error[0] = '\0';
+    nc__error_clear(ctx);
     if ((st = nc_loader_start_epoch(loader, epoch)) != NC_OK) return loader_failed(ctx, st, 0);
 
     int64_t rows = 0;
     for (int64_t b = 0;; b++) {
         nc_batch batch;
-        ctx->error[0] = '\0';
+        nc__error_clear(ctx);
         if ((st = nc_loader_next(loader, &batch)) != NC_OK) return loader_failed(ctx, st, b);
         if (batch.n == 0) break;
         if (batch.c != in_c)
@@ -79,8 +90,7 @@ nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t ep
             return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: capacity %lld rows is too small (%lld needed)", fn,
                              (long long)capacity, (long long)needed);
         }
-        st = nc_model_forward(model, batch.x, batch.n, batch.c, batch.h, batch.w,
-                              logits + (size_t)rows * outputs);
+        st = forward(model, batch.x, batch.n, batch.c, batch.h, batch.w, logits + (size_t)rows * outputs);
         if (st != NC_OK) return nc__error_prefix(ctx, st, "%s: batch %lld", fn, (long long)b + 1);
         if (labels)
             memcpy(labels + (size_t)rows * (size_t)batch.heads, batch.labels,
@@ -89,4 +99,13 @@ nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t ep
         *count = rows;
     }
     return NC_OK;
+}
+
+nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
+                                  int32_t *labels, int64_t capacity, int64_t *count) {
+    if (!model) return NC_ERR_NULL;
+    nc__model_read_begin(model);
+    nc_status st = predict_loader(model, loader, epoch, logits, labels, capacity, count);
+    nc__model_read_end(model);
+    return st;
 }

@@ -156,7 +156,7 @@ static nc_status bfail(nc_builder *b, nc_status st, const char *fmt, ...) {
 
 /* Makes a failure already recorded in the context (e.g. out of memory) sticky. */
 static nc_status bkeep(nc_builder *b, nc_status st) {
-    snprintf(b->msg, sizeof b->msg, "%s", b->ctx->error);
+    snprintf(b->msg, sizeof b->msg, "%s", nc_context_last_error(b->ctx));
     b->sticky = st;
     return st;
 }

@@ -13,7 +13,7 @@
 #define NONE SIZE_MAX
 
 static const nc__backend *backend(const nc__plan *p) { return p->m->ctx->backend; }
-static void *state(const nc__plan *p) { return p->m->ctx->backend_state; }
+static void *state(const nc__plan *p) { return p->bstate; }
 static const nc__node *node(const nc__plan *p, int i) { return &p->m->graph->nodes[i]; }
 
 static void *val(const nc__plan *p, int v) {

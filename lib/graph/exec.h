@@ -99,6 +99,9 @@ typedef struct nc__plan {
     size_t naive_bytes;         /* sum of all buffers without reuse (for reports) */
     void *arena;
     uint64_t dropout_seed;      /* of the last forward */
+    /* the backend state every call of this plan runs on: a worker of its own
+     * (backend.h, CONCURRENCY), or the context's when the backend has none */
+    void *bstate;
 } nc__plan;
 
 static inline int nc__plan_fwd_time(int pos) { return pos; }
@@ -108,7 +111,11 @@ static inline int nc__plan_bwd_time(int n_nodes, int pos) { return 2 * n_nodes -
 /* Returns a plan for (mode, input shape) in *slot, reusing it when the shape and the
  * context's precision match. Fails naming the node the backend does not support. */
 nc_status nc__plan_get(nc_model *m, nc__plan **slot, int training, const nc__shape *in);
+/* NC_OK when `in` is an input the model takes (n, h, w >= 1, its channel count). */
+nc_status nc__plan_check_input(const nc_model *m, const nc__shape *in);
 void nc__plan_destroy(nc__plan *p);
+/* The backend state the plan runs on (the loss of a training step runs there too). */
+static inline void *nc__plan_backend_state(const nc__plan *p) { return p->bstate; }
 /* Uploads x (host NCHW f32: one value_upload) and runs every node. training: batch
  * statistics, running-stat updates, dropout with masks drawn from dropout_seed. */
 nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t dropout_seed);

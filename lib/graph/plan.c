@@ -77,10 +77,11 @@ void nc__plan_destroy(nc__plan *p) {
     if (!p) return;
     nc_context *ctx = p->m->ctx;
     const nc__backend *be = ctx->backend;
-    if (p->cache && be->release_cache)
+    if (p->cache && be->release_cache && p->bstate)
         for (int i = 0; i < p->m->graph->n_nodes; i++)
-            if (p->cache[i]) be->release_cache(ctx->backend_state, p->cache[i]);
+            if (p->cache[i]) be->release_cache(p->bstate, p->cache[i]);
     if (p->arena) be->free(ctx->backend_state, p->arena);
+    if (be->worker_create && p->bstate) be->worker_destroy(p->bstate);
     nc__free(ctx, p->shapes);
     nc__free(ctx, p->cache);
     nc__free(ctx, p->val_off);
@@ -117,6 +118,13 @@ nc_status nc__plan_alloc(nc_model *m, int training, const nc__shape *in, nc__pla
         !p->run_at || !p->fusion || !p->buffers || !p->buffer_owner) {
         nc__plan_destroy(p);
         return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__);
+    }
+    /* its own backend worker: plans run side by side (backend.h, CONCURRENCY) */
+    nc_status st = ctx->backend->worker_create ? ctx->backend->worker_create(ctx->backend_state, &p->bstate) : NC_OK;
+    if (!ctx->backend->worker_create) p->bstate = ctx->backend_state;
+    if (st != NC_OK) {
+        nc__plan_destroy(p);
+        return st;
     }
     *out = p;
     return NC_OK;
@@ -526,7 +534,7 @@ fail:
     return st;
 }
 
-nc_status nc__plan_get(nc_model *m, nc__plan **slot, int training, const nc__shape *in) {
+nc_status nc__plan_check_input(const nc_model *m, const nc__shape *in) {
     nc_context *ctx = m->ctx;
     if (in->d[0] < 1 || in->d[2] < 1 || in->d[3] < 1)
         return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "input %lldx%lldx%lldx%lld: n, h and w must be >= 1",
@@ -534,6 +542,13 @@ nc_status nc__plan_get(nc_model *m, nc__plan **slot, int training, const nc__sha
     if (in->d[1] != m->graph->in_channels)
         return nc__error(ctx, NC_ERR_SHAPE, "input has %lld channels, the model expects %d", (long long)in->d[1],
                          m->graph->in_channels);
+    return NC_OK;
+}
+
+nc_status nc__plan_get(nc_model *m, nc__plan **slot, int training, const nc__shape *in) {
+    nc_context *ctx = m->ctx;
+    nc_status st = nc__plan_check_input(m, in);
+    if (st != NC_OK) return st;
     const nc__plan *p = *slot;
     if (p && p->training == training && p->precision == ctx->opt.precision && nc__shape_equal(&p->in_shape, in))
         return NC_OK;

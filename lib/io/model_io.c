@@ -172,7 +172,7 @@ fail:
     return st;
 }
 
-nc_status nc_model_save(nc_model *m, const char *path) {
+static nc_status model_save(nc_model *m, const char *path) {
     if (!m) return NC_ERR_NULL;
     nc_context *ctx = m->ctx;
     if (!path) return nc__error(ctx, NC_ERR_NULL, "nc_model_save: path is NULL");
@@ -185,6 +185,14 @@ nc_status nc_model_save(nc_model *m, const char *path) {
 fail:
     nc__st_writer_destroy(w);
     nc__free(ctx, host);
+    return st;
+}
+
+nc_status nc_model_save(nc_model *m, const char *path) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_read_begin(m);
+    nc_status st = model_save(m, path);
+    nc__model_read_end(m);
     return st;
 }
 
@@ -561,7 +569,7 @@ fail:
     return st;
 }
 
-nc_status nc_model_load_weights(nc_model *m, const char *path, int strict, nc_load_report *report) {
+static nc_status load_weights(nc_model *m, const char *path, int strict, nc_load_report *report) {
     if (!m) return NC_ERR_NULL;
     nc_context *ctx = m->ctx;
     if (!path) return nc__error(ctx, NC_ERR_NULL, "nc_model_load_weights: path is NULL");
@@ -572,5 +580,13 @@ nc_status nc_model_load_weights(nc_model *m, const char *path, int strict, nc_lo
     if (st != NC_OK) return st;
     st = load_tensors(m, f, path, strict, report, NULL, 0);
     nc__st_close(f);
+    return st;
+}
+
+nc_status nc_model_load_weights(nc_model *m, const char *path, int strict, nc_load_report *report) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_write_begin(m);
+    nc_status st = load_weights(m, path, strict, report);
+    nc__model_write_end(m);
     return st;
 }

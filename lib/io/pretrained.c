@@ -164,8 +164,8 @@ static void adapt_note(char *buf, size_t size, const nc__st_tensor *ft, const nc
 
 enum { PLAN_SKIP = 0, PLAN_LOAD, PLAN_ADAPT };
 
-nc_status nc_model_load_pretrained(nc_model *m, const char *path, const nc_pretrained_options *opt,
-                                   nc_load_report *report) {
+static nc_status load_pretrained(nc_model *m, const char *path, const nc_pretrained_options *opt,
+                                 nc_load_report *report) {
     static const char fn[] = "nc_model_load_pretrained";
     if (!m) return NC_ERR_NULL;
     nc_context *ctx = m->ctx;
@@ -290,5 +290,14 @@ fail:
     nc__free(ctx, plan);
     nc__free(ctx, heads);
     nc__st_close(f);
+    return st;
+}
+
+nc_status nc_model_load_pretrained(nc_model *m, const char *path, const nc_pretrained_options *opt,
+                                   nc_load_report *report) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_write_begin(m);
+    nc_status st = load_pretrained(m, path, opt, report);
+    nc__model_write_end(m);
     return st;
 }

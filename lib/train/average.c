@@ -83,14 +83,22 @@ void nc_ema_destroy(nc_ema *e) {
     nc__free(e->m->ctx, e);
 }
 
-nc_status nc_ema_update(nc_ema *e) {
+static nc_status ema_update(nc_ema *e) {
     if (!e) return NC_ERR_NULL;
     if (e->swapped)
         return nc__error(e->m->ctx, NC_ERR_STATE, "nc_ema_update: the average is swapped into the model; swap back first");
     return blend(e->m, e->avg.arena, e->avg.num_batches, e->decay, e->m->arena, e->m->num_batches, 1.0f - e->decay);
 }
 
-nc_status nc_ema_swap(nc_ema *e) {
+nc_status nc_ema_update(nc_ema *e) {
+    if (!e) return NC_ERR_NULL;
+    nc__model_read_begin(e->m);
+    nc_status st = ema_update(e);
+    nc__model_read_end(e->m);
+    return st;
+}
+
+static nc_status ema_swap(nc_ema *e) {
     if (!e) return NC_ERR_NULL;
     nc_model *m = e->m;
     void *arena = m->arena;
@@ -102,6 +110,14 @@ nc_status nc_ema_swap(nc_ema *e) {
     e->swapped = !e->swapped;
     nc__model_params_changed(m);
     return NC_OK;
+}
+
+nc_status nc_ema_swap(nc_ema *e) {
+    if (!e) return NC_ERR_NULL;
+    nc__model_write_begin(e->m);
+    nc_status st = ema_swap(e);
+    nc__model_write_end(e->m);
+    return st;
 }
 
 int nc_ema_swapped(const nc_ema *e) { return e ? e->swapped : 0; }
@@ -149,7 +165,7 @@ void nc_early_stopping_destroy(nc_early_stopping *es) {
     nc__free(es->m->ctx, es);
 }
 
-nc_status nc_early_stopping_update(nc_early_stopping *es, float metric, int *improved, int *stop) {
+static nc_status early_stopping_update(nc_early_stopping *es, float metric, int *improved, int *stop) {
     if (!es) return NC_ERR_NULL;
     nc_model *m = es->m;
     if (improved) *improved = 0;
@@ -171,13 +187,29 @@ nc_status nc_early_stopping_update(nc_early_stopping *es, float metric, int *imp
     return NC_OK;
 }
 
-nc_status nc_early_stopping_restore_best(nc_early_stopping *es) {
+nc_status nc_early_stopping_update(nc_early_stopping *es, float metric, int *improved, int *stop) {
+    if (!es) return NC_ERR_NULL;
+    nc__model_read_begin(es->m);
+    nc_status st = early_stopping_update(es, metric, improved, stop);
+    nc__model_read_end(es->m);
+    return st;
+}
+
+static nc_status restore_best(nc_early_stopping *es) {
     if (!es) return NC_ERR_NULL;
     nc_model *m = es->m;
     if (!es->have_best)
         return nc__error(m->ctx, NC_ERR_STATE, "nc_early_stopping_restore_best: no metric reported yet");
     nc__model_params_changed(m);
     return blend(m, m->arena, m->num_batches, 0.0f, es->best_weights.arena, es->best_weights.num_batches, 1.0f);
+}
+
+nc_status nc_early_stopping_restore_best(nc_early_stopping *es) {
+    if (!es) return NC_ERR_NULL;
+    nc__model_write_begin(es->m);
+    nc_status st = restore_best(es);
+    nc__model_write_end(es->m);
+    return st;
 }
 
 float nc_early_stopping_best(const nc_early_stopping *es) { return es && es->have_best ? es->best : NAN; }

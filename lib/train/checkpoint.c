@@ -230,7 +230,7 @@ static nc_status add_state(nc_trainer *t, nc__st_writer *w, const char *prefix, 
     return NC_OK;
 }
 
-nc_status nc_trainer_save_checkpoint(nc_trainer *t, const char *path, const nc_checkpoint_info *info) {
+static nc_status save_checkpoint(nc_trainer *t, const char *path, const nc_checkpoint_info *info) {
     if (!t) return NC_ERR_NULL;
     nc_model *m = t->m;
     nc_context *ctx = m->ctx;
@@ -284,6 +284,14 @@ fail:
     nc__free(ctx, model_host);
     nc__free(ctx, host);
     nc__free(ctx, group_map);
+    return st;
+}
+
+nc_status nc_trainer_save_checkpoint(nc_trainer *t, const char *path, const nc_checkpoint_info *info) {
+    if (!t) return NC_ERR_NULL;
+    nc__model_read_begin(t->m);
+    nc_status st = save_checkpoint(t, path, info);
+    nc__model_read_end(t->m);
     return st;
 }
 
@@ -415,7 +423,7 @@ static nc_status state_tensors(nc_trainer *t, const nc__st_file *f, const char *
     return NC_OK;
 }
 
-nc_status nc_trainer_load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_info *info) {
+static nc_status load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_info *info) {
     if (!t) return NC_ERR_NULL;
     nc_model *m = t->m;
     nc_context *ctx = m->ctx;
@@ -505,5 +513,13 @@ fail:
     nc__free(ctx, host);
     nc__free(ctx, p.groups);
     nc__st_close(f);
+    return st;
+}
+
+nc_status nc_trainer_load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_info *info) {
+    if (!t) return NC_ERR_NULL;
+    nc__model_write_begin(t->m);
+    nc_status st = load_checkpoint(t, path, info);
+    nc__model_write_end(t->m);
     return st;
 }

@@ -154,7 +154,7 @@ static nc_status add_group_entry(nc_trainer *t, const char *name, float lr, floa
     return NC_OK;
 }
 
-nc_status nc_trainer_create(nc_model *m, const nc_trainer_options *opt, nc_trainer **out) {
+static nc_status trainer_create(nc_model *m, const nc_trainer_options *opt, nc_trainer **out) {
     if (!m || !out) return m ? nc__error(m->ctx, NC_ERR_NULL, "nc_trainer_create: out is NULL") : NC_ERR_NULL;
     nc_context *ctx = m->ctx;
     *out = NULL;
@@ -200,6 +200,14 @@ nc_status nc_trainer_create(nc_model *m, const nc_trainer_options *opt, nc_train
     return NC_OK;
 fail:
     nc_trainer_destroy(t);
+    return st;
+}
+
+nc_status nc_trainer_create(nc_model *m, const nc_trainer_options *opt, nc_trainer **out) {
+    if (!m) return NC_ERR_NULL;
+    nc__model_write_begin(m);
+    nc_status st = trainer_create(m, opt, out);
+    nc__model_write_end(m);
     return st;
 }
 
@@ -422,8 +430,8 @@ static nc_status forward_backward(nc_trainer *t, const float *x, int n) {
     const uint64_t seed = nc__rng_u64(t->opt.seed, 0x73746570ull, (uint64_t)t->steps);
     nc_status st = nc__plan_forward(m->plan_train, x, 1, seed);
     if (st == NC_OK)
-        st = ctx->backend->loss(ctx->backend_state, &d, nc__plan_output_grad(p), t->record_dev, nc__plan_output(p),
-                                t->labels_dev);
+        st = ctx->backend->loss(nc__plan_backend_state(p), &d, nc__plan_output_grad(p), t->record_dev,
+                                nc__plan_output(p), t->labels_dev);
     if (st != NC_OK) return st;
     t->steps++;
     return nc__plan_backward(m->plan_train);
@@ -473,7 +481,9 @@ nc_status nc_trainer_set_comm(nc_trainer *t, nc_comm *comm) {
         t->comm_floats = 0;
         return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_trainer_set_comm: out of memory");
     }
+    nc__model_write_begin(t->m); /* the broadcast writes the model (core/gate.h) */
     nc_status st = nc__comm_broadcast_model(comm, t->m);
+    nc__model_write_end(t->m);
     if (st == NC_OK) t->comm = comm;
     return st;
 }
@@ -493,8 +503,8 @@ static nc_status sync_record(nc_trainer *t) {
     return ctx->backend->write(ctx->backend_state, t->record_dev, &r, sizeof r);
 }
 
-nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, int n, int c, int h, int w,
-                          nc_step_stats *out) {
+static nc_status trainer_step(nc_trainer *t, const float *x, const int32_t *labels, int n, int c, int h, int w,
+                              nc_step_stats *out) {
     if (!t) return NC_ERR_NULL;
     nc_model *m = t->m;
     nc_context *ctx = m->ctx;
@@ -529,4 +539,14 @@ nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, 
     nc__step_record r;
     if ((st = ctx->backend->read(ctx->backend_state, &r, t->record_dev, sizeof r)) != NC_OK) return st;
     return finish_step(t, &r, update, count, out);
+}
+
+/* A step changes the model: it waits for inference calls on it (core/gate.h). */
+nc_status nc_trainer_step(nc_trainer *t, const float *x, const int32_t *labels, int n, int c, int h, int w,
+                          nc_step_stats *out) {
+    if (!t) return NC_ERR_NULL;
+    nc__model_write_begin(t->m);
+    nc_status st = trainer_step(t, x, labels, n, c, h, w, out);
+    nc__model_write_end(t->m);
+    return st;
 }

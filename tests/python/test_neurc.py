@@ -449,6 +449,35 @@ class TestModel(unittest.TestCase):
         self.assertEqual(len(to_list(got)), 3)
         self.assertEqual(len(to_list(got)[0]), 3)
 
+    def test_threads_share_one_model(self):
+        """Python threads run forward on one model at once (ctypes drops the GIL in the
+        call): each result equals the serial one, and each thread's exception carries
+        its own message (docs/api.md, Thread safety)."""
+        import threading
+        xs = [images(1 + k % 3, 2, 10, 10, seed=10 + k) for k in range(4)]
+        want = [array.array("f", flat(self.model.forward(x))).tobytes() for x in xs]
+        problems = []
+
+        def work(k):
+            for i in range(30):
+                if k % 2 and i % 3 == 0:  # odd threads also fail, each with its own channel count
+                    try:
+                        self.model.forward(images(1, 2 + k, 10, 10))
+                        problems.append("thread %d: no error" % k)
+                    except neurc.ShapeError as e:
+                        if "has %d channels" % (2 + k) not in str(e):
+                            problems.append("thread %d got: %s" % (k, e))
+                got = array.array("f", flat(self.model.forward(xs[(k + i) % 4]))).tobytes()
+                if got != want[(k + i) % 4]:
+                    problems.append("thread %d call %d differs" % (k, i))
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(problems, [])
+
     def test_bf16_precision_close_to_fp32(self):
         """The bf16 policy (ref stores bf16 activations) stays within bf16 rounding of
         fp32, and the context reports its policy."""

@@ -421,8 +421,25 @@ static void dn_destroy(void *state) {
     dn_state *s = state;
     for (int i = 0; i < DN_SCR_COUNT; i++) nc__free(s->ctx, s->scr[i]);
     if (s->stream) dnnl_stream_destroy(s->stream);
-    if (s->engine) dnnl_engine_destroy(s->engine);
+    if (s->engine && !s->is_worker) dnnl_engine_destroy(s->engine);
     nc__free(s->ctx, s);
+}
+
+/* A worker (backend.h, CONCURRENCY): the parent's engine, layout and settings, its
+ * own stream and scratch. */
+static nc_status dn_worker_create(void *state, void **worker) {
+    const dn_state *parent = state;
+    dn_state *s = nc__calloc(parent->ctx, 1, sizeof *s);
+    if (!s) return nc__error(parent->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a worker");
+    *s = (dn_state){.ctx = parent->ctx, .nt = parent->nt, .bf16 = parent->bf16, .isa_bf16 = parent->isa_bf16,
+                    .block = parent->block, .engine = parent->engine, .is_worker = 1};
+    nc_status st = NC_OK;
+    NC_DNNL_CHECK("stream", dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags));
+    *worker = s;
+    return NC_OK;
+fail:
+    nc__free(parent->ctx, s);
+    return st;
 }
 
 static nc_status dn_alloc(void *state, size_t bytes, void **out) {
@@ -591,6 +608,8 @@ static const nc__backend onednn_backend = {
     .kind = NC_BACKEND_ONEDNN,
     .init = dn_init,
     .destroy = dn_destroy,
+    .worker_create = dn_worker_create,
+    .worker_destroy = dn_destroy,
     .supports = dn_supports,
     .alloc = dn_alloc,
     .free = dn_free,

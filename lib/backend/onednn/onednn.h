@@ -34,8 +34,9 @@ typedef struct dn_state {
     int isa_bf16;                 /* 1: oneDNN's effective ISA has bf16 kernels
                                      (avx512_core_bf16 or AMX): bf16 values allowed */
     int block;                    /* channel block of the activation layout; 0: plain */
-    dnnl_engine_t engine;
-    dnnl_stream_t stream;
+    dnnl_engine_t engine;         /* a worker's is its parent's */
+    int is_worker;                /* 1: made by worker_create (backend.h, CONCURRENCY) */
+    dnnl_stream_t stream;         /* the state's own, like its scratch */
     void *scr[DN_SCR_COUNT];
     size_t scr_size[DN_SCR_COUNT];
 } dn_state;
