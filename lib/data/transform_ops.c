@@ -303,6 +303,20 @@ void nc__adjust_hue(float *x, int h, int w, float factor) {
     }
 }
 
+void nc__apply_jitter(float *x, int c, int h, int w, const nc__transform_params *p) {
+    for (int k = 0; k < 4; k++) {
+        int op = p->order[k];
+        if (!p->jitter_on[op]) continue;
+        float f = p->jitter[op];
+        switch (op) {
+        case 0: nc__adjust_brightness(x, c, h, w, f); break;
+        case 1: nc__adjust_contrast(x, c, h, w, f); break;
+        case 2: nc__adjust_saturation(x, h, w, f); break;
+        default: nc__adjust_hue(x, h, w, f); break;
+        }
+    }
+}
+
 /* ------------------------------------------------------ erasing, normalise */
 
 void nc__erase(float *x, int c, int h, int w, int top, int left, int bh, int bw, float value) {
