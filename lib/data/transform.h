@@ -10,6 +10,17 @@
 
 #include <stdint.h>
 
+/* Per-pixel loops compiled twice where the toolchain can: for AVX2 and for the
+ * baseline, the first picked at load time when the CPU has it (GCC/clang
+ * target_clones, an ifunc). The loops are plain C that the compiler vectorises;
+ * without FMA contraction (-std=c11) both versions round identically. */
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(NC_NO_TARGET_CLONES)
+#define NC__VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define NC__VECTOR_CLONES
+#endif
+
 /* ---------------------------------------------------------------- kernels */
 /* Planar float images: x is (C, H, W). Every kernel writes all of `out`. */
 
@@ -37,6 +48,23 @@ void nc__adjust_brightness(float *x, int c, int h, int w, float factor);
 void nc__adjust_contrast(float *x, int c, int h, int w, float factor);
 void nc__adjust_saturation(float *x, int h, int w, float factor);
 void nc__adjust_hue(float *x, int h, int w, float factor);
+/* The same operations on a span: c channels of n consecutive values each, channel k
+ * at x + k * stride (a band of rows of a planar image: the fused path works band by
+ * band while the band is in cache). Every value gets the same arithmetic as above. */
+typedef struct nc__span {
+    float *x;
+    int c;
+    size_t n, stride;
+} nc__span;
+void nc__brightness_span(const nc__span *s, float factor);
+/* contrast's sum: of the grayscale values for 3 channels, of every value otherwise
+ * (channel after channel); the mean divides it by n (3 channels) or c * n in float */
+double nc__contrast_sum(const nc__span *s);
+void nc__contrast_apply(const nc__span *s, float factor, float mean);
+void nc__saturation_span(const nc__span *s, float factor); /* 3 channels */
+void nc__hue_span(const nc__span *s, float factor);        /* 3 channels */
+void nc__normalize_span(const nc__span *s, const float *mean, const float *std);
+
 struct nc__transform_params;
 /* ColorJitter with drawn parameters p: the enabled adjustments in p's order. */
 void nc__apply_jitter(float *x, int c, int h, int w, const struct nc__transform_params *p);
