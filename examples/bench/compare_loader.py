@@ -19,6 +19,7 @@ the ratios, with the machine's CPU.
 
   /usr/bin/python3 examples/bench/compare_loader.py --nc-bench BUILD/examples/nc-bench
       [--dir /tmp/nc-loader-bench] [--rounds 3] [--epochs 4] [--json out.json]
+      [--baseline OLD_BUILD/examples/nc-bench]     # before/after in the same run
 """
 import argparse
 import json
@@ -153,16 +154,18 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=1, help="nc-bench --workers (default 1)")
     ap.add_argument("--no-tensor", action="store_true", help="skip torchvision's tensor pipeline")
+    ap.add_argument("--baseline", help="another nc-bench (e.g. an older build) timed as a fourth peer")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     make_files(args.dir)
     n, size = folder_bytes(args.dir)
-    peers = ["pil"] + ([] if args.no_tensor else ["tensor"]) + ["neurc"]
+    peers = ["pil"] + ([] if args.no_tensor else ["tensor"]) + (["baseline"] if args.baseline else []) + ["neurc"]
     rates = {p: [] for p in peers}
     for _ in range(args.rounds):
         for p in peers:
-            if p == "neurc":
-                rates[p] += nc_rate(args.nc_bench, args.dir, args.epochs, args.batch, args.workers)
+            if p in ("neurc", "baseline"):
+                prog = args.nc_bench if p == "neurc" else args.baseline
+                rates[p] += nc_rate(prog, args.dir, args.epochs, args.batch, args.workers)
             else:
                 # a fresh process per round, like nc-bench: no state carried over
                 code = ("import sys; sys.path.insert(0, %r); import compare_loader as c; "
@@ -173,7 +176,8 @@ def main():
                 if out.returncode != 0:
                     sys.exit("torchvision (%s) failed: %s" % (p, out.stderr))
                 rates[p] += json.loads(out.stdout.strip().splitlines()[-1])
-    names = {"pil": "torchvision + PIL", "tensor": "torchvision tensors (uint8)", "neurc": "neurc nc-bench --loader"}
+    names = {"pil": "torchvision + PIL", "tensor": "torchvision tensors (uint8)", "neurc": "neurc nc-bench --loader",
+             "baseline": "neurc --baseline build"}
     print("# %s, %d cores; %d RGB 256x256 PNGs, %.0f KiB each; train augmentation to %dx%d, one core"
           % (cpu_name(), os.cpu_count(), n, size / n / 1024, SIZE, SIZE))
     print("%-30s %12s %14s %9s" % ("pipeline", "best img/s", "median img/s", "vs PIL"))
