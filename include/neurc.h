@@ -1013,6 +1013,7 @@ NC_API nc_status nc_transform_output_size(const nc_transform *t, int in_h, int i
 /// (0) is the fused mode: the geometric steps of a sample are composed into one map
 /// and sampled once, colour jitter, normalize and erasing follow on the result (see
 /// docs/data.md: the same draws, results differ within interpolation error).
+/// Set it before the transform is in use (not while other threads apply it).
 /// Returns NC_OK, NC_ERR_NULL.
 NC_API nc_status nc_transform_set_exact(nc_transform *t, int exact);
 /// Applies the pipeline; *out is new (the caller owns it; an empty pipeline copies),

@@ -227,8 +227,26 @@ static void sample_row(float *out, size_t plane, size_t col, const coords *q, in
 /* ---------------------------------------------------------------- render */
 
 /* Rows [y0, y1) of the plan's geometry: each output pixel sampled once. */
-NC__VECTOR_CLONES static void render_rows(float *out, const nc__source *src, const nc__fused_plan *plan, const float *lut8, int y0,
-                        int y1) {
+/* No geometric step: rows [y0, y1) of the source as they are (no interpolation, so a
+ * NaN or infinity stays where it is). */
+static void copy_rows(float *out, const nc__source *src, const float *lut8, int y0, int y1) {
+    const size_t w = (size_t)src->width, plane = (size_t)src->height * w, C = (size_t)src->channels;
+    for (size_t c = 0; c < C; c++)
+        for (size_t i = (size_t)y0 * w; i < (size_t)y1 * w; i++) {
+            float v;
+            if (src->planar) v = src->planar[c * plane + i];
+            else if (src->px->depth == 8) v = lut8[src->px->data[i * C + c]];
+            else v = u16_at(src->px->data + 2 * (i * C + c));
+            out[c * plane + i] = v;
+        }
+}
+
+NC__VECTOR_CLONES static void render_rows(float *out, const nc__source *src, const nc__fused_plan *plan,
+                                          const float *lut8, int y0, int y1) {
+    if (plan->ngeom == 0) {
+        copy_rows(out, src, lut8, y0, y1);
+        return;
+    }
     const size_t plane = (size_t)plan->out_h * (size_t)plan->out_w;
     coords q;
     for (int oy = y0; oy < y1; oy++)
