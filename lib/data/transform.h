@@ -12,8 +12,9 @@
 
 /* Per-pixel loops compiled twice where the toolchain can: for AVX2 and for the
  * baseline, the first picked at load time when the CPU has it (GCC/clang
- * target_clones, an ifunc). The loops are plain C that the compiler vectorises;
- * without FMA contraction (-std=c11) both versions round identically. */
+ * target_clones, an ifunc). Only on static functions: GCC exports the resolver of a
+ * non-static one whatever its visibility. The loops are plain C that the compiler
+ * vectorises; without FMA contraction (-std=c11) both versions round identically. */
 #if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(NC_NO_TARGET_CLONES)
 #define NC__VECTOR_CLONES __attribute__((target_clones("avx2", "default")))

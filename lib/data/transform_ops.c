@@ -237,7 +237,7 @@ static nc__span whole(float *x, int c, int h, int w) {
     return (nc__span){.x = x, .c = c, .n = plane, .stride = plane};
 }
 
-NC__VECTOR_CLONES void nc__brightness_span(const nc__span *s, float factor) {
+NC__VECTOR_CLONES static void brightness_span_loop(const nc__span *s, float factor) {
     float a, b;
     blend_weights(factor, &a, &b);
     for (int ch = 0; ch < s->c; ch++) {
@@ -246,7 +246,11 @@ NC__VECTOR_CLONES void nc__brightness_span(const nc__span *s, float factor) {
     }
 }
 
-NC__VECTOR_CLONES double nc__contrast_sum(const nc__span *s) {
+void nc__brightness_span(const nc__span *s, float factor) {
+    brightness_span_loop(s, factor);
+}
+
+NC__VECTOR_CLONES static double contrast_sum_loop(const nc__span *s) {
     /* torch.mean: a float32 sum (accumulated here in double) divided in float32; the
      * grayscale image for 3 channels, every value otherwise */
     double sum = 0.0;
@@ -260,7 +264,11 @@ NC__VECTOR_CLONES double nc__contrast_sum(const nc__span *s) {
     return sum;
 }
 
-NC__VECTOR_CLONES void nc__contrast_apply(const nc__span *s, float factor, float mean) {
+double nc__contrast_sum(const nc__span *s) {
+    return contrast_sum_loop(s);
+}
+
+NC__VECTOR_CLONES static void contrast_apply_loop(const nc__span *s, float factor, float mean) {
     float a, b;
     blend_weights(factor, &a, &b);
     float bm = b * mean;
@@ -270,7 +278,11 @@ NC__VECTOR_CLONES void nc__contrast_apply(const nc__span *s, float factor, float
     }
 }
 
-NC__VECTOR_CLONES void nc__saturation_span(const nc__span *s, float factor) {
+void nc__contrast_apply(const nc__span *s, float factor, float mean) {
+    contrast_apply_loop(s, factor, mean);
+}
+
+NC__VECTOR_CLONES static void saturation_span_loop(const nc__span *s, float factor) {
     float a, b;
     blend_weights(factor, &a, &b);
     float *restrict r = s->x, *restrict g = r + s->stride, *restrict bl = g + s->stride; /* disjoint planes */
@@ -280,6 +292,10 @@ NC__VECTOR_CLONES void nc__saturation_span(const nc__span *s, float factor) {
         g[i] = clamp01(a * g[i] + gb);
         bl[i] = clamp01(a * bl[i] + gb);
     }
+}
+
+void nc__saturation_span(const nc__span *s, float factor) {
+    saturation_span_loop(s, factor);
 }
 
 void nc__adjust_brightness(float *x, int c, int h, int w, float factor) {
@@ -379,12 +395,16 @@ void nc__erase(float *x, int c, int h, int w, int top, int left, int bh, int bw,
         }
 }
 
-NC__VECTOR_CLONES void nc__normalize_span(const nc__span *s, const float *mean, const float *std) {
+NC__VECTOR_CLONES static void normalize_span_loop(const nc__span *s, const float *mean, const float *std) {
     for (int ch = 0; ch < s->c; ch++) {
         float *p = s->x + (size_t)ch * s->stride;
         float m = mean[ch], sd = std[ch];
         for (size_t i = 0; i < s->n; i++) p[i] = (p[i] - m) / sd;
     }
+}
+
+void nc__normalize_span(const nc__span *s, const float *mean, const float *std) {
+    normalize_span_loop(s, mean, std);
 }
 
 void nc__normalize(float *x, int c, int h, int w, const float *mean, const float *std) {
