@@ -1054,6 +1054,14 @@ NC_API nc_status nc_transform_add_random_erasing(nc_transform *t, float p, float
 NC_API nc_status nc_transform_add_normalize(nc_transform *t, const float *mean, const float *std, int channels);
 /// Output size for an input of in_h x in_w.
 NC_API nc_status nc_transform_output_size(const nc_transform *t, int in_h, int in_w, int *out_h, int *out_w);
+/// Exact mode (exact != 0): every step on its own, as torchvision applies them one
+/// after the other (several resamplings, colour jitter where it stands). The default
+/// (0) is the fused mode: the geometric steps of a sample are composed into one map
+/// and sampled once, colour jitter, normalize and erasing follow on the result (see
+/// docs/data.md: the same draws, results differ within interpolation error).
+/// Set it before the transform is in use (not while other threads apply it).
+/// Returns NC_OK, NC_ERR_NULL.
+NC_API nc_status nc_transform_set_exact(nc_transform *t, int exact);
 /// Applies the pipeline; *out is new (the caller owns it; an empty pipeline copies),
 /// with the input's bit depth. Thread-safe for one transform used from several
 /// threads with different contexts (it is read-only once built).

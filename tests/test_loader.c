@@ -32,7 +32,7 @@ static void make_dir(const char *rel) {
 }
 
 /* A c x h x w PNG whose pixels encode `tag`, so samples can be told apart. */
-static void write_png(nc_context *ctx, const char *rel, int c, int h, int w, int tag) {
+static void write_png_depth(nc_context *ctx, const char *rel, int c, int h, int w, int tag, int depth) {
     nc_image *img;
     assert_int_equal(nc_image_create(ctx, c, h, w, &img), NC_OK);
     float *d = nc_image_data(img);
@@ -40,10 +40,16 @@ static void write_png(nc_context *ctx, const char *rel, int c, int h, int w, int
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
                 d[((size_t)k * h + y) * w + x] = (float)((tag * 37 + k * 71 + y * 5 + x * 3) % 256) / 255.0f;
+    if (depth == 16) /* values that need all 16 bits */
+        for (size_t i = 0; i < (size_t)c * h * w; i++) d[i] = (float)((i * 7919u + (size_t)tag * 31u) % 65536u) / 65535.0f;
     char *p = path_of(rel);
-    assert_int_equal(nc_png_write(ctx, p, img, 8), NC_OK);
+    assert_int_equal(nc_png_write(ctx, p, img, depth), NC_OK);
     free(p);
     nc_image_destroy(img);
+}
+
+static void write_png(nc_context *ctx, const char *rel, int c, int h, int w, int tag) {
+    write_png_depth(ctx, rel, c, h, w, tag, 8);
 }
 
 static void write_bytes(const char *rel, const void *data, size_t size) {
@@ -98,6 +104,14 @@ static int group_setup(void **state) {
             snprintf(rel, sizeof rel, "rgb/%s/%02d.png", cls[c], i);
             write_png(ctx, rel, 3, 20, 24, tag);
         }
+    }
+    /* deep: 2 classes of 3 16-bit RGB images, 21 x 19 */
+    make_dir("deep");
+    make_dir("deep/a");
+    make_dir("deep/b");
+    for (int i = 0; i < 6; i++) {
+        snprintf(rel, sizeof rel, "deep/%s/%02d.png", i < 3 ? "a" : "b", i);
+        write_png_depth(ctx, rel, 3, 21, 19, i, 16);
     }
     /* mixed: a/ 3 images 20 x 24, b/ 2 images 16 x 16 */
     make_dir("mixed");
@@ -350,6 +364,64 @@ static void test_loader_same_batches_any_worker_count(void **state) {
     ds = open_idx(ctx);
     assert_int_equal(nc_transform_preset_train(ctx, 8, 1, NULL, NULL, &t), NC_OK);
     check_workers_agree(ctx, ds, t, 3);
+    nc_transform_destroy(t);
+    nc_dataset_destroy(ds);
+}
+
+/* Every sample of a batch is exactly nc_transform_apply of nc_dataset_get's image with
+ * the loader's seed: the loader's fast path (samples transformed straight from the
+ * decoder's 8/16-bit samples into the batch) changes nothing, in the fused and in the
+ * exact mode. */
+static void check_batches_are_apply(nc_context *ctx, nc_dataset *ds, nc_transform *t, int workers) {
+    for (int exact = 0; exact <= 1; exact++) {
+        assert_int_equal(nc_transform_set_exact(t, exact), NC_OK);
+        nc_loader *l = make_loader(ds, t, 4, workers, 2, 1, 0, 11);
+        run r;
+        run_epoch(ctx, l, 3, &r);
+        size_t chw = (size_t)r.c * r.h * r.w;
+        for (size_t i = 0; i < r.n; i++) {
+            nc_image *img = NULL, *out = NULL;
+            assert_int_equal(nc_dataset_get(ds, r.idx[i], &img), NC_OK);
+            assert_int_equal(nc_transform_apply(t, ctx, img, 11, 3, (uint64_t)r.idx[i], &out), NC_OK);
+            assert_int_equal((size_t)nc_image_channels(out) * nc_image_height(out) * nc_image_width(out), chw);
+            assert_memory_equal(r.x + i * chw, nc_image_const_data(out), chw * sizeof(float));
+            nc_image_destroy(out);
+            nc_image_destroy(img);
+        }
+        run_free(&r);
+        nc_loader_destroy(l);
+    }
+    assert_int_equal(nc_transform_set_exact(t, 0), NC_OK);
+}
+
+static void test_loader_batches_equal_transform_apply(void **state) {
+    nc_context *ctx = ((fixture *)*state)->ctx;
+    const char *folders[] = {"rgb", "deep"};
+    for (int k = 0; k < 2; k++) {
+        nc_dataset *ds = open_folder(ctx, folders[k]);
+        nc_transform *t;
+        assert_int_equal(nc_transform_preset_train(ctx, 16, 3, NULL, NULL, &t), NC_OK);
+        check_batches_are_apply(ctx, ds, t, k);
+        nc_transform_destroy(t);
+        /* no transform: the decoded values themselves */
+        nc_loader *l = make_loader(ds, NULL, 3, 1, 2, 0, 0, 0);
+        run r;
+        run_epoch(ctx, l, 0, &r);
+        for (size_t i = 0; i < r.n; i++) {
+            nc_image *img = NULL;
+            assert_int_equal(nc_dataset_get(ds, r.idx[i], &img), NC_OK);
+            size_t chw = (size_t)r.c * r.h * r.w;
+            assert_memory_equal(r.x + i * chw, nc_image_const_data(img), chw * sizeof(float));
+            nc_image_destroy(img);
+        }
+        run_free(&r);
+        nc_loader_destroy(l);
+        nc_dataset_destroy(ds);
+    }
+    nc_dataset *ds = open_idx(ctx);
+    nc_transform *t;
+    assert_int_equal(nc_transform_preset_train(ctx, 8, 1, NULL, NULL, &t), NC_OK);
+    check_batches_are_apply(ctx, ds, t, 2);
     nc_transform_destroy(t);
     nc_dataset_destroy(ds);
 }
@@ -826,6 +898,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_loader_next_without_start_epoch_runs_epoch_0, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_subset_indices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_shards_as_distributed_sampler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loader_batches_equal_transform_apply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_null_and_bad_arguments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -451,6 +451,32 @@ nc_status nc__dataset_read(nc_dataset *ds, nc_context *ctx, int64_t i, nc_image 
     return read_files(ds, ctx, i, out);
 }
 
+nc_status nc__dataset_read_pixels(nc_dataset *ds, nc_context *ctx, int64_t i, nc__pixels *px) {
+    px->data = NULL;
+    if (!ds) return nc__error(ctx, NC_ERR_NULL, "dataset read: dataset is NULL");
+    if (i < 0 || i >= ds->n)
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "dataset: sample %lld out of range [0, %lld)",
+                         (long long)i, (long long)ds->n);
+    if (ds->kind == NC__DS_IDX) { /* borrowed: the dataset keeps every image decoded */
+        px->channels = 1;
+        px->height = ds->idx_h;
+        px->width = ds->idx_w;
+        px->depth = 8;
+        px->data = ds->pixels + (size_t)i * (size_t)ds->idx_h * (size_t)ds->idx_w;
+        return NC_OK;
+    }
+    if (ds->nfiles != 1 || ds->has_optional) return NC_ERR_UNSUPPORTED;
+    const char *path = ds->paths[i];
+    nc_status st = nc__png_read_pixels(ctx, path, &ds->limits, px);
+    if (st != NC_OK) return name_file(ctx, st, path);
+    if (px->channels != ds->file_channels[0]) {
+        px->data = NULL;
+        return nc__error(ctx, NC_ERR_SHAPE, "%s: %d channel%s, but '%s' has %d", path, px->channels,
+                         px->channels == 1 ? "" : "s", ds->ref_path[0], ds->file_channels[0]);
+    }
+    return NC_OK;
+}
+
 nc_status nc_dataset_get(nc_dataset *ds, int64_t i, nc_image **out) {
     if (!ds) {
         if (out) *out = NULL;

@@ -1,5 +1,6 @@
 /* image.c — nc_image: `channels` planes of height x width float32 values (planar CHW),
- * the unit the PNG decoder produces and the transforms and datasets pass around.
+ * the unit the public PNG reader returns and the transforms and datasets pass around;
+ * and nc__pixels, the decoder's interleaved 8/16-bit samples, converted to it here.
  * Memory comes from the owning context's allocator; sizes are checked for overflow. */
 #include "data/data.h"
 #include "core/context.h"
@@ -84,3 +85,36 @@ int nc_image_bit_depth(const nc_image *img) { return img ? img->bit_depth : 0; }
 float *nc_image_data(nc_image *img) { return img ? img->data : NULL; }
 
 const float *nc_image_const_data(const nc_image *img) { return img ? img->data : NULL; }
+
+/* ------------------------------------------------------------------ pixels */
+
+void nc__pixels_free(nc_context *ctx, nc__pixels *px) {
+    nc__free(ctx, px->buf);
+    nc__free(ctx, px->file);
+    memset(px, 0, sizeof *px);
+}
+
+nc_status nc__pixels_to_image(nc_context *ctx, const nc__pixels *px, nc_image **out) {
+    nc_image *img = NULL;
+    nc_status st = nc__image_alloc(ctx, px->channels, px->height, px->width, &img);
+    if (st != NC_OK) return st;
+    img->bit_depth = px->depth;
+    const size_t c = (size_t)px->channels, plane = (size_t)px->height * (size_t)px->width;
+    if (px->depth == 16) {
+        for (size_t i = 0; i < plane; i++)
+            for (size_t k = 0; k < c; k++) {
+                const unsigned char *s = px->data + 2 * (i * c + k);
+                img->data[k * plane + i] = (float)(((unsigned)s[0] << 8) | s[1]) / 65535.0f;
+            }
+    } else {
+        float lut[256];
+        for (int k = 0; k < 256; k++) lut[k] = (float)k / 255.0f;
+        for (size_t k = 0; k < c; k++) { /* one plane at a time: sequential writes */
+            float *dst = img->data + k * plane;
+            const unsigned char *s = px->data + k;
+            for (size_t i = 0; i < plane; i++) dst[i] = lut[s[i * c]];
+        }
+    }
+    *out = img;
+    return NC_OK;
+}

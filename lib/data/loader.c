@@ -5,6 +5,7 @@
 #include "core/context.h"
 #include "core/rng.h"
 #include "data/data.h"
+#include "data/transform.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 typedef struct worker {
     struct nc_loader *l;
     nc_context *ctx; /* private error text, same allocator as the loader's */
+    nc__pixels px;   /* decode buffers, reused from sample to sample (ctx's allocator) */
     pthread_t thread;
 } worker;
 
@@ -72,6 +74,7 @@ struct nc_loader {
     int started;
     nc_status sticky;       /* the error already returned in this epoch */
     nc_context *sync_ctx;   /* workers == 0: decoding happens here */
+    nc__pixels sync_px;     /* workers == 0: decode buffers */
 
     worker *workers;        /* (nworkers) */
     int nthreads;           /* threads actually started */
@@ -106,60 +109,107 @@ static nc_status name_file(nc_loader *l, nc_context *wctx, int64_t idx, nc_statu
     return st;
 }
 
-/* Decodes dataset sample idx and applies the transform for `epoch`; *out is new. */
-static nc_status make_sample(nc_loader *l, nc_context *wctx, int64_t idx, uint64_t epoch, nc_image **out) {
-    *out = NULL;
-    nc_image *img = NULL, *tr = NULL;
-    nc_status st = nc__dataset_read(l->ds, wctx, idx, &img);
-    if (st != NC_OK) return name_file(l, wctx, idx, st);
-    if (!l->t) {
-        *out = img;
+/* One sample on its way into a batch: its decoded source, then either the fused plan
+ * that renders it straight into the batch or the finished image of the exact path. */
+typedef struct sample {
+    nc__source src;
+    nc_image *img;         /* the source when it is stacked from several files */
+    int planned;           /* plan holds the sample's transform (fused path) */
+    nc__fused_plan plan;
+    nc_image *out;         /* the exact path's result, or NULL */
+    int c, h, w;           /* the sample's size in the batch */
+} sample;
+
+static void sample_free(sample *s) {
+    nc_image_destroy(s->img);
+    nc_image_destroy(s->out);
+    s->img = s->out = NULL;
+}
+
+/* Decodes dataset sample idx into s->src: into px (one file, or IDX), else as a float
+ * image (files stacked as channels). */
+static nc_status decode_sample(nc_loader *l, nc_context *wctx, int64_t idx, nc__pixels *px, sample *s) {
+    nc_status st = nc__dataset_read_pixels(l->ds, wctx, idx, px);
+    if (st == NC_OK) {
+        s->src = (nc__source){.channels = px->channels, .height = px->height, .width = px->width, .px = px};
         return NC_OK;
     }
-    st = nc_transform_apply(l->t, wctx, img, l->seed, epoch, (uint64_t)idx, &tr);
-    nc_image_destroy(img);
+    if (st != NC_ERR_UNSUPPORTED) return name_file(l, wctx, idx, st);
+    st = nc__dataset_read(l->ds, wctx, idx, &s->img);
     if (st != NC_OK) return name_file(l, wctx, idx, st);
-    *out = tr;
+    s->src = (nc__source){.channels = s->img->channels, .height = s->img->height, .width = s->img->width,
+                          .planar = s->img->data};
+    return NC_OK;
+}
+
+/* Decodes sample idx and settles how it is transformed for `epoch`: the fused plan
+ * (or none: no transform), or the exact path's image; sets the sample's size. */
+static nc_status make_sample(nc_loader *l, nc_context *wctx, int64_t idx, uint64_t epoch, nc__pixels *px,
+                             sample *s) {
+    s->img = s->out = NULL;
+    nc_status st = decode_sample(l, wctx, idx, px, s);
+    if (st != NC_OK) return st;
+    const nc__source *src = &s->src;
+    s->planned = !l->t || nc__transform_plan(l->t, src->channels, src->height, src->width, l->seed, epoch,
+                                             (uint64_t)idx, &s->plan);
+    if (!l->t) /* the source converted to float as it is: an empty plan */
+        s->plan = (nc__fused_plan){.c = src->channels, .out_h = src->height, .out_w = src->width};
+    if (s->planned) {
+        s->c = s->plan.c;
+        s->h = s->plan.out_h;
+        s->w = s->plan.out_w;
+        return NC_OK;
+    }
+    if (!s->img) {
+        st = nc__pixels_to_image(wctx, px, &s->img);
+        if (st != NC_OK) return name_file(l, wctx, idx, st);
+    }
+    st = nc_transform_apply(l->t, wctx, s->img, l->seed, epoch, (uint64_t)idx, &s->out);
+    if (st != NC_OK) return name_file(l, wctx, idx, st);
+    s->c = s->out->channels;
+    s->h = s->out->height;
+    s->w = s->out->width;
     return NC_OK;
 }
 
 /* The first sample fixes the batch shape; allocates the slots' pixels (under mu
  * when workers exist). */
-static nc_status set_shape(nc_loader *l, nc_context *wctx, const nc_image *img) {
-    size_t chw = (size_t)img->channels * (size_t)img->height * (size_t)img->width;
+static nc_status set_shape(nc_loader *l, nc_context *wctx, int c, int h, int w) {
+    size_t chw = (size_t)c * (size_t)h * (size_t)w;
     size_t per = (size_t)l->nslots * (size_t)l->batch;
     if (chw == 0 || chw > SIZE_MAX / sizeof(float) / per)
         return nc__error(wctx, NC_ERR_LIMIT, "loader: %d batches of %d x %d x %d x %d floats do not fit in memory",
-                         l->nslots, l->batch, img->channels, img->height, img->width);
+                         l->nslots, l->batch, c, h, w);
     float *x = nc__alloc(l->ctx, per * chw * sizeof(float));
     if (!x)
         return nc__error(wctx, NC_ERR_OUT_OF_MEMORY, "loader: out of memory for %d batches of %d x %d x %d x %d floats",
-                         l->nslots, l->batch, img->channels, img->height, img->width);
+                         l->nslots, l->batch, c, h, w);
     l->sh.x = x;
-    l->sh.c = img->channels;
-    l->sh.h = img->height;
-    l->sh.w = img->width;
+    l->sh.c = c;
+    l->sh.h = h;
+    l->sh.w = w;
     l->sh.chw = chw;
     l->shape_known = 1;
     return NC_OK;
 }
 
-/* Copies a finished sample, its labels and its index into its batch slot. */
-static nc_status place(nc_loader *l, nc_context *wctx, const shape *sh, int64_t pos, int64_t idx,
-                       const nc_image *img) {
-    if (img->channels != sh->c || img->height != sh->h || img->width != sh->w) {
+/* Writes a finished sample (rendered by its plan, or copied), its labels and its
+ * index into its batch slot. */
+static nc_status place(nc_loader *l, nc_context *wctx, const shape *sh, int64_t pos, int64_t idx, const sample *s) {
+    if (s->c != sh->c || s->h != sh->h || s->w != sh->w) {
         const char *path = nc_dataset_path(l->ds, idx);
         return nc__error(wctx, NC_ERR_SHAPE,
                          "%s: sample is %d x %d x %d (C x H x W)%s but the batch is %d x %d x %d (the first "
                          "sample's size); %s",
-                         path ? path : "?", img->channels, img->height, img->width,
-                         l->t ? " after the transform" : "", sh->c, sh->h, sh->w,
+                         path ? path : "?", s->c, s->h, s->w, l->t ? " after the transform" : "", sh->c, sh->h,
+                         sh->w,
                          l->t ? "end the transform with a fixed-size resize or crop"
                               : "give the loader a transform that resizes or crops");
     }
     int64_t b = pos / l->batch;
     size_t k = (size_t)(b % l->nslots) * (size_t)l->batch + (size_t)(pos % l->batch);
-    memcpy(sh->x + k * sh->chw, img->data, sh->chw * sizeof(float));
+    if (s->planned) nc__fused_render(sh->x + k * sh->chw, &s->src, &s->plan);
+    else memcpy(sh->x + k * sh->chw, s->out->data, sh->chw * sizeof(float));
     memcpy(l->labels + k * (size_t)l->heads, nc__dataset_labels_ptr(l->ds, idx), (size_t)l->heads * sizeof(int32_t));
     l->idx[k] = idx;
     return NC_OK;
@@ -198,20 +248,20 @@ static void *worker_main(void *arg) {
         l->busy++;
         pthread_mutex_unlock(&l->mu);
 
-        nc_image *img = NULL;
+        sample smp;
         int cancelled = 0;
-        nc_status st = make_sample(l, wk->ctx, idx, epoch, &img);
+        nc_status st = make_sample(l, wk->ctx, idx, epoch, &wk->px, &smp);
         if (st == NC_OK && !known) {
             pthread_mutex_lock(&l->mu);
             if (gen != l->gen) cancelled = 1;
-            else st = set_shape(l, wk->ctx, img);
+            else st = set_shape(l, wk->ctx, smp.c, smp.h, smp.w);
             sh = l->sh;
             pthread_mutex_unlock(&l->mu);
         }
         /* No one else writes this sample's place: positions are taken once per epoch
          * and start_epoch waits for busy == 0 before the next epoch reuses slots. */
-        if (st == NC_OK && !cancelled) st = place(l, wk->ctx, &sh, pos, idx, img);
-        nc_image_destroy(img);
+        if (st == NC_OK && !cancelled) st = place(l, wk->ctx, &sh, pos, idx, &smp);
+        sample_free(&smp);
 
         pthread_mutex_lock(&l->mu);
         l->busy--;
@@ -300,11 +350,11 @@ static nc_status next_sync(nc_loader *l, nc_batch *out) {
     int64_t count = batch_count(l, b);
     for (int64_t j = 0; j < count; j++) {
         int64_t pos = b * l->batch + j, idx = l->order[pos];
-        nc_image *img = NULL;
-        nc_status st = make_sample(l, l->sync_ctx, idx, l->epoch, &img);
-        if (st == NC_OK && !l->shape_known) st = set_shape(l, l->sync_ctx, img);
-        if (st == NC_OK) st = place(l, l->sync_ctx, &l->sh, pos, idx, img);
-        nc_image_destroy(img);
+        sample smp;
+        nc_status st = make_sample(l, l->sync_ctx, idx, l->epoch, &l->sync_px, &smp);
+        if (st == NC_OK && !l->shape_known) st = set_shape(l, l->sync_ctx, smp.c, smp.h, smp.w);
+        if (st == NC_OK) st = place(l, l->sync_ctx, &l->sh, pos, idx, &smp);
+        sample_free(&smp);
         if (st != NC_OK) {
             record_error(l, pos, st, l->sync_ctx);
             l->sticky = st;
@@ -377,7 +427,11 @@ void nc_loader_destroy(nc_loader *l) {
     }
     nc_context *ctx = l->ctx;
     if (l->workers)
-        for (int i = 0; i < l->nworkers; i++) nc_context_destroy(l->workers[i].ctx);
+        for (int i = 0; i < l->nworkers; i++) {
+            nc__pixels_free(l->workers[i].ctx, &l->workers[i].px);
+            nc_context_destroy(l->workers[i].ctx);
+        }
+    if (l->sync_ctx) nc__pixels_free(l->sync_ctx, &l->sync_px);
     nc_context_destroy(l->sync_ctx);
     nc__free(ctx, l->workers);
     nc__free(ctx, l->sh.x);

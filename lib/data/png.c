@@ -1,5 +1,6 @@
 /* png.c — PNG files to and from nc_image with libpng: every colour type and bit depth
- * decodes to planar float in [0, 1] (16-bit at full precision), and images encode to
+ * decodes to interleaved 8/16-bit samples (nc__pixels, what the loader transforms) and
+ * from there to planar float in [0, 1] (16-bit at full precision); images encode to
  * 8/16-bit PNGs written atomically. libpng's longjmp error handling stays in this file. */
 #include "data/data.h"
 #include "core/context.h"
@@ -64,9 +65,8 @@ typedef struct png_job {
     /* reading */
     const unsigned char *in;   /* the whole encoded file (borrowed) */
     size_t in_size, in_pos;
-    unsigned char *rows;       /* decoded rows: one row, or all of them when interlaced */
-    nc_image *img;             /* the result being filled (owned until handed out) */
-    float lut8[256];           /* k / 255 */
+    unsigned char *rows;       /* writing: one row */
+    nc__pixels *px;            /* reading: the result being filled (buffers reused) */
     /* writing */
     void *out;                 /* encoded bytes (nc__alloc'ed) */
     size_t out_size, out_cap;
@@ -150,26 +150,6 @@ static nc_status check_limits(nc_context *ctx, const char *name, const nc_png_li
 
 /* ------------------------------------------------------------------- reading */
 
-/* One decoded row (channels interleaved, 8- or 16-bit big-endian samples) into row y
- * of the planar image. */
-static void convert_row(png_job *j, const unsigned char *row, png_uint_32 y, int depth) {
-    nc_image *img = j->img;
-    const size_t w = (size_t)img->width, c = (size_t)img->channels;
-    const size_t plane = (size_t)img->height * w;
-    float *dst = img->data + (size_t)y * w; // (C, H, W), row y of plane 0
-    if (depth == 16) {
-        for (size_t x = 0; x < w; x++)
-            for (size_t k = 0; k < c; k++) {
-                const unsigned char *s = row + 2 * (x * c + k);
-                unsigned v = ((unsigned)s[0] << 8) | s[1];
-                dst[k * plane + x] = (float)v / 65535.0f;
-            }
-    } else {
-        for (size_t x = 0; x < w; x++)
-            for (size_t k = 0; k < c; k++) dst[k * plane + x] = j->lut8[row[x * c + k]];
-    }
-}
-
 /* The libpng part of a decode. Returns 0, or -1 with the failure recorded in *j.
  * Nothing in this frame is used after a longjmp: the function just returns. */
 static int decode_run(png_job *j, const nc_png_limits *lim) {
@@ -203,35 +183,31 @@ static int decode_run(png_job *j, const nc_png_limits *lim) {
                           j->name, channels, out_depth);
         return -1;
     }
-    j->st = nc__image_alloc(j->ctx, channels, (int)h, (int)w, &j->img);
-    if (j->st != NC_OK) {
-        nc__error_prefix(j->ctx, j->st, "%s", j->name);
+    /* the rows go straight into the pixel buffer: interlaced passes fill it in place */
+    nc__pixels *px = j->px;
+    if ((size_t)h > SIZE_MAX / rowbytes) {
+        j->st = nc__error(j->ctx, NC_ERR_LIMIT, "%s: PNG too large for the address space", j->name);
         return -1;
     }
-    j->img->bit_depth = depth == 16 ? 16 : 8;
-
-    /* an interlaced image arrives in 7 passes over the whole image: keep every row */
-    const size_t nrows = passes > 1 ? (size_t)h : 1;
-    if (nrows > SIZE_MAX / rowbytes) {
-        j->st = nc__error(j->ctx, NC_ERR_LIMIT, "%s: interlaced PNG too large for the address space", j->name);
-        return -1;
-    }
-    j->rows = nc__alloc(j->ctx, nrows * rowbytes);
-    if (!j->rows) {
-        j->st = nc__error(j->ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu rows of %zu bytes", j->name,
-                          nrows, rowbytes);
-        return -1;
-    }
-    if (passes == 1) {
-        for (png_uint_32 y = 0; y < h; y++) {
-            png_read_row(png, j->rows, NULL);
-            convert_row(j, j->rows, y, out_depth);
+    const size_t bytes = (size_t)h * rowbytes;
+    if (px->cap < bytes) {
+        nc__free(j->ctx, px->buf);
+        px->cap = 0;
+        px->buf = nc__alloc(j->ctx, bytes);
+        if (!px->buf) {
+            j->st = nc__error(j->ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory for %u rows of %zu bytes", j->name,
+                              (unsigned)h, rowbytes);
+            return -1;
         }
-    } else {
-        for (int p = 0; p < passes; p++)
-            for (png_uint_32 y = 0; y < h; y++) png_read_row(png, j->rows + (size_t)y * rowbytes, NULL);
-        for (png_uint_32 y = 0; y < h; y++) convert_row(j, j->rows + (size_t)y * rowbytes, y, out_depth);
+        px->cap = bytes;
     }
+    px->channels = channels;
+    px->height = (int)h;
+    px->width = (int)w;
+    px->depth = out_depth;
+    px->data = px->buf;
+    for (int p = 0; p < passes; p++)
+        for (png_uint_32 y = 0; y < h; y++) png_read_row(png, px->buf + (size_t)y * rowbytes, NULL);
     png_read_end(png, NULL); /* the rest of the stream: checksums up to IEND */
     return 0;
 }
@@ -243,7 +219,7 @@ static int is_oom_text(const char *msg) {
 
 /* Decodes `size` bytes (a whole PNG file; borrowed). `name` names it in messages. */
 static nc_status decode(nc_context *ctx, const char *name, const unsigned char *data, size_t size,
-                        const nc_png_limits *lim, nc_image **out) {
+                        const nc_png_limits *lim, nc__pixels *px) {
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (size == 0) return nc__error(ctx, NC_ERR_FORMAT, "%s: not a PNG file (empty)", name);
     if (size < 8 || memcmp(data, sig, 8) != 0) {
@@ -269,7 +245,7 @@ static nc_status decode(nc_context *ctx, const char *name, const unsigned char *
     j.name = name;
     j.in = data;
     j.in_size = size;
-    for (int k = 0; k < 256; k++) j.lut8[k] = (float)k / 255.0f;
+    j.px = px;
     j.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &j, on_error, on_warning);
     if (!j.png) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: cannot create the PNG decoder", name);
     j.info = png_create_info_struct(j.png);
@@ -280,12 +256,8 @@ static nc_status decode(nc_context *ctx, const char *name, const unsigned char *
 
     int rc = decode_run(&j, lim);
     png_destroy_read_struct(&j.png, &j.info, NULL);
-    nc__free(ctx, j.rows);
-    if (rc == 0) {
-        *out = j.img;
-        return NC_OK;
-    }
-    nc_image_destroy(j.img);
+    if (rc == 0) return NC_OK;
+    px->data = NULL;
     if (!j.png_failed) return j.st;
     if (j.truncated)
         return nc__error(ctx, NC_ERR_FORMAT, "%s: truncated PNG file (ends after %zu bytes)", name, size);
@@ -311,15 +283,10 @@ static int read_full(int fd, unsigned char *p, size_t size) {
     return 0;
 }
 
-nc_status nc_png_read(nc_context *ctx, const char *path, const nc_png_limits *lim, nc_image **out) {
-    if (!ctx) return NC_ERR_NULL;
-    if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_png_read: NULL %s", path ? "out" : "path");
-    *out = NULL;
-    nc_png_limits l;
-    nc_status st = resolve_limits(ctx, "nc_png_read", lim, &l);
-    if (st != NC_OK) return st;
-
-    unsigned char *blob = NULL;
+/* Reads the whole file at path into px->file (grown when too small). */
+static nc_status read_file(nc_context *ctx, const char *path, const nc_png_limits *l, nc__pixels *px,
+                           size_t *size_out) {
+    nc_status st = NC_OK;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
     if (fd < 0) return nc__error(ctx, NC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -333,7 +300,7 @@ nc_status nc_png_read(nc_context *ctx, const char *path, const nc_png_limits *li
     }
     /* No PNG within the limits is larger than twice its raw samples (8 bytes a pixel
      * at most, plus a filter byte a row) plus room for ancillary chunks. */
-    uint64_t raw = (uint64_t)l.max_pixels * 8u + (uint64_t)l.max_height;
+    uint64_t raw = (uint64_t)l->max_pixels * 8u + (uint64_t)l->max_height;
     uint64_t max_file = raw > (UINT64_MAX - FILE_SLACK) / 2 ? UINT64_MAX : 2 * raw + FILE_SLACK;
     if (sb.st_size < 0 || (uintmax_t)sb.st_size > max_file || (uintmax_t)sb.st_size >= SIZE_MAX) {
         st = nc__error(ctx, NC_ERR_LIMIT, "%s: file of %jd bytes is larger than any PNG within the limits", path,
@@ -341,22 +308,49 @@ nc_status nc_png_read(nc_context *ctx, const char *path, const nc_png_limits *li
         goto done;
     }
     size_t size = (size_t)sb.st_size;
-    blob = nc__alloc(ctx, size);
-    if (!blob) {
-        st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, size);
-        goto done;
+    if (px->file_cap < size || !px->file) {
+        nc__free(ctx, px->file);
+        px->file_cap = 0;
+        px->file = nc__alloc(ctx, size ? size : 1);
+        if (!px->file) {
+            st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, size);
+            goto done;
+        }
+        px->file_cap = size ? size : 1;
     }
-    if (read_full(fd, blob, size) != 0) {
+    if (read_full(fd, px->file, size) != 0) {
         st = nc__error(ctx, NC_ERR_IO, "%s: read failed: %s", path, errno ? strerror(errno) : "unexpected end of file");
         goto done;
     }
-    close(fd);
-    fd = -1;
-    st = decode(ctx, path, blob, size, &l, out);
+    *size_out = size;
 done:
-    if (fd >= 0) close(fd);
-    nc__free(ctx, blob);
+    close(fd);
     return st;
+}
+
+nc_status nc__png_read_pixels(nc_context *ctx, const char *path, const nc_png_limits *lim, nc__pixels *px) {
+    px->data = NULL;
+    size_t size = 0;
+    nc_status st = read_file(ctx, path, lim, px, &size);
+    return st == NC_OK ? decode(ctx, path, px->file, size, lim, px) : st;
+}
+
+/* Hands out px as a float image (the public readers' result), then frees px. */
+static nc_status to_image(nc_context *ctx, nc_status st, nc__pixels *px, nc_image **out) {
+    if (st == NC_OK) st = nc__pixels_to_image(ctx, px, out);
+    nc__pixels_free(ctx, px);
+    return st;
+}
+
+nc_status nc_png_read(nc_context *ctx, const char *path, const nc_png_limits *lim, nc_image **out) {
+    if (!ctx) return NC_ERR_NULL;
+    if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_png_read: NULL %s", path ? "out" : "path");
+    *out = NULL;
+    nc_png_limits l;
+    nc_status st = resolve_limits(ctx, "nc_png_read", lim, &l);
+    if (st != NC_OK) return st;
+    nc__pixels px = {0};
+    return to_image(ctx, nc__png_read_pixels(ctx, path, &l, &px), &px, out);
 }
 
 nc_status nc_png_read_memory(nc_context *ctx, const void *data, size_t size, const nc_png_limits *lim,
@@ -367,7 +361,8 @@ nc_status nc_png_read_memory(nc_context *ctx, const void *data, size_t size, con
     nc_png_limits l;
     nc_status st = resolve_limits(ctx, "nc_png_read_memory", lim, &l);
     if (st != NC_OK) return st;
-    return decode(ctx, MEMORY_NAME, data, size, &l, out);
+    nc__pixels px = {0};
+    return to_image(ctx, decode(ctx, MEMORY_NAME, data, size, &l, &px), &px, out);
 }
 
 /* ------------------------------------------------------------------- writing */
@@ -459,6 +454,12 @@ nc_status nc_png_write(nc_context *ctx, const char *path, const nc_image *img, i
 #else /* !HAVE_PNG */
 
 #define NO_PNG "this build of neurc has no libpng (meson option 'png')"
+
+nc_status nc__png_read_pixels(nc_context *ctx, const char *path, const nc_png_limits *lim, nc__pixels *px) {
+    (void)lim;
+    px->data = NULL;
+    return nc__error(ctx, NC_ERR_UNSUPPORTED, "%s: cannot read: " NO_PNG, path);
+}
 
 nc_status nc_png_read(nc_context *ctx, const char *path, const nc_png_limits *lim, nc_image **out) {
     if (!ctx) return NC_ERR_NULL;

@@ -28,6 +28,7 @@ struct nc_transform {
     nc_context *ctx;     /* allocator and error text for building */
     step *steps;         /* (count) */
     size_t count, cap;
+    int exact;           /* nc_transform_set_exact: every step on its own, as torchvision */
 };
 
 /* Counters per step: enough for every draw a step makes (erasing: 1 + 2*10 + 2). */
@@ -53,6 +54,12 @@ void nc_transform_destroy(nc_transform *t) {
     }
     nc__free(t->ctx, t->steps);
     nc__free(t->ctx, t);
+}
+
+nc_status nc_transform_set_exact(nc_transform *t, int exact) {
+    if (!t) return nc__error(NULL, NC_ERR_NULL, "nc_transform_set_exact: NULL transform");
+    t->exact = exact != 0;
+    return NC_OK;
 }
 
 /* Appends s (taking ownership of its mean/std, freed on failure). */
@@ -409,6 +416,75 @@ void nc__transform_draw(const nc_transform *t, int i, int c, int h, int w, uint6
     }
 }
 
+/* -------------------------------------------------------------- fused plan */
+
+static int is_geometric(nc__step_kind k) {
+    return k == NC__STEP_RESIZE || k == NC__STEP_CENTER_CROP || k == NC__STEP_RANDOM_RESIZED_CROP ||
+           k == NC__STEP_HFLIP || k == NC__STEP_VFLIP || k == NC__STEP_ROTATION || k == NC__STEP_AFFINE;
+}
+
+/* The fused stage of geometric step s (input h x w, output oh x ow, draw p): 1 with *g,
+ * 0 when the step does nothing to this sample, -1 when it cannot be fused. */
+static int plan_geom(const step *s, const nc__transform_params *p, int h, int w, int oh, int ow, nc__geom *g) {
+    *g = (nc__geom){.in_h = h, .in_w = w, .out_h = oh, .out_w = ow, .bh = h, .bw = w};
+    switch (s->kind) {
+    case NC__STEP_RESIZE: g->kind = NC__GEOM_RESIZE; return 1;
+    case NC__STEP_RANDOM_RESIZED_CROP:
+        *g = (nc__geom){.kind = NC__GEOM_RESIZE, .in_h = h, .in_w = w, .out_h = oh, .out_w = ow,
+                        .top = p->top, .left = p->left, .bh = p->height, .bw = p->width};
+        return 1;
+    case NC__STEP_CENTER_CROP:
+        if (oh > h || ow > w) return -1; /* torchvision pads first: the exact path does that */
+        g->kind = NC__GEOM_SHIFT;
+        g->top = (int)round_half_even((h - oh) / 2.0);
+        g->left = (int)round_half_even((w - ow) / 2.0);
+        return 1;
+    case NC__STEP_HFLIP: g->kind = NC__GEOM_HFLIP; return p->apply;
+    case NC__STEP_VFLIP: g->kind = NC__GEOM_VFLIP; return p->apply;
+    case NC__STEP_ROTATION:
+        g->kind = NC__GEOM_WARP;
+        nc__rotation_matrix(g->m, p->angle);
+        return 1;
+    case NC__STEP_AFFINE:
+        g->kind = NC__GEOM_WARP;
+        nc__affine_matrix(g->m, p->tx, p->ty, p->scale);
+        return 1;
+    default: return -1;
+    }
+}
+
+int nc__transform_plan(const nc_transform *t, int c, int h, int w, uint64_t seed, uint64_t epoch, uint64_t index,
+                       nc__fused_plan *plan) {
+    if (t->exact) return 0;
+    plan->c = c;
+    plan->ngeom = plan->npost = 0;
+    int settled = 0; /* a normalize or erasing step came: no geometry may follow */
+    for (size_t i = 0; i < t->count; i++) {
+        const step *s = &t->steps[i];
+        int oh, ow;
+        if (step_size(s, h, w, &oh, &ow) != NC_OK) return 0;
+        nc__transform_params p;
+        nc__transform_draw(t, (int)i, c, h, w, seed, epoch, index, &p);
+        if (is_geometric(s->kind)) {
+            nc__geom g;
+            int r = plan_geom(s, &p, h, w, oh, ow, &g);
+            if (r < 0 || settled || (r > 0 && plan->ngeom == NC__FUSED_MAX_GEOM)) return 0;
+            if (r > 0) plan->geom[plan->ngeom++] = g;
+        } else {
+            if (s->kind == NC__STEP_NORMALIZE && s->channels != c) return 0; /* the exact path says why */
+            if (s->kind != NC__STEP_COLOR_JITTER) settled = 1;
+            if (plan->npost == NC__FUSED_MAX_POST) return 0;
+            plan->post[plan->npost++] =
+                (nc__post){.kind = s->kind, .p = p, .mean = s->mean, .std = s->std, .value = s->value};
+        }
+        h = oh;
+        w = ow;
+    }
+    plan->out_h = h;
+    plan->out_w = w;
+    return 1;
+}
+
 /* ------------------------------------------------------------------- apply */
 
 /* A new c x h x w image (not initialised) carrying the input's bit depth. */
@@ -430,20 +506,6 @@ static nc_status writable(nc_context *ctx, const nc_image *in, nc_image **cur) {
     return NC_OK;
 }
 
-static void apply_jitter(nc_image *img, const nc__transform_params *p) {
-    for (int k = 0; k < 4; k++) {
-        int op = p->order[k];
-        if (!p->jitter_on[op]) continue;
-        float f = p->jitter[op];
-        switch (op) {
-        case 0: nc__adjust_brightness(img->data, img->channels, img->height, img->width, f); break;
-        case 1: nc__adjust_contrast(img->data, img->channels, img->height, img->width, f); break;
-        case 2: nc__adjust_saturation(img->data, img->height, img->width, f); break;
-        default: nc__adjust_hue(img->data, img->height, img->width, f); break;
-        }
-    }
-}
-
 nc_status nc_transform_apply(const nc_transform *t, nc_context *ctx, const nc_image *in, uint64_t seed,
                              uint64_t epoch, uint64_t index, nc_image **out) {
     if (out) *out = NULL;
@@ -452,6 +514,14 @@ nc_status nc_transform_apply(const nc_transform *t, nc_context *ctx, const nc_im
     if (in->channels < 1 || in->height < 1 || in->width < 1)
         return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "nc_transform_apply: empty %dx%dx%d image", in->channels,
                          in->height, in->width);
+    nc__fused_plan plan;
+    if (nc__transform_plan(t, in->channels, in->height, in->width, seed, epoch, index, &plan)) {
+        nc_status st = next_image(ctx, in, plan.c, plan.out_h, plan.out_w, out);
+        if (st != NC_OK) return st;
+        nc__source src = {.channels = in->channels, .height = in->height, .width = in->width, .planar = in->data};
+        nc__fused_render((*out)->data, &src, &plan);
+        return NC_OK;
+    }
     nc_status st = NC_OK;
     nc_image *cur = (nc_image *)in; /* never written while it is the input */
     for (size_t i = 0; i < t->count; i++) {
@@ -498,7 +568,7 @@ nc_status nc_transform_apply(const nc_transform *t, nc_context *ctx, const nc_im
         case NC__STEP_COLOR_JITTER:
             if (!(p.jitter_on[0] || p.jitter_on[1] || p.jitter_on[2] || p.jitter_on[3])) break;
             NC_CHECK(writable(ctx, in, &cur));
-            apply_jitter(cur, &p);
+            nc__apply_jitter(cur->data, cur->channels, cur->height, cur->width, &p);
             break;
         case NC__STEP_RANDOM_ERASING:
             if (!p.apply) break;

@@ -11,12 +11,16 @@
 
 /* truncf / floorf without a libm call (exact for every float; NaN passes through). */
 static inline float trunc_f(float v) {
-    return fabsf(v) < 8388608.0f ? (float)(int32_t)v : v; /* from 2^23 on, floats are integers */
+    /* from 2^23 on, floats are integers; the conversion runs on every value (0 for
+     * those), so that loops calling this stay free of branches and vectorise */
+    int small = fabsf(v) < 8388608.0f;
+    float t = (float)(int32_t)(small ? v : 0.0f);
+    return small ? t : v;
 }
 
 static inline float floor_f(float v) {
-    float t = trunc_f(v);
-    return t > v ? t - 1.0f : t;
+    float t = trunc_f(v), below = t - 1.0f; /* computed always: a select, not a branch */
+    return t > v ? below : t;
 }
 
 /* fmodf(v, 1.0f): v - trunc(v) is exact. */
@@ -227,79 +231,157 @@ static float gray(float r, float g, float b) {
     return 0.2989f * r + 0.587f * g + 0.114f * b;
 }
 
-void nc__adjust_brightness(float *x, int c, int h, int w, float factor) {
+/* The whole image as a span. */
+static nc__span whole(float *x, int c, int h, int w) {
+    size_t plane = (size_t)h * (size_t)w;
+    return (nc__span){.x = x, .c = c, .n = plane, .stride = plane};
+}
+
+NC__VECTOR_CLONES static void brightness_span_loop(const nc__span *s, float factor) {
     float a, b;
     blend_weights(factor, &a, &b);
-    size_t n = (size_t)c * (size_t)h * (size_t)w;
-    for (size_t i = 0; i < n; i++) x[i] = clamp01(a * x[i] + b * 0.0f);
+    for (int ch = 0; ch < s->c; ch++) {
+        float *x = s->x + (size_t)ch * s->stride;
+        for (size_t i = 0; i < s->n; i++) x[i] = clamp01(a * x[i] + b * 0.0f);
+    }
+}
+
+void nc__brightness_span(const nc__span *s, float factor) {
+    brightness_span_loop(s, factor);
+}
+
+NC__VECTOR_CLONES static double contrast_sum_loop(const nc__span *s) {
+    /* torch.mean: a float32 sum (accumulated here in double) divided in float32; the
+     * grayscale image for 3 channels, every value otherwise */
+    double sum = 0.0;
+    if (s->c == 3) {
+        const float *r = s->x, *g = r + s->stride, *b = g + s->stride;
+        for (size_t i = 0; i < s->n; i++) sum += gray(r[i], g[i], b[i]);
+    } else {
+        for (int ch = 0; ch < s->c; ch++)
+            for (size_t i = 0; i < s->n; i++) sum += s->x[(size_t)ch * s->stride + i];
+    }
+    return sum;
+}
+
+double nc__contrast_sum(const nc__span *s) {
+    return contrast_sum_loop(s);
+}
+
+NC__VECTOR_CLONES static void contrast_apply_loop(const nc__span *s, float factor, float mean) {
+    float a, b;
+    blend_weights(factor, &a, &b);
+    float bm = b * mean;
+    for (int ch = 0; ch < s->c; ch++) {
+        float *x = s->x + (size_t)ch * s->stride;
+        for (size_t i = 0; i < s->n; i++) x[i] = clamp01(a * x[i] + bm);
+    }
+}
+
+void nc__contrast_apply(const nc__span *s, float factor, float mean) {
+    contrast_apply_loop(s, factor, mean);
+}
+
+NC__VECTOR_CLONES static void saturation_span_loop(const nc__span *s, float factor) {
+    float a, b;
+    blend_weights(factor, &a, &b);
+    float *restrict r = s->x, *restrict g = r + s->stride, *restrict bl = g + s->stride; /* disjoint planes */
+    for (size_t i = 0; i < s->n; i++) {
+        float gb = b * gray(r[i], g[i], bl[i]);
+        r[i] = clamp01(a * r[i] + gb);
+        g[i] = clamp01(a * g[i] + gb);
+        bl[i] = clamp01(a * bl[i] + gb);
+    }
+}
+
+void nc__saturation_span(const nc__span *s, float factor) {
+    saturation_span_loop(s, factor);
+}
+
+void nc__adjust_brightness(float *x, int c, int h, int w, float factor) {
+    nc__span s = whole(x, c, h, w);
+    nc__brightness_span(&s, factor);
 }
 
 void nc__adjust_contrast(float *x, int c, int h, int w, float factor) {
-    size_t plane = (size_t)h * (size_t)w, n = (size_t)c * plane;
-    /* torch.mean: a float32 sum (accumulated here in double) divided in float32 */
-    double sum = 0.0;
-    size_t count = c == 3 ? plane : n;
-    if (c == 3) {
-        for (size_t i = 0; i < plane; i++) sum += gray(x[i], x[plane + i], x[2 * plane + i]);
-    } else {
-        for (size_t i = 0; i < n; i++) sum += x[i];
-    }
-    float mean = (float)sum / (float)count, a, b;
-    blend_weights(factor, &a, &b);
-    float bm = b * mean;
-    for (size_t i = 0; i < n; i++) x[i] = clamp01(a * x[i] + bm);
+    nc__span s = whole(x, c, h, w);
+    size_t count = c == 3 ? s.n : (size_t)c * s.n;
+    nc__contrast_apply(&s, factor, (float)nc__contrast_sum(&s) / (float)count);
 }
 
 void nc__adjust_saturation(float *x, int h, int w, float factor) {
-    size_t plane = (size_t)h * (size_t)w;
-    float a, b;
-    blend_weights(factor, &a, &b);
-    for (size_t i = 0; i < plane; i++) {
-        float gb = b * gray(x[i], x[plane + i], x[2 * plane + i]);
-        for (int ch = 0; ch < 3; ch++) x[(size_t)ch * plane + i] = clamp01(a * x[(size_t)ch * plane + i] + gb);
-    }
+    nc__span s = whole(x, 3, h, w);
+    nc__saturation_span(&s, factor);
 }
 
 /* torch.remainder(v, 1.0) for floats: fmod, shifted into [0, 1). */
 static float remainder1(float v) {
-    float m = fmod1(v);
-    if (m < 0.0f) m += 1.0f;
-    return m;
+    float m = fmod1(v), up = m + 1.0f;
+    return m < 0.0f ? up : m;
+}
+
+/* One pixel of F.adjust_hue: _rgb2hsv, the shift, _hsv2rgb, in torchvision's float32
+ * operations. Branch-free (selects instead of the sector table) so that the loop over
+ * pixels vectorises; the selects pick the same values as torchvision's gather. */
+static inline void hue_pixel(float *rp, float *gp, float *bp, float factor) {
+    float r = *rp, g = *gp, b = *bp;
+    float maxc = r > g ? r : g, minc = r < g ? r : g;
+    maxc = maxc > b ? maxc : b;
+    minc = minc < b ? minc : b;
+    float cr = maxc - minc;
+    float s = cr / (maxc == minc ? 1.0f : maxc);
+    float crd = maxc == minc ? 1.0f : cr;
+    float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+    /* hr + hg + hb of torchvision, where exactly one term is not 0 */
+    float h_r = bc - gc, h_g = 2.0f + rc - bc, h_b = 4.0f + gc - rc;
+    float hsum = maxc == r ? h_r : (maxc == g ? h_g : h_b);
+    float hue = fmod1(hsum / 6.0f + 1.0f);
+    float v = maxc;
+    hue = remainder1(hue + factor);
+    float fi = floor_f(hue * 6.0f); /* 0..6; sector 6 is sector 0 */
+    float f = hue * 6.0f - fi;
+    float p = clamp01(v * (1.0f - s));
+    float q = clamp01(v * (1.0f - s * f));
+    float t = clamp01(v * (1.0f - s * (1.0f - f)));
+    /* sectors 0..5: r = v q p p t v, g = t v v q p p, b = p p t v v q */
+    float r1 = fi == 4.0f ? t : v, g1 = fi == 3.0f ? q : t, b1 = fi == 5.0f ? q : p;
+    r1 = fi == 2.0f ? p : r1;
+    r1 = fi == 3.0f ? p : r1;
+    r1 = fi == 1.0f ? q : r1;
+    g1 = fi == 1.0f ? v : g1;
+    g1 = fi == 2.0f ? v : g1;
+    g1 = fi == 4.0f ? p : g1;
+    g1 = fi == 5.0f ? p : g1;
+    b1 = fi == 2.0f ? t : b1;
+    b1 = fi == 3.0f ? v : b1;
+    b1 = fi == 4.0f ? v : b1;
+    *rp = r1;
+    *gp = g1;
+    *bp = b1;
+}
+
+/* no AVX2 clone: GCC 12 does not vectorise this loop for AVX2 (it does for SSE2) */
+void nc__hue_span(const nc__span *s, float factor) {
+    float *restrict r = s->x, *restrict g = r + s->stride, *restrict b = g + s->stride; /* disjoint planes */
+    for (size_t i = 0; i < s->n; i++) hue_pixel(r + i, g + i, b + i, factor);
 }
 
 void nc__adjust_hue(float *x, int h, int w, float factor) {
-    size_t plane = (size_t)h * (size_t)w;
-    for (size_t i = 0; i < plane; i++) {
-        float r = x[i], g = x[plane + i], b = x[2 * plane + i];
-        /* _rgb2hsv */
-        float maxc = r > g ? r : g, minc = r < g ? r : g;
-        maxc = maxc > b ? maxc : b;
-        minc = minc < b ? minc : b;
-        int eqc = maxc == minc;
-        float cr = maxc - minc;
-        float s = cr / (eqc ? 1.0f : maxc);
-        float crd = eqc ? 1.0f : cr;
-        float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
-        float hr = maxc == r ? bc - gc : 0.0f;
-        float hg = (maxc == g && maxc != r) ? 2.0f + rc - bc : 0.0f;
-        float hb = (maxc != g && maxc != r) ? 4.0f + gc - rc : 0.0f;
-        float hue = fmod1((hr + hg + hb) / 6.0f + 1.0f);
-        float v = maxc;
-        /* shift */
-        hue = remainder1(hue + factor);
-        /* _hsv2rgb */
-        float fi = floor_f(hue * 6.0f);
-        float f = hue * 6.0f - fi;
-        int k = ((int)fi % 6 + 6) % 6;
-        float p = clamp01(v * (1.0f - s));
-        float q = clamp01(v * (1.0f - s * f));
-        float t = clamp01(v * (1.0f - s * (1.0f - f)));
-        const float a1[6] = {v, q, p, p, t, v};
-        const float a2[6] = {t, v, v, q, p, p};
-        const float a3[6] = {p, p, t, v, v, q};
-        x[i] = a1[k];
-        x[plane + i] = a2[k];
-        x[2 * plane + i] = a3[k];
+    nc__span s = whole(x, 3, h, w);
+    nc__hue_span(&s, factor);
+}
+
+void nc__apply_jitter(float *x, int c, int h, int w, const nc__transform_params *p) {
+    for (int k = 0; k < 4; k++) {
+        int op = p->order[k];
+        if (!p->jitter_on[op]) continue;
+        float f = p->jitter[op];
+        switch (op) {
+        case 0: nc__adjust_brightness(x, c, h, w, f); break;
+        case 1: nc__adjust_contrast(x, c, h, w, f); break;
+        case 2: nc__adjust_saturation(x, h, w, f); break;
+        default: nc__adjust_hue(x, h, w, f); break;
+        }
     }
 }
 
@@ -313,11 +395,19 @@ void nc__erase(float *x, int c, int h, int w, int top, int left, int bh, int bw,
         }
 }
 
-void nc__normalize(float *x, int c, int h, int w, const float *mean, const float *std) {
-    size_t plane = (size_t)h * (size_t)w;
-    for (int ch = 0; ch < c; ch++) {
-        float *p = x + (size_t)ch * plane;
-        float m = mean[ch], s = std[ch];
-        for (size_t i = 0; i < plane; i++) p[i] = (p[i] - m) / s;
+NC__VECTOR_CLONES static void normalize_span_loop(const nc__span *s, const float *mean, const float *std) {
+    for (int ch = 0; ch < s->c; ch++) {
+        float *p = s->x + (size_t)ch * s->stride;
+        float m = mean[ch], sd = std[ch];
+        for (size_t i = 0; i < s->n; i++) p[i] = (p[i] - m) / sd;
     }
+}
+
+void nc__normalize_span(const nc__span *s, const float *mean, const float *std) {
+    normalize_span_loop(s, mean, std);
+}
+
+void nc__normalize(float *x, int c, int h, int w, const float *mean, const float *std) {
+    nc__span s = whole(x, c, h, w);
+    nc__normalize_span(&s, mean, std);
 }

@@ -920,6 +920,9 @@ class TestData(unittest.TestCase):
         self.assertEqual(out.shape, (1, 6, 6))
         again = t.apply(img, seed=1, epoch=0, index=3)
         self.assertEqual(flat(again.to_array()), flat(out.to_array()))  # deterministic
+        exact = t.exact().apply(img, seed=1, epoch=0, index=3)  # torchvision's step-by-step path
+        self.assertEqual(exact.shape, (1, 6, 6))
+        self.assertEqual(flat(t.exact(False).apply(img, seed=1, epoch=0, index=3).to_array()), flat(out.to_array()))
         n = neurc.Transform(self.ctx).normalize([0.5], [0.25]).apply([[[1.0, 0.0]]])
         self.assertEqual(flat(n.to_array()), [2.0, -2.0])
         tr = neurc.Transform.train_preset(8, 1, context=self.ctx)

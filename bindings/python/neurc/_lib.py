@@ -401,6 +401,7 @@ FUNCTIONS = (
     ('nc_transform_add_color_jitter', STATUS, [c_void_p, c_float, c_float, c_float, c_float]),
     ('nc_transform_add_random_erasing', STATUS, [c_void_p, c_float, c_float, c_float, c_float, c_float, c_float]),
     ('nc_transform_add_normalize', STATUS, [c_void_p, c_void_p, c_void_p, c_int]),
+    ('nc_transform_set_exact', STATUS, [c_void_p, c_int]),
     ('nc_transform_output_size', STATUS, [c_void_p, c_int, c_int, c_void_p, c_void_p]),
     ('nc_transform_apply', STATUS, [c_void_p, c_void_p, c_void_p, c_uint64, c_uint64, c_uint64, P(c_void_p)]),
     ('nc_transform_preset_train', STATUS, [c_void_p, c_int, c_int, c_void_p, c_void_p, P(c_void_p)]),

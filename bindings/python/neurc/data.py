@@ -317,6 +317,11 @@ class Transform(_ContextObject):
             raise ValueError("mean and std differ in length (%d, %d)" % (m.count, s.count))
         return self._add("nc_transform_add_normalize", m.address, s.address, m.count)
 
+    def exact(self, on=True):
+        """Exact mode: every step on its own as torchvision applies them (the default,
+        fused mode samples the geometric steps once; see docs/data.md)."""
+        return self._add("nc_transform_set_exact", 1 if on else 0)
+
     def output_size(self, height, width):
         """(height, width) of the output for an input of height x width."""
         oh, ow = c_int(), c_int()
