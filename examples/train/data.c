@@ -103,6 +103,10 @@ static int write_split(const char *dir, const data *d) {
 
 int data_commit(const cfg *c, data *d) {
     if (d->committed || (c->mode != MODE_TRAIN && c->mode != MODE_RESUME)) return 0;
+    if (c->rank != 0) { /* --distributed: rank 0 writes the run's files */
+        d->committed = 1;
+        return 0;
+    }
     char path[4200], err[4400];
     if (make_dirs(c->out) != 0) return fail_msg("cannot create %s: %s", c->out, strerror(errno));
     if (d->split_new && write_split(c->out, d)) return EXIT_FAIL;
@@ -318,6 +322,12 @@ int data_loader(const cfg *c, nc_context *ctx, nc_dataset *ds, const nc_transfor
     lo.batch_size = c->batch_size;
     lo.shuffle = train;
     lo.drop_last = train && n > c->batch_size; /* equal steps; batch norm never sees a batch of 1 */
+    if (train && c->ranks > 1) { /* --distributed: this rank's shard, its part of each global batch */
+        lo.batch_size = c->batch_size / c->ranks;
+        lo.drop_last = (n + c->ranks - 1) / c->ranks > lo.batch_size;
+        lo.shard_rank = c->rank;
+        lo.shard_count = c->ranks;
+    }
     lo.workers = c->workers;
     lo.prefetch = c->workers > 0 ? 2 : 0;
     lo.seed = c->seed;

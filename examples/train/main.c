@@ -141,6 +141,12 @@ int main(int argc, char **argv) {
         config_free(keys, vals, nkeys);
         return EXIT_FAIL;
     }
+    if (dist_start(&c, ctx, &argc, &argv) != 0) {
+        dist_stop(&c, EXIT_FAIL);
+        nc_context_destroy(ctx);
+        config_free(keys, vals, nkeys);
+        return EXIT_FAIL;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -159,6 +165,7 @@ int main(int argc, char **argv) {
      * something to save: a run that fails before that changes no file */
     if (rc == 0) rc = run_all(&c, ctx, &d);
     data_close(&d);
+    dist_stop(&c, rc);
     nc_context_destroy(ctx);
     config_free(keys, vals, nkeys);
     return rc;

@@ -262,6 +262,9 @@ int cfg_resolve(cfg *c) {
     c->force = strcmp(c->val[OPT_FORCE], "1") == 0;
     INT_OPT(LOG_EVERY, log_every, 1, 100000000);
     c->quiet = strcmp(c->val[OPT_QUIET], "1") == 0;
+    c->distributed = strcmp(c->val[OPT_DISTRIBUTED], "1") == 0;
+    c->rank = 0;
+    c->ranks = 1;
     return 0;
 }
 

@@ -177,6 +177,8 @@ static int make_trainer(rs *r) {
         if ((st = nc_schedule_create(r->ctx, &so, &r->s)) != NC_OK) return fail_lib(r->ctx, "creating the schedule", st);
         if ((st = nc_trainer_set_schedule(r->t, r->s)) != NC_OK) return fail_lib(r->ctx, "attaching the schedule", st);
     }
+    if (c->comm && (st = nc_trainer_set_comm(r->t, c->comm)) != NC_OK)
+        return fail_lib(r->ctx, "--distributed: sharing rank 0's model", st);
     if (c->ema > 0.0f && (st = nc_ema_create(r->m, c->ema, &r->ema)) != NC_OK)
         return fail_lib(r->ctx, "creating the weight average", st);
     return 0;
@@ -478,7 +480,7 @@ out:
 static int commit(rs *r) {
     if (r->committed) return 0;
     if (data_commit(r->c, r->d)) return EXIT_FAIL;
-    if (r->c->mode == MODE_TRAIN) {
+    if (r->c->mode == MODE_TRAIN && r->c->rank == 0) {
         remove(r->best);
         remove(r->ema_path);
     }
@@ -488,6 +490,7 @@ static int commit(rs *r) {
 
 static int save_last(rs *r, int64_t epoch, int64_t batch, double best, int64_t best_epoch) {
     if (commit(r)) return EXIT_FAIL;
+    if (r->c->rank != 0) return 0; /* --distributed: rank 0 writes */
     nc_checkpoint_info info;
     nc_checkpoint_info_init(&info);
     info.epoch = epoch;
@@ -606,7 +609,7 @@ static int train_loop(rs *r) {
                 return fail_lib(r->ctx, "updating the weight average", st);
             progress_batch(&p, b + 1, counted ? loss_sum / (double)counted : NAN,
                            total ? (double)correct / (double)total : NAN, images);
-            if (g_interrupted) {
+            if (dist_any(c, g_interrupted)) { /* --distributed: every rank stops at the same batch */
                 progress_end_epoch(&p);
                 if (save_last(r, e - 1, b + 1, best, best_epoch)) return EXIT_FAIL;
                 fprintf(stderr, PROG ": interrupted in epoch %lld after batch %lld; saved %s (continue with `"
@@ -627,21 +630,22 @@ static int train_loop(rs *r) {
         rec.train_loss = counted ? loss_sum / (double)counted : NAN;
         rec.train_acc = total ? (double)correct / (double)total : NAN;
         rec.seconds = secs;
-        rec.images_per_sec = secs > 0 ? (double)images / secs : NAN;
+        rec.images_per_sec = secs > 0 ? (double)images * c->ranks / secs : NAN;
         float lr = 0.0f;
         nc_trainer_group_lr(r->t, "default", &lr);
         rec.lr = lr;
         double f1 = NAN;
-        if (r->lval) {
-            split_numbers sn;
+        if (r->lval) { /* --distributed: rank 0 evaluates the whole split and shares the numbers */
+            split_numbers sn = {NAN, NAN, NAN, NAN};
             int64_t n;
             if (r->ema) nc_ema_swap(r->ema);
-            int bad = eval_split(r, r->m, r->lval, "val", NULL, &sn, &n);
+            int bad = c->rank == 0 && eval_split(r, r->m, r->lval, "val", NULL, &sn, &n);
             if (r->ema) nc_ema_swap(r->ema);
-            if (bad) return EXIT_FAIL;
-            rec.val_loss = sn.loss;
-            rec.val_acc = sn.acc;
-            f1 = sn.f1;
+            double v[3] = {sn.loss, sn.acc, sn.f1};
+            if (bad || dist_share(c, v, 3)) return EXIT_FAIL;
+            rec.val_loss = v[0];
+            rec.val_acc = v[1];
+            f1 = v[2];
         }
         double metric = !r->lval ? rec.train_loss : c->monitor == 0 ? rec.val_loss : c->monitor == 1 ? rec.val_acc : f1;
         int mon = r->lval ? c->monitor : 0;
@@ -651,7 +655,7 @@ static int train_loop(rs *r) {
             best_epoch = e;
             if (commit(r)) return EXIT_FAIL;
             if (r->ema) nc_ema_swap(r->ema);
-            st = nc_model_save(r->m, r->best);
+            st = c->rank == 0 ? nc_model_save(r->m, r->best) : NC_OK;
             if (r->ema) nc_ema_swap(r->ema);
             if (st != NC_OK) return fail_lib(r->ctx, "saving best.safetensors", st);
         }
@@ -659,7 +663,8 @@ static int train_loop(rs *r) {
             return fail_lib(r->ctx, "stepping the schedule", st);
         if ((st = nc_history_add(r->hist, &rec)) != NC_OK) return fail_lib(r->ctx, "history", st);
         if (save_last(r, e, 0, best, best_epoch)) return EXIT_FAIL;
-        if ((st = nc_history_write_csv(r->hist, r->csv)) != NC_OK || (st = nc_history_write_json(r->hist, r->json)) != NC_OK)
+        if (c->rank == 0 && ((st = nc_history_write_csv(r->hist, r->csv)) != NC_OK ||
+                             (st = nc_history_write_json(r->hist, r->json)) != NC_OK))
             return fail_lib(r->ctx, "writing the training log", st);
         if (!c->quiet) {
             printf("epoch %lld/%lld  train loss %.4f acc %.4f", (long long)e, (long long)c->epochs, rec.train_loss,
@@ -674,7 +679,7 @@ static int train_loop(rs *r) {
                        r->lval ? c->val[OPT_MONITOR] : "train_loss", c->early_stopping, best, (long long)best_epoch);
             break;
         }
-        if (g_interrupted) {
+        if (dist_any(c, g_interrupted)) {
             fprintf(stderr, PROG ": interrupted after epoch %lld; continue with `" PROG " resume --output-dir %s`\n",
                     (long long)e, c->out);
             return EXIT_INTERRUPTED;
@@ -767,12 +772,12 @@ int run_job(const cfg *c, nc_context *ctx, data *d, const job *j, result *res) {
         res->seconds = now_seconds() - t0;
         res->epochs_done = nc_history_count(r.hist);
         if (rc != 0) goto out;
-        rc = final_eval(&r, res, j->dir);
+        rc = c->rank == 0 ? final_eval(&r, res, j->dir) : 0; /* --distributed: rank 0 evaluates */
     } else {
         if (make_loaders(&r, 0, c->mode == MODE_EVALUATE, c->mode == MODE_TEST)) goto out;
         char dir[4300];
         if (path_join(dir, sizeof dir, j->dir, c->mode == MODE_TEST ? "test" : "evaluate")) goto out;
-        rc = final_eval(&r, res, dir);
+        rc = c->rank == 0 ? final_eval(&r, res, dir) : 0;
     }
 out:
     rs_free(&r);

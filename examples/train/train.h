@@ -91,6 +91,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     X(FORCE, "force", 0, "0", 0, "", "train: start over in a directory holding a checkpoint")                 \
     X(LOG_EVERY, "log-every", 1, "50", 0, "N", "batches between log lines when not on a terminal")            \
     X(QUIET, "quiet", 0, "0", 0, "", "no progress output")                                                      \
+    X(DISTRIBUTED, "distributed", 0, "0", 0, "", "data parallel over the ranks of mpirun (docs/distributed.md)") \
     X(HELP, "help", 0, "0", 0, "", "this text")
 
 #define OPT_ENUM(id, name, arg, def, persist, meta, help) OPT_##id,
@@ -147,6 +148,10 @@ typedef struct cfg {
     nc_backend_kind backend;
     nc_precision precision;
     int threads, workers, force, log_every, quiet;
+    int distributed;  /* --distributed: this process is rank `rank` of `ranks` over comm
+                         (set up in main.c); otherwise 0 of 1 */
+    int rank, ranks;
+    nc_comm *comm;
 } cfg;
 
 /* options.c */
@@ -234,6 +239,15 @@ int run_job(const cfg *c, nc_context *ctx, data *d, const job *j, result *r);
 
 /* folds.c */
 int run_all(const cfg *c, nc_context *ctx, data *d);
+
+/* distributed.c: --distributed over MPI (no-ops otherwise). dist_start initialises
+ * MPI and the communicator and sets c->rank, c->ranks; dist_stop finalises (or
+ * aborts every rank when rc says this one failed); dist_any is 1 when flag is set
+ * on any rank; dist_share gives every rank rank 0's v[0..n). */
+int dist_start(cfg *c, nc_context *ctx, int *argc, char ***argv);
+void dist_stop(cfg *c, int rc);
+int dist_any(const cfg *c, int flag);
+int dist_share(const cfg *c, double *v, int n);
 
 /* main.c: set by SIGINT; runs finish the current batch, save and exit 130. */
 extern volatile sig_atomic_t g_interrupted;
