@@ -3,6 +3,7 @@
  * are packed into aligned scratch and a register-tiled micro-kernel (one per ISA,
  * chosen at run time on x86-64) runs over them; threads split C, never K. */
 #include "backend/ref/ref.h"
+#include "core/context.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -284,12 +285,8 @@ static void gemm_naive(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k
         }
 }
 
-static void *scratch_alloc(size_t floats) {
-    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes ? bytes : 64);
-}
 
-int nc__ref_gemm_isa(int isa, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+int nc__ref_gemm_isa(nc_context *ctx, int isa, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                      float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                      float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return isa;
@@ -325,7 +322,7 @@ int nc__ref_gemm_isa(int isa, int nt, int trans_a, int trans_b, int64_t m, int64
     const int64_t per = (tiles + parts - 1) / parts * unit; /* upper bound of a part */
     const size_t each = scratch_floats(im, split_n ? m : min64(per, m), split_n ? min64(per, n) : n, k);
     const size_t each_pad = (size_t)round_up((int64_t)each, 16);
-    float *scratch = scratch_alloc(each_pad * (size_t)parts); // (parts, each_pad)
+    float *scratch = nc__alloc(ctx, sizeof(float) * each_pad * (size_t)parts); // (parts, each_pad)
     if (!scratch) {
         gemm_naive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return NC__GEMM_NAIVE;
@@ -352,13 +349,13 @@ int nc__ref_gemm_isa(int isa, int nt, int trans_a, int trans_b, int64_t m, int64
                         c + (size_t)lo * (size_t)ldc, ldc, sc);
         }
     }
-    free(scratch);
+    nc__free(ctx, scratch);
     return im->isa;
 }
 
-void nc__ref_gemm(int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+void nc__ref_gemm(nc_context *ctx, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                   int64_t ldc) {
-    (void)nc__ref_gemm_isa(NC__GEMM_AUTO, nt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta,
+    (void)nc__ref_gemm_isa(ctx, NC__GEMM_AUTO, nt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta,
                            c, ldc);
 }
