@@ -10,6 +10,7 @@
 #include "nc_config.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,6 +322,57 @@ static void test_alloc_onednn_train_step(void **state) {
     sweep(f, op_train, NULL, NULL, "onednn: trainer create + 2 steps");
 }
 
+/* With several kernel threads the hooks are still only called from the thread that
+ * called the library (the loader's workers aside): custom hooks need no locking for
+ * training and inference from one thread. */
+typedef struct thread_hooks {
+    pthread_t owner;
+    long calls, foreign;
+} thread_hooks;
+
+static void *owner_alloc(void *user, size_t size, size_t align) {
+    thread_hooks *h = user;
+    h->calls++;
+    if (!pthread_equal(pthread_self(), h->owner)) __atomic_add_fetch(&h->foreign, 1, __ATOMIC_RELAXED);
+    void *p = NULL;
+    return posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) == 0 ? p : NULL;
+}
+
+static void owner_free(void *user, void *ptr) {
+    thread_hooks *h = user;
+    if (!pthread_equal(pthread_self(), h->owner)) __atomic_add_fetch(&h->foreign, 1, __ATOMIC_RELAXED);
+    free(ptr);
+}
+
+static void test_alloc_hooks_on_calling_thread(void **state) {
+    (void)state;
+    thread_hooks h = {pthread_self(), 0, 0};
+    nc_context_options o;
+    nc_context_options_init(&o);
+    o.backend = NC_BACKEND_REF;
+    o.num_threads = 4;
+    o.allocator.alloc = owner_alloc;
+    o.allocator.free = owner_free;
+    o.allocator.user = &h;
+    nc_context *ctx = NULL;
+    assert_int_equal(nc_context_create(&o, &ctx), NC_OK);
+    enum { N = 16 }; /* enough images for the convolutions to use worker threads */
+    float *x = tu_rand((size_t)N * H * H, -1.0f, 1.0f, 3);
+    int32_t lab[N] = {0};
+    nc_model *m = NULL;
+    nc_trainer *t = NULL;
+    nc_step_stats s;
+    assert_int_equal(make_model(ctx, &m), NC_OK);
+    assert_int_equal(make_trainer(m, &t), NC_OK);
+    assert_int_equal(nc_trainer_step(t, x, lab, N, 1, H, H, &s), NC_OK);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+    free(x);
+    assert_true(h.calls > 0);
+    assert_int_equal(h.foreign, 0);
+}
+
 /* Checkpoint save over an earlier checkpoint: a failed save leaves it as it was and
  * no temporary file behind. */
 typedef struct ckpt_case {
@@ -596,6 +648,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_alloc_model_load_weights, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_train_step, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_step_keeps_weights, tu_fx_setup, tu_fx_teardown),
+        cmocka_unit_test(test_alloc_hooks_on_calling_thread),
         cmocka_unit_test_setup_teardown(test_alloc_onednn_train_step, onednn_setup, onednn_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_checkpoint_save, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_checkpoint_load, tu_fx_setup, tu_fx_teardown),

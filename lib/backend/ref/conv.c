@@ -143,11 +143,23 @@ static void im2col_chunk(const nc__conv_desc *d, const conv_plan *pl, float *col
     }
 }
 
+/* A task's GEMM: with one worker, on the kernel's GEMM threads with scratch from the
+ * hooks; inside a worker (gs, the worker's share of the scratch), one-threaded, so
+ * that the hooks are only called from the thread that called the kernel. */
+static void task_gemm(nc_context *ctx, const conv_plan *pl, float *gs, int ta, int tb, int64_t m, int64_t n,
+                      int64_t k, float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                      float *c, int64_t ldc) {
+    if (gs) nc__ref_gemm_serial(gs, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else nc__ref_gemm(ctx, pl->gemm_nt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
 /* -------------------------------------------------------------- conv forward */
 
 /* One (chunk, group): y_g (K/G, P) per image = w_g (K/G, CRS) col (CRS, nimg*P) + b_g. */
 static void conv_forward_task(nc_context *ctx, const nc__conv_desc *d, const conv_plan *pl, int64_t t, float *y,
-                              const float *x, const float *w, const float *b, float *col, float *tmp) {
+                              const float *x, const float *w, const float *b, float *col, float *tmp, float *gs) {
     const int64_t ci = t / pl->g, gi = t % pl->g;
     const int64_t n0 = ci * pl->nb, nimg = min64(pl->nb, d->n - n0), cols = nimg * pl->p;
     const float *wg = w + (size_t)(gi * pl->kg * pl->crs); // (K/G, C/G*R*S)
@@ -160,7 +172,7 @@ static void conv_forward_task(nc_context *ctx, const nc__conv_desc *d, const con
     }
     if (nimg == 1) {
         float *yg = y + (size_t)((n0 * d->k + gi * pl->kg) * pl->p); // (K/G, P)
-        nc__ref_gemm(ctx, pl->gemm_nt, 0, 0, pl->kg, pl->p, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
+        task_gemm(ctx, pl, gs, 0, 0, pl->kg, pl->p, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
                      yg, pl->p);
         if (b)
             for (int64_t k = 0; k < pl->kg; k++) {
@@ -170,7 +182,7 @@ static void conv_forward_task(nc_context *ctx, const nc__conv_desc *d, const con
                 for (int64_t q = 0; q < pl->p; q++) row[q] += bk;
             }
     } else {
-        nc__ref_gemm(ctx, pl->gemm_nt, 0, 0, pl->kg, cols, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
+        task_gemm(ctx, pl, gs, 0, 0, pl->kg, cols, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
                      tmp, cols); // tmp (K/G, nimg*P)
         for (int64_t i = 0; i < nimg; i++)
             for (int64_t k = 0; k < pl->kg; k++) {
@@ -195,7 +207,9 @@ void nc__ref_conv2d_forward(nc_context *ctx, int nt, const nc__conv_desc *d, flo
     const int64_t cols = pl.nb * pl.p;
     const size_t col_n = pl.direct_x ? 0 : (size_t)(pl.crs * cols);   // (CRS, nb*P)
     const size_t tmp_n = pl.nb > 1 ? (size_t)(pl.kg * cols) : 0;      // (K/G, nb*P)
-    const size_t each = (col_n + tmp_n + 15) / 16 * 16;
+    const size_t gs_off = (col_n + tmp_n + 15) / 16 * 16;
+    const size_t gs_n = pl.workers > 1 ? nc__ref_gemm_scratch_floats(pl.kg, cols, pl.crs) : 0; // GEMM packing
+    const size_t each = gs_off + gs_n;
     float *scratch = nc__alloc(ctx, sizeof(float) * each * (size_t)pl.workers);       // (workers, each)
     if (!scratch) {
         nc__ref_conv2d_forward_direct(d, y, x, w, b);
@@ -208,8 +222,9 @@ void nc__ref_conv2d_forward(nc_context *ctx, int nt, const nc__conv_desc *d, flo
     for (int wi = 0; wi < workers; wi++) {
         float *col = scratch + (size_t)wi * each;
         float *tmp = col + col_n;
+        float *gs = workers > 1 ? col + gs_off : NULL;
         const int64_t t0 = pl.tasks * wi / workers, t1 = pl.tasks * (wi + 1) / workers;
-        for (int64_t t = t0; t < t1; t++) conv_forward_task(ctx, d, &pl, t, y, x, w, b, col, tmp);
+        for (int64_t t = t0; t < t1; t++) conv_forward_task(ctx, d, &pl, t, y, x, w, b, col, tmp, gs);
     }
     nc__free(ctx, scratch);
 }
@@ -219,7 +234,7 @@ void nc__ref_conv2d_forward(nc_context *ctx, int nt, const nc__conv_desc *d, flo
 /* One (chunk, group): dw_g += dy_g col^T; dx_g += col2im(w_g^T dy_g). */
 static void conv_backward_task(nc_context *ctx, const nc__conv_desc *d, const conv_plan *pl, int64_t t, float *dx,
                                float *dw, const float *dy, const float *x, const float *w, float *col,
-                               float *dyb) {
+                               float *dyb, float *gs) {
     const int64_t ci = t / pl->g, gi = t % pl->g;
     const int64_t n0 = ci * pl->nb, nimg = min64(pl->nb, d->n - n0), cols = nimg * pl->p;
     const float *wg = w + (size_t)(gi * pl->kg * pl->crs); // (K/G, C/G*R*S)
@@ -242,17 +257,17 @@ static void conv_backward_task(nc_context *ctx, const nc__conv_desc *d, const co
                        (size_t)pl->p * sizeof(float));
         dyp = dyb;
     }
-    nc__ref_gemm(ctx, pl->gemm_nt, 0, 1, pl->kg, pl->crs, cols, 1.0f, dyp, cols, colp, cols, 1.0f, dwg,
+    task_gemm(ctx, pl, gs, 0, 1, pl->kg, pl->crs, cols, 1.0f, dyp, cols, colp, cols, 1.0f, dwg,
                  pl->crs);
     if (!dx) return;
     if (pl->direct_x) { /* dx_g (C/G, HW) += w_g^T dy_g, straight into dx */
         float *dxg = dx + (size_t)((n0 * d->c + gi * pl->cg) * pl->hw);
-        nc__ref_gemm(ctx, pl->gemm_nt, 1, 0, pl->cg, pl->p, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 1.0f, dxg,
+        task_gemm(ctx, pl, gs, 1, 0, pl->cg, pl->p, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 1.0f, dxg,
                      pl->hw);
         return;
     }
     /* dcol (CRS, cols) = w_g^T dy_g, reusing col */
-    nc__ref_gemm(ctx, pl->gemm_nt, 1, 0, pl->crs, cols, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 0.0f, col,
+    task_gemm(ctx, pl, gs, 1, 0, pl->crs, cols, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 0.0f, col,
                  cols);
     for (int64_t i = 0; i < nimg; i++) {
         float *dxg = dx + (size_t)(((n0 + i) * d->c + gi * pl->cg) * pl->hw); // (C/G, H, W)
@@ -297,7 +312,12 @@ void nc__ref_conv2d_backward(nc_context *ctx, int nt, const nc__conv_desc *d, fl
     const size_t dyb_n = pl.nb > 1 ? (size_t)(pl.kg * cols) : 0;         // (K/G, nb*P)
     const size_t part_n = pl.workers > 1 ? wsize : 0;                    // private dw
     const size_t dyb_off = (col_n + 15) / 16 * 16, part_off = dyb_off + (dyb_n + 15) / 16 * 16;
-    const size_t each = part_off + part_n;
+    const size_t gs_off = part_off + (part_n + 15) / 16 * 16;
+    const size_t gs_n = pl.workers > 1 ? max_size(nc__ref_gemm_scratch_floats(pl.kg, pl.crs, cols),
+                                                  max_size(nc__ref_gemm_scratch_floats(pl.cg, pl.p, pl.kg),
+                                                           nc__ref_gemm_scratch_floats(pl.crs, cols, pl.kg)))
+                                       : 0; // GEMM packing
+    const size_t each = gs_off + gs_n;
     float *scratch = nc__alloc(ctx, sizeof(float) * each * (size_t)pl.workers);          // (workers, each)
     if (!scratch) {
         nc__ref_conv2d_backward_direct(d, dx, dw, NULL, dy, x, w);
@@ -319,7 +339,8 @@ void nc__ref_conv2d_backward(nc_context *ctx, int nt, const nc__conv_desc *d, fl
             dwt = part;
         }
         const int64_t t0 = pl.tasks * wi / workers, t1 = pl.tasks * (wi + 1) / workers;
-        for (int64_t t = t0; t < t1; t++) conv_backward_task(ctx, d, &pl, t, dx, dwt, dy, x, w, col, dyb);
+        float *gs = workers > 1 ? col + gs_off : NULL;
+        for (int64_t t = t0; t < t1; t++) conv_backward_task(ctx, d, &pl, t, dx, dwt, dy, x, w, col, dyb, gs);
     }
     if (workers > 1) {
         const int64_t ws = (int64_t)wsize;

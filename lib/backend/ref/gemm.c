@@ -286,18 +286,39 @@ static void gemm_naive(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k
 }
 
 
+/* C = beta C (k == 0 or alpha == 0): A and B are not read. */
+static void scale_only(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * (size_t)ldc; // (n)
+        if (beta == 0.0f)
+            memset(ci, 0, (size_t)n * sizeof(float));
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < n; j++) ci[j] *= beta;
+    }
+}
+
+size_t nc__ref_gemm_scratch_floats(int64_t m, int64_t n, int64_t k) {
+    if (m <= 0 || n <= 0 || k <= 0) return 0;
+    return (size_t)round_up((int64_t)scratch_floats(pick_impl(NC__GEMM_AUTO), m, n, k), 16);
+}
+
+void nc__ref_gemm_serial(float *scratch, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                         int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_only(m, n, beta, c, ldc);
+        return;
+    }
+    gemm_serial(pick_impl(NC__GEMM_AUTO), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+}
+
 int nc__ref_gemm_isa(nc_context *ctx, int isa, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                      float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                      float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return isa;
-    if (k <= 0 || alpha == 0.0f) { /* C = beta C; A and B are not read */
-        for (int64_t i = 0; i < m; i++) {
-            float *ci = c + (size_t)i * (size_t)ldc; // (n)
-            if (beta == 0.0f)
-                memset(ci, 0, (size_t)n * sizeof(float));
-            else if (beta != 1.0f)
-                for (int64_t j = 0; j < n; j++) ci[j] *= beta;
-        }
+    if (k <= 0 || alpha == 0.0f) {
+        scale_only(m, n, beta, c, ldc);
         return isa;
     }
     if (isa == NC__GEMM_NAIVE) {

@@ -44,10 +44,11 @@ typedef struct nc__ref_state {
 } nc__ref_state;
 
 /* SCRATCH. The GEMM and convolution kernels take their short-lived packing buffers
- * from ctx's allocator hooks (called on the calling thread, or on a convolution's
- * worker threads for their GEMMs) and free them before returning. When an allocation
- * fails they do not fail: they run their scratch-free loops instead (naive GEMM,
- * direct convolution), same contract, slower, results equal within rounding. */
+ * from ctx's allocator hooks, on the calling thread only (a convolution sizes its
+ * workers' GEMM scratch up front), and free them before returning. When an
+ * allocation fails they do not fail: they run their scratch-free loops instead
+ * (naive GEMM, direct convolution), same contract, slower, results equal within
+ * rounding. */
 
 /* ---- gemm.c: C(M,N) = alpha * op(A) op(B) + beta * C, row-major, leading dims.
  * Cache-blocked with a register-tiled micro-kernel the compiler vectorises; threads
@@ -55,6 +56,14 @@ typedef struct nc__ref_state {
 void nc__ref_gemm(nc_context *ctx, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                   int64_t ldc);
+
+/* One-threaded nc__ref_gemm in the caller's packing scratch: at least
+ * nc__ref_gemm_scratch_floats(m, n, k) floats, 64-byte aligned. For kernels that
+ * run GEMMs inside their own worker threads (SCRATCH). */
+size_t nc__ref_gemm_scratch_floats(int64_t m, int64_t n, int64_t k);
+void nc__ref_gemm_serial(float *scratch, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                         int64_t ldc);
 
 /* nc__ref_gemm with a forced kernel variant (for tests); returns the variant used
  * (an unsupported one falls back to the best supported). */
