@@ -320,6 +320,7 @@ static void test_alloc_onednn_train_step(void **state) {
     assert_int_equal(op_train(f->ctx, NULL), NC_OK);
     sweep(f, op_create_forward, NULL, NULL, "onednn: model create + forward");
     sweep(f, op_train, NULL, NULL, "onednn: trainer create + 2 steps");
+    sweep(f, op_step, NULL, f, "onednn: model + trainer + first step");
 }
 
 /* With several kernel threads the hooks are still only called from the thread that
