@@ -134,7 +134,7 @@ typedef struct nc_context_options {
     int device;              /* GPU ordinal for NC_BACKEND_CUDA; default 0 */
     int num_threads;         /* CPU threads; 0 = all available cores */
     int deterministic;       /* 1 = deterministic algorithms only; default 0 */
-    nc_allocator allocator;  /* all-NULL = the C library's aligned_alloc/free */
+    nc_allocator allocator;  /* all-NULL = the C library's posix_memalign/free */
     /* ---- added in 0.1 (struct_size tells whether it is set) */
     int bf16;                /* 1 = convolutions and linear layers compute in bfloat16
                                 (fp32 storage and master weights); NC_BACKEND_ONEDNN on a
