@@ -118,11 +118,13 @@ typedef enum nc_precision {
                                    bf16 (oneDNN's math mode; what `bf16 = 1` selects) */
 } nc_precision;
 
-/** Allocator hooks: every host allocation the library keeps goes through them. Three
- *  kinds of short-lived scratch do not: the reference kernels' packing buffers, the
- *  JSON parser's trees while a file header or a report is read or written, and libpng's / zlib's
- *  own internal buffers while a file is decoded. With loader workers, the hooks are
- *  called from several threads at once.
+/** Allocator hooks: every host allocation the library makes goes through them,
+ *  kernel scratch, JSON and libpng's / zlib's state included; only oneDNN's own
+ *  internals and the C library's directory streams and qsort buffers do not
+ *  (docs/reliability.md). A NULL from alloc makes the call fail with
+ *  NC_ERR_OUT_OF_MEMORY, leaking nothing and leaving models, trainers and files as
+ *  they were. The hooks are called from the calling thread only, except by a loader
+ *  with workers, which calls them from several threads at once.
  *  alloc returns memory aligned to at least `align` (a power of two <= 4096) or NULL. */
 typedef struct nc_allocator {
     void *(*alloc)(void *user, size_t size, size_t align);
@@ -136,7 +138,7 @@ typedef struct nc_context_options {
     int device;              /* GPU ordinal for NC_BACKEND_CUDA; default 0 */
     int num_threads;         /* CPU threads; 0 = all available cores */
     int deterministic;       /* 1 = deterministic algorithms only; default 0 */
-    nc_allocator allocator;  /* all-NULL = the C library's aligned_alloc/free */
+    nc_allocator allocator;  /* all-NULL = the C library's posix_memalign/free */
     /* ---- added in 0.1 (struct_size tells whether it is set) */
     int bf16;                /* 1 = convolutions and linear layers compute in bfloat16
                                 (fp32 storage and master weights); NC_BACKEND_ONEDNN on a

@@ -105,7 +105,7 @@ static void check_forward(const gcase *g, int nt, uint64_t seed) {
     static const int combos[4][3] = {{0, 0, 0}, {1, 0, 1}, {1, 1, 1}, {0, 1, 0}}; /* bias, res, relu */
     for (int ci = 0; ci < 4; ci++) {
         const int use_b = combos[ci][0], use_r = combos[ci][1], relu = combos[ci][2];
-        nc__ref_conv2d_forward(1, &d, yref, x, w, use_b ? b : NULL);
+        nc__ref_conv2d_forward(tu_kctx, 1, &d, yref, x, w, use_b ? b : NULL);
         for (size_t i = 0; i < yn; i++) {
             float v = yref[i] + (use_r ? res[i] : 0.0f);
             yref[i] = relu && v < 0 ? 0.0f : v;
@@ -144,7 +144,7 @@ static void check_backward(const gcase *g, int nt, uint64_t seed) {
     memcpy(dxref, dx0, xn * sizeof(float));
     memcpy(dwref, dw0, wn * sizeof(float));
     memcpy(dbref, db0, kn * sizeof(float));
-    nc__ref_conv2d_backward(1, &d, dxref, dwref, dbref, dy, x, w);
+    nc__ref_conv2d_backward(tu_kctx, 1, &d, dxref, dwref, dbref, dy, x, w);
 
     /* backward data, NC__WRITE_ADD */
     to_blocked(dxb, dx0, d.n, d.c, d.h, d.w);
@@ -158,7 +158,7 @@ static void check_backward(const gcase *g, int nt, uint64_t seed) {
     from_blocked(dx, dxb, d.n, d.c, d.h, d.w);
     assert_true(all_finite(dx, xn));
     for (size_t i = 0; i < xn; i++) dxref[i] = 0.0f;
-    nc__ref_conv2d_backward(1, &d, dxref, dw2, NULL, dy, x, w); /* dw2: scratch */
+    nc__ref_conv2d_backward(tu_kctx, 1, &d, dxref, dw2, NULL, dy, x, w); /* dw2: scratch */
     check_below("backward data set", cfg, tu_norm_err(dx, dxref, xn));
 
     /* backward weights with db, accumulating */
@@ -272,7 +272,7 @@ static void test_gconv_backward_weights_split_rows_deterministic(void **state) {
     float *a = tu_zeros(wn), *b = tu_zeros(wn), *dba = tu_zeros((size_t)d.k), *dbb = tu_zeros((size_t)d.k);
     to_blocked(xb, x, d.n, d.c, d.h, d.w);
     to_blocked(dyb, dy, d.n, d.k, d.oh, d.ow);
-    nc__ref_conv2d_backward(1, &d, NULL, ref, dbref, dy, x, w);
+    nc__ref_conv2d_backward(tu_kctx, 1, &d, NULL, ref, dbref, dy, x, w);
     for (int nt = 3; nt <= 4; nt++) {
         memset(a, 0, wn * sizeof(float));
         memset(b, 0, wn * sizeof(float));
@@ -367,5 +367,5 @@ int main(void) {
         cmocka_unit_test(test_gconv_pack_weights_layout),
         cmocka_unit_test(test_gconv_supported_rejects),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tu_kctx_setup, tu_kctx_teardown);
 }

@@ -357,7 +357,7 @@ static void test_auto_picks_onednn(void **state) {
 static void test_onednn_allocations_balanced(void **state) {
     SKIP_WITHOUT_ONEDNN();
     (void)state;
-    tu_counting cnt = {0, 0, -1, 0};
+    tu_counting cnt = {0, 0, -1, 0, 0};
     nc_context_options o;
     nc_context_options_init(&o);
     o.backend = NC_BACKEND_ONEDNN;

@@ -79,7 +79,7 @@ static int run_gemm_case(int isa, int nt, int ta, int tb, int64_t m, int64_t n, 
     float *c0 = copy_of(c, (size_t)(m * ldc));
     double *ref = tu_dzeros((size_t)(m * n));
     naive_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc, ref);
-    int used = nc__ref_gemm_isa(isa, nt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    int used = nc__ref_gemm_isa(tu_kctx, isa, nt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     float *packed = tu_zeros((size_t)(m * n));
     for (int64_t i = 0; i < m; i++) {
         memcpy(packed + i * n, c + i * ldc, (size_t)n * sizeof(float));
@@ -134,13 +134,13 @@ static void test_gemm_beta_zero_overwrites_nan(void **state) {
     float *a = tu_rand((size_t)(m * k), -1, 1, 1), *b = tu_rand((size_t)(k * n), -1, 1, 2);
     float *c = tu_zeros((size_t)(m * n));
     for (int64_t i = 0; i < m * n; i++) c[i] = NAN;
-    nc__ref_gemm(2, 0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+    nc__ref_gemm(tu_kctx, 2, 0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
     for (int64_t i = 0; i < m * n; i++) assert_true(isfinite(c[i]));
     for (int64_t i = 0; i < m * n; i++) c[i] = NAN;
-    nc__ref_gemm(1, 0, 0, m, n, 0, 1.0f, a, k, b, n, 0.0f, c, n); /* k == 0 */
+    nc__ref_gemm(tu_kctx, 1, 0, 0, m, n, 0, 1.0f, a, k, b, n, 0.0f, c, n); /* k == 0 */
     for (int64_t i = 0; i < m * n; i++) assert_true(c[i] == 0.0f);
     for (int64_t i = 0; i < m * n; i++) c[i] = 2.0f;
-    nc__ref_gemm(1, 0, 0, m, n, k, 0.0f, NULL, k, NULL, n, 1.5f, c, n); /* alpha == 0: A, B unread */
+    nc__ref_gemm(tu_kctx, 1, 0, 0, m, n, k, 0.0f, NULL, k, NULL, n, 1.5f, c, n); /* alpha == 0: A, B unread */
     for (int64_t i = 0; i < m * n; i++) assert_true(c[i] == 3.0f);
     free(a);
     free(b);
@@ -150,8 +150,8 @@ static void test_gemm_beta_zero_overwrites_nan(void **state) {
 /* m == 0 or n == 0 touch nothing (NULL pointers are fine). */
 static void test_gemm_zero_sizes(void **state) {
     (void)state;
-    nc__ref_gemm(2, 0, 0, 0, 5, 5, 1.0f, NULL, 5, NULL, 5, 0.0f, NULL, 5);
-    nc__ref_gemm(2, 1, 1, 5, 0, 5, 1.0f, NULL, 5, NULL, 5, 0.0f, NULL, 1);
+    nc__ref_gemm(tu_kctx, 2, 0, 0, 0, 5, 5, 1.0f, NULL, 5, NULL, 5, 0.0f, NULL, 5);
+    nc__ref_gemm(tu_kctx, 2, 1, 1, 5, 0, 5, 1.0f, NULL, 5, NULL, 5, 0.0f, NULL, 1);
 }
 
 /* Threads split C, never K: the result is bitwise the same for any nt. The first
@@ -165,9 +165,9 @@ static void test_gemm_thread_count_invariant(void **state) {
         float *c1 = tu_zeros((size_t)(m * n)), *c2 = tu_zeros((size_t)(m * n)), *c3 = tu_zeros((size_t)(m * n));
         for (int t = 0; t < 4; t++) {
             const int ta = t / 2, tb = t % 2;
-            nc__ref_gemm(1, ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c1, n);
-            nc__ref_gemm(2, ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c2, n);
-            nc__ref_gemm(3, ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c3, n);
+            nc__ref_gemm(tu_kctx, 1, ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c1, n);
+            nc__ref_gemm(tu_kctx, 2, ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c2, n);
+            nc__ref_gemm(tu_kctx, 3, ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c3, n);
             assert_memory_equal(c1, c2, (size_t)(m * n) * sizeof(float));
             assert_memory_equal(c1, c3, (size_t)(m * n) * sizeof(float));
         }
@@ -314,7 +314,7 @@ static void test_conv2d_forward_matches_direct(void **state) {
         double *ref = direct_forward(&d, x, w, b);
         for (int nt = 1; nt <= 2; nt++) {
             float *y = tu_rand(ysize(&d), 5, 6, 99); /* garbage: forward overwrites */
-            nc__ref_conv2d_forward(nt, &d, y, x, w, b);
+            nc__ref_conv2d_forward(tu_kctx, nt, &d, y, x, w, b);
             check_below(nt == 1 ? "conv forward nt=1" : "conv forward nt=2", conv_cases[ci].name,
                         err_vs(y, ref, ysize(&d)), TOL);
             free(y);
@@ -343,7 +343,7 @@ static void test_conv2d_backward_matches_direct(void **state) {
         for (int nt = 1; nt <= 2; nt++) {
             float *dx = copy_of(dx0, xsize(&d)), *dw = copy_of(dw0, wsize(&d));
             float *db = copy_of(db0, (size_t)d.k);
-            nc__ref_conv2d_backward(nt, &d, dx, dw, db, dy, x, w);
+            nc__ref_conv2d_backward(tu_kctx, nt, &d, dx, dw, db, dy, x, w);
             check_below("conv backward dx", conv_cases[ci].name, err_vs(dx, rdx, xsize(&d)), TOL);
             check_below("conv backward dw", conv_cases[ci].name, err_vs(dw, rdw, wsize(&d)), TOL);
             check_below("conv backward db", conv_cases[ci].name, err_vs(db, rdb, (size_t)d.k), TOL);
@@ -374,7 +374,7 @@ static void test_conv2d_backward_null_dx_db(void **state) {
         double *rdx, *rdw, *rdb;
         direct_backward(&d, dy, x, w, dx0, dw0, db0, &rdx, &rdw, &rdb);
         float *dw = copy_of(dw0, wsize(&d));
-        nc__ref_conv2d_backward(2, &d, NULL, dw, NULL, dy, x, w);
+        nc__ref_conv2d_backward(tu_kctx, 2, &d, NULL, dw, NULL, dy, x, w);
         check_below("conv backward dw (dx, db NULL)", conv_cases[ci].name, err_vs(dw, rdw, wsize(&d)),
                     TOL);
         free(x);
@@ -397,9 +397,9 @@ static void test_conv2d_backward_accumulates(void **state) {
     float *x = tu_rand(xsize(&d), -1, 1, 1), *w = tu_rand(wsize(&d), -1, 1, 2), *dy = tu_rand(ysize(&d), -1, 1, 3);
     float *dx1 = tu_zeros(xsize(&d)), *dw1 = tu_zeros(wsize(&d)), *db1 = tu_zeros((size_t)d.k);
     float *dx2 = tu_zeros(xsize(&d)), *dw2 = tu_zeros(wsize(&d)), *db2 = tu_zeros((size_t)d.k);
-    nc__ref_conv2d_backward(2, &d, dx1, dw1, db1, dy, x, w);
-    nc__ref_conv2d_backward(2, &d, dx2, dw2, db2, dy, x, w);
-    nc__ref_conv2d_backward(2, &d, dx2, dw2, db2, dy, x, w);
+    nc__ref_conv2d_backward(tu_kctx, 2, &d, dx1, dw1, db1, dy, x, w);
+    nc__ref_conv2d_backward(tu_kctx, 2, &d, dx2, dw2, db2, dy, x, w);
+    nc__ref_conv2d_backward(tu_kctx, 2, &d, dx2, dw2, db2, dy, x, w);
     for (size_t i = 0; i < xsize(&d); i++) dx1[i] *= 2;
     for (size_t i = 0; i < wsize(&d); i++) dw1[i] *= 2;
     for (int64_t i = 0; i < d.k; i++) db1[i] *= 2;
@@ -426,7 +426,7 @@ typedef struct conv_loss {
 
 static double conv_loss_fn(void *user) {
     conv_loss *l = user;
-    nc__ref_conv2d_forward(1, l->d, l->y, l->x, l->w, l->b);
+    nc__ref_conv2d_forward(tu_kctx, 1, l->d, l->y, l->x, l->w, l->b);
     double s = 0;
     for (size_t i = 0; i < ysize(l->d); i++) s += (double)l->y[i] * (double)l->r[i];
     return s;
@@ -441,7 +441,7 @@ static void test_conv2d_backward_finite_differences(void **state) {
         float *b = tu_rand((size_t)d.k, -1, 1, 10 * ci + 3), *r = tu_rand(ysize(&d), -1, 1, 10 * ci + 4);
         float *y = tu_zeros(ysize(&d));
         float *dx = tu_zeros(xsize(&d)), *dw = tu_zeros(wsize(&d)), *db = tu_zeros((size_t)d.k);
-        nc__ref_conv2d_backward(2, &d, dx, dw, db, r, x, w);
+        nc__ref_conv2d_backward(tu_kctx, 2, &d, dx, dw, db, r, x, w);
         conv_loss l = {&d, x, w, b, y, r};
         const char *name = conv_cases[ci].name;
         check_below("fd dx", name, tu_grad_check(x, dx, xsize(&d), conv_loss_fn, &l, 1e-2f, 12), 1e-3);
@@ -478,8 +478,8 @@ static void test_conv2d_thread_count_determinism(void **state) {
             dx[i] = tu_zeros(xsize(&d));
             dw[i] = tu_zeros(wsize(&d));
             db[i] = tu_zeros((size_t)d.k);
-            nc__ref_conv2d_forward(nts[i], &d, y[i], x, w, b);
-            nc__ref_conv2d_backward(nts[i], &d, dx[i], dw[i], db[i], dy, x, w);
+            nc__ref_conv2d_forward(tu_kctx, nts[i], &d, y[i], x, w, b);
+            nc__ref_conv2d_backward(tu_kctx, nts[i], &d, dx[i], dw[i], db[i], dy, x, w);
         }
         assert_memory_equal(y[0], y[1], ysize(&d) * sizeof(float));
         assert_memory_equal(dx[0], dx[1], xsize(&d) * sizeof(float));
@@ -561,7 +561,7 @@ static void test_linear_forward_matches_direct(void **state) {
                 }
             for (int nt = 1; nt <= 2; nt++) {
                 float *y = tu_rand((size_t)(d.n * d.out), 7, 8, 9);
-                nc__ref_linear_forward(nt, &d, y, x, w, with_b ? b : NULL);
+                nc__ref_linear_forward(tu_kctx, nt, &d, y, x, w, with_b ? b : NULL);
                 char cfg[64];
                 snprintf(cfg, sizeof cfg, "n %ld in %ld out %ld bias %d nt %d", (long)d.n, (long)d.in,
                          (long)d.out, with_b, nt);
@@ -602,7 +602,7 @@ static void test_linear_backward_matches_direct(void **state) {
         }
         for (int nt = 1; nt <= 2; nt++) {
             float *dx = copy_of(dx0, nx), *dw = copy_of(dw0, nw), *db = copy_of(db0, (size_t)d.out);
-            nc__ref_linear_backward(nt, &d, dx, dw, db, dy, x, w);
+            nc__ref_linear_backward(tu_kctx, nt, &d, dx, dw, db, dy, x, w);
             char cfg[64];
             snprintf(cfg, sizeof cfg, "n %ld in %ld out %ld nt %d", (long)d.n, (long)d.in, (long)d.out, nt);
             check_below("linear dx", cfg, err_vs(dx, rdx, nx), TOL);
@@ -610,7 +610,7 @@ static void test_linear_backward_matches_direct(void **state) {
             check_below("linear db", cfg, err_vs(db, rdb, (size_t)d.out), TOL);
             /* NULL dx and db */
             float *dw2 = copy_of(dw0, nw);
-            nc__ref_linear_backward(nt, &d, NULL, dw2, NULL, dy, x, w);
+            nc__ref_linear_backward(tu_kctx, nt, &d, NULL, dw2, NULL, dy, x, w);
             check_below("linear dw (dx, db NULL)", cfg, err_vs(dw2, rdw, nw), TOL);
             free(dx);
             free(dw);
@@ -637,7 +637,7 @@ typedef struct lin_loss {
 
 static double lin_loss_fn(void *user) {
     lin_loss *l = user;
-    nc__ref_linear_forward(1, l->d, l->y, l->x, l->w, l->b);
+    nc__ref_linear_forward(tu_kctx, 1, l->d, l->y, l->x, l->w, l->b);
     double s = 0;
     for (int64_t i = 0; i < l->d->n * l->d->out; i++) s += (double)l->y[i] * (double)l->r[i];
     return s;
@@ -650,7 +650,7 @@ static void test_linear_backward_finite_differences(void **state) {
     float *x = tu_rand(nx, -1, 1, 1), *w = tu_rand(nw, -1, 1, 2), *b = tu_rand((size_t)d.out, -1, 1, 3);
     float *r = tu_rand(ny, -1, 1, 4), *y = tu_zeros(ny);
     float *dx = tu_zeros(nx), *dw = tu_zeros(nw), *db = tu_zeros((size_t)d.out);
-    nc__ref_linear_backward(1, &d, dx, dw, db, r, x, w);
+    nc__ref_linear_backward(tu_kctx, 1, &d, dx, dw, db, r, x, w);
     lin_loss l = {&d, x, w, b, y, r};
     check_below("fd dx", "linear", tu_grad_check(x, dx, nx, lin_loss_fn, &l, 1e-2f, 20), 1e-3);
     check_below("fd dw", "linear", tu_grad_check(w, dw, nw, lin_loss_fn, &l, 1e-2f, 20), 1e-3);
@@ -683,5 +683,5 @@ int main(void) {
         cmocka_unit_test(test_linear_backward_matches_direct),
         cmocka_unit_test(test_linear_backward_finite_differences),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tu_kctx_setup, tu_kctx_teardown);
 }

@@ -114,7 +114,8 @@ void *tu_count_alloc(void *user, size_t size, size_t align) {
                                                        __ATOMIC_RELAXED)) {
     }
     long fail_after = __atomic_load_n(&c->fail_after, __ATOMIC_RELAXED);
-    if (fail_after >= 0 && call >= fail_after) return NULL;
+    int once = __atomic_load_n(&c->fail_once, __ATOMIC_RELAXED);
+    if (fail_after >= 0 && (once ? call == fail_after : call >= fail_after)) return NULL;
     void *p = NULL;
     if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) != 0) return NULL;
     __atomic_add_fetch(&c->live, 1, __ATOMIC_RELAXED);
@@ -148,6 +149,24 @@ nc_context *tu_counting_context(tu_counting *c) {
     o.allocator.user = c;
     nc_context *ctx = NULL;
     return nc_context_create(&o, &ctx) == NC_OK ? ctx : NULL;
+}
+
+nc_context *tu_kctx;
+
+int tu_kctx_setup(void **state) {
+    (void)state;
+    nc_context_options o;
+    nc_context_options_init(&o);
+    o.backend = NC_BACKEND_REF;
+    o.num_threads = 1;
+    return nc_context_create(&o, &tu_kctx) == NC_OK ? 0 : -1;
+}
+
+int tu_kctx_teardown(void **state) {
+    (void)state;
+    nc_context_destroy(tu_kctx);
+    tu_kctx = NULL;
+    return 0;
 }
 
 int tu_fx_setup(void **state) {

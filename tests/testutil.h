@@ -34,12 +34,14 @@ char *tu_tmp_path(const char *name);
 
 /* An allocator that counts (thread-safe) and can fail on purpose, for leak and
  * out-of-memory tests. calls counts every allocation attempt; once fail_after >= 0,
- * every attempt with calls >= fail_after fails. */
+ * every attempt with calls >= fail_after fails (only calls == fail_after with
+ * fail_once). */
 typedef struct tu_counting {
     long live;        /* allocations not yet freed */
     long calls;       /* allocations attempted */
     long fail_after;  /* < 0: never fail */
     size_t largest;   /* the largest size requested */
+    int fail_once;    /* 1: only the attempt with calls == fail_after fails */
 } tu_counting;
 void *tu_count_alloc(void *user, size_t size, size_t align);
 void tu_count_free(void *user, void *ptr);
@@ -49,6 +51,13 @@ struct nc_context *tu_ref_context(int threads);
 /* A reference-backend, one-thread context whose allocations count into *c
  * (fail_after set to -1); NULL on failure. */
 struct nc_context *tu_counting_context(tu_counting *c);
+
+/* A reference-backend context for the tests that call the kernels directly (their
+ * packing scratch comes from a context's hooks). Made by tu_kctx_setup, destroyed by
+ * tu_kctx_teardown: use them as the cmocka group setup/teardown. */
+extern struct nc_context *tu_kctx;
+int tu_kctx_setup(void **state);
+int tu_kctx_teardown(void **state);
 
 /* The common fixture: a counting context; teardown fails the case when anything the
  * case allocated through it is still live. Use as cmocka setup/teardown. */

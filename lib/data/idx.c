@@ -1,5 +1,5 @@
 /* idx.c — MNIST / Fashion-MNIST IDX files (images u8 N x H x W, labels u8 N), plain
- * or gzip-compressed (zlib reads both transparently). Headers are checked before
+ * or gzip-compressed (inflated with zlib on the context's allocator). Headers are checked before
  * anything is allocated and sizes must match exactly; the u8 pixels stay in memory
  * and a sample is decoded to 1 x H x W floats / 255 when asked for. */
 #include "data/dataset.h"
@@ -21,64 +21,139 @@
 #define IDX_MAX_BYTES ((uint64_t)INT32_MAX) /* payload limit: just under 2 GiB */
 #define READ_CHUNK ((size_t)1 << 30)
 
+/* An open IDX file: read directly, or inflated through a z_stream whose state and
+ * input buffer come from the context's allocator hooks (gzopen/gzread would malloc). */
 typedef struct idx_file {
     nc_context *ctx;
     const char *path;
+    int fd;                    /* -1 when closed */
+    int gz;                    /* the file starts with the gzip magic */
 #if HAVE_ZLIB
-    gzFile gz;
-#else
-    FILE *f;
+    int z_live;                /* z was initialised (inflateEnd owed) */
+    int z_done;                /* the compressed data has ended (or the file has) */
+    z_stream z;
+    unsigned char *in;         /* (GZ_CHUNK) compressed input, nc__alloc'ed */
 #endif
 } idx_file;
+
+#define GZ_CHUNK ((size_t)1 << 17)
+
+static nc_status read_some(idx_file *f, unsigned char *p, size_t n, size_t *got) {
+    ssize_t k;
+    do k = read(f->fd, p, n > READ_CHUNK ? READ_CHUNK : n);
+    while (k < 0 && errno == EINTR);
+    if (k < 0) return nc__error(f->ctx, NC_ERR_IO, "%s: %s", f->path, strerror(errno));
+    *got = (size_t)k;
+    return NC_OK;
+}
+
+#if HAVE_ZLIB
+static voidpf z_alloc(voidpf ctx, uInt items, uInt size) {
+    return (size_t)items > SIZE_MAX / size ? Z_NULL : nc__alloc(ctx, (size_t)items * size);
+}
+
+static void z_free(voidpf ctx, voidpf ptr) { nc__free(ctx, ptr); }
+
+static nc_status gz_start(idx_file *f) {
+    f->in = nc__alloc(f->ctx, GZ_CHUNK);
+    if (!f->in) return nc__error(f->ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory for the gzip reader", f->path);
+    f->z.zalloc = z_alloc;
+    f->z.zfree = z_free;
+    f->z.opaque = f->ctx;
+    int r = inflateInit2(&f->z, 15 + 16); /* gzip wrapper only */
+    if (r != Z_OK)
+        return nc__error(f->ctx, r == Z_MEM_ERROR ? NC_ERR_OUT_OF_MEMORY : NC_ERR_UNSUPPORTED,
+                         "%s: cannot start the gzip reader (zlib: %s)", f->path, f->z.msg ? f->z.msg : zError(r));
+    f->z_live = 1;
+    return NC_OK;
+}
+
+/* After the end of a gzip member: another member follows (gzip -c a b > ab), or
+ * the data has ended and what follows, if anything, is ignored (as gzread does). */
+static nc_status gz_next_member(idx_file *f) {
+    while (f->z.avail_in < 2) {
+        size_t k;
+        memmove(f->in, f->z.next_in, f->z.avail_in);
+        f->z.next_in = f->in;
+        nc_status st = read_some(f, f->in + f->z.avail_in, GZ_CHUNK - f->z.avail_in, &k);
+        if (st != NC_OK) return st;
+        if (k == 0) break;
+        f->z.avail_in += (uInt)k;
+    }
+    if (f->z.avail_in < 2 || f->z.next_in[0] != 0x1f || f->z.next_in[1] != 0x8b) {
+        f->z_done = 1;
+        return NC_OK;
+    }
+    return inflateReset(&f->z) == Z_OK ? NC_OK
+                                        : nc__error(f->ctx, NC_ERR_FORMAT, "%s: corrupt gzip data", f->path);
+}
+
+/* Inflates up to n bytes into p; *got is how many. */
+static nc_status gz_read(idx_file *f, unsigned char *p, size_t n, size_t *got) {
+    nc_status st;
+    *got = 0;
+    while (*got < n && !f->z_done) {
+        if (f->z.avail_in == 0) {
+            size_t k;
+            if ((st = read_some(f, f->in, GZ_CHUNK, &k)) != NC_OK) return st;
+            if (k == 0) { /* a stream that ends early: the caller reports the shortfall */
+                f->z_done = 1;
+                break;
+            }
+            f->z.next_in = f->in;
+            f->z.avail_in = (uInt)k;
+        }
+        size_t want = n - *got < READ_CHUNK ? n - *got : READ_CHUNK;
+        f->z.next_out = p + *got;
+        f->z.avail_out = (uInt)want;
+        int r = inflate(&f->z, Z_NO_FLUSH);
+        *got += want - f->z.avail_out;
+        if (r == Z_STREAM_END) {
+            if ((st = gz_next_member(f)) != NC_OK) return st;
+        } else if (r == Z_MEM_ERROR) {
+            return nc__error(f->ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory in the gzip reader", f->path);
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            return nc__error(f->ctx, NC_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", f->path,
+                             f->z.msg ? f->z.msg : zError(r));
+        }
+    }
+    return NC_OK;
+}
+#endif
 
 static nc_status idx_open(nc_context *ctx, const char *path, idx_file *f) {
     f->ctx = ctx;
     f->path = path;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
+    f->fd = open(path, O_RDONLY);
+    if (f->fd < 0) return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || S_ISDIR(sb.st_mode)) {
-        int e = S_ISDIR(sb.st_mode) ? EISDIR : errno;
-        close(fd);
-        return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(e));
-    }
-#if HAVE_ZLIB
-    f->gz = gzdopen(fd, "rb");
-    if (!f->gz) {
-        close(fd);
-        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    }
-    gzbuffer(f->gz, 1 << 17);
-#else
+    if (fstat(f->fd, &sb) != 0 || S_ISDIR(sb.st_mode))
+        return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(S_ISDIR(sb.st_mode) ? EISDIR : errno));
     unsigned char sig[2] = {0, 0};
-    ssize_t got = read(fd, sig, 2);
-    if (got == 2 && sig[0] == 0x1f && sig[1] == 0x8b) {
-        close(fd);
+    size_t got = 0;
+    nc_status st = read_some(f, sig, 2, &got);
+    if (st != NC_OK) return st;
+    f->gz = got == 2 && sig[0] == 0x1f && sig[1] == 0x8b;
+    if (lseek(f->fd, 0, SEEK_SET) != 0) return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
+#if HAVE_ZLIB
+    if (f->gz) return gz_start(f);
+#else
+    if (f->gz)
         return nc__error(ctx, NC_ERR_UNSUPPORTED,
-                         "%s: gzip-compressed, but this build of neurc has no zlib (gunzip it first)",
-                         path);
-    }
-    if (lseek(fd, 0, SEEK_SET) != 0) {
-        close(fd);
-        return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
-    }
-    f->f = fdopen(fd, "rb");
-    if (!f->f) {
-        close(fd);
-        return nc__error(ctx, NC_ERR_IO, "%s: %s", path, strerror(errno));
-    }
+                         "%s: gzip-compressed, but this build of neurc has no zlib (gunzip it first)", path);
 #endif
     return NC_OK;
 }
 
 static void idx_close(idx_file *f) {
 #if HAVE_ZLIB
-    if (f->gz) gzclose(f->gz);
-    f->gz = NULL;
-#else
-    if (f->f) fclose(f->f);
-    f->f = NULL;
+    if (f->z_live) inflateEnd(&f->z);
+    f->z_live = 0;
+    nc__free(f->ctx, f->in);
+    f->in = NULL;
 #endif
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
 }
 
 /* Reads up to n bytes into buf; *got is how many arrived before the end of the data.
@@ -87,27 +162,15 @@ static void idx_close(idx_file *f) {
 static nc_status idx_read(idx_file *f, void *buf, size_t n, size_t *got) {
     unsigned char *p = buf;
     *got = 0;
-    while (*got < n) {
-        size_t want = n - *got < READ_CHUNK ? n - *got : READ_CHUNK;
 #if HAVE_ZLIB
-        int r = gzread(f->gz, p + *got, (unsigned)want);
-        if (r < 0) {
-            int err = Z_OK;
-            const char *msg = gzerror(f->gz, &err);
-            if (err == Z_BUF_ERROR) return NC_OK; /* "unexpected end of file" */
-            if (err == Z_ERRNO) return nc__error(f->ctx, NC_ERR_IO, "%s: %s", f->path, strerror(errno));
-            return nc__error(f->ctx, NC_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", f->path, msg);
-        }
-        if (r == 0) return NC_OK;
-        *got += (size_t)r;
-#else
-        size_t r = fread(p + *got, 1, want, f->f);
-        *got += r;
-        if (r < want) {
-            if (ferror(f->f)) return nc__error(f->ctx, NC_ERR_IO, "%s: %s", f->path, strerror(errno));
-            return NC_OK;
-        }
+    if (f->gz) return gz_read(f, p, n, got);
 #endif
+    while (*got < n) {
+        size_t k;
+        nc_status st = read_some(f, p + *got, n - *got, &k);
+        if (st != NC_OK) return st;
+        if (k == 0) break;
+        *got += k;
     }
     return NC_OK;
 }
@@ -120,7 +183,7 @@ static uint32_t load_be32(const unsigned char *p) {
  * frees it with nc__free). `what` names the payload in messages. */
 static nc_status idx_read_file(nc_context *ctx, const char *path, int ndim, const char *what,
                                uint32_t *dims, unsigned char **data) {
-    idx_file f = {0};
+    idx_file f = {.fd = -1};
     unsigned char hdr[4 + 4 * 3];
     unsigned char *buf = NULL;
     size_t got;

@@ -93,6 +93,15 @@ static void on_warning(png_structp png, png_const_charp msg) {
     if (msg && strncmp(msg, "IDAT:", 5) == 0) on_error(png, msg);
 }
 
+/* libpng's memory callbacks: its structs, row buffers and zlib state all come from
+ * the context's allocator hooks (mem_ptr is the context). A NULL makes libpng raise
+ * "Out of memory" (or zlib's "insufficient memory"), which is_oom_text recognises. */
+static png_voidp on_alloc(png_structp png, png_alloc_size_t size) {
+    return nc__alloc(png_get_mem_ptr(png), (size_t)size);
+}
+
+static void on_free(png_structp png, png_voidp ptr) { nc__free(png_get_mem_ptr(png), ptr); }
+
 static void on_read(png_structp png, png_bytep data, size_t length) {
     png_job *j = png_get_io_ptr(png);
     if (length > j->in_size - j->in_pos) {
@@ -214,7 +223,7 @@ static int decode_run(png_job *j, const nc_png_limits *lim) {
 
 /* libpng's own out-of-memory errors ("Out of memory", "... out of memory ..."). */
 static int is_oom_text(const char *msg) {
-    return strstr(msg, "Out of memory") || strstr(msg, "out of memory") || strstr(msg, "Insufficient memory");
+    return strstr(msg, "ut of memory") || strstr(msg, "ut of Memory") || strstr(msg, "nsufficient memory");
 }
 
 /* Decodes `size` bytes (a whole PNG file; borrowed). `name` names it in messages. */
@@ -246,7 +255,8 @@ static nc_status decode(nc_context *ctx, const char *name, const unsigned char *
     j.in = data;
     j.in_size = size;
     j.px = px;
-    j.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &j, on_error, on_warning);
+    j.png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &j, on_error, on_warning, ctx, on_alloc,
+                                     on_free);
     if (!j.png) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: cannot create the PNG decoder", name);
     j.info = png_create_info_struct(j.png);
     if (!j.info) {
@@ -429,7 +439,8 @@ nc_status nc_png_write(nc_context *ctx, const char *path, const nc_image *img, i
     j.name = path;
     j.rows = nc__alloc(ctx, (size_t)img->width * bytes);
     if (!j.rows) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_png_write: %s: out of memory", path);
-    j.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &j, on_error, on_warning);
+    j.png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, &j, on_error, on_warning, ctx, on_alloc,
+                                      on_free);
     if (j.png) j.info = png_create_info_struct(j.png);
     if (!j.png || !j.info) {
         png_destroy_write_struct(&j.png, NULL);

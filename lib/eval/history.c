@@ -3,10 +3,10 @@
  * a resumed run continues its history. Numbers never depend on the C locale. */
 #include "eval/history.h"
 #include "core/text.h"
+#include "core/json.h"
 #include "core/context.h"
 #include "io/file.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -148,51 +148,30 @@ nc_status nc_history_write_csv(const nc_history *h, const char *path) {
     return st;
 }
 
-cJSON *nc__history_json(const nc_epoch_record *rec, int64_t n) {
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr) return NULL;
+void nc__history_json(nc__jw *w, const char *key, const nc_epoch_record *rec, int64_t n) {
+    nc__jw_array(w, key);
     for (int64_t i = 0; i < n; i++) {
         nc_epoch_record r = rec[i];
-        cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(arr, o)) {
-            cJSON_Delete(o);
-            cJSON_Delete(arr);
-            return NULL;
-        }
-        if (!cJSON_AddNumberToObject(o, "epoch", (double)r.epoch)) goto oom;
-        for (int c = 1; c < NC__HISTORY_COLUMNS; c++) {
-            double v = *field_of(&r, c);
-            cJSON *item = isfinite(v) ? cJSON_AddNumberToObject(o, col_names[c], v)
-                                      : cJSON_AddNullToObject(o, col_names[c]);
-            if (!item) goto oom;
-        }
+        nc__jw_object(w, NULL);
+        nc__jw_num(w, "epoch", (double)r.epoch);
+        for (int c = 1; c < NC__HISTORY_COLUMNS; c++) nc__jw_num(w, col_names[c], *field_of(&r, c));
+        nc__jw_end(w);
     }
-    return arr;
-oom:
-    cJSON_Delete(arr);
-    return NULL;
+    nc__jw_end(w);
 }
 
 nc_status nc_history_write_json(const nc_history *h, const char *path) {
     if (!h) return NC_ERR_NULL;
     if (!path) return nc__error(h->ctx, NC_ERR_NULL, "nc_history_write_json: path is NULL");
-    cJSON *arr = nc__history_json(h->rec, (int64_t)h->count);
-    char *text = arr ? cJSON_Print(arr) : NULL;
-    cJSON_Delete(arr);
-    if (!text) return nc__error(h->ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    size_t len = strlen(text);
-    nc_status st = NC_OK;
-    /* a trailing newline, as text files have */
-    char *buf = nc__alloc(h->ctx, len + 2);
-    if (!buf) {
-        st = nc__error(h->ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    } else {
-        memcpy(buf, text, len);
-        buf[len] = '\n';
-        st = nc__write_file_atomic(h->ctx, path, buf, len + 1);
-        nc__free(h->ctx, buf);
-    }
-    cJSON_free(text);
+    nc__jw w;
+    nc__jw_init(&w, h->ctx, 1);
+    nc__history_json(&w, NULL, h->rec, (int64_t)h->count);
+    nc__sbuf_put(&w.sb, "\n", 1); /* a trailing newline, as text files have */
+    char *text = NULL;
+    size_t len = 0;
+    nc_status st = nc__jw_finish(&w, path, &text, &len);
+    if (st == NC_OK) st = nc__write_file_atomic(h->ctx, path, text, len);
+    nc__free(h->ctx, text);
     return st;
 }
 

@@ -5,9 +5,9 @@
 #include "eval/history.h"
 #include "core/text.h"
 #include "core/context.h"
+#include "core/json.h"
 #include "io/file.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -239,112 +239,85 @@ fail:
 
 /* ------------------------------------------------------------------- JSON */
 
-/* Adds a number, or null when it is not finite (JSON has no NaN). */
-static int add_num(cJSON *o, const char *key, double v) {
-    return (isfinite(v) ? cJSON_AddNumberToObject(o, key, v) : cJSON_AddNullToObject(o, key)) != NULL;
-}
-
-static int add_num_array(cJSON *arr, double v) {
-    cJSON *it = isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
-    if (!it) return 0;
-    if (!cJSON_AddItemToArray(arr, it)) {
-        cJSON_Delete(it);
-        return 0;
+static void entry_json(nc__jw *w, const entry *e) {
+    nc__jw_object(w, NULL);
+    nc__jw_str(w, "split", e->split);
+    const struct {
+        const char *key;
+        double v;
+    } nums[] = {{"head", e->head},
+                {"classes", e->K},
+                {"count", (double)e->count},
+                {"top1", e->top1},
+                {"top5", e->top5},
+                {"precision_macro", e->prec[0]},
+                {"recall_macro", e->rec[0]},
+                {"f1_macro", e->f1[0]},
+                {"precision_weighted", e->prec[1]},
+                {"recall_weighted", e->rec[1]},
+                {"f1_weighted", e->f1[1]},
+                {"f0_5_macro", e->f05_macro},
+                {"balanced_accuracy", e->bal},
+                {"roc_auc_macro", e->roc[0]},
+                {"roc_auc_weighted", e->roc[1]},
+                {"log_loss", e->log_loss},
+                {"ece", e->ece},
+                {"ece_bins", ECE_BINS}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) nc__jw_num(w, nums[i].key, nums[i].v);
+    nc__jw_object(w, "files");
+    for (int f = 0; f < 2; f++) {
+        nc__sbuf name;
+        nc__sbuf_init(&name, w->sb.ctx);
+        nc__sbuf_printf(&name, "%s%s.svg", f == 0 ? "confusion_" : "per_class_", e->file_tag);
+        if (name.oom) w->sb.oom = 1;
+        nc__jw_str(w, f == 0 ? "confusion" : "per_class", name.oom ? "" : name.p);
+        nc__sbuf_free(&name);
     }
-    return 1;
-}
-
-static cJSON *entry_json(const entry *e) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    int ok = cJSON_AddStringToObject(o, "split", e->split) && add_num(o, "head", e->head) &&
-             add_num(o, "classes", e->K) && add_num(o, "count", (double)e->count) && add_num(o, "top1", e->top1) &&
-             add_num(o, "top5", e->top5) && add_num(o, "precision_macro", e->prec[0]) &&
-             add_num(o, "recall_macro", e->rec[0]) && add_num(o, "f1_macro", e->f1[0]) &&
-             add_num(o, "precision_weighted", e->prec[1]) && add_num(o, "recall_weighted", e->rec[1]) &&
-             add_num(o, "f1_weighted", e->f1[1]) && add_num(o, "f0_5_macro", e->f05_macro) &&
-             add_num(o, "balanced_accuracy", e->bal) && add_num(o, "roc_auc_macro", e->roc[0]) &&
-             add_num(o, "roc_auc_weighted", e->roc[1]) && add_num(o, "log_loss", e->log_loss) &&
-             add_num(o, "ece", e->ece) && add_num(o, "ece_bins", ECE_BINS);
-    cJSON *files = ok ? cJSON_AddObjectToObject(o, "files") : NULL;
-    ok = files != NULL;
-    for (int f = 0; ok && f < 2; f++) {
-        char name[64 + 16];
-        const char *pre = f == 0 ? "confusion_" : "per_class_";
-        size_t n = strlen(pre) + strlen(e->file_tag) + 5;
-        char *buf = n <= sizeof name ? name : cJSON_malloc(n);
-        if (!buf) {
-            ok = 0;
-            break;
-        }
-        snprintf(buf, n, "%s%s.svg", pre, e->file_tag);
-        ok = cJSON_AddStringToObject(files, f == 0 ? "confusion" : "per_class", buf) != NULL;
-        if (buf != name) cJSON_free(buf);
-    }
-    cJSON *pc = ok ? cJSON_AddArrayToObject(o, "per_class") : NULL;
-    for (int i = 0; pc && i < e->K; i++) {
-        cJSON *c = cJSON_CreateObject();
-        if (!c || !cJSON_AddItemToArray(pc, c)) {
-            cJSON_Delete(c);
-            pc = NULL;
-            break;
-        }
+    nc__jw_end(w);
+    nc__jw_array(w, "per_class");
+    for (int i = 0; i < e->K; i++) {
         char idx[24];
         snprintf(idx, sizeof idx, "%d", i);
-        if (!add_num(c, "index", i) || !cJSON_AddStringToObject(c, "name", e->names[i] ? e->names[i] : idx) ||
-            !add_num(c, "precision", e->cp[i]) || !add_num(c, "recall", e->cr[i]) || !add_num(c, "f1", e->cf1[i]) ||
-            !add_num(c, "support", (double)e->support[i]) || !add_num(c, "roc_auc", e->croc[i]))
-            pc = NULL;
+        nc__jw_object(w, NULL);
+        nc__jw_num(w, "index", i);
+        nc__jw_str(w, "name", e->names[i] ? e->names[i] : idx);
+        nc__jw_num(w, "precision", e->cp[i]);
+        nc__jw_num(w, "recall", e->cr[i]);
+        nc__jw_num(w, "f1", e->cf1[i]);
+        nc__jw_num(w, "support", (double)e->support[i]);
+        nc__jw_num(w, "roc_auc", e->croc[i]);
+        nc__jw_end(w);
     }
-    cJSON *cm = pc ? cJSON_AddArrayToObject(o, "confusion") : NULL;
-    for (int t = 0; cm && t < e->K; t++) {
-        cJSON *row = cJSON_CreateArray();
-        if (!row || !cJSON_AddItemToArray(cm, row)) {
-            cJSON_Delete(row);
-            cm = NULL;
-            break;
-        }
-        for (int p = 0; p < e->K; p++)
-            if (!add_num_array(row, (double)e->cm[(size_t)t * e->K + p])) {
-                cm = NULL;
-                break;
-            }
+    nc__jw_end(w);
+    nc__jw_array(w, "confusion");
+    for (int t = 0; t < e->K; t++) {
+        nc__jw_array(w, NULL);
+        for (int p = 0; p < e->K; p++) nc__jw_num(w, NULL, (double)e->cm[(size_t)t * e->K + p]);
+        nc__jw_end(w);
     }
-    if (!cm) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
+    nc__jw_end(w);
+    nc__jw_end(w);
 }
 
-/* report.json's text (cJSON's allocation: free with cJSON_free); NULL when out of memory. */
-static char *report_json(const nc_report *r) {
-    cJSON *root = cJSON_CreateObject();
-    if (!root) return NULL;
-    int ok = cJSON_AddStringToObject(root, "format", "neurc-report") && add_num(root, "format_version", 1);
-    cJSON *run = ok ? cJSON_AddObjectToObject(root, "run") : NULL;
-    ok = run != NULL;
-    for (size_t i = 0; ok && i < r->nfacts; i++) {
+/* report.json's text into w (pretty). */
+static void report_json(nc__jw *w, const nc_report *r) {
+    nc__jw_object(w, NULL);
+    nc__jw_str(w, "format", "neurc-report");
+    nc__jw_num(w, "format_version", 1);
+    nc__jw_object(w, "run");
+    for (size_t i = 0; i < r->nfacts; i++) {
         const fact *f = &r->facts[i];
-        ok = f->str ? cJSON_AddStringToObject(run, f->key, f->str) != NULL : add_num(run, f->key, f->num);
+        if (f->str) nc__jw_str(w, f->key, f->str);
+        else nc__jw_num(w, f->key, f->num);
     }
-    if (ok) {
-        int64_t n = 0;
-        const nc_epoch_record *rec = nc__history_records(r->hist, &n);
-        cJSON *h = nc__history_json(rec, n);
-        ok = h && cJSON_AddItemToObject(root, "history", h);
-        if (!ok) cJSON_Delete(h);
-    }
-    cJSON *ev = ok ? cJSON_AddArrayToObject(root, "evaluations") : NULL;
-    ok = ev != NULL;
-    for (size_t i = 0; ok && i < r->nent; i++) {
-        cJSON *o = entry_json(&r->ent[i]);
-        ok = o && cJSON_AddItemToArray(ev, o);
-        if (!ok) cJSON_Delete(o);
-    }
-    char *text = ok ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
-    return text;
+    nc__jw_end(w);
+    int64_t n = 0;
+    const nc_epoch_record *rec = nc__history_records(r->hist, &n);
+    nc__history_json(w, "history", rec, n);
+    nc__jw_array(w, "evaluations");
+    for (size_t i = 0; i < r->nent; i++) entry_json(w, &r->ent[i]);
+    nc__jw_end(w);
+    nc__jw_end(w);
 }
 
 /* ---------------------------------------------------------------- summary */
@@ -608,13 +581,11 @@ nc_status nc_report_write(nc_report *r, const char *dir) {
     if (st != NC_OK) return st;
     nc__sbuf sb;
 
-    char *json = report_json(r);
-    if (!json) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s/report.json: out of memory", dir);
-    nc__sbuf_init(&sb, ctx);
-    nc__sbuf_puts(&sb, json);
-    nc__sbuf_puts(&sb, "\n");
-    cJSON_free(json);
-    if ((st = write_file(ctx, dir, "report.json", NULL, &sb)) != NC_OK) return st;
+    nc__jw w;
+    nc__jw_init(&w, ctx, 1);
+    report_json(&w, r);
+    nc__sbuf_puts(&w.sb, "\n");
+    if ((st = write_file(ctx, dir, "report.json", NULL, &w.sb)) != NC_OK) return st;
 
     nc__sbuf_init(&sb, ctx);
     summary_text(r, &sb);

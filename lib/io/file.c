@@ -18,17 +18,17 @@
  * threads); 022 when /proc is not there. */
 static mode_t current_umask(void) {
     mode_t mask = 022;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return mask;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-        unsigned v;
-        if (sscanf(line, "Umask: %o", &v) == 1) {
-            mask = (mode_t)(v & 0777);
-            break;
-        }
-    }
-    fclose(f);
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC); /* no FILE: it would malloc */
+    if (fd < 0) return mask;
+    char text[4096]; /* "Umask:" is the second line */
+    ssize_t n;
+    do n = read(fd, text, sizeof text - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    text[n > 0 ? n : 0] = 0;
+    const char *line = strstr(text, "\nUmask:");
+    unsigned v;
+    if (line && sscanf(line + 1, "Umask: %o", &v) == 1) mask = (mode_t)(v & 0777);
     return mask;
 }
 
@@ -50,23 +50,15 @@ static int write_all(int fd, const unsigned char *p, size_t size) {
     return 0;
 }
 
-/* fsync of the directory holding `path`, so that the rename itself is durable. */
-static int sync_parent_dir(nc_context *ctx, const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) {
-        dir = nc__strdup(ctx, ".");
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path); /* "/x" -> "/" */
-        dir = nc__alloc(ctx, n + 1);
-        if (dir) {
-            memcpy(dir, path, n);
-            dir[n] = 0;
-        }
-    }
-    if (!dir) {
-        errno = ENOMEM;
-        return -1;
+/* fsync of the directory holding `path`, so that the rename itself is durable.
+ * Cuts `path` (a copy the caller no longer needs) at its last '/': no allocation, so
+ * nothing can fail for memory once the file is in place. */
+static int sync_parent_dir(char *path) {
+    char *slash = strrchr(path, '/');
+    const char *dir = ".";
+    if (slash) {
+        slash[slash == path ? 1 : 0] = 0; /* "/x" -> "/" */
+        dir = path;
     }
     int rc = 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -81,9 +73,6 @@ static int sync_parent_dir(nc_context *ctx, const char *path) {
         close(fd);
         errno = saved;
     }
-    int saved = errno;
-    nc__free(ctx, dir);
-    errno = saved;
     return rc;
 }
 
@@ -134,10 +123,11 @@ nc_status nc__write_file_atomic(nc_context *ctx, const char *path, const void *d
     fd = -1;
     what = "cannot rename into place";
     if (rename(tmp, path) != 0) goto fail_closed;
+    int synced = sync_parent_dir(tmp) == 0;
+    e = errno;
     nc__free(ctx, tmp);
-    if (sync_parent_dir(ctx, path) != 0)
-        return nc__error(ctx, NC_ERR_IO, "%s: written, but cannot sync its directory: %s", path,
-                         strerror(errno));
+    if (!synced)
+        return nc__error(ctx, NC_ERR_IO, "%s: written, but cannot sync its directory: %s", path, strerror(e));
     return NC_OK;
 
 fail_open:

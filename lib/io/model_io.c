@@ -4,11 +4,11 @@
  * model), class names and input normalisation. See docs/format.md. */
 #include "neurc.h"
 #include "core/context.h"
+#include "core/json.h"
 #include "core/model.h"
 #include "io/model_io.h"
 #include "io/safetensors.h"
 
-#include <cjson/cJSON.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -23,25 +23,26 @@
 
 static const char *head_name(nc_head_type h) { return h == NC_HEAD_MLP ? "mlp" : "linear"; }
 
-static cJSON *options_json(const nc_model_options *o) {
-    cJSON *j = cJSON_CreateObject();
-    if (!j) return NULL;
-    cJSON_AddNumberToObject(j, "num_classes", o->num_classes);
-    cJSON_AddNumberToObject(j, "in_channels", o->in_channels);
-    cJSON_AddNumberToObject(j, "num_heads", o->num_heads);
-    cJSON_AddNumberToObject(j, "cardinality", o->cardinality);
-    cJSON_AddNumberToObject(j, "base_width", o->base_width);
-    cJSON_AddItemToObject(j, "blocks", cJSON_CreateIntArray(o->blocks, 4));
-    cJSON_AddNumberToObject(j, "bottleneck", o->bottleneck);
-    cJSON_AddNumberToObject(j, "block_dropout", o->block_dropout);
-    cJSON_AddNumberToObject(j, "head_dropout", o->head_dropout);
-    cJSON_AddStringToObject(j, "head", head_name(o->head));
-    cJSON_AddNumberToObject(j, "small_input", o->small_input);
-    cJSON_AddNumberToObject(j, "width", o->width);
+static void options_json(nc__jw *j, const nc_model_options *o) {
+    nc__jw_object(j, NULL);
+    nc__jw_num(j, "num_classes", o->num_classes);
+    nc__jw_num(j, "in_channels", o->in_channels);
+    nc__jw_num(j, "num_heads", o->num_heads);
+    nc__jw_num(j, "cardinality", o->cardinality);
+    nc__jw_num(j, "base_width", o->base_width);
+    nc__jw_array(j, "blocks");
+    for (int i = 0; i < 4; i++) nc__jw_num(j, NULL, o->blocks[i]);
+    nc__jw_end(j);
+    nc__jw_num(j, "bottleneck", o->bottleneck);
+    nc__jw_num(j, "block_dropout", o->block_dropout);
+    nc__jw_num(j, "head_dropout", o->head_dropout);
+    nc__jw_str(j, "head", head_name(o->head));
+    nc__jw_num(j, "small_input", o->small_input);
+    nc__jw_num(j, "width", o->width);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    return j;
+    nc__jw_str(j, "seed", seed);
+    nc__jw_end(j);
 }
 
 static const char *op_key(nc__op op) {
@@ -51,71 +52,78 @@ static const char *op_key(nc__op op) {
     return (unsigned)op < NC__OP_COUNT ? names[op] : "?";
 }
 
-static cJSON *graph_json(const nc__graph *g) {
-    cJSON *j = cJSON_CreateObject(), *nodes = cJSON_CreateArray();
-    if (!j || !nodes) {
-        cJSON_Delete(j);
-        cJSON_Delete(nodes);
-        return NULL;
+static void node_attrs_json(nc__jw *j, const nc__node *nd) {
+    switch (nd->op) {
+    case NC__OP_CONV2D:
+        nc__jw_num(j, "out_channels", (double)nd->attr.conv.out_channels);
+        nc__jw_num(j, "kernel", (double)nd->attr.conv.kh);
+        nc__jw_num(j, "stride", (double)nd->attr.conv.stride_h);
+        nc__jw_num(j, "padding", (double)nd->attr.conv.pad_h);
+        nc__jw_num(j, "dilation", (double)nd->attr.conv.dil_h);
+        nc__jw_num(j, "groups", (double)nd->attr.conv.groups);
+        nc__jw_num(j, "bias", nd->attr.conv.bias);
+        break;
+    case NC__OP_BATCHNORM:
+        nc__jw_num(j, "eps", nd->attr.bn.eps);
+        nc__jw_num(j, "momentum", nd->attr.bn.momentum);
+        break;
+    case NC__OP_MAXPOOL:
+    case NC__OP_AVGPOOL:
+        nc__jw_num(j, "kernel", (double)nd->attr.pool.kh);
+        nc__jw_num(j, "stride", (double)nd->attr.pool.stride_h);
+        nc__jw_num(j, "padding", (double)nd->attr.pool.pad_h);
+        break;
+    case NC__OP_ADAPTIVE_AVGPOOL:
+        nc__jw_num(j, "out_h", (double)nd->attr.pool.out_h);
+        nc__jw_num(j, "out_w", (double)nd->attr.pool.out_w);
+        break;
+    case NC__OP_LINEAR:
+        nc__jw_num(j, "out_features", (double)nd->attr.linear.out_features);
+        nc__jw_num(j, "bias", nd->attr.linear.bias);
+        break;
+    case NC__OP_DROPOUT: nc__jw_num(j, "p", nd->attr.dropout.p); break;
+    default: break;
     }
-    cJSON_AddNumberToObject(j, "in_channels", g->in_channels);
-    cJSON_AddNumberToObject(j, "output", g->output);
-    cJSON_AddItemToObject(j, "nodes", nodes);
+}
+
+static void graph_json(nc__jw *j, const nc__graph *g) {
+    nc__jw_object(j, NULL);
+    nc__jw_num(j, "in_channels", g->in_channels);
+    nc__jw_num(j, "output", g->output);
+    nc__jw_array(j, "nodes");
     for (int i = 1; i < g->n_nodes; i++) {
         const nc__node *nd = &g->nodes[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToArray(nodes, o);
-        cJSON_AddStringToObject(o, "op", op_key(nd->op));
-        cJSON_AddStringToObject(o, "name", nd->name);
-        cJSON_AddItemToObject(o, "inputs", cJSON_CreateIntArray(nd->inputs, nd->n_inputs));
-        switch (nd->op) {
-        case NC__OP_CONV2D:
-            cJSON_AddNumberToObject(o, "out_channels", (double)nd->attr.conv.out_channels);
-            cJSON_AddNumberToObject(o, "kernel", (double)nd->attr.conv.kh);
-            cJSON_AddNumberToObject(o, "stride", (double)nd->attr.conv.stride_h);
-            cJSON_AddNumberToObject(o, "padding", (double)nd->attr.conv.pad_h);
-            cJSON_AddNumberToObject(o, "dilation", (double)nd->attr.conv.dil_h);
-            cJSON_AddNumberToObject(o, "groups", (double)nd->attr.conv.groups);
-            cJSON_AddNumberToObject(o, "bias", nd->attr.conv.bias);
-            break;
-        case NC__OP_BATCHNORM:
-            cJSON_AddNumberToObject(o, "eps", nd->attr.bn.eps);
-            cJSON_AddNumberToObject(o, "momentum", nd->attr.bn.momentum);
-            break;
-        case NC__OP_MAXPOOL:
-        case NC__OP_AVGPOOL:
-            cJSON_AddNumberToObject(o, "kernel", (double)nd->attr.pool.kh);
-            cJSON_AddNumberToObject(o, "stride", (double)nd->attr.pool.stride_h);
-            cJSON_AddNumberToObject(o, "padding", (double)nd->attr.pool.pad_h);
-            break;
-        case NC__OP_ADAPTIVE_AVGPOOL:
-            cJSON_AddNumberToObject(o, "out_h", (double)nd->attr.pool.out_h);
-            cJSON_AddNumberToObject(o, "out_w", (double)nd->attr.pool.out_w);
-            break;
-        case NC__OP_LINEAR:
-            cJSON_AddNumberToObject(o, "out_features", (double)nd->attr.linear.out_features);
-            cJSON_AddNumberToObject(o, "bias", nd->attr.linear.bias);
-            break;
-        case NC__OP_DROPOUT: cJSON_AddNumberToObject(o, "p", nd->attr.dropout.p); break;
-        default: break;
-        }
+        nc__jw_object(j, NULL);
+        nc__jw_str(j, "op", op_key(nd->op));
+        nc__jw_str(j, "name", nd->name);
+        nc__jw_array(j, "inputs");
+        for (int k = 0; k < nd->n_inputs; k++) nc__jw_num(j, NULL, nd->inputs[k]);
+        nc__jw_end(j);
+        node_attrs_json(j, nd);
+        nc__jw_end(j);
     }
-    return j;
+    nc__jw_end(j);
+    nc__jw_end(j);
 }
 
-static cJSON *float_array(const float *v, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
-    return a;
+static void float_array(nc__jw *j, const float *v, int n) {
+    nc__jw_array(j, NULL);
+    for (int i = 0; i < n; i++) nc__jw_num(j, NULL, (double)v[i]);
+    nc__jw_end(j);
 }
 
-/* Adds a cJSON value printed compactly as metadata `key`; consumes j. */
-static nc_status add_meta_json(nc_context *ctx, nc__st_writer *w, const char *key, cJSON *j) {
-    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
-    if (!text) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_model_save: out of memory");
-    nc_status st = nc__st_writer_meta(w, key, text);
-    cJSON_free(text);
+static void string_array(nc__jw *j, char *const *v, int n) {
+    nc__jw_array(j, NULL);
+    for (int i = 0; i < n; i++) nc__jw_str(j, NULL, v[i]);
+    nc__jw_end(j);
+}
+
+/* Adds the compact JSON text written into j as metadata `key`; ends j. */
+static nc_status add_meta_json(nc_context *ctx, nc__st_writer *w, const char *key, nc__jw *j) {
+    char *text = NULL;
+    nc_status st = nc__jw_finish(j, "nc_model_save: metadata", &text, NULL);
+    if (st == NC_OK) st = nc__st_writer_meta(w, key, text);
+    nc__free(ctx, text);
     return st;
 }
 
@@ -145,10 +153,11 @@ nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch) {
     NC_CHECK(nc__st_writer_meta(w, "neurc.format_version", FORMAT_VERSION));
     NC_CHECK(nc__st_writer_meta(w, "neurc.version", nc_version_string()));
     NC_CHECK(nc__st_writer_meta(w, "neurc.arch", m->has_arch ? m->arch_name : "custom"));
-    if (m->has_arch)
-        NC_CHECK(add_meta_json(ctx, w, "neurc.options", options_json(&m->opt)));
-    else
-        NC_CHECK(add_meta_json(ctx, w, "neurc.graph", graph_json(g)));
+    nc__jw j;
+    nc__jw_init(&j, ctx, 0);
+    if (m->has_arch) options_json(&j, &m->opt);
+    else graph_json(&j, g);
+    NC_CHECK(add_meta_json(ctx, w, m->has_arch ? "neurc.options" : "neurc.graph", &j));
     {
         char buf[32];
         snprintf(buf, sizeof buf, "%d", g->num_heads);
@@ -156,12 +165,18 @@ nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch) {
         snprintf(buf, sizeof buf, "%d", m->num_classes);
         NC_CHECK(nc__st_writer_meta(w, "neurc.num_classes", buf));
     }
-    if (m->class_names)
-        NC_CHECK(add_meta_json(ctx, w, "neurc.class_names",
-                               cJSON_CreateStringArray((const char *const *)m->class_names, m->num_classes)));
+    if (m->class_names) {
+        nc__jw_init(&j, ctx, 0);
+        string_array(&j, m->class_names, m->num_classes);
+        NC_CHECK(add_meta_json(ctx, w, "neurc.class_names", &j));
+    }
     if (m->norm_mean) {
-        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_mean", float_array(m->norm_mean, g->in_channels)));
-        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_std", float_array(m->norm_std, g->in_channels)));
+        nc__jw_init(&j, ctx, 0);
+        float_array(&j, m->norm_mean, g->in_channels);
+        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_mean", &j));
+        nc__jw_init(&j, ctx, 0);
+        float_array(&j, m->norm_std, g->in_channels);
+        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_std", &j));
     }
     for (int i = 0; i < m->n_info; i++) {
         char key[80];
@@ -219,11 +234,21 @@ static double json_num(const cJSON *o, const char *key, double def) {
     return v ? as_float_range(v) : def;
 }
 
+/* Parses metadata `key`'s JSON text into *j: NC_ERR_OUT_OF_MEMORY, or NC_OK with *j
+ * NULL when the text is not JSON (the caller says what it should have been). */
+static nc_status parse_meta(nc_context *ctx, const char *path, const char *key, const char *text, cJSON **j) {
+    nc_status st = nc__json_parse(ctx, text, strlen(text), NULL, j);
+    if (st == NC_ERR_OUT_OF_MEMORY) return nc__error_prefix(ctx, st, "%s: metadata '%s'", path, key);
+    return NC_OK;
+}
+
 static nc_status create_from_options(nc_context *ctx, const char *path, const char *arch, const char *text,
                                      nc_model **out) {
-    cJSON *j = cJSON_Parse(text);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
+    cJSON *j = NULL;
+    nc_status pst = parse_meta(ctx, path, "neurc.options", text, &j);
+    if (pst != NC_OK) return pst;
+    if (!cJSON_IsObject(j)) {
+        nc__json_delete(ctx, j);
         return nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options' is not a JSON object", path);
     }
     nc_model_options o;
@@ -236,7 +261,7 @@ static nc_status create_from_options(nc_context *ctx, const char *path, const ch
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         *ints[i].dst = json_int(j, ints[i].key, *ints[i].dst);
         if (*ints[i].dst == INT_MIN) {
-            cJSON_Delete(j);
+            nc__json_delete(ctx, j);
             return nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options': '%s' is not an integer", path,
                              ints[i].key);
         }
@@ -252,13 +277,13 @@ static nc_status create_from_options(nc_context *ctx, const char *path, const ch
     if (cJSON_IsString(head)) o.head = strcmp(head->valuestring, "mlp") == 0 ? NC_HEAD_MLP : NC_HEAD_LINEAR;
     if (head && !(cJSON_IsString(head) && (strcmp(head->valuestring, "mlp") == 0 ||
                                            strcmp(head->valuestring, "linear") == 0))) {
-        cJSON_Delete(j);
+        nc__json_delete(ctx, j);
         return nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options': 'head' must be \"linear\" or \"mlp\"",
                          path);
     }
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
     if (cJSON_IsString(seed)) o.seed = strtoull(seed->valuestring, NULL, 10);
-    cJSON_Delete(j);
+    nc__json_delete(ctx, j);
     nc_status st = nc_model_create(ctx, &o, out);
     if (st != NC_OK) nc__error_prefix(ctx, st, "%s: architecture from metadata", path);
     return st;
@@ -275,7 +300,8 @@ static nc_status create_from_graph(nc_context *ctx, const char *path, const char
     nc_status st = NC_OK;
     nc_builder *b = NULL;
     nc_value *ids = NULL;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = NULL;
+    if ((st = parse_meta(ctx, path, "neurc.graph", text, &j)) != NC_OK) return st;
     const cJSON *nodes = j ? cJSON_GetObjectItemCaseSensitive(j, "nodes") : NULL;
     if (!cJSON_IsArray(nodes)) {
         st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.graph' has no node list", path);
@@ -345,7 +371,7 @@ fail:
     if (st != NC_OK && st != NC_ERR_FORMAT) nc__error_prefix(ctx, st, "%s: graph from metadata", path);
     nc_builder_destroy(b);
     nc__free(ctx, ids);
-    cJSON_Delete(j);
+    nc__json_delete(ctx, j);
     return st;
 }
 
@@ -450,8 +476,9 @@ nc_status nc__model_io_load_tensors(nc_model *m, const nc__st_file *f, const cha
 
 static nc_status json_floats(nc_context *ctx, const char *path, const char *key, const char *text, float *out,
                              int n) {
-    cJSON *j = cJSON_Parse(text);
-    nc_status st = NC_OK;
+    cJSON *j = NULL;
+    nc_status st = parse_meta(ctx, path, key, text, &j);
+    if (st != NC_OK) return st;
     if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != n)
         st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata '%s' must be an array of %d numbers", path, key, n);
     for (int i = 0; st == NC_OK && i < n; i++) {
@@ -461,7 +488,7 @@ static nc_status json_floats(nc_context *ctx, const char *path, const char *key,
         else
             out[i] = (float)v;
     }
-    cJSON_Delete(j);
+    nc__json_delete(ctx, j);
     return st;
 }
 
@@ -470,9 +497,11 @@ static nc_status load_metadata(nc_model *m, const nc__st_file *f, const char *pa
     nc_status st = NC_OK;
     const char *names = nc__st_meta(f, "neurc.class_names");
     if (names) {
-        cJSON *j = cJSON_Parse(names);
+        cJSON *j = NULL;
+        st = parse_meta(ctx, path, "neurc.class_names", names, &j);
         int n = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : -1;
-        if (n != m->num_classes) {
+        if (st != NC_OK) {
+        } else if (n != m->num_classes) {
             st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.class_names' must list %d names", path,
                            m->num_classes);
         } else {
@@ -488,7 +517,7 @@ static nc_status load_metadata(nc_model *m, const nc__st_file *f, const char *pa
             if (st == NC_OK) st = nc_model_set_class_names(m, list, n);
             nc__free(ctx, (void *)list);
         }
-        cJSON_Delete(j);
+        nc__json_delete(ctx, j);
     }
     const char *mean = nc__st_meta(f, "neurc.norm_mean"), *sd = nc__st_meta(f, "neurc.norm_std");
     if (st == NC_OK && (mean != NULL) != (sd != NULL))

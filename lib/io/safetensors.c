@@ -4,7 +4,7 @@
 #include "io/safetensors.h"
 #include "core/context.h"
 
-#include <cjson/cJSON.h>
+#include "core/json.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -432,8 +432,12 @@ static nc_status parse_blob(nc_context *ctx, const char *label, unsigned char *b
     NC_CHECK(check_header_text(&r, hdr, (size_t)n));
 
     const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts((const char *)hdr, (size_t)n, &end, 0);
-    if (!root || !cJSON_IsObject(root)) {
+    st = nc__json_parse(ctx, (const char *)hdr, (size_t)n, &end, &root);
+    if (st == NC_ERR_OUT_OF_MEMORY) {
+        st = ferr(&r, st, "out of memory for the header's JSON");
+        goto fail;
+    }
+    if (st != NC_OK || !cJSON_IsObject(root)) {
         st = ferr(&r, NC_ERR_FORMAT, "header is not a valid JSON object");
         goto fail;
     }
@@ -504,13 +508,13 @@ static nc_status parse_blob(nc_context *ctx, const char *label, unsigned char *b
 
     nc__free(ctx, r.ranges);
     nc__free(ctx, items);
-    cJSON_Delete(root);
+    nc__json_delete(ctx, root);
     *out = f;
     return NC_OK;
 fail:
     nc__free(ctx, r.ranges);
     nc__free(ctx, items);
-    cJSON_Delete(root);
+    nc__json_delete(ctx, root);
     nc__st_close(f);
     return st;
 }

@@ -1,7 +1,7 @@
 /* safetensors.h — reader and writer of the safetensors format
  * (8-byte little-endian header length, a JSON header, then the raw tensor bytes),
  * with the format's validation rules: header size limit, offsets that tile the
- * data exactly, dtype/shape/size agreement, no duplicate keys. JSON via cJSON. */
+ * data exactly, dtype/shape/size agreement, no duplicate keys. JSON via core/json.h. */
 #ifndef NC_IO_SAFETENSORS_H
 #define NC_IO_SAFETENSORS_H
 

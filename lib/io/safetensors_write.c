@@ -1,11 +1,11 @@
 /* safetensors_write.c — the safetensors writer: entries sorted by name, the JSON
- * header (cJSON) padded with spaces to 8 bytes as the reference implementation
+ * header (core/json.h) padded with spaces to 8 bytes as the reference implementation
  * does, data contiguous in the same order; deterministic for the same content. */
 #include "io/safetensors.h"
 #include "io/file.h"
 #include "core/context.h"
+#include "core/json.h"
 
-#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,52 +174,34 @@ static int cmp_meta(const void *a, const void *b) {
     return strcmp(((const st_meta *)a)->key, ((const st_meta *)b)->key);
 }
 
-/* Adds item to obj (or array when key is NULL); deletes item when that fails. */
-static int json_add(cJSON *obj, const char *key, cJSON *item) {
-    if (!item) return 0;
-    if (!(key ? cJSON_AddItemToObject(obj, key, item) : cJSON_AddItemToArray(obj, item))) {
-        cJSON_Delete(item);
-        return 0;
-    }
-    return 1;
-}
-
-/* An exact integer: printed by us, not through cJSON's double formatting. */
-static cJSON *json_uint(uint64_t v) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
-    return cJSON_CreateRaw(buf);
-}
-
-/* The header JSON (cJSON_free), entries and metadata sorted by name. */
-static char *build_header(nc__st_writer *w) {
-    char *text = NULL;
-    cJSON *root = cJSON_CreateObject();
-    if (!root) return NULL;
+/* The header JSON (*text, nc__free it), entries and metadata sorted by name; sizes
+ * and offsets printed as exact integers. */
+static nc_status build_header(nc__st_writer *w, char **text, size_t *len) {
+    nc__jw j;
+    nc__jw_init(&j, w->ctx, 0);
+    nc__jw_object(&j, NULL);
     if (w->n_meta > 0) {
-        cJSON *meta = cJSON_CreateObject();
-        if (!json_add(root, "__metadata__", meta)) goto done;
-        for (size_t i = 0; i < w->n_meta; i++)
-            if (!json_add(meta, w->meta[i].key, cJSON_CreateString(w->meta[i].value))) goto done;
+        nc__jw_object(&j, "__metadata__");
+        for (size_t i = 0; i < w->n_meta; i++) nc__jw_str(&j, w->meta[i].key, w->meta[i].value);
+        nc__jw_end(&j);
     }
     uint64_t offset = 0;
     for (size_t i = 0; i < w->n_entries; i++) {
         const st_entry *e = &w->entries[i];
-        cJSON *t = cJSON_CreateObject(), *shape, *off;
-        if (!json_add(root, e->name, t)) goto done;
-        if (!json_add(t, "dtype", cJSON_CreateString(nc__st_dtype_name(e->dtype)))) goto done;
-        if (!json_add(t, "shape", shape = cJSON_CreateArray())) goto done;
-        for (int d = 0; d < e->ndim; d++)
-            if (!json_add(shape, NULL, json_uint((uint64_t)e->shape[d]))) goto done;
-        if (!json_add(t, "data_offsets", off = cJSON_CreateArray())) goto done;
-        if (!json_add(off, NULL, json_uint(offset))) goto done;
+        nc__jw_object(&j, e->name);
+        nc__jw_str(&j, "dtype", nc__st_dtype_name(e->dtype));
+        nc__jw_array(&j, "shape");
+        for (int d = 0; d < e->ndim; d++) nc__jw_uint(&j, NULL, (uint64_t)e->shape[d]);
+        nc__jw_end(&j);
+        nc__jw_array(&j, "data_offsets");
+        nc__jw_uint(&j, NULL, offset);
         offset += e->nbytes;
-        if (!json_add(off, NULL, json_uint(offset))) goto done;
+        nc__jw_uint(&j, NULL, offset);
+        nc__jw_end(&j);
+        nc__jw_end(&j);
     }
-    text = cJSON_PrintUnformatted(root);
-done:
-    cJSON_Delete(root);
-    return text;
+    nc__jw_end(&j);
+    return nc__jw_finish(&j, "safetensors writer: header", text, len);
 }
 
 nc_status nc__st_serialize(nc__st_writer *w, void **out, size_t *size) {
@@ -237,27 +219,27 @@ nc_status nc__st_serialize(nc__st_writer *w, void **out, size_t *size) {
         if (data_bytes > (uint64_t)MAX_EXACT_INT)
             return nc__error(ctx, NC_ERR_LIMIT, "safetensors writer: tensors too large in total");
     }
-    char *text = build_header(w);
-    if (!text)
-        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "safetensors writer: out of memory (header)");
-    size_t len = strlen(text);
+    char *text = NULL;
+    size_t len = 0;
+    nc_status st = build_header(w, &text, &len);
+    if (st != NC_OK) return st;
     size_t padded = (len + 7) & ~(size_t)7; /* spaces up to a multiple of 8 bytes */
     if (padded > NC__ST_MAX_HEADER || data_bytes > SIZE_MAX - 8 - padded) {
-        cJSON_free(text);
+        nc__free(ctx, text);
         return nc__error(ctx, NC_ERR_LIMIT, "safetensors writer: header of %zu bytes is too large",
                          len);
     }
     size_t total = 8 + padded + (size_t)data_bytes;
     unsigned char *buf = nc__alloc(ctx, total);
     if (!buf) {
-        cJSON_free(text);
+        nc__free(ctx, text);
         return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "safetensors writer: out of memory (%zu bytes)",
                          total);
     }
     store_le64(buf, padded);
     memcpy(buf + 8, text, len);
     memset(buf + 8 + len, ' ', padded - len);
-    cJSON_free(text);
+    nc__free(ctx, text);
     unsigned char *p = buf + 8 + padded;
     for (size_t i = 0; i < w->n_entries; i++) {
         if (w->entries[i].nbytes) memcpy(p, w->entries[i].data, w->entries[i].nbytes);

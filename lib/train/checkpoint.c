@@ -4,13 +4,13 @@
  * "optimizer.", counters, groups and the schedule as JSON metadata. See docs/format.md. */
 #include "neurc.h"
 #include "core/context.h"
+#include "core/json.h"
 #include "core/model.h"
 #include "io/model_io.h"
 #include "io/safetensors.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -45,13 +45,13 @@ static nc_status info_size(nc_context *ctx, const char *fn, size_t size) {
 /* ------------------------------------------------------------------ JSON */
 
 /* int64 and double as strings: exact past 2^53, and NaN/inf survive. */
-static void add_i64(cJSON *o, const char *key, int64_t v) {
+static void add_i64(nc__jw *o, const char *key, int64_t v) {
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
-    cJSON_AddStringToObject(o, key, buf);
+    nc__jw_str(o, key, buf);
 }
 
-static void add_f64(cJSON *o, const char *key, double v) {
+static void add_f64(nc__jw *o, const char *key, double v) {
     char buf[40];
     if (isnan(v))
         snprintf(buf, sizeof buf, "nan");
@@ -59,7 +59,7 @@ static void add_f64(cJSON *o, const char *key, double v) {
         snprintf(buf, sizeof buf, v > 0 ? "inf" : "-inf");
     else
         snprintf(buf, sizeof buf, "%.17g", v);
-    cJSON_AddStringToObject(o, key, buf);
+    nc__jw_str(o, key, buf);
 }
 
 static int get_i64(const cJSON *o, const char *key, int64_t *out) {
@@ -100,99 +100,92 @@ static int get_int(const cJSON *o, const char *key, int *out) {
     return 0;
 }
 
-static cJSON *options_json(const nc_trainer_options *o) {
-    cJSON *j = cJSON_CreateObject();
-    if (!j) return NULL;
-    cJSON_AddNumberToObject(j, "lr", o->lr);
-    cJSON_AddNumberToObject(j, "momentum", o->momentum);
-    cJSON_AddNumberToObject(j, "dampening", o->dampening);
-    cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
-    cJSON_AddNumberToObject(j, "nesterov", o->nesterov);
+static void options_json(nc__jw *j, const nc_trainer_options *o) {
+    nc__jw_object(j, "options");
+    nc__jw_num(j, "lr", o->lr);
+    nc__jw_num(j, "momentum", o->momentum);
+    nc__jw_num(j, "dampening", o->dampening);
+    nc__jw_num(j, "weight_decay", o->weight_decay);
+    nc__jw_num(j, "nesterov", o->nesterov);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    cJSON_AddNumberToObject(j, "beta1", o->beta1);
-    cJSON_AddNumberToObject(j, "beta2", o->beta2);
-    cJSON_AddNumberToObject(j, "eps", o->eps);
-    cJSON_AddNumberToObject(j, "no_decay_norm_bias", o->no_decay_norm_bias);
-    cJSON_AddStringToObject(j, "loss", o->loss == NC_LOSS_BCE_WITH_LOGITS ? "bce_with_logits" : "cross_entropy");
-    cJSON_AddNumberToObject(j, "label_smoothing", o->label_smoothing);
-    cJSON_AddNumberToObject(j, "ignore_label", o->ignore_label);
-    cJSON_AddNumberToObject(j, "accumulation_steps", o->accumulation_steps);
-    cJSON_AddNumberToObject(j, "clip_grad_norm", o->clip_grad_norm);
-    cJSON_AddNumberToObject(j, "max_nonfinite", o->max_nonfinite);
-    return j;
+    nc__jw_str(j, "seed", seed);
+    nc__jw_num(j, "beta1", o->beta1);
+    nc__jw_num(j, "beta2", o->beta2);
+    nc__jw_num(j, "eps", o->eps);
+    nc__jw_num(j, "no_decay_norm_bias", o->no_decay_norm_bias);
+    nc__jw_str(j, "loss", o->loss == NC_LOSS_BCE_WITH_LOGITS ? "bce_with_logits" : "cross_entropy");
+    nc__jw_num(j, "label_smoothing", o->label_smoothing);
+    nc__jw_num(j, "ignore_label", o->ignore_label);
+    nc__jw_num(j, "accumulation_steps", o->accumulation_steps);
+    nc__jw_num(j, "clip_grad_norm", o->clip_grad_norm);
+    nc__jw_num(j, "max_nonfinite", o->max_nonfinite);
+    nc__jw_end(j);
 }
 
-static cJSON *schedule_json(const nc_schedule *s) {
+static void schedule_json(nc__jw *j, const nc_schedule *s) {
     nc_schedule_options o;
     nc__schedule_state st;
     nc__schedule_options_get(s, &o);
     nc__schedule_state_get(s, &st);
-    cJSON *j = cJSON_CreateObject(), *oj = cJSON_CreateObject(), *sj = cJSON_CreateObject();
-    if (!j || !oj || !sj) {
-        cJSON_Delete(j);
-        cJSON_Delete(oj);
-        cJSON_Delete(sj);
-        return NULL;
-    }
-    cJSON_AddItemToObject(j, "options", oj);
-    cJSON_AddItemToObject(j, "state", sj);
-    cJSON_AddNumberToObject(oj, "kind", (double)o.kind);
-    cJSON_AddNumberToObject(oj, "step_size", o.step_size);
-    cJSON_AddNumberToObject(oj, "gamma", o.gamma);
-    cJSON_AddItemToObject(oj, "milestones",
-                          o.num_milestones > 0 ? cJSON_CreateIntArray(o.milestones, o.num_milestones)
-                                               : cJSON_CreateArray());
-    cJSON_AddNumberToObject(oj, "t_max", o.t_max);
-    cJSON_AddNumberToObject(oj, "eta_min", o.eta_min);
-    cJSON_AddNumberToObject(oj, "warmup_steps", o.warmup_steps);
-    cJSON_AddNumberToObject(oj, "warmup_start_factor", o.warmup_start_factor);
-    cJSON_AddNumberToObject(oj, "mode_max", o.mode_max);
-    cJSON_AddNumberToObject(oj, "factor", o.factor);
-    cJSON_AddNumberToObject(oj, "patience", o.patience);
-    cJSON_AddNumberToObject(oj, "threshold", o.threshold);
-    cJSON_AddNumberToObject(oj, "threshold_abs", o.threshold_abs);
-    cJSON_AddNumberToObject(oj, "cooldown", o.cooldown);
-    cJSON_AddNumberToObject(oj, "min_lr", o.min_lr);
-    cJSON_AddNumberToObject(oj, "plateau_eps", o.plateau_eps);
-    add_i64(sj, "position", st.position);
-    add_i64(sj, "reductions", st.reductions);
-    add_i64(sj, "num_bad_epochs", st.num_bad_epochs);
-    add_i64(sj, "cooldown_counter", st.cooldown_counter);
-    add_f64(sj, "best", st.best);
-    return j;
+    nc__jw_object(j, "schedule");
+    nc__jw_object(j, "options");
+    nc__jw_num(j, "kind", (double)o.kind);
+    nc__jw_num(j, "step_size", o.step_size);
+    nc__jw_num(j, "gamma", o.gamma);
+    nc__jw_array(j, "milestones");
+    for (int i = 0; i < o.num_milestones; i++) nc__jw_num(j, NULL, o.milestones[i]);
+    nc__jw_end(j);
+    nc__jw_num(j, "t_max", o.t_max);
+    nc__jw_num(j, "eta_min", o.eta_min);
+    nc__jw_num(j, "warmup_steps", o.warmup_steps);
+    nc__jw_num(j, "warmup_start_factor", o.warmup_start_factor);
+    nc__jw_num(j, "mode_max", o.mode_max);
+    nc__jw_num(j, "factor", o.factor);
+    nc__jw_num(j, "patience", o.patience);
+    nc__jw_num(j, "threshold", o.threshold);
+    nc__jw_num(j, "threshold_abs", o.threshold_abs);
+    nc__jw_num(j, "cooldown", o.cooldown);
+    nc__jw_num(j, "min_lr", o.min_lr);
+    nc__jw_num(j, "plateau_eps", o.plateau_eps);
+    nc__jw_end(j);
+    nc__jw_object(j, "state");
+    add_i64(j, "position", st.position);
+    add_i64(j, "reductions", st.reductions);
+    add_i64(j, "num_bad_epochs", st.num_bad_epochs);
+    add_i64(j, "cooldown_counter", st.cooldown_counter);
+    add_f64(j, "best", st.best);
+    nc__jw_end(j);
+    nc__jw_end(j);
 }
 
-static cJSON *trainer_json(const nc_trainer *t, const nc_checkpoint_info *info) {
-    cJSON *j = cJSON_CreateObject();
-    if (!j) return NULL;
+static void trainer_json(nc__jw *j, const nc_trainer *t, const nc_checkpoint_info *info) {
+    nc__jw_object(j, NULL);
     add_i64(j, "steps", t->steps);
     add_i64(j, "updates", t->updates);
-    cJSON_AddNumberToObject(j, "accum_count", t->accum_count);
-    cJSON_AddNumberToObject(j, "nonfinite_run", t->nonfinite_run);
-    cJSON_AddStringToObject(j, "optimizer", optimizer_names[t->opt.optimizer]);
-    cJSON *groups = cJSON_AddArrayToObject(j, "groups");
-    for (int g = 0; groups && g < t->n_groups; g++) {
-        cJSON *o = cJSON_CreateObject();
-        if (!o) break;
-        cJSON_AddItemToArray(groups, o);
-        cJSON_AddStringToObject(o, "name", t->groups[g].name);
-        cJSON_AddNumberToObject(o, "lr", t->groups[g].lr);
-        cJSON_AddNumberToObject(o, "base_lr", t->groups[g].base_lr);
-        cJSON_AddNumberToObject(o, "weight_decay", t->groups[g].weight_decay);
-        cJSON_AddNumberToObject(o, "frozen", t->groups[g].frozen);
+    nc__jw_num(j, "accum_count", t->accum_count);
+    nc__jw_num(j, "nonfinite_run", t->nonfinite_run);
+    nc__jw_str(j, "optimizer", optimizer_names[t->opt.optimizer]);
+    nc__jw_array(j, "groups");
+    for (int g = 0; g < t->n_groups; g++) {
+        nc__jw_object(j, NULL);
+        nc__jw_str(j, "name", t->groups[g].name);
+        nc__jw_num(j, "lr", t->groups[g].lr);
+        nc__jw_num(j, "base_lr", t->groups[g].base_lr);
+        nc__jw_num(j, "weight_decay", t->groups[g].weight_decay);
+        nc__jw_num(j, "frozen", t->groups[g].frozen);
+        nc__jw_end(j);
     }
-    cJSON *in = cJSON_AddObjectToObject(j, "info");
-    if (in) {
-        add_i64(in, "epoch", info->epoch);
-        add_i64(in, "batch", info->batch);
-        add_f64(in, "best_metric", info->best_metric);
-        add_i64(in, "best_epoch", info->best_epoch);
-    }
-    cJSON_AddItemToObject(j, "options", options_json(&t->opt));
-    if (t->schedule) cJSON_AddItemToObject(j, "schedule", schedule_json(t->schedule));
-    return j;
+    nc__jw_end(j);
+    nc__jw_object(j, "info");
+    add_i64(j, "epoch", info->epoch);
+    add_i64(j, "batch", info->batch);
+    add_f64(j, "best_metric", info->best_metric);
+    add_i64(j, "best_epoch", info->best_epoch);
+    nc__jw_end(j);
+    options_json(j, &t->opt);
+    if (t->schedule) schedule_json(j, t->schedule);
+    nc__jw_end(j);
 }
 
 /* ------------------------------------------------------------------ save */
@@ -268,18 +261,15 @@ static nc_status save_checkpoint(nc_trainer *t, const char *path, const nc_check
     NC_CHECK(nc__st_writer_add(w, GROUPS_NAME, NC__DT_I32, 1, shape, group_map));
     NC_CHECK(nc__st_writer_meta(w, NC__CHECKPOINT_VERSION_KEY, CHECKPOINT_VERSION));
     {
-        cJSON *j = trainer_json(t, &in);
-        text = j ? cJSON_PrintUnformatted(j) : NULL;
-        cJSON_Delete(j);
-        if (!text) {
-            st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_trainer_save_checkpoint: out of memory");
-            goto fail;
-        }
+        nc__jw j;
+        nc__jw_init(&j, ctx, 0);
+        trainer_json(&j, t, &in);
+        NC_CHECK(nc__jw_finish(&j, "nc_trainer_save_checkpoint: " TRAINER_KEY, &text, NULL));
     }
     NC_CHECK(nc__st_writer_meta(w, TRAINER_KEY, text));
     NC_CHECK(nc__st_write(w, path));
 fail:
-    if (text) cJSON_free(text);
+    nc__free(ctx, text);
     nc__st_writer_destroy(w);
     nc__free(ctx, model_host);
     nc__free(ctx, host);
@@ -314,7 +304,12 @@ typedef struct parsed {
 static nc_status parse_trainer(nc_trainer *t, const char *path, const char *text, parsed *p) {
     nc_context *ctx = t->m->ctx;
     nc_status st = NC_OK;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = NULL;
+    st = nc__json_parse(ctx, text, strlen(text), NULL, &j);
+    if (st == NC_ERR_OUT_OF_MEMORY) {
+        nc__error_prefix(ctx, st, "%s: checkpoint metadata '" TRAINER_KEY "'", path);
+        goto fail;
+    }
     if (!cJSON_IsObject(j)) BAD("%s: checkpoint metadata '" TRAINER_KEY "' is not a JSON object", path);
     int64_t accum, nonfinite;
     if (get_i64(j, "steps", &p->steps) || p->steps < 0 || get_i64(j, "updates", &p->updates) || p->updates < 0)
@@ -378,7 +373,7 @@ static nc_status parse_trainer(nc_trainer *t, const char *path, const char *text
         p->has_schedule = 1;
     }
 fail:
-    cJSON_Delete(j);
+    nc__json_delete(ctx, j);
     return st;
 }
 
@@ -398,25 +393,28 @@ static nc_status need(nc_context *ctx, const nc__st_file *f, const char *path, c
     return NC_OK;
 }
 
-/* Finds (check) or uploads (apply) prefix + name of every trainable tensor into buf. */
-static nc_status state_tensors(nc_trainer *t, const nc__st_file *f, const char *path, const char *prefix, void *buf,
-                               float *host) {
+/* Check (buf NULL): finds prefix + name of every trainable tensor i, into found[i].
+ * Apply: uploads found[i] into buf; it allocates nothing, so that once the first
+ * tensor is applied no failure for memory can leave the trainer half-loaded. */
+static nc_status state_tensors(nc_trainer *t, const nc__st_file *f, const char *path, const char *prefix,
+                               const nc__st_tensor **found, void *buf, float *host) {
     nc_model *m = t->m;
     nc_context *ctx = m->ctx;
     const nc__graph *g = m->graph;
     for (int i = 0; i < g->n_tensors; i++) {
         if (t->tensor_group[i] < 0) continue;
         const nc__tensor_def *d = &g->tensors[i];
-        int64_t shape[4];
-        for (int k = 0; k < d->shape.ndim; k++) shape[k] = d->shape.d[k];
-        char *name = join(ctx, prefix, d->name);
-        if (!name) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-        const nc__st_tensor *ft;
-        nc_status st = need(ctx, f, path, name, NC__DT_F32, d->shape.ndim, shape, &ft);
-        nc__free(ctx, name);
-        if (st == NC_OK && buf) {
-            memcpy(host, ft->data, ft->nbytes); /* the file's data may be unaligned */
+        nc_status st = NC_OK;
+        if (buf) {
+            memcpy(host, found[i]->data, found[i]->nbytes); /* the file's data may be unaligned */
             st = ctx->backend->upload(ctx->backend_state, (char *)buf + m->slots[i].offset, host, &d->shape);
+        } else {
+            int64_t shape[4];
+            for (int k = 0; k < d->shape.ndim; k++) shape[k] = d->shape.d[k];
+            char *name = join(ctx, prefix, d->name);
+            if (!name) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+            st = need(ctx, f, path, name, NC__DT_F32, d->shape.ndim, shape, &found[i]);
+            nc__free(ctx, name);
         }
         if (st != NC_OK) return st;
     }
@@ -434,6 +432,7 @@ static nc_status load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_
     const int nt = g->n_tensors;
     nc__st_file *f = NULL;
     float *host = NULL;
+    const nc__st_tensor **found = NULL;
     parsed p;
     memset(&p, 0, sizeof p);
     nc__schedule_state old_sched;
@@ -473,9 +472,11 @@ static nc_status load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_
         memcpy(&v, (const char *)up->data + (size_t)i * sizeof v, sizeof v);
         if (v < 0) BAD("%s: checkpoint: negative update count for '%s'", path, g->tensors[i].name);
     }
-    NC_CHECK(state_tensors(t, f, path, STATE1_PREFIX, NULL, NULL));
-    if (t->state2) NC_CHECK(state_tensors(t, f, path, STATE2_PREFIX, NULL, NULL));
-    if (p.accum_count > 0) NC_CHECK(state_tensors(t, f, path, GRAD_PREFIX, NULL, NULL));
+    found = nc__calloc(ctx, 3 * (size_t)(nt ? nt : 1), sizeof *found); /* state1, state2, grad */
+    NC_CHECK_ALLOC(ctx, found);
+    NC_CHECK(state_tensors(t, f, path, STATE1_PREFIX, found, NULL, NULL));
+    if (t->state2) NC_CHECK(state_tensors(t, f, path, STATE2_PREFIX, found + nt, NULL, NULL));
+    if (p.accum_count > 0) NC_CHECK(state_tensors(t, f, path, GRAD_PREFIX, found + 2 * nt, NULL, NULL));
     int64_t maxn = 1;
     for (int i = 0; i < nt; i++)
         if (m->slots[i].numel > maxn) maxn = m->slots[i].numel;
@@ -493,9 +494,9 @@ static nc_status load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_
         sched_set = 1;
     }
     NC_CHECK(nc__model_io_load_tensors(m, f, path, NC__CHECKPOINT_PREFIX, 0));
-    NC_CHECK(state_tensors(t, f, path, STATE1_PREFIX, t->state1, host));
-    if (t->state2) NC_CHECK(state_tensors(t, f, path, STATE2_PREFIX, t->state2, host));
-    if (p.accum_count > 0) NC_CHECK(state_tensors(t, f, path, GRAD_PREFIX, m->grad_arena, host));
+    NC_CHECK(state_tensors(t, f, path, STATE1_PREFIX, found, t->state1, host));
+    if (t->state2) NC_CHECK(state_tensors(t, f, path, STATE2_PREFIX, found + nt, t->state2, host));
+    if (p.accum_count > 0) NC_CHECK(state_tensors(t, f, path, GRAD_PREFIX, found + 2 * nt, m->grad_arena, host));
     memcpy(t->tensor_updates, up->data, (size_t)nt * sizeof *t->tensor_updates);
     for (int k = 0; k < t->n_groups; k++) t->groups[k] = p.groups[k];
     t->steps = p.steps;
@@ -511,6 +512,7 @@ static nc_status load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_
 fail:
     if (sched_set) nc__schedule_state_set(t->schedule, &old_sched);
     nc__free(ctx, host);
+    nc__free(ctx, (void *)found);
     nc__free(ctx, p.groups);
     nc__st_close(f);
     return st;

@@ -503,6 +503,75 @@ static nc_status sync_record(nc_trainer *t) {
     return ctx->backend->write(ctx->backend_state, t->record_dev, &r, sizeof r);
 }
 
+/* UNDO. The first step on a plan can still fail for memory after its forward pass
+ * has moved the batch-norm running statistics (a backend prepares each node the
+ * first time it runs; oneDNN does). So that a failed step changes nothing, that
+ * step copies the running statistics and, between the micro-batches of one update,
+ * the gradients into a backend buffer (copies inside the backend: no transfer), and
+ * keeps the host batch counters and the step and micro-batch counts; a failure puts
+ * them back. Later
+ * steps on the same plan allocate nothing that can fail and copy nothing. */
+typedef struct step_undo {
+    void *dev;        /* backend buffer: running means and variances in tensor order, then the gradients */
+    int64_t *batches; /* m->num_batches */
+    int64_t steps, grads; /* t->steps; gradient floats copied (0 when accum_count was 0) */
+    int accum_count;
+} step_undo;
+
+static int is_stat(const nc__tensor_def *d) {
+    return d->role == NC__ROLE_RUNNING_MEAN || d->role == NC__ROLE_RUNNING_VAR;
+}
+
+static void undo_free(nc_context *ctx, step_undo *u) {
+    if (u->dev) ctx->backend->free(ctx->backend_state, u->dev);
+    nc__free(ctx, u->batches);
+}
+
+/* dst = src, `floats` f32 values, inside the backend. */
+static nc_status copy_floats(nc_context *ctx, void *dst, const void *src, int64_t floats) {
+    const nc__value_desc v = {.shape = nc__shape2(1, floats), .dtype = NC__DTYPE_F32};
+    return ctx->backend->accumulate(ctx->backend_state, &v, NC__WRITE_SET, dst, src);
+}
+
+/* Copies (save) or restores (!save) what UNDO lists; restoring allocates nothing. */
+static nc_status undo_copy(nc_trainer *t, step_undo *u, int save) {
+    nc_model *m = t->m;
+    nc_context *ctx = m->ctx;
+    const nc__graph *g = m->graph;
+    const size_t nt = (size_t)(g->n_tensors ? g->n_tensors : 1);
+    if (save) u->grads = t->accum_count > 0 ? (int64_t)nc__model_param_floats(m) : 0;
+    const int64_t grads = u->grads;
+    int64_t stats = 0;
+    for (int i = 0; i < g->n_tensors; i++)
+        if (is_stat(&g->tensors[i])) stats += m->slots[i].numel;
+    nc_status st = NC_OK;
+    if (save) {
+        st = ctx->backend->alloc(ctx->backend_state, (size_t)(stats + grads + 1) * sizeof(float), &u->dev);
+        if (st != NC_OK) return st;
+        u->batches = nc__alloc(ctx, nt * sizeof *u->batches);
+        if (!u->batches) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_trainer_step: out of memory");
+        memcpy(u->batches, m->num_batches, nt * sizeof *u->batches);
+        u->steps = t->steps;
+        u->accum_count = t->accum_count;
+    } else {
+        memcpy(m->num_batches, u->batches, nt * sizeof *u->batches);
+        t->steps = u->steps;
+        t->accum_count = u->accum_count;
+    }
+    float *cur = u->dev;
+    for (int i = 0; i < g->n_tensors && st == NC_OK; i++) {
+        if (!is_stat(&g->tensors[i])) continue;
+        void *slot = nc__model_tensor_ptr(m, i);
+        st = save ? copy_floats(ctx, cur, slot, m->slots[i].numel) : copy_floats(ctx, slot, cur, m->slots[i].numel);
+        cur += m->slots[i].numel;
+    }
+    if (st == NC_OK && grads > 0)
+        st = save ? copy_floats(ctx, cur, m->grad_arena, grads) : copy_floats(ctx, m->grad_arena, cur, grads);
+    return st;
+}
+
+static nc_status step_run(nc_trainer *t, const float *x, const int32_t *labels, int n, nc_step_stats *out);
+
 static nc_status trainer_step(nc_trainer *t, const float *x, const int32_t *labels, int n, int c, int h, int w,
                               nc_step_stats *out) {
     if (!t) return NC_ERR_NULL;
@@ -513,6 +582,29 @@ static nc_status trainer_step(nc_trainer *t, const float *x, const int32_t *labe
     nc__shape in = nc__shape4(n, c, h, w);
     nc_status st = nc__plan_get(m, &m->plan_train, 1, &in);
     if (st != NC_OK) return st;
+    const int warm = t->warm_plan == m->plan_train;
+    step_undo u = {0};
+    if (!warm && (st = undo_copy(t, &u, 1)) != NC_OK) {
+        undo_free(ctx, &u);
+        return st;
+    }
+    st = step_run(t, x, labels, n, out);
+    if (!warm) {
+        if (st == NC_OK || st == NC_ERR_NUMERIC) { /* the plan ran through */
+            t->warm_plan = m->plan_train;
+        } else {
+            (void)undo_copy(t, &u, 0); /* records nothing when it succeeds */
+        }
+        undo_free(ctx, &u);
+    }
+    return st;
+}
+
+/* The step itself, on the prepared m->plan_train. */
+static nc_status step_run(nc_trainer *t, const float *x, const int32_t *labels, int n, nc_step_stats *out) {
+    nc_model *m = t->m;
+    nc_context *ctx = m->ctx;
+    nc_status st;
     const int heads = m->graph->num_heads, classes = m->num_classes;
     /* labels are checked before the forward pass so a bad batch changes no state */
     if ((st = nc__loss_check_labels(ctx, &t->loss, labels, n, heads, classes)) != NC_OK) return st;

@@ -33,6 +33,7 @@ struct nc_trainer {
     nc__loss_config loss;
     float *class_weights, *head_weights, *pos_weight; /* owned copies, expanded */
     nc_schedule *schedule;     /* borrowed */
+    const void *warm_plan;     /* m->plan_train once a step ran through it (UNDO, trainer.c) */
     int64_t steps;             /* calls of nc_trainer_step that ran a forward (the dropout
                                   RNG is counter-based: this is its whole state) */
     int64_t updates;           /* optimizer updates applied */

@@ -3,6 +3,7 @@
  * lowered onto nc__ref_gemm: im2col per (image chunk, group), one GEMM, col2im back.
  * Small feature maps batch several images into one GEMM so the weights are packed once. */
 #include "backend/ref/ref.h"
+#include "core/context.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,10 +59,6 @@ static void conv_plan_make(conv_plan *pl, const nc__conv_desc *d, int nt) {
     }
 }
 
-static void *scratch_alloc(size_t floats) {
-    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes ? bytes : 64);
-}
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -146,11 +143,23 @@ static void im2col_chunk(const nc__conv_desc *d, const conv_plan *pl, float *col
     }
 }
 
+/* A task's GEMM: with one worker, on the kernel's GEMM threads with scratch from the
+ * hooks; inside a worker (gs, the worker's share of the scratch), one-threaded, so
+ * that the hooks are only called from the thread that called the kernel. */
+static void task_gemm(nc_context *ctx, const conv_plan *pl, float *gs, int ta, int tb, int64_t m, int64_t n,
+                      int64_t k, float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                      float *c, int64_t ldc) {
+    if (gs) nc__ref_gemm_serial(gs, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else nc__ref_gemm(ctx, pl->gemm_nt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
 /* -------------------------------------------------------------- conv forward */
 
 /* One (chunk, group): y_g (K/G, P) per image = w_g (K/G, CRS) col (CRS, nimg*P) + b_g. */
-static void conv_forward_task(const nc__conv_desc *d, const conv_plan *pl, int64_t t, float *y,
-                              const float *x, const float *w, const float *b, float *col, float *tmp) {
+static void conv_forward_task(nc_context *ctx, const nc__conv_desc *d, const conv_plan *pl, int64_t t, float *y,
+                              const float *x, const float *w, const float *b, float *col, float *tmp, float *gs) {
     const int64_t ci = t / pl->g, gi = t % pl->g;
     const int64_t n0 = ci * pl->nb, nimg = min64(pl->nb, d->n - n0), cols = nimg * pl->p;
     const float *wg = w + (size_t)(gi * pl->kg * pl->crs); // (K/G, C/G*R*S)
@@ -163,7 +172,7 @@ static void conv_forward_task(const nc__conv_desc *d, const conv_plan *pl, int64
     }
     if (nimg == 1) {
         float *yg = y + (size_t)((n0 * d->k + gi * pl->kg) * pl->p); // (K/G, P)
-        nc__ref_gemm(pl->gemm_nt, 0, 0, pl->kg, pl->p, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
+        task_gemm(ctx, pl, gs, 0, 0, pl->kg, pl->p, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
                      yg, pl->p);
         if (b)
             for (int64_t k = 0; k < pl->kg; k++) {
@@ -173,7 +182,7 @@ static void conv_forward_task(const nc__conv_desc *d, const conv_plan *pl, int64
                 for (int64_t q = 0; q < pl->p; q++) row[q] += bk;
             }
     } else {
-        nc__ref_gemm(pl->gemm_nt, 0, 0, pl->kg, cols, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
+        task_gemm(ctx, pl, gs, 0, 0, pl->kg, cols, pl->crs, 1.0f, wg, pl->crs, colp, cols, 0.0f,
                      tmp, cols); // tmp (K/G, nimg*P)
         for (int64_t i = 0; i < nimg; i++)
             for (int64_t k = 0; k < pl->kg; k++) {
@@ -190,7 +199,7 @@ static void conv_forward_task(const nc__conv_desc *d, const conv_plan *pl, int64
     }
 }
 
-void nc__ref_conv2d_forward(int nt, const nc__conv_desc *d, float *y, const float *x, const float *w,
+void nc__ref_conv2d_forward(nc_context *ctx, int nt, const nc__conv_desc *d, float *y, const float *x, const float *w,
                             const float *b) {
     if (d->n <= 0 || d->k <= 0 || d->oh <= 0 || d->ow <= 0) return;
     conv_plan pl;
@@ -198,8 +207,10 @@ void nc__ref_conv2d_forward(int nt, const nc__conv_desc *d, float *y, const floa
     const int64_t cols = pl.nb * pl.p;
     const size_t col_n = pl.direct_x ? 0 : (size_t)(pl.crs * cols);   // (CRS, nb*P)
     const size_t tmp_n = pl.nb > 1 ? (size_t)(pl.kg * cols) : 0;      // (K/G, nb*P)
-    const size_t each = (col_n + tmp_n + 15) / 16 * 16;
-    float *scratch = scratch_alloc(each * (size_t)pl.workers);       // (workers, each)
+    const size_t gs_off = (col_n + tmp_n + 15) / 16 * 16;
+    const size_t gs_n = pl.workers > 1 ? nc__ref_gemm_scratch_floats(pl.kg, cols, pl.crs) : 0; // GEMM packing
+    const size_t each = gs_off + gs_n;
+    float *scratch = nc__alloc(ctx, sizeof(float) * each * (size_t)pl.workers);       // (workers, each)
     if (!scratch) {
         nc__ref_conv2d_forward_direct(d, y, x, w, b);
         return;
@@ -211,18 +222,19 @@ void nc__ref_conv2d_forward(int nt, const nc__conv_desc *d, float *y, const floa
     for (int wi = 0; wi < workers; wi++) {
         float *col = scratch + (size_t)wi * each;
         float *tmp = col + col_n;
+        float *gs = workers > 1 ? col + gs_off : NULL;
         const int64_t t0 = pl.tasks * wi / workers, t1 = pl.tasks * (wi + 1) / workers;
-        for (int64_t t = t0; t < t1; t++) conv_forward_task(d, &pl, t, y, x, w, b, col, tmp);
+        for (int64_t t = t0; t < t1; t++) conv_forward_task(ctx, d, &pl, t, y, x, w, b, col, tmp, gs);
     }
-    free(scratch);
+    nc__free(ctx, scratch);
 }
 
 /* ------------------------------------------------------------- conv backward */
 
 /* One (chunk, group): dw_g += dy_g col^T; dx_g += col2im(w_g^T dy_g). */
-static void conv_backward_task(const nc__conv_desc *d, const conv_plan *pl, int64_t t, float *dx,
+static void conv_backward_task(nc_context *ctx, const nc__conv_desc *d, const conv_plan *pl, int64_t t, float *dx,
                                float *dw, const float *dy, const float *x, const float *w, float *col,
-                               float *dyb) {
+                               float *dyb, float *gs) {
     const int64_t ci = t / pl->g, gi = t % pl->g;
     const int64_t n0 = ci * pl->nb, nimg = min64(pl->nb, d->n - n0), cols = nimg * pl->p;
     const float *wg = w + (size_t)(gi * pl->kg * pl->crs); // (K/G, C/G*R*S)
@@ -245,17 +257,17 @@ static void conv_backward_task(const nc__conv_desc *d, const conv_plan *pl, int6
                        (size_t)pl->p * sizeof(float));
         dyp = dyb;
     }
-    nc__ref_gemm(pl->gemm_nt, 0, 1, pl->kg, pl->crs, cols, 1.0f, dyp, cols, colp, cols, 1.0f, dwg,
+    task_gemm(ctx, pl, gs, 0, 1, pl->kg, pl->crs, cols, 1.0f, dyp, cols, colp, cols, 1.0f, dwg,
                  pl->crs);
     if (!dx) return;
     if (pl->direct_x) { /* dx_g (C/G, HW) += w_g^T dy_g, straight into dx */
         float *dxg = dx + (size_t)((n0 * d->c + gi * pl->cg) * pl->hw);
-        nc__ref_gemm(pl->gemm_nt, 1, 0, pl->cg, pl->p, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 1.0f, dxg,
+        task_gemm(ctx, pl, gs, 1, 0, pl->cg, pl->p, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 1.0f, dxg,
                      pl->hw);
         return;
     }
     /* dcol (CRS, cols) = w_g^T dy_g, reusing col */
-    nc__ref_gemm(pl->gemm_nt, 1, 0, pl->crs, cols, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 0.0f, col,
+    task_gemm(ctx, pl, gs, 1, 0, pl->crs, cols, pl->kg, 1.0f, wg, pl->crs, dyp, cols, 0.0f, col,
                  cols);
     for (int64_t i = 0; i < nimg; i++) {
         float *dxg = dx + (size_t)(((n0 + i) * d->c + gi * pl->cg) * pl->hw); // (C/G, H, W)
@@ -287,7 +299,7 @@ static void bias_backward(int nt, int64_t n, int64_t k, int64_t p, float *db, co
     }
 }
 
-void nc__ref_conv2d_backward(int nt, const nc__conv_desc *d, float *dx, float *dw, float *db,
+void nc__ref_conv2d_backward(nc_context *ctx, int nt, const nc__conv_desc *d, float *dx, float *dw, float *db,
                              const float *dy, const float *x, const float *w) {
     if (d->n <= 0 || d->k <= 0 || d->oh <= 0 || d->ow <= 0) return;
     if (nt < 1) nt = 1;
@@ -300,8 +312,13 @@ void nc__ref_conv2d_backward(int nt, const nc__conv_desc *d, float *dx, float *d
     const size_t dyb_n = pl.nb > 1 ? (size_t)(pl.kg * cols) : 0;         // (K/G, nb*P)
     const size_t part_n = pl.workers > 1 ? wsize : 0;                    // private dw
     const size_t dyb_off = (col_n + 15) / 16 * 16, part_off = dyb_off + (dyb_n + 15) / 16 * 16;
-    const size_t each = part_off + part_n;
-    float *scratch = scratch_alloc(each * (size_t)pl.workers);          // (workers, each)
+    const size_t gs_off = part_off + (part_n + 15) / 16 * 16;
+    const size_t gs_n = pl.workers > 1 ? max_size(nc__ref_gemm_scratch_floats(pl.kg, pl.crs, cols),
+                                                  max_size(nc__ref_gemm_scratch_floats(pl.cg, pl.p, pl.kg),
+                                                           nc__ref_gemm_scratch_floats(pl.crs, cols, pl.kg)))
+                                       : 0; // GEMM packing
+    const size_t each = gs_off + gs_n;
+    float *scratch = nc__alloc(ctx, sizeof(float) * each * (size_t)pl.workers);          // (workers, each)
     if (!scratch) {
         nc__ref_conv2d_backward_direct(d, dx, dw, NULL, dy, x, w);
         return;
@@ -322,7 +339,8 @@ void nc__ref_conv2d_backward(int nt, const nc__conv_desc *d, float *dx, float *d
             dwt = part;
         }
         const int64_t t0 = pl.tasks * wi / workers, t1 = pl.tasks * (wi + 1) / workers;
-        for (int64_t t = t0; t < t1; t++) conv_backward_task(d, &pl, t, dx, dwt, dy, x, w, col, dyb);
+        float *gs = workers > 1 ? col + gs_off : NULL;
+        for (int64_t t = t0; t < t1; t++) conv_backward_task(ctx, d, &pl, t, dx, dwt, dy, x, w, col, dyb, gs);
     }
     if (workers > 1) {
         const int64_t ws = (int64_t)wsize;
@@ -335,7 +353,7 @@ void nc__ref_conv2d_backward(int nt, const nc__conv_desc *d, float *dx, float *d
             dw[i] = s;
         }
     }
-    free(scratch);
+    nc__free(ctx, scratch);
 }
 
 /* --------------------------------------------------------- direct fallbacks */
@@ -401,11 +419,11 @@ void nc__ref_conv2d_backward_direct(const nc__conv_desc *d, float *dx, float *dw
 
 /* ------------------------------------------------------------------- linear */
 
-void nc__ref_linear_forward(int nt, const nc__linear_desc *d, float *y, const float *x, const float *w,
+void nc__ref_linear_forward(nc_context *ctx, int nt, const nc__linear_desc *d, float *y, const float *x, const float *w,
                             const float *b) {
     if (d->n <= 0 || d->out <= 0) return;
     // y (N, out) = x (N, in) w^T (in, out)
-    nc__ref_gemm(nt, 0, 1, d->n, d->out, d->in, 1.0f, x, d->in, w, d->in, 0.0f, y, d->out);
+    nc__ref_gemm(ctx, nt, 0, 1, d->n, d->out, d->in, 1.0f, x, d->in, w, d->in, 0.0f, y, d->out);
     if (b)
         for (int64_t i = 0; i < d->n; i++) {
             float *row = y + (size_t)(i * d->out); // (out)
@@ -414,13 +432,13 @@ void nc__ref_linear_forward(int nt, const nc__linear_desc *d, float *y, const fl
         }
 }
 
-void nc__ref_linear_backward(int nt, const nc__linear_desc *d, float *dx, float *dw, float *db,
+void nc__ref_linear_backward(nc_context *ctx, int nt, const nc__linear_desc *d, float *dx, float *dw, float *db,
                              const float *dy, const float *x, const float *w) {
     if (d->n <= 0 || d->out <= 0) return;
     // dx (N, in) += dy (N, out) w (out, in)
-    if (dx) nc__ref_gemm(nt, 0, 0, d->n, d->in, d->out, 1.0f, dy, d->out, w, d->in, 1.0f, dx, d->in);
+    if (dx) nc__ref_gemm(ctx, nt, 0, 0, d->n, d->in, d->out, 1.0f, dy, d->out, w, d->in, 1.0f, dx, d->in);
     // dw (out, in) += dy^T (out, N) x (N, in)
-    nc__ref_gemm(nt, 1, 0, d->out, d->in, d->n, 1.0f, dy, d->out, x, d->in, 1.0f, dw, d->in);
+    nc__ref_gemm(ctx, nt, 1, 0, d->out, d->in, d->n, 1.0f, dy, d->out, x, d->in, 1.0f, dw, d->in);
     if (db) // db (out) += sum over N of dy
         for (int64_t o = 0; o < d->out; o++) {
             double s = 0.0;

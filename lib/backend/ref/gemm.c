@@ -3,6 +3,7 @@
  * are packed into aligned scratch and a register-tiled micro-kernel (one per ISA,
  * chosen at run time on x86-64) runs over them; threads split C, never K. */
 #include "backend/ref/ref.h"
+#include "core/context.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -284,23 +285,40 @@ static void gemm_naive(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k
         }
 }
 
-static void *scratch_alloc(size_t floats) {
-    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes ? bytes : 64);
+
+/* C = beta C (k == 0 or alpha == 0): A and B are not read. */
+static void scale_only(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * (size_t)ldc; // (n)
+        if (beta == 0.0f)
+            memset(ci, 0, (size_t)n * sizeof(float));
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < n; j++) ci[j] *= beta;
+    }
 }
 
-int nc__ref_gemm_isa(int isa, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+size_t nc__ref_gemm_scratch_floats(int64_t m, int64_t n, int64_t k) {
+    if (m <= 0 || n <= 0 || k <= 0) return 0;
+    return (size_t)round_up((int64_t)scratch_floats(pick_impl(NC__GEMM_AUTO), m, n, k), 16);
+}
+
+void nc__ref_gemm_serial(float *scratch, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                         int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_only(m, n, beta, c, ldc);
+        return;
+    }
+    gemm_serial(pick_impl(NC__GEMM_AUTO), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+}
+
+int nc__ref_gemm_isa(nc_context *ctx, int isa, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                      float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                      float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return isa;
-    if (k <= 0 || alpha == 0.0f) { /* C = beta C; A and B are not read */
-        for (int64_t i = 0; i < m; i++) {
-            float *ci = c + (size_t)i * (size_t)ldc; // (n)
-            if (beta == 0.0f)
-                memset(ci, 0, (size_t)n * sizeof(float));
-            else if (beta != 1.0f)
-                for (int64_t j = 0; j < n; j++) ci[j] *= beta;
-        }
+    if (k <= 0 || alpha == 0.0f) {
+        scale_only(m, n, beta, c, ldc);
         return isa;
     }
     if (isa == NC__GEMM_NAIVE) {
@@ -325,7 +343,7 @@ int nc__ref_gemm_isa(int isa, int nt, int trans_a, int trans_b, int64_t m, int64
     const int64_t per = (tiles + parts - 1) / parts * unit; /* upper bound of a part */
     const size_t each = scratch_floats(im, split_n ? m : min64(per, m), split_n ? min64(per, n) : n, k);
     const size_t each_pad = (size_t)round_up((int64_t)each, 16);
-    float *scratch = scratch_alloc(each_pad * (size_t)parts); // (parts, each_pad)
+    float *scratch = nc__alloc(ctx, sizeof(float) * each_pad * (size_t)parts); // (parts, each_pad)
     if (!scratch) {
         gemm_naive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return NC__GEMM_NAIVE;
@@ -352,13 +370,13 @@ int nc__ref_gemm_isa(int isa, int nt, int trans_a, int trans_b, int64_t m, int64
                         c + (size_t)lo * (size_t)ldc, ldc, sc);
         }
     }
-    free(scratch);
+    nc__free(ctx, scratch);
     return im->isa;
 }
 
-void nc__ref_gemm(int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+void nc__ref_gemm(nc_context *ctx, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                   int64_t ldc) {
-    (void)nc__ref_gemm_isa(NC__GEMM_AUTO, nt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta,
+    (void)nc__ref_gemm_isa(ctx, NC__GEMM_AUTO, nt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta,
                            c, ldc);
 }

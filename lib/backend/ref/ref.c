@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define NT(state) (((const nc__ref_state *)(state))->nt)
+#define CTX(state) (((const nc__ref_state *)(state))->ctx)
 
 static size_t numel(const nc__shape *s) { return (size_t)nc__shape_numel(s); }
 
@@ -176,7 +177,7 @@ static nc_status ref_conv2d_forward(void *state, const nc__conv_desc *d, void *y
     const float *wf = scr_weights(&sc, d->dtype, w, conv_w(d)), *bf = scr_weights(&sc, d->dtype, b, (size_t)d->k);
     float *yf = scr_out(&sc, d->dtype, y, conv_y(d));
     if (!sc.oom) {
-        nc__ref_conv2d_forward(NT(state), d, yf, xf, wf, bf);
+        nc__ref_conv2d_forward(CTX(state), NT(state), d, yf, xf, wf, bf);
         store(d->dtype, y, yf, conv_y(d));
     }
     return scr_done(&sc);
@@ -190,7 +191,7 @@ static nc_status ref_conv2d_backward(void *state, const nc__conv_desc *d, void *
     const float *wf = scr_weights(&sc, d->dtype, w, conv_w(d));
     float *dxf = scr_grad(&sc, d->dtype, d->dx_write, dx, conv_x(d));
     if (!sc.oom) {
-        nc__ref_conv2d_backward(NT(state), d, dxf, dw, db, dyf, xf, wf);
+        nc__ref_conv2d_backward(CTX(state), NT(state), d, dxf, dw, db, dyf, xf, wf);
         store(d->dtype, dx, dxf, conv_x(d));
     }
     return scr_done(&sc);
@@ -205,7 +206,7 @@ static nc_status ref_linear_forward(void *state, const nc__linear_desc *d, void 
     const float *bf = scr_weights(&sc, d->dtype, b, (size_t)d->out);
     float *yf = scr_out(&sc, d->dtype, y, ny);
     if (!sc.oom) {
-        nc__ref_linear_forward(NT(state), d, yf, xf, wf, bf);
+        nc__ref_linear_forward(CTX(state), NT(state), d, yf, xf, wf, bf);
         store(d->dtype, y, yf, ny);
     }
     return scr_done(&sc);
@@ -219,7 +220,7 @@ static nc_status ref_linear_backward(void *state, const nc__linear_desc *d, void
     const float *wf = scr_weights(&sc, d->dtype, w, (size_t)(d->out * d->in));
     float *dxf = scr_grad(&sc, d->dtype, d->dx_write, dx, nx);
     if (!sc.oom) {
-        nc__ref_linear_backward(NT(state), d, dxf, dw, db, dyf, xf, wf);
+        nc__ref_linear_backward(CTX(state), NT(state), d, dxf, dw, db, dyf, xf, wf);
         store(d->dtype, dx, dxf, nx);
     }
     return scr_done(&sc);

@@ -43,38 +43,53 @@ typedef struct nc__ref_state {
     int nt;                 /* threads */
 } nc__ref_state;
 
+/* SCRATCH. The GEMM and convolution kernels take their short-lived packing buffers
+ * from ctx's allocator hooks, on the calling thread only (a convolution sizes its
+ * workers' GEMM scratch up front), and free them before returning. When an
+ * allocation fails they do not fail: they run their scratch-free loops instead
+ * (naive GEMM, direct convolution), same contract, slower, results equal within
+ * rounding. */
+
 /* ---- gemm.c: C(M,N) = alpha * op(A) op(B) + beta * C, row-major, leading dims.
  * Cache-blocked with a register-tiled micro-kernel the compiler vectorises; threads
  * split the M/N blocks. */
-void nc__ref_gemm(int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+void nc__ref_gemm(nc_context *ctx, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                   int64_t ldc);
+
+/* One-threaded nc__ref_gemm in the caller's packing scratch: at least
+ * nc__ref_gemm_scratch_floats(m, n, k) floats, 64-byte aligned. For kernels that
+ * run GEMMs inside their own worker threads (SCRATCH). */
+size_t nc__ref_gemm_scratch_floats(int64_t m, int64_t n, int64_t k);
+void nc__ref_gemm_serial(float *scratch, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                         int64_t ldc);
 
 /* nc__ref_gemm with a forced kernel variant (for tests); returns the variant used
  * (an unsupported one falls back to the best supported). */
 enum { NC__GEMM_AUTO = 0, NC__GEMM_NAIVE = 1, NC__GEMM_GENERIC = 2, NC__GEMM_AVX2 = 3, NC__GEMM_AVX512 = 4 };
-int nc__ref_gemm_isa(int isa, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+int nc__ref_gemm_isa(nc_context *ctx, int isa, int nt, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* ---- conv.c: grouped convolution through per-group im2col + gemm.
  * y (N, K, OH, OW); x (N, C, H, W); w (K, C/G, R, S); b (K) or NULL. */
-void nc__ref_conv2d_forward(int nt, const nc__conv_desc *d, float *y, const float *x, const float *w,
+void nc__ref_conv2d_forward(nc_context *ctx, int nt, const nc__conv_desc *d, float *y, const float *x, const float *w,
                             const float *b);
 /* dx (N,C,H,W) or NULL, dw (K,C/G,R,S), db (K) or NULL: all accumulated. */
-void nc__ref_conv2d_backward(int nt, const nc__conv_desc *d, float *dx, float *dw, float *db,
+void nc__ref_conv2d_backward(nc_context *ctx, int nt, const nc__conv_desc *d, float *dx, float *dw, float *db,
                              const float *dy, const float *x, const float *w);
 
 /* Scratch-free direct loops the kernels fall back on when scratch allocation fails
- * (single-threaded, same contract); also the tests' second opinion. */
+ * (SCRATCH above; single-threaded, same contract); also the tests' second opinion. */
 void nc__ref_conv2d_forward_direct(const nc__conv_desc *d, float *y, const float *x, const float *w,
                                    const float *b);
 void nc__ref_conv2d_backward_direct(const nc__conv_desc *d, float *dx, float *dw, float *db, const float *dy,
                                     const float *x, const float *w);
 
 /* ---- linear (in conv.c, through gemm): y (N,out) = x (N,in) w^T (in,out) + b */
-void nc__ref_linear_forward(int nt, const nc__linear_desc *d, float *y, const float *x, const float *w,
+void nc__ref_linear_forward(nc_context *ctx, int nt, const nc__linear_desc *d, float *y, const float *x, const float *w,
                             const float *b);
-void nc__ref_linear_backward(int nt, const nc__linear_desc *d, float *dx, float *dw, float *db,
+void nc__ref_linear_backward(nc_context *ctx, int nt, const nc__linear_desc *d, float *dx, float *dw, float *db,
                              const float *dy, const float *x, const float *w);
 
 /* ---- batchnorm.c (N, C, HW) */
