@@ -506,14 +506,10 @@ static nc_status load_metadata(nc_model *m, const nc__st_file *f, const char *pa
     return st;
 }
 
-nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
-    if (!ctx) return NC_ERR_NULL;
-    if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_model_load: path or out is NULL");
-    *out = NULL;
-    nc__st_file *f = NULL;
+nc_status nc__model_load_st(nc_context *ctx, const nc__st_file *f, const char *path, nc_model **out) {
     nc_model *m = NULL;
     nc_status st;
-    NC_CHECK(nc__st_read(ctx, path, &f));
+    *out = NULL;
     const char *ver = nc__st_meta(f, "neurc.format_version");
     const char *arch = nc__st_meta(f, "neurc.arch");
     if (!ver || !arch) {
@@ -552,11 +548,21 @@ nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
     NC_CHECK(load_tensors(m, f, path, 1, NULL,
                           nc__st_meta(f, NC__CHECKPOINT_VERSION_KEY) ? NC__CHECKPOINT_PREFIX : NULL, 0));
     NC_CHECK(load_metadata(m, f, path));
-    nc__st_close(f);
     *out = m;
     return NC_OK;
 fail:
     nc_model_destroy(m);
+    return st;
+}
+
+nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
+    if (!ctx) return NC_ERR_NULL;
+    if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_model_load: path or out is NULL");
+    *out = NULL;
+    nc__st_file *f = NULL;
+    nc_status st = nc__st_read(ctx, path, &f);
+    if (st != NC_OK) return st;
+    st = nc__model_load_st(ctx, f, path, out);
     nc__st_close(f);
     return st;
 }
@@ -570,7 +576,12 @@ nc_status nc_model_load_weights(nc_model *m, const char *path, int strict, nc_lo
     nc__st_file *f = NULL;
     nc_status st = nc__st_read(ctx, path, &f);
     if (st != NC_OK) return st;
-    st = load_tensors(m, f, path, strict, report, NULL, 0);
+    st = nc__model_load_weights_st(m, f, path, strict, report);
     nc__st_close(f);
     return st;
+}
+
+nc_status nc__model_load_weights_st(nc_model *m, const nc__st_file *f, const char *path, int strict,
+                                    nc_load_report *report) {
+    return load_tensors(m, f, path, strict, report, NULL, 0);
 }
