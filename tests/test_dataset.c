@@ -641,6 +641,37 @@ static void expect_idx_error(fx *f, nc_status want, const char *needle) {
     assert_int_equal(f->cnt.live, f->base);
 }
 
+/* A short file whose header claims just under 2 GiB of pixels is "truncated" without
+ * the library asking for that much memory (tests/fuzz/regress/idx/ has the input the
+ * fuzzer found: before, it allocated the whole claimed size first). */
+static void test_idx_short_file_claiming_2gib_allocates_little(void **state) {
+    fx *f = *state;
+    unsigned char px[64] = {0};
+    uint32_t dims[3] = {30000, 256, 256}, ldim[1] = {30000};
+    write_idx(P(f, "lab"), 0, 0x801, ldim, 1, NULL, 0);
+    for (int gz = 0; gz <= HAVE_ZLIB; gz++) {
+        write_idx(P(f, "img"), gz, 0x803, dims, 3, px, sizeof px);
+        f->cnt.largest = 0;
+        expect_idx_error(f, NC_ERR_FORMAT, "truncated: expected 1966080000 bytes of pixel data, got 64");
+        assert_true(f->cnt.largest <= ((size_t)4 << 20));
+    }
+    /* a file that really holds its payload still loads when it outgrows the first buffer */
+    uint32_t big[3] = {40, 256, 256}, lbig[1] = {40};
+    unsigned char *many = calloc((size_t)40 * 256 * 256, 1);
+    assert_non_null(many);
+    many[(size_t)40 * 256 * 256 - 1] = 255;
+    write_idx(P(f, "img"), 0, 0x803, big, 3, many, (size_t)40 * 256 * 256);
+    write_idx(P(f, "lab"), 0, 0x801, lbig, 1, many, 40);
+    nc_dataset *ds = NULL;
+    assert_int_equal(nc_dataset_open_idx(f->ctx, P(f, "img"), P(f, "lab"), &ds), NC_OK);
+    nc_image *img = NULL;
+    assert_int_equal(nc_dataset_get(ds, 39, &img), NC_OK);
+    assert_true(nc_image_data(img)[256 * 256 - 1] == 1.0f);
+    nc_image_destroy(img);
+    nc_dataset_destroy(ds);
+    free(many);
+}
+
 static void test_idx_malformed_files(void **state) {
     fx *f = *state;
     unsigned char px[64] = {0};
@@ -1080,6 +1111,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_csv_size_mismatch_at_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idx_reads_raw_and_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idx_malformed_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idx_short_file_claiming_2gib_allocates_little, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idx_fashion_mnist, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channel_stats_match_hand_computation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channel_stats_multichannel_images_of_different_sizes, setup,

@@ -372,6 +372,8 @@ static void test_st_parse_rejects_data_short(void **state) {
                "tensor 'a': data_offsets [0,16] run past the end of the data section (12");
 }
 
+/* A header over the limit in a file that really is that large: NC_ERR_LIMIT, and the
+ * file reader refuses it before reading the rest (the file is sparse). */
 static void test_st_parse_rejects_huge_header(void **state) {
     fx *f = *state;
     size_t size;
@@ -379,20 +381,65 @@ static void test_st_parse_rejects_huge_header(void **state) {
     uint64_t n = (uint64_t)NC__ST_MAX_HEADER + 1;
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
     nc__st_file *sf = NULL;
-    assert_int_equal(nc__st_parse(f->ctx, b, size, &sf), NC_ERR_LIMIT);
-    assert_non_null(strstr(nc_context_last_error(f->ctx), "exceeds the limit"));
-    memset(b, 0xff, 8); /* 2^64-1 */
-    assert_int_equal(nc__st_parse(f->ctx, b, size, &sf), NC_ERR_LIMIT);
-    /* the file reader refuses it before reading the rest */
     char *path = tu_tmp_path("huge.safetensors");
     FILE *fp = fopen(path, "wb");
-    fwrite(b, 1, size, fp);
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b, 1, size, fp), size);
+    assert_int_equal(ftruncate(fileno(fp), (off_t)(8 + n)), 0);
     fclose(fp);
     assert_int_equal(nc__st_read(f->ctx, path, &sf), NC_ERR_LIMIT);
     assert_non_null(strstr(nc_context_last_error(f->ctx), path));
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "exceeds the limit"));
+    assert_null(sf);
+    /* the same length in a short file: the file is not safetensors at all */
+    assert_int_equal(nc__st_parse(f->ctx, b, size, &sf), NC_ERR_FORMAT);
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "not a safetensors file"));
+    memset(b, 0xff, 8); /* 2^64-1 */
+    assert_int_equal(nc__st_parse(f->ctx, b, size, &sf), NC_ERR_FORMAT);
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "header length 18446744073709551615 runs past the end"));
     unlink(path);
     free(path);
     free(b);
+}
+
+/* Issue 15: a text file given as a model was "header length 2338328219631577204 exceeds
+ * the limit"; it is not a safetensors file, and the message says so and shows how the
+ * file begins. Through the reader and through nc_model_load. */
+static void test_st_read_text_file_is_not_safetensors(void **state) {
+    fx *f = *state;
+    static const char text[] = "# lab notes\nsample 1: chlorella\nsample 2: debris\n";
+    char *path = tu_tmp_path("notes.txt");
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    nc__st_file *sf = NULL;
+    assert_int_equal(nc__st_read(f->ctx, path, &sf), NC_ERR_FORMAT);
+    const char *msg = nc_context_last_error(f->ctx);
+    assert_non_null(strstr(msg, path));
+    assert_non_null(strstr(msg, "not a safetensors file"));
+    assert_non_null(strstr(msg, "it begins with the text \"# lab no\""));
+    assert_null(strstr(msg, "exceeds the limit"));
+    assert_null(sf);
+    nc_model *m = NULL;
+    assert_int_equal(nc_model_load(f->ctx, path, &m), NC_ERR_FORMAT);
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "not a safetensors file"));
+    assert_null(m);
+    /* from memory, and binary bytes are not shown as text */
+    assert_int_equal(nc__st_parse(f->ctx, text, sizeof text - 1, &sf), NC_ERR_FORMAT);
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "<memory>: not a safetensors file"));
+    const unsigned char bin[12] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13};
+    assert_int_equal(nc__st_parse(f->ctx, bin, sizeof bin, &sf), NC_ERR_FORMAT);
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "not a safetensors file"));
+    assert_null(strstr(nc_context_last_error(f->ctx), "begins with the text"));
+    /* a length that fits but a header that is not JSON: also not a safetensors file */
+    size_t size;
+    unsigned char *b = make_file("[1, 2]", 0, &size);
+    assert_int_equal(nc__st_parse(f->ctx, b, size, &sf), NC_ERR_FORMAT);
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "not a safetensors file: header does not begin with '{'"));
+    free(b);
+    unlink(path);
+    free(path);
 }
 
 static void test_st_parse_rejects_not_json(void **state) {
@@ -924,6 +971,7 @@ int main(void) {
         T(test_st_parse_rejects_header_past_eof),
         T(test_st_parse_rejects_data_short),
         T(test_st_parse_rejects_huge_header),
+        T(test_st_read_text_file_is_not_safetensors),
         T(test_st_parse_rejects_not_json),
         T(test_st_parse_rejects_not_object),
         T(test_st_parse_rejects_bad_text),

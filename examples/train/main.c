@@ -112,12 +112,7 @@ int main(int argc, char **argv) {
             return EXIT_FAIL;
         }
     }
-    for (int i = 0; i < OPT_COUNT; i++) {
-        c.val[i] = option_defs[i].def;
-        for (int k = 0; k < nkeys; k++)
-            if (option_defs[i].persist && strcmp(keys[k], option_defs[i].name) == 0) c.val[i] = vals[k];
-        if (cl[i]) c.val[i] = cl[i];
-    }
+    cfg_fill(&c, cl, keys, vals, nkeys);
     if ((rc = cfg_resolve(&c)) != 0) {
         config_free(keys, vals, nkeys);
         return rc;

@@ -361,20 +361,38 @@ fail:
     return -1;
 }
 
-int config_read(const char *path, char ***keys, char ***vals, int *count, char *err, size_t errsize) {
+int config_parse(const char *text, const char *path, char ***keys, char ***vals, int *count, char *err,
+                 size_t errsize) {
     *keys = *vals = NULL;
     *count = 0;
-    char *text = NULL;
-    int rc = read_text(path, &text, err, errsize);
-    if (rc != 0) return rc;
+    int rc = 0;
     cJSON *root = cJSON_Parse(text);
-    free(text);
     if (!cJSON_IsObject(root) || string_members(root, keys, vals, count) != 0) {
         snprintf(err, errsize, "%s is not a config.json written by " PROG, path);
         rc = -2;
     }
     cJSON_Delete(root);
     return rc;
+}
+
+int config_read(const char *path, char ***keys, char ***vals, int *count, char *err, size_t errsize) {
+    *keys = *vals = NULL;
+    *count = 0;
+    char *text = NULL;
+    int rc = read_text(path, &text, err, errsize);
+    if (rc != 0) return rc;
+    rc = config_parse(text, path, keys, vals, count, err, errsize);
+    free(text);
+    return rc;
+}
+
+void cfg_fill(cfg *c, const char *const *cl, char **keys, char **vals, int nkeys) {
+    for (int i = 0; i < OPT_COUNT; i++) {
+        c->val[i] = option_defs[i].def;
+        for (int k = 0; k < nkeys; k++)
+            if (option_defs[i].persist && strcmp(keys[k], option_defs[i].name) == 0) c->val[i] = vals[k];
+        if (cl[i]) c->val[i] = cl[i];
+    }
 }
 
 void config_free(char **keys, char **vals, int count) {

@@ -164,6 +164,13 @@ int cfg_resolve(cfg *c);
 int config_write(const cfg *c, const char *path, char *err, size_t errsize);
 /* Reads path into owned strings (*keys, *vals, *count); 0 ok, -1 missing, -2 malformed. */
 int config_read(const char *path, char ***keys, char ***vals, int *count, char *err, size_t errsize);
+/* The same from the NUL-terminated text of the file (path names it in err); 0 or -2.
+ * tests/fuzz/fuzz_config.c feeds it arbitrary text. */
+int config_parse(const char *text, const char *path, char ***keys, char ***vals, int *count, char *err,
+                 size_t errsize);
+/* The effective strings: each option's default, replaced by a persisted option's value
+ * among keys/vals (config.json), replaced by the command line's cl[id] when given. */
+void cfg_fill(cfg *c, const char *const *cl, char **keys, char **vals, int nkeys);
 void config_free(char **keys, char **vals, int count);
 
 /* progress.c */

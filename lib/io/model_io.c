@@ -8,6 +8,7 @@
 #include "core/model.h"
 #include "io/model_io.h"
 #include "io/safetensors.h"
+#include "models/models.h"
 
 #include <float.h>
 #include <limits.h>
@@ -242,8 +243,34 @@ static nc_status parse_meta(nc_context *ctx, const char *path, const char *key, 
     return NC_OK;
 }
 
-static nc_status create_from_options(nc_context *ctx, const char *path, const char *arch, const char *text,
-                                     nc_model **out) {
+static nc_status check_tensors(nc_context *ctx, const nc__graph *g, const nc__st_file *f, const char *path,
+                               int strict, nc_load_report *r, const char *ignore_prefix);
+
+/* Before a model is allocated and initialised: the graph its metadata describes needs
+ * exactly the file's tensors (strict check, nc_model_load's messages). Without this a
+ * file of a few hundred bytes whose metadata names a huge architecture had the whole
+ * model allocated first (gigabytes, minutes of initialisation: found by fuzzing). */
+static nc_status graph_fits_file(nc_context *ctx, const nc__graph *g, const nc__st_file *f, const char *path,
+                                 const char *ignore_prefix) {
+    nc_load_report r;
+    return check_tensors(ctx, g, f, path, 1, &r, ignore_prefix);
+}
+
+/* The graph of architecture o checked against f; options the builder refuses are left
+ * for nc_model_create to report. */
+static nc_status arch_fits_file(nc_context *ctx, const nc_model_options *o, const nc__st_file *f, const char *path,
+                                const char *ignore_prefix) {
+    nc_builder *b = NULL;
+    nc_value input, logits;
+    nc_status st = nc_builder_create(ctx, o->in_channels, &b, &input);
+    if (st == NC_OK && nc__arch_build(ctx, o, b, &logits) == NC_OK)
+        st = graph_fits_file(ctx, nc__builder_graph(b), f, path, ignore_prefix);
+    nc_builder_destroy(b);
+    return st == NC_ERR_OUT_OF_MEMORY || st == NC_ERR_NOT_FOUND || st == NC_ERR_SHAPE ? st : NC_OK;
+}
+
+static nc_status create_from_options(nc_context *ctx, const nc__st_file *f, const char *path, const char *arch,
+                                     const char *text, const char *ignore_prefix, nc_model **out) {
     cJSON *j = NULL;
     nc_status pst = parse_meta(ctx, path, "neurc.options", text, &j);
     if (pst != NC_OK) return pst;
@@ -284,7 +311,9 @@ static nc_status create_from_options(nc_context *ctx, const char *path, const ch
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
     if (cJSON_IsString(seed)) o.seed = strtoull(seed->valuestring, NULL, 10);
     nc__json_delete(ctx, j);
-    nc_status st = nc_model_create(ctx, &o, out);
+    nc_status st = arch_fits_file(ctx, &o, f, path, ignore_prefix);
+    if (st != NC_OK) return st;
+    st = nc_model_create(ctx, &o, out);
     if (st != NC_OK) nc__error_prefix(ctx, st, "%s: architecture from metadata", path);
     return st;
 }
@@ -295,8 +324,8 @@ static nc__op op_from_key(const char *key) {
     return NC__OP_COUNT;
 }
 
-static nc_status create_from_graph(nc_context *ctx, const char *path, const char *text, int num_heads,
-                                   nc_model **out) {
+static nc_status create_from_graph(nc_context *ctx, const nc__st_file *f, const char *path, const char *text,
+                                   int num_heads, const char *ignore_prefix, nc_model **out) {
     nc_status st = NC_OK;
     nc_builder *b = NULL;
     nc_value *ids = NULL;
@@ -363,6 +392,12 @@ static nc_status create_from_graph(nc_context *ctx, const char *path, const char
     }
     int output = json_int(j, "output", -1);
     if (output < 1 || output > count) goto bad;
+    if ((st = graph_fits_file(ctx, nc__builder_graph(b), f, path, ignore_prefix)) != NC_OK) {
+        nc_builder_destroy(b);
+        nc__free(ctx, ids);
+        nc__json_delete(ctx, j);
+        return st;
+    }
     NC_CHECK(nc_builder_finish(b, ids[output], num_heads, 0, out));
     goto fail; /* cleanup */
 bad:
@@ -419,12 +454,10 @@ nc_status nc__load_copy(nc_model *m, int i, const nc__st_tensor *ft, float *host
 
 /* Matches file tensors to model tensors; strict: any difference fails before
  * anything is changed. */
-static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *path, int strict, nc_load_report *rep,
-                              const char *ignore_prefix, int check_only) {
-    nc_context *ctx = m->ctx;
-    const nc__graph *g = m->graph;
-    nc_load_report local;
-    nc_load_report *r = rep ? rep : &local;
+/* Compares graph g's tensors with file f's (into *r); with strict, any missing,
+ * unexpected (unless named with ignore_prefix) or mismatched tensor is an error. */
+static nc_status check_tensors(nc_context *ctx, const nc__graph *g, const nc__st_file *f, const char *path,
+                               int strict, nc_load_report *r, const char *ignore_prefix) {
     memset(r, 0, sizeof *r);
     r->struct_size = sizeof *r;
     for (int i = 0; i < g->n_tensors; i++) {
@@ -451,13 +484,22 @@ static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *pat
         return nc__error(ctx, r->mismatched ? NC_ERR_SHAPE : NC_ERR_NOT_FOUND,
                          "%s: %d missing, %d unexpected, %d mismatched tensors (%s)", path, r->missing, r->unexpected,
                          r->mismatched, r->text);
-    if (check_only) return NC_OK;
+    return NC_OK;
+}
+
+static nc_status load_tensors(nc_model *m, const nc__st_file *f, const char *path, int strict, nc_load_report *rep,
+                              const char *ignore_prefix, int check_only) {
+    nc_context *ctx = m->ctx;
+    const nc__graph *g = m->graph;
+    nc_load_report local;
+    nc_load_report *r = rep ? rep : &local;
+    nc_status st = check_tensors(ctx, g, f, path, strict, r, ignore_prefix);
+    if (st != NC_OK || check_only) return st;
     int64_t maxn = 1;
     for (int i = 0; i < g->n_tensors; i++)
         if (m->slots[i].numel > maxn) maxn = m->slots[i].numel;
     float *host = nc__alloc(ctx, (size_t)maxn * sizeof(float));
     if (!host) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    nc_status st = NC_OK;
     for (int i = 0; i < g->n_tensors && st == NC_OK; i++) {
         const nc__tensor_def *t = &g->tensors[i];
         const nc__st_tensor *ft = nc__st_find(f, t->name);
@@ -543,14 +585,12 @@ static nc_status load_metadata(nc_model *m, const nc__st_file *f, const char *pa
     return st;
 }
 
-nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
-    if (!ctx) return NC_ERR_NULL;
-    if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_model_load: path or out is NULL");
-    *out = NULL;
-    nc__st_file *f = NULL;
+nc_status nc__model_load_st(nc_context *ctx, const nc__st_file *f, const char *path, nc_model **out) {
     nc_model *m = NULL;
     nc_status st;
-    NC_CHECK(nc__st_read(ctx, path, &f));
+    *out = NULL;
+    /* a checkpoint is also a model file: its optimizer tensors are not the model's */
+    const char *ignore = nc__st_meta(f, NC__CHECKPOINT_VERSION_KEY) ? NC__CHECKPOINT_PREFIX : NULL;
     const char *ver = nc__st_meta(f, "neurc.format_version");
     const char *arch = nc__st_meta(f, "neurc.arch");
     if (!ver || !arch) {
@@ -576,24 +616,32 @@ nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
             st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.num_heads' is not a positive integer", path);
             goto fail;
         }
-        NC_CHECK(create_from_graph(ctx, path, graph, (int)nh, &m));
+        NC_CHECK(create_from_graph(ctx, f, path, graph, (int)nh, ignore, &m));
     } else {
         const char *opts = nc__st_meta(f, "neurc.options");
         if (!opts) {
             st = nc__error(ctx, NC_ERR_FORMAT, "%s: metadata 'neurc.options' is missing", path);
             goto fail;
         }
-        NC_CHECK(create_from_options(ctx, path, arch, opts, &m));
+        NC_CHECK(create_from_options(ctx, f, path, arch, opts, ignore, &m));
     }
-    /* a checkpoint is also a model file: its optimizer tensors are not the model's */
-    NC_CHECK(load_tensors(m, f, path, 1, NULL,
-                          nc__st_meta(f, NC__CHECKPOINT_VERSION_KEY) ? NC__CHECKPOINT_PREFIX : NULL, 0));
+    NC_CHECK(load_tensors(m, f, path, 1, NULL, ignore, 0));
     NC_CHECK(load_metadata(m, f, path));
-    nc__st_close(f);
     *out = m;
     return NC_OK;
 fail:
     nc_model_destroy(m);
+    return st;
+}
+
+nc_status nc_model_load(nc_context *ctx, const char *path, nc_model **out) {
+    if (!ctx) return NC_ERR_NULL;
+    if (!path || !out) return nc__error(ctx, NC_ERR_NULL, "nc_model_load: path or out is NULL");
+    *out = NULL;
+    nc__st_file *f = NULL;
+    nc_status st = nc__st_read(ctx, path, &f);
+    if (st != NC_OK) return st;
+    st = nc__model_load_st(ctx, f, path, out);
     nc__st_close(f);
     return st;
 }
@@ -607,9 +655,14 @@ static nc_status load_weights(nc_model *m, const char *path, int strict, nc_load
     nc__st_file *f = NULL;
     nc_status st = nc__st_read(ctx, path, &f);
     if (st != NC_OK) return st;
-    st = load_tensors(m, f, path, strict, report, NULL, 0);
+    st = nc__model_load_weights_st(m, f, path, strict, report);
     nc__st_close(f);
     return st;
+}
+
+nc_status nc__model_load_weights_st(nc_model *m, const nc__st_file *f, const char *path, int strict,
+                                    nc_load_report *report) {
+    return load_tensors(m, f, path, strict, report, NULL, 0);
 }
 
 nc_status nc_model_load_weights(nc_model *m, const char *path, int strict, nc_load_report *report) {

@@ -50,4 +50,15 @@ nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch);
 nc_status nc__model_io_load_tensors(nc_model *m, const nc__st_file *f, const char *path, const char *ignore_prefix,
                                     int check_only);
 
+/* The file-reading entries on an already parsed file f (from nc__st_read, or from
+ * memory with nc__st_parse: the fuzz targets in tests/fuzz/ use these); `path` labels
+ * the messages. Same statuses as nc_model_load, nc_model_load_weights and
+ * nc_model_load_pretrained (whose report and options rules apply; opt is never NULL
+ * here and already checked). f stays the caller's. */
+nc_status nc__model_load_st(nc_context *ctx, const nc__st_file *f, const char *path, nc_model **out);
+nc_status nc__model_load_weights_st(nc_model *m, const nc__st_file *f, const char *path, int strict,
+                                    nc_load_report *report);
+nc_status nc__model_load_pretrained_st(nc_model *m, const nc__st_file *f, const char *path,
+                                       const nc_pretrained_options *opt, nc_load_report *report);
+
 #endif

@@ -187,9 +187,24 @@ static nc_status load_pretrained(nc_model *m, const char *path, const nc_pretrai
     if (report && report->struct_size != 0 && report->struct_size < sizeof *report)
         return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: bad report struct_size", fn);
 
+    if (report) {
+        memset(report, 0, sizeof *report);
+        report->struct_size = sizeof *report;
+    }
+    nc__st_file *f = NULL;
+    nc_status st = nc__st_read(ctx, path, &f);
+    if (st != NC_OK) return st;
+    st = nc__model_load_pretrained_st(m, f, path, &o, report);
+    nc__st_close(f);
+    return st;
+}
+
+nc_status nc__model_load_pretrained_st(nc_model *m, const nc__st_file *f, const char *path,
+                                       const nc_pretrained_options *opt, nc_load_report *report) {
+    nc_context *ctx = m->ctx;
+    const nc_pretrained_options o = *opt;
     const nc__graph *g = m->graph;
     nc_status st = NC_OK;
-    nc__st_file *f = NULL;
     head_prefix *heads = NULL;
     unsigned char *plan = NULL;
     float *host = NULL, *rgb = NULL, *adapted = NULL;
@@ -198,7 +213,6 @@ static nc_status load_pretrained(nc_model *m, const char *path, const nc_pretrai
     memset(r, 0, sizeof *r);
     r->struct_size = sizeof *r;
 
-    NC_CHECK(nc__st_read(ctx, path, &f));
     heads = nc__alloc(ctx, 2 * (size_t)g->n_nodes * sizeof *heads);
     plan = nc__calloc(ctx, (size_t)g->n_tensors + 1, 1);
     NC_CHECK_ALLOC(ctx, heads);
@@ -289,7 +303,6 @@ fail:
     nc__free(ctx, host);
     nc__free(ctx, plan);
     nc__free(ctx, heads);
-    nc__st_close(f);
     return st;
 }
 

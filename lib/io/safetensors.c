@@ -360,7 +360,8 @@ done:
  * raw control bytes (JSON allows none but whitespace) and no "\u0000" escape (which
  * would cut a C string short). */
 static nc_status check_header_text(reader *r, const unsigned char *h, size_t n) {
-    if (n == 0 || h[0] != '{') return ferr(r, NC_ERR_FORMAT, "header does not begin with '{'");
+    if (n == 0 || h[0] != '{')
+        return ferr(r, NC_ERR_FORMAT, "not a safetensors file: header does not begin with '{'");
     size_t bad = nc__st_utf8_invalid_at(h, n);
     if (bad < n)
         return ferr(r, NC_ERR_FORMAT,
@@ -385,17 +386,26 @@ static nc_status check_header_text(reader *r, const unsigned char *h, size_t n) 
     return NC_OK;
 }
 
+/* Checks the header length n read from the file's first 8 bytes `head`. A length
+ * that runs past the end of the file means the file is not safetensors at all (a text
+ * file's first 8 bytes read as a huge number): said so, with those bytes when they are
+ * printable. Only a file that really holds a header over the limit gets NC_ERR_LIMIT. */
 static nc_status check_header_length(nc_context *ctx, const char *label, uint64_t file_size,
-                                     uint64_t n) {
+                                     const unsigned char *head) {
+    uint64_t n = load_le64(head);
+    if (n > file_size - 8) {
+        int text = 1;
+        for (int i = 0; i < 8; i++) text &= head[i] >= 0x20 && head[i] < 0x7f;
+        return nc__error(ctx, NC_ERR_FORMAT,
+                         "%s: not a safetensors file: header length %" PRIu64
+                         " runs past the end of the file (%" PRIu64 " bytes)%s%.*s%s",
+                         label, n, file_size, text ? "; it begins with the text \"" : "", text ? 8 : 0,
+                         (const char *)head, text ? "\"" : "");
+    }
     if (n > NC__ST_MAX_HEADER)
         return nc__error(ctx, NC_ERR_LIMIT,
                          "%s: header length %" PRIu64 " exceeds the limit of %u bytes", label, n,
                          NC__ST_MAX_HEADER);
-    if (n > file_size - 8)
-        return nc__error(ctx, NC_ERR_FORMAT,
-                         "%s: header length %" PRIu64 " runs past the end of the file (%" PRIu64
-                         " bytes)",
-                         label, n, file_size);
     return NC_OK;
 }
 
@@ -424,8 +434,8 @@ static nc_status parse_blob(nc_context *ctx, const char *label, unsigned char *b
                   size);
         goto fail;
     }
+    NC_CHECK(check_header_length(ctx, label, size, blob));
     uint64_t n = load_le64(blob);
-    NC_CHECK(check_header_length(ctx, label, size, n));
     const unsigned char *hdr = blob + 8;
     r.data = hdr + n;
     r.data_size = (uint64_t)size - 8 - n;
@@ -585,7 +595,7 @@ nc_status nc__st_read(nc_context *ctx, const char *path, nc__st_file **out) {
     if (size >= 8) {
         unsigned char len[8];
         if (read_full(fd, len, 8, 0) != 0) goto read_error;
-        NC_CHECK(check_header_length(ctx, path, size, load_le64(len)));
+        NC_CHECK(check_header_length(ctx, path, size, len));
     }
     blob = nc__alloc(ctx, size + 1);
     if (!blob) {

@@ -423,21 +423,30 @@ static nc_status state_tensors(nc_trainer *t, const nc__st_file *f, const char *
 
 static nc_status load_checkpoint(nc_trainer *t, const char *path, nc_checkpoint_info *info) {
     if (!t) return NC_ERR_NULL;
-    nc_model *m = t->m;
-    nc_context *ctx = m->ctx;
+    nc_context *ctx = t->m->ctx;
     if (!path) return nc__error(ctx, NC_ERR_NULL, "nc_trainer_load_checkpoint: path is NULL");
     nc_status st;
     if (info && (st = info_size(ctx, "nc_trainer_load_checkpoint", info->struct_size)) != NC_OK) return st;
+    nc__st_file *f = NULL;
+    if ((st = nc__st_read(ctx, path, &f)) != NC_OK) return st;
+    st = nc__trainer_load_checkpoint_st(t, f, path, info);
+    nc__st_close(f);
+    return st;
+}
+
+nc_status nc__trainer_load_checkpoint_st(nc_trainer *t, const nc__st_file *f, const char *path,
+                                         nc_checkpoint_info *info) {
+    nc_model *m = t->m;
+    nc_context *ctx = m->ctx;
+    nc_status st = NC_OK;
     const nc__graph *g = m->graph;
     const int nt = g->n_tensors;
-    nc__st_file *f = NULL;
     float *host = NULL;
     const nc__st_tensor **found = NULL;
     parsed p;
     memset(&p, 0, sizeof p);
     nc__schedule_state old_sched;
     int sched_set = 0;
-    NC_CHECK(nc__st_read(ctx, path, &f));
     const char *ver = nc__st_meta(f, NC__CHECKPOINT_VERSION_KEY), *text = nc__st_meta(f, TRAINER_KEY);
     if (!ver || !text) BAD("%s: not a checkpoint (no '" NC__CHECKPOINT_VERSION_KEY "' metadata)", path);
     if (strcmp(ver, CHECKPOINT_VERSION) != 0)
@@ -514,7 +523,6 @@ fail:
     nc__free(ctx, host);
     nc__free(ctx, (void *)found);
     nc__free(ctx, p.groups);
-    nc__st_close(f);
     return st;
 }
 

@@ -55,4 +55,11 @@ struct nc_trainer {
     size_t comm_floats;
 };
 
+/* nc_trainer_load_checkpoint on an already parsed file f (nc__st_read, or from memory
+ * with nc__st_parse: tests/fuzz/ uses this); `path` labels the messages; info's
+ * struct_size already checked (or info NULL). Same statuses; f stays the caller's. */
+struct nc__st_file;
+nc_status nc__trainer_load_checkpoint_st(nc_trainer *t, const struct nc__st_file *f, const char *path,
+                                         nc_checkpoint_info *info);
+
 #endif
