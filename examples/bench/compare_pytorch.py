@@ -347,6 +347,9 @@ def compare_workloads(args, workloads, report):
                     "precision": prec, "threads": args.threads, "warmup": args.warmup, "runs": args.runs}
             entry["torch"][layout] = run_torch("workload", spec, args.threads)
         rows.append(entry)
+        ours = ", ".join(f"{b} {1e3 * o['median_s']:.1f} ms" for b, o in entry["ours"].items() if "median_s" in o)
+        print(f"  done {name}: ours {ours or 'failed'}; torch NCHW {1e3 * entry['torch']['nchw']['median_s']:.1f} ms, "
+              f"channels_last {1e3 * entry['torch']['channels_last']['median_s']:.1f} ms", file=sys.stderr, flush=True)
     report["workloads"] = rows
 
     peak = measured_peak(report)
