@@ -219,6 +219,19 @@ static const tcase cases[] = {
     /*    name                       f32 elements */
     ARENA("fill_axpby_37",           37),
     ARENA("fill_axpby_1000",         1000),
+
+    /* Appended, not with their families: a case's inputs come from its index
+     * (case_seed), so new cases go last and leave the others' inputs as they were.
+     * grouped.c's widths on nChw16c (and on nChw8c where C/G <= 4): several channel
+     * blocks, odd sizes, strides 1 and 2, batch 1. */
+    /*    name                       n    c   h   w    k  r  s   g sh sw ph pw dil bias */
+    CONV("conv2d_g16_cpg2_s2_odd",   2,  32,  9,  7,  32, 3, 3, 16, 2, 2, 1, 1, 1, 1),
+    CONV("conv2d_g12_cpg4_c48",      1,  48,  6,  9,  48, 3, 3, 12, 1, 1, 1, 1, 1, 0),
+    CONV("conv2d_g6_cpg8_bias_odd",  2,  48,  7,  5,  48, 3, 3,  6, 1, 1, 1, 1, 1, 1),
+    CONV("conv2d_g8_cpg8_s2_n1",     1,  64, 10, 11,  64, 3, 3,  8, 2, 2, 1, 1, 1, 0),
+    /*      name                     n    c   h   w    k  r   g st pad bias */
+    FUSED8("fused_g4_cpg8_bias",     2,  32,  7,  5,  32, 3,  4, 1, 1, 1),
+    FUSED8("fused_g16_cpg2_s2",      1,  32,  9,  9,  32, 3, 16, 2, 1, 0),
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 

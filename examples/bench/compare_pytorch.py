@@ -7,7 +7,10 @@ in channels_last), with the same thread count (--threads, OMP_NUM_THREADS and
 torch.set_num_threads), a warm-up, then the median of --runs timed steps; the peak
 resident set (VmHWM) is that process's. A training step is forward,
 softmax cross-entropy, backward and an SGD step with momentum 0.9 on both sides;
-inference is eval mode under torch.no_grad(). FLOPs: 2 x the multiply-accumulates
+inference is eval mode under torch.no_grad(). With --precision bf16, PyTorch runs the
+forward pass and the loss under torch.autocast("cpu", dtype=torch.bfloat16) (backward
+and the SGD step follow autocast's rules: f32 master weights) and nc-bench gets
+--precision bf16 (NC_PRECISION_BF16, the same autocast rules). FLOPs: 2 x the multiply-accumulates
 of convolutions and linear layers (counted here by forward hooks, independently of
 nc-bench's count from the model summary, and compared with it); a training step
 counts 3 x the forward FLOPs.
@@ -15,6 +18,7 @@ counts 3 x the forward FLOPs.
   /usr/bin/python3 examples/bench/compare_pytorch.py --nc-bench BUILD/examples/nc-bench
       --threads 2 --json results.json             # the three targets + resnet18 inference
   ... --quick                                     # small sizes, one run: checks the plumbing
+  ... --precision fp32,bf16                       # each workload in fp32 and in bf16 mixed precision
   ... --layers                                    # ResNeXt-50 convolutions one by one
   ... --peak                                      # SGEMM GFLOP/s of torch.mm and nc-bench
   ... --check-flops                               # MAC counts only; exit 1 on a mismatch
@@ -126,8 +130,9 @@ def time_steps(step, warmup, runs):
 
 
 def torch_workload(spec):
-    """One workload in this process; spec: arch, mode, batch, size, layout, threads, warmup, runs."""
+    """One workload in this process; spec: arch, mode, batch, size, layout, precision, threads, warmup, runs."""
     torch = torch_setup(spec["threads"])
+    import contextlib
     import torch.nn.functional as F
     rss_start = rss_mb()
     n, s, classes = spec["batch"], spec["size"], 1000
@@ -139,27 +144,33 @@ def torch_workload(spec):
     if cl:
         model = model.to(memory_format=torch.channels_last)
     fmt = torch.channels_last if cl else torch.contiguous_format
+    bf16 = spec.get("precision", "fp32") == "bf16"
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     if spec["mode"] == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)), y)
+            with autocast():
+                loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)), y)
             loss.backward()
             opt.step()
     else:
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(x.contiguous(memory_format=fmt))
     rss_setup = rss_mb()
     times = time_steps(step, spec["warmup"], spec["runs"])
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "runs": len(times), "conv_macs_per_image": conv_macs, "linear_macs_per_image": linear_macs,
             "rss_start_mb": rss_start, "rss_setup_mb": rss_setup, "peak_rss_mb": peak_rss_mb(),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "precision": "bf16" if bf16 else "fp32"}
 
 
 def torch_layers(spec):
@@ -277,6 +288,14 @@ def parse_workload(text):
     return (parts[0], parts[1], int(parts[2]), int(parts[3]))
 
 
+def parse_precisions(text):
+    precs = text.split(",")
+    for p in precs:
+        if p not in ("fp32", "bf16"):
+            raise argparse.ArgumentTypeError(f"precision '{p}' is not fp32 or bf16")
+    return precs
+
+
 def machine():
     info = {"cpu": "unknown", "cores": os.cpu_count()}
     try:
@@ -286,7 +305,7 @@ def machine():
                 info["cpu"] = line.split(":", 1)[1].strip()
             if line.startswith("Flags:"):
                 flags = line.split(":", 1)[1].split()
-                info["isa"] = [f for f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+                info["isa"] = [f for f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
     except OSError:
         pass
     info["loadavg"] = os.getloadavg()
@@ -305,14 +324,16 @@ def measured_peak(report):
 
 def compare_workloads(args, workloads, report):
     rows = []
-    for arch, mode, batch, size in workloads:
-        name = f"{arch} {mode} b{batch} {size}²"
+    for (arch, mode, batch, size), prec in [(w, p) for w in workloads for p in args.precision]:
+        name = f"{arch} {mode} b{batch} {size}² {prec}"
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        entry = {"arch": arch, "mode": mode, "batch": batch, "size": size, "ours": {}, "torch": {}}
+        entry = {"arch": arch, "mode": mode, "batch": batch, "size": size, "precision": prec, "ours": {},
+                 "torch": {}}
         for backend in args.backends:
             try:
                 r = run_nc(args, ["--arch", arch, "--mode", mode, "--batch", str(batch), "--size", str(size),
-                                  "--backend", backend, "--warmup", str(args.warmup), "--runs", str(args.runs)])
+                                  "--backend", backend, "--warmup", str(args.warmup), "--runs", str(args.runs),
+                                  "--precision", prec])
             except RuntimeError as err:  # one failing backend must not hide the others' numbers
                 print(err, file=sys.stderr)
                 entry["ours"][backend] = {"error": str(err)}
@@ -323,9 +344,12 @@ def compare_workloads(args, workloads, report):
             entry["ours"][backend] = res
         for layout in ("nchw", "channels_last"):
             spec = {"arch": arch, "mode": mode, "batch": batch, "size": size, "layout": layout,
-                    "threads": args.threads, "warmup": args.warmup, "runs": args.runs}
+                    "precision": prec, "threads": args.threads, "warmup": args.warmup, "runs": args.runs}
             entry["torch"][layout] = run_torch("workload", spec, args.threads)
         rows.append(entry)
+        ours = ", ".join(f"{b} {1e3 * o['median_s']:.1f} ms" for b, o in entry["ours"].items() if "median_s" in o)
+        print(f"  done {name}: ours {ours or 'failed'}; torch NCHW {1e3 * entry['torch']['nchw']['median_s']:.1f} ms, "
+              f"channels_last {1e3 * entry['torch']['channels_last']['median_s']:.1f} ms", file=sys.stderr, flush=True)
     report["workloads"] = rows
 
     peak = measured_peak(report)
@@ -342,7 +366,7 @@ def compare_workloads(args, workloads, report):
         for backend, o in e["ours"].items():
             if "error" in o:
                 ok = False
-                print(f"| {e['arch']} {e['mode']} b{e['batch']} {e['size']}² | failed ({backend}) | "
+                print(f"| {e['arch']} {e['mode']} b{e['batch']} {e['size']}² {e['precision']} | failed ({backend}) | "
                       f"{1e3 * tn['median_s']:.1f} | {1e3 * tc['median_s']:.1f} | {1e3 * best:.1f} | | | | | | | "
                       f"{tn['peak_rss_mb']:.0f} / {tc['peak_rss_mb']:.0f} |")
                 continue
@@ -352,11 +376,13 @@ def compare_workloads(args, workloads, report):
             o["speed_ratio"] = best / o["median_s"]
             o["fraction_of_peak"] = o["gflops"] / peak if peak else None
             frac = f"{100 * o['fraction_of_peak']:.0f} %" if peak else "(no --peak)"
-            print(f"| {e['arch']} {e['mode']} b{e['batch']} {e['size']}² | {1e3 * o['median_s']:.1f} "
+            print(f"| {e['arch']} {e['mode']} b{e['batch']} {e['size']}² {e['precision']} | {1e3 * o['median_s']:.1f} "
                   f"({o['backend']}) | {1e3 * tn['median_s']:.1f} | {1e3 * tc['median_s']:.1f} | "
                   f"{1e3 * best:.1f} | {o['speed_ratio']:.2f}× | {o['gflops']:.1f} | {frac} | "
                   f"{o['flops_per_step'] * 1e-9:.2f} | {'same' if same else f'{our_macs} vs {torch_macs}'} | "
                   f"{o['peak_rss_mb']:.0f} | {tn['peak_rss_mb']:.0f} / {tc['peak_rss_mb']:.0f} |")
+    if len(args.precision) > 1:
+        precision_summary(rows)
     print()
     print("Memory detail (MiB): resident at start (after library/interpreter load), before the first step "
           "(model, optimizer, input), peak.")
@@ -364,12 +390,43 @@ def compare_workloads(args, workloads, report):
         for backend, o in e["ours"].items():
             if "error" in o:
                 continue
-            print(f"  {e['arch']} {e['mode']} b{e['batch']} {e['size']}² ours/{o['backend']}: "
+            print(f"  {e['arch']} {e['mode']} b{e['batch']} {e['size']}² {e['precision']} ours/{o['backend']}: "
                   f"{o['rss_start_mb']:.0f} / {o['rss_setup_mb']:.0f} / {o['peak_rss_mb']:.0f}")
         for layout, t in e["torch"].items():
-            print(f"  {e['arch']} {e['mode']} b{e['batch']} {e['size']}² torch/{layout}: "
+            print(f"  {e['arch']} {e['mode']} b{e['batch']} {e['size']}² {e['precision']} torch/{layout}: "
                   f"{t['rss_start_mb']:.0f} / {t['rss_setup_mb']:.0f} / {t['peak_rss_mb']:.0f}")
     return ok
+
+
+def precision_summary(rows):
+    """One line per workload and backend: each precision's times side by side."""
+    precs = list(dict.fromkeys(e["precision"] for e in rows))
+    print()
+    print("| workload | backend | " + " | ".join(f"{p}: ours ms | {p}: best torch ms | {p}: ratio" for p in precs)
+          + " | " + " | ".join(f"ours {p} speed-up ({precs[0]} ms / {p} ms)" for p in precs[1:])
+          + " | " + " | ".join(f"torch {p} speed-up" for p in precs[1:]) + " |")
+    print("|---|---|" + "---|" * (3 * len(precs) + 2 * (len(precs) - 1)))
+    by = {}
+    for e in rows:
+        by.setdefault((e["arch"], e["mode"], e["batch"], e["size"]), {})[e["precision"]] = e
+    for (arch, mode, batch, size), per in by.items():
+        backends = list(dict.fromkeys(b for e in per.values() for b in e["ours"]))
+        for backend in backends:
+            cells, ours, best = [], {}, {}
+            for p in precs:
+                e = per.get(p)
+                o = e["ours"].get(backend, {}) if e else {}
+                if not e or "error" in o:
+                    cells.append("failed | | ")
+                    continue
+                best[p] = min(t["median_s"] for t in e["torch"].values())
+                ours[p] = o["median_s"]
+                cells.append(f"{1e3 * ours[p]:.1f} | {1e3 * best[p]:.1f} | {best[p] / ours[p]:.2f}×")
+            speed = [f"{ours[precs[0]] / ours[p]:.2f}×" if p in ours and precs[0] in ours else ""
+                     for p in precs[1:]]
+            tspeed = [f"{best[precs[0]] / best[p]:.2f}×" if p in best and precs[0] in best else ""
+                      for p in precs[1:]]
+            print(f"| {arch} {mode} b{batch} {size}² | {backend} | " + " | ".join(cells + speed + tspeed) + " |")
 
 
 def compare_layers(args, report):
@@ -460,6 +517,9 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--workload", action="append", type=parse_workload, metavar="ARCH:train|infer:BATCH:SIZE",
                     help="replaces the default list (repeatable)")
+    ap.add_argument("--precision", default="fp32", type=parse_precisions, metavar="fp32,bf16",
+                    help="precisions to run each workload in (comma-separated; default fp32): bf16 is "
+                         "torch.autocast(\"cpu\", dtype=torch.bfloat16) against nc-bench --precision bf16")
     ap.add_argument("--quick", action="store_true", help="small workloads, 1 warm-up, 1 run (a plumbing check)")
     ap.add_argument("--no-workloads", action="store_true", help="skip the whole-model table")
     ap.add_argument("--layers", action="store_true", help="also time resnext50_32x4d's convolutions one by one")
@@ -494,7 +554,8 @@ def main():
             args.warmup, args.runs = 1, 1
             args.layer_batch, args.layer_size, args.peak_n = 2, 32, 512
             report.update(warmup=1, runs=1)
-        print(f"# {report['date']}, {report['machine']['cpu']}, {args.threads} threads, "
+        print(f"# {report['date']}, {report['machine']['cpu']} ({' '.join(report['machine'].get('isa', []))}), "
+              f"{args.threads} threads, "
               f"load average {report['machine']['loadavg'][0]:.2f}, warm-up {args.warmup}, median of {args.runs}")
         if args.peak:
             measure_peak(args, report)

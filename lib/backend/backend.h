@@ -240,6 +240,10 @@ typedef struct nc__backend {
      * descriptor and dtype; 0 otherwise. The planner fuses only where this says yes
      * and fails naming the node where a single op is refused. */
     int (*supports)(void *state, const nc__op_query *q);
+    /* (optional) Why this backend refuses every op on values of dtype dt on this
+     * machine (a missing CPU feature, say), or NULL when it has no such reason. The
+     * planner appends it to its message when it fails on a node of that dtype. */
+    const char *(*dtype_refusal)(void *state, nc__dtype dt);
 
     /* ---- memory */
     nc_status (*alloc)(void *state, size_t bytes, void **out);

@@ -302,9 +302,10 @@ nc_status nc__plan_check_support(const nc__plan *p, const nc__plan_uses *u) {
         node_query nq;
         query_node(p, i, &nq);
         if (be->supports(ctx->backend_state, &nq.q)) continue;
-        return nc__error(ctx, NC_ERR_UNSUPPORTED, "%s: the %s backend cannot run %s on %s values (%s)",
+        const char *why = be->dtype_refusal ? be->dtype_refusal(ctx->backend_state, p->dtype[i]) : NULL;
+        return nc__error(ctx, NC_ERR_UNSUPPORTED, "%s: the %s backend cannot run %s on %s values (%s)%s%s",
                          node(p, i)->name, be->name, op_title(p, i), nc__dtype_name(p->dtype[i]),
-                         p->training ? "training" : "inference");
+                         p->training ? "training" : "inference", why ? ": " : "", why ? why : "");
     }
     return NC_OK;
 }

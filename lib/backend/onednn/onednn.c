@@ -10,6 +10,7 @@
 #include "backend/ref/ref.h"
 #include "core/bf16.h"
 
+#include <stdio.h>
 #include <string.h>
 #if defined(_OPENMP)
 #include <omp.h>
@@ -390,6 +391,38 @@ fail:
     return st;
 }
 
+/* oneDNN's name of an effective ISA (dnnl_cpu_isa_t; ONEDNN_MAX_CPU_ISA caps it). */
+static const char *isa_name(unsigned isa) {
+    switch (isa) {
+    case dnnl_cpu_isa_sse41: return "SSE41";
+    case dnnl_cpu_isa_avx: return "AVX";
+    case dnnl_cpu_isa_avx2: return "AVX2";
+    case dnnl_cpu_isa_avx2_vnni: return "AVX2_VNNI";
+    case dnnl_cpu_isa_avx512_core: return "AVX512_CORE";
+    case dnnl_cpu_isa_avx512_core_vnni: return "AVX512_CORE_VNNI";
+    case dnnl_cpu_isa_avx512_core_bf16: return "AVX512_CORE_BF16";
+    case dnnl_cpu_isa_avx512_core_amx: return "AVX512_CORE_AMX";
+    }
+    return "another";
+}
+
+/* bf16 kernels: oneDNN's effective ISA includes AVX512_BF16 (AMX's includes it too;
+ * nothing here caps the ISA, so oneDNN picks AMX kernels where the CPU has AMX). */
+static void detect_bf16(dn_state *s) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), want = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    s->isa_bf16 = (isa & want) == want;
+    s->bf16_refusal[0] = '\0';
+    if (!s->isa_bf16)
+        snprintf(s->bf16_refusal, sizeof s->bf16_refusal,
+                 "bf16 needs a CPU with AVX512_BF16 or AMX, and oneDNN finds neither here (its ISA: %s)",
+                 isa_name(isa));
+}
+
+static const char *dn_dtype_refusal(void *state, nc__dtype dt) {
+    const dn_state *s = state;
+    return dt == NC__DTYPE_BF16 && !s->isa_bf16 ? s->bf16_refusal : NULL;
+}
+
 static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
     nc_status st = NC_OK;
     dn_state *s = nc__calloc(ctx, 1, sizeof *s);
@@ -397,12 +430,9 @@ static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
     s->ctx = ctx;
     s->nt = num_threads >= 1 ? num_threads : 1;
     s->bf16 = ctx->opt.precision == NC_PRECISION_BF16_MATH;
-    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), want = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
-    s->isa_bf16 = (isa & want) == want; /* bf16 kernels: both bf16 policies need them */
+    detect_bf16(s); /* both bf16 policies need its kernels */
     if (s->bf16 && !s->isa_bf16) {
-        st = nc__error(ctx, NC_ERR_UNSUPPORTED,
-                       "onednn backend: bf16 compute needs a CPU with AVX512_BF16 (or AMX); this one has not "
-                       "(oneDNN ISA 0x%x)", isa);
+        st = nc__error(ctx, NC_ERR_UNSUPPORTED, "onednn backend: %s", s->bf16_refusal);
         goto fail;
     }
     NC_DNNL_CHECK("engine", dnnl_engine_create(&s->engine, dnnl_cpu, 0));
@@ -611,6 +641,7 @@ static const nc__backend onednn_backend = {
     .worker_create = dn_worker_create,
     .worker_destroy = dn_destroy,
     .supports = dn_supports,
+    .dtype_refusal = dn_dtype_refusal,
     .alloc = dn_alloc,
     .free = dn_free,
     .write = dn_copy_bytes,

@@ -34,6 +34,9 @@ typedef struct dn_state {
     int isa_bf16;                 /* 1: oneDNN's effective ISA has bf16 kernels
                                      (avx512_core_bf16 or AMX): bf16 values allowed */
     int block;                    /* channel block of the activation layout; 0: plain */
+    char bf16_refusal[160];       /* why bf16 values are refused here ("" when isa_bf16) */
+    int gconv_off;                /* 1: grouped convolutions always on oneDNN's primitives,
+                                     never grouped.c's (bench_gconv compares the two); 0 */
     dnnl_engine_t engine;         /* a worker's is its parent's */
     int is_worker;                /* 1: made by worker_create (backend.h, CONCURRENCY) */
     dnnl_stream_t stream;         /* the state's own, like its scratch */

@@ -120,10 +120,11 @@ fail:
     return st;
 }
 
-/* Narrow grouped convolutions (2 or 4 channels per group) run our own kernels
- * (grouped.c) on the nChw8c layout instead of oneDNN's im2col + GEMM. */
+/* Narrow grouped convolutions (the widths of grouped.h) run our own kernels
+ * (grouped.c) on the blocked layout instead of oneDNN's im2col + GEMM. */
 static int use_gconv(const dn_state *s, const nc__conv_desc *d) {
-    return s->block == 8 && !s->bf16 && d->dtype == NC__DTYPE_F32 && nc__gconv8_supported(d);
+    return !s->gconv_off && s->block > 0 && !s->bf16 && d->dtype == NC__DTYPE_F32 &&
+           nc__gconv_supported(d, s->block);
 }
 
 /* The bias the primitive reads: b, or for bf16 values b rounded to bf16 (as
@@ -156,8 +157,8 @@ static nc_status conv_weights(dn_state *s, dn_cache *c, const nc__conv_desc *d, 
     }
     c->wready = 0;
     if (use_gconv(s, d)) {
-        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, nc__gconv8_weight_floats(d) * sizeof(float)));
-        nc__gconv8_pack_weights(d, c->wbuf, w);
+        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, nc__gconv_weight_floats(d) * sizeof(float)));
+        nc__gconv_pack_weights(d, s->block, c->wbuf, w);
     } else {
         const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
         NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(wei)));
@@ -181,7 +182,7 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
     NC_CHECK(conv_prepare(s, d, OP_CONV, b != NULL, &c, &m));
     if (use_gconv(s, d)) {
         NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
-        nc__gconv8_forward(s->nt, d, y, x, bw, b, NULL, 0);
+        nc__gconv_forward(s->nt, d, s->block, y, x, bw, b, NULL, 0);
         return NC_OK;
     }
     NC_CHECK(conv_make_fwd(s, c, &m, b != NULL, dnnl_forward_training, NULL));
@@ -279,7 +280,7 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
     }
     NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw)); /* with bn: the folded copy just made or cached */
     if (own)
-        nc__gconv8_forward(s->nt, d, y, x, bw, bias, residual, relu);
+        nc__gconv_forward(s->nt, d, s->block, y, x, bw, bias, residual, relu);
     else
         NC_CHECK(fused_exec(s, c, &m, y, x, bw, bias, residual));
 fail:
@@ -327,14 +328,14 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
                 bw = c->wbuf;
             else
                 NC_CHECK(conv_weights(s, c, d, &m, w, w, 1, &bw));
-            nc__gconv8_backward_data(s->nt, d, dx, dy, bw, d->dx_write);
+            nc__gconv_backward_data(s->nt, d, s->block, dx, dy, bw, d->dx_write);
         }
         if (dw || db) {
             float *tw = dw;
             if (!tw) /* bias gradient only: the weights' goes to scratch */
                 NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, (size_t)(d->k * (d->c / d->groups) * d->r * d->s) * sizeof(float),
                                           (void **)&tw));
-            nc__gconv8_backward_weights(s->nt, d, tw, db, dy, x);
+            nc__gconv_backward_weights(s->nt, d, s->block, tw, db, dy, x);
         }
         return NC_OK;
     }
