@@ -462,7 +462,9 @@ static nc_status dn_worker_create(void *state, void **worker) {
     dn_state *s = nc__calloc(parent->ctx, 1, sizeof *s);
     if (!s) return nc__error(parent->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a worker");
     *s = (dn_state){.ctx = parent->ctx, .nt = parent->nt, .bf16 = parent->bf16, .isa_bf16 = parent->isa_bf16,
-                    .block = parent->block, .engine = parent->engine, .is_worker = 1};
+                    .block = parent->block, .gconv_off = parent->gconv_off, .engine = parent->engine,
+                    .is_worker = 1};
+    memcpy(s->bf16_refusal, parent->bf16_refusal, sizeof s->bf16_refusal);
     nc_status st = NC_OK;
     NC_DNNL_CHECK("stream", dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags));
     *worker = s;
