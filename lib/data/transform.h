@@ -15,8 +15,18 @@
  * target_clones, an ifunc). Only on static functions: GCC exports the resolver of a
  * non-static one whatever its visibility. The loops are plain C that the compiler
  * vectorises; without FMA contraction (-std=c11) both versions round identically. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define NC__SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define NC__SANITIZED 1
+#endif
+/* Not under sanitizers: the ifunc resolver runs during relocation, before the
+ * sanitizer's runtime is up, and an instrumented resolver crashes there (TSan). */
 #if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(NC_NO_TARGET_CLONES)
+    !defined(NC_NO_TARGET_CLONES) && !defined(NC__SANITIZED)
 #define NC__VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define NC__VECTOR_CLONES
