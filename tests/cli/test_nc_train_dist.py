@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,17 +34,12 @@ def mpirun(n, *args, timeout=240):
 class DistributedTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="nc_train_dist_")
-        base.TMP = cls.tmp
-        base.setUpModule.__globals__["TMP"] = cls.tmp
-        for k, name in enumerate(base.CLASSES):
-            os.makedirs(os.path.join(cls.tmp.name, "data", name))
-            for i in range(base.PER_CLASS):
-                base.png_gray(os.path.join(cls.tmp.name, "data", name, "%02d.png" % i), base.image(k, i))
+        base.setUpModule()  # test_nc_train.py's PNG folder, in its own temporary directory
+        cls.tmp = base.TMP
 
     @classmethod
     def tearDownClass(cls):
-        cls.tmp.cleanup()
+        base.tearDownModule()
 
     def test_two_ranks_then_resume_on_one(self):
         out = os.path.join(self.tmp.name, "run")
