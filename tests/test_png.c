@@ -697,6 +697,22 @@ static void test_png_read_limit_width_before_allocation(void **state) {
     free(path);
 }
 
+/* A 48-byte file whose ancillary sPLT chunk claims 1.2 GB (found by fuzz_png): libpng
+ * would allocate the declared length before reading; refused as truncated first. */
+static void test_png_read_chunk_longer_than_file(void **state) {
+    fx *f = *state;
+    unsigned char buf[48];
+    craft_header_only(buf, 9, 9, 4, PNG_COLOR_TYPE_PALETTE);
+    store_be32(buf + 33, 0x4c000030u);
+    memcpy(buf + 37, "sPLT", 4);
+    memcpy(buf + 41, "PLTE\0\0\0", 7);
+    f->cnt.largest = 0;
+    expect_memory_status(f, buf, sizeof buf, NC_ERR_FORMAT, "sPLT claims 1.2 GB");
+    assert_error_mentions(f->ctx, "truncated");
+    assert_error_mentions(f->ctx, "sPLT");
+    assert_true(f->cnt.largest < 65536);
+}
+
 static void test_png_read_limit_height_and_pixels(void **state) {
     fx *f = *state;
     unsigned char buf[45];
@@ -847,7 +863,7 @@ int main(void) {
         T(test_png_read_palette_trns_gives_rgba), T(test_png_read_gray_low_bit_depths),
         T(test_png_read_gray_trns_adds_alpha), T(test_png_read_rgb_trns_adds_alpha),
         T(test_png_read_interlaced), T(test_png_read_memory_matches_file), T(test_png_read_missing_file),
-        T(test_png_read_not_png), T(test_png_read_truncated_every_length),
+        T(test_png_read_not_png), T(test_png_read_truncated_every_length), T(test_png_read_chunk_longer_than_file),
         T(test_png_read_corrupt_bytes_fail), T(test_png_read_corrupt_idat_with_valid_crc),
         T(test_png_read_ignores_bad_ancillary_chunk), T(test_png_read_limit_width_before_allocation),
         T(test_png_read_limit_height_and_pixels), T(test_png_read_custom_limits), T(test_png_write_bad_args),

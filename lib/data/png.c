@@ -226,6 +226,33 @@ static int is_oom_text(const char *msg) {
     return strstr(msg, "ut of memory") || strstr(msg, "ut of Memory") || strstr(msg, "nsufficient memory");
 }
 
+static int is_ascii_letter(unsigned char c) { return (c | 32) >= 'a' && (c | 32) <= 'z'; }
+
+/* Walks the chunk list of a whole file up to IEND: a chunk that claims more bytes than
+ * the file holds means a truncated or corrupt file. libpng allocates an ancillary
+ * chunk's declared length before it reads the data (a 50-byte file with a 1 GB sPLT
+ * chunk made it ask for 1 GB), so nothing reaches libpng whose chunks overrun it. */
+static nc_status check_chunk_lengths(nc_context *ctx, const char *name, const unsigned char *data, size_t size) {
+    size_t pos = 8;
+    while (size - pos >= 8) { /* a length and a type: libpng acts on them */
+        uint32_t len = load_be32(data + pos);
+        if (len > PNG_UINT_31_MAX)
+            return nc__error(ctx, NC_ERR_FORMAT, "%s: corrupt PNG file: chunk at byte %zu claims %" PRIu32 " bytes",
+                             name, pos, len);
+        if (size - pos < 12 || len > size - pos - 12) {
+            char type[5] = {0};
+            for (int i = 0; i < 4; i++) type[i] = is_ascii_letter(data[pos + 4 + i]) ? (char)data[pos + 4 + i] : '?';
+            return nc__error(ctx, NC_ERR_FORMAT,
+                             "%s: truncated PNG file: chunk '%s' at byte %zu claims %" PRIu32
+                             " bytes, the file ends after %zu",
+                             name, type, pos, len, size);
+        }
+        if (memcmp(data + pos + 4, "IEND", 4) == 0) break;
+        pos += 12 + (size_t)len;
+    }
+    return NC_OK;
+}
+
 /* Decodes `size` bytes (a whole PNG file; borrowed). `name` names it in messages. */
 static nc_status decode(nc_context *ctx, const char *name, const unsigned char *data, size_t size,
                         const nc_png_limits *lim, nc__pixels *px) {
@@ -247,6 +274,9 @@ static nc_status decode(nc_context *ctx, const char *name, const unsigned char *
             if (st != NC_OK) return st;
         }
     }
+
+    nc_status st = check_chunk_lengths(ctx, name, data, size);
+    if (st != NC_OK) return st;
 
     png_job j;
     memset(&j, 0, sizeof j);
