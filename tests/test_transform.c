@@ -922,6 +922,37 @@ static void test_threads_match_serial(void **state) {
 
 /* ------------------------------------------------------------ main */
 
+/* nc__hue_span takes eight pixels at a time through AVX2 intrinsics where the CPU has
+ * them and the rest one by one: the two must agree bit for bit, including on grey
+ * pixels, zeros of either sign, saturated values and every hue sector. */
+static void test_hue_vector_equals_scalar(void **state) {
+    (void)state;
+    enum { N = 8 * 512 + 5 };
+    static float orig[3 * N], x[3 * N], y[3 * N];
+    uint64_t z = 12345;
+    const float special[] = {0.0f, -0.0f, 1.0f, 0.5f, 1e-30f, 0.999999f};
+    for (int i = 0; i < 3 * N; i++) {
+        z = z * 6364136223846793005ull + 1442695040888963407ull;
+        orig[i] = (float)(z >> 40) / (float)(1 << 24);
+        if ((z >> 20) % 7 == 0) orig[i] = special[(z >> 10) % 6];
+    }
+    for (int i = 0; i < N; i += 11) orig[N + i] = orig[i], orig[2 * N + i] = orig[i]; /* grey pixels */
+    const float factors[] = {0.0f, 0.05f, -0.05f, 0.5f, -0.5f, 0.3333333f};
+    for (size_t f = 0; f < sizeof factors / sizeof *factors; f++) {
+        memcpy(x, orig, sizeof x);
+        memcpy(y, orig, sizeof y);
+        nc__span whole_span = {x, 3, N, N};
+        nc__hue_span(&whole_span, factors[f]);
+        for (size_t i = 0; i < N; i++) {
+            nc__span one = {y + i, 3, 1, N}; /* n < 8: the scalar code */
+            nc__hue_span(&one, factors[f]);
+        }
+        for (int i = 0; i < 3 * N; i++)
+            if (memcmp(&x[i], &y[i], sizeof(float)) != 0)
+                fail_msg("factor %g value %d: vector %a scalar %a", (double)factors[f], i, (double)x[i], (double)y[i]);
+    }
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
@@ -943,6 +974,7 @@ int main(void) {
         T(test_resize_shorter_side_overflow),
         T(test_out_of_memory_everywhere),
         T(test_threads_match_serial),
+        T(test_hue_vector_equals_scalar),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
