@@ -220,6 +220,45 @@ static void test_checkpoint_loads_as_model(void **s) {
     free(path);
 }
 
+/* A program embedding the library may set LC_NUMERIC to a locale with a decimal
+ * comma: the checkpoint's numbers (the best metric, the schedule's state) must still
+ * be written with '.' and read back exactly. */
+static void test_checkpoint_locale_independent(void **s) {
+    (void)s;
+    char *path = tu_tmp_path("locale.safetensors"), *locdir = tu_tmp_path("locale-defs");
+    if (!tu_comma_locale(locdir)) {
+        free(path);
+        free(locdir);
+        skip();
+    }
+    nc_context *ctx = ctx_new();
+    nc_model *m = small_model(ctx);
+    run r = make_run(m, NC_OPTIMIZER_ADAM, 1);
+    do_step(&r, 0);
+    nc_checkpoint_info info, back;
+    nc_checkpoint_info_init(&info);
+    info.epoch = 3;
+    info.best_metric = 0.123456789012345;
+    assert_int_equal(nc_trainer_save_checkpoint(r.t, path, &info), NC_OK);
+    nc_checkpoint_info_init(&back);
+    nc_status st = nc_trainer_load_checkpoint(r.t, path, &back);
+    tu_c_locale();
+    if (st != NC_OK) fail_msg("%s", nc_context_last_error(ctx));
+    assert_true(back.epoch == 3 && back.best_metric == info.best_metric);
+    size_t size;
+    char *text = tu_read_file(path, &size);
+    int found = 0; /* the header is text; the tensors after it may hold NULs */
+    for (size_t i = 0; i + 17 <= size && !found; i++) found = memcmp(text + i, "0.123456789012345", 17) == 0;
+    assert_true(found);
+    free(text);
+    free_run(&r);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+    unlink(path);
+    free(path);
+    free(locdir);
+}
+
 /* Removes "<path>.tmp.*" files a killed writer left behind. */
 static int remove_temps(const char *path) {
     const char *slash = strrchr(path, '/');
@@ -451,11 +490,15 @@ static void test_checkpoint_load_errors(void **s) {
 }
 
 int main(void) {
+    /* NC_TEST_FILTER=test_checkpoint_locale* runs only the matching tests (the kill
+     * trials take minutes) */
+    if (getenv("NC_TEST_FILTER")) cmocka_set_test_filter(getenv("NC_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_resume_adam_exact),
         cmocka_unit_test(test_checkpoint_resume_sgd_momentum_exact),
         cmocka_unit_test(test_checkpoint_resume_mid_accumulation_exact),
         cmocka_unit_test(test_checkpoint_loads_as_model),
+        cmocka_unit_test(test_checkpoint_locale_independent),
         cmocka_unit_test(test_checkpoint_killed_writer_keeps_old_file),
         cmocka_unit_test(test_checkpoint_killed_writer_100_trials),
         cmocka_unit_test(test_checkpoint_load_errors),

@@ -813,19 +813,7 @@ static void test_report_errors(void **state) {
 static void test_report_locale_independent(void **state) {
     nc_context *ctx = fx_ctx(state);
     char *locdir = tmp_dir("locale");
-    const char *loc = NULL;
-    static const char *const cands[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8"};
-    for (size_t i = 0; i < 3 && !loc; i++)
-        if (setlocale(LC_NUMERIC, cands[i])) loc = cands[i];
-    if (!loc && access("/usr/bin/localedef", X_OK) == 0) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "mkdir -p '%s' && localedef -i de_DE -f UTF-8 '%s/de_DE.UTF-8' >/dev/null 2>&1",
-                 locdir, locdir);
-        if (system(cmd) == 0 || access(locdir, F_OK) == 0) {
-            setenv("LOCPATH", locdir, 1);
-            if (setlocale(LC_NUMERIC, "de_DE.UTF-8")) loc = "de_DE.UTF-8";
-        }
-    }
+    const char *loc = tu_comma_locale(locdir);
     if (!loc) {
         rm_rf(locdir);
         skip();
@@ -847,8 +835,7 @@ static void test_report_locale_independent(void **state) {
     assert_int_equal(nc_history_get(h, 2, &a), NC_OK);
     assert_int_equal(nc_history_get(back, 2, &b), NC_OK);
     assert_true(a.train_loss == b.train_loss && a.images_per_sec == b.images_per_sec);
-    setlocale(LC_NUMERIC, "C");
-    unsetenv("LOCPATH");
+    tu_c_locale();
 
     char *text = tu_read_file(csv, NULL);
     assert_non_null(strstr(text, "\n3,0.66666666666666663,"));

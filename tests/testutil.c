@@ -4,6 +4,7 @@
 #include "core/rng.h"
 #include "neurc.h"
 
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,4 +188,23 @@ int tu_fx_teardown(void **state) {
     assert_int_equal(f->cnt.live, 0);
     free(f);
     return 0;
+}
+
+const char *tu_comma_locale(const char *locdir) {
+    static const char *const cands[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8"};
+    for (size_t i = 0; i < sizeof cands / sizeof *cands; i++)
+        if (setlocale(LC_NUMERIC, cands[i])) return cands[i];
+    if (access("/usr/bin/localedef", X_OK) != 0) return NULL;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && localedef -i de_DE -f UTF-8 '%s/de_DE.UTF-8' >/dev/null 2>&1", locdir, locdir);
+    if (system(cmd) != 0 && access(locdir, F_OK) != 0) return NULL;
+    setenv("LOCPATH", locdir, 1);
+    if (setlocale(LC_NUMERIC, "de_DE.UTF-8")) return "de_DE.UTF-8";
+    unsetenv("LOCPATH");
+    return NULL;
+}
+
+void tu_c_locale(void) {
+    setlocale(LC_NUMERIC, "C");
+    unsetenv("LOCPATH");
 }

@@ -31,6 +31,12 @@ char *tu_read_file(const char *path, size_t *size);
 char *tu_fixture(const char *name);
 /* Temporary path unique to this process: "/tmp/nc_test_<pid>_<name>" (malloc'ed). */
 char *tu_tmp_path(const char *name);
+/* Sets LC_NUMERIC to a locale whose decimal point is ',' (German or French; built with
+ * localedef into `locdir`, an existing directory, when none is installed, then
+ * LOCPATH points there). Returns its name, or NULL when none could be set up.
+ * tu_c_locale() goes back to "C" and unsets LOCPATH. */
+const char *tu_comma_locale(const char *locdir);
+void tu_c_locale(void);
 
 /* An allocator that counts (thread-safe) and can fail on purpose, for leak and
  * out-of-memory tests. calls counts every allocation attempt; once fail_after >= 0,

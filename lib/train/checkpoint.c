@@ -5,6 +5,7 @@
 #include "neurc.h"
 #include "core/context.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "core/model.h"
 #include "io/model_io.h"
 #include "io/safetensors.h"
@@ -58,7 +59,7 @@ static void add_f64(nc__jw *o, const char *key, double v) {
     else if (isinf(v))
         snprintf(buf, sizeof buf, v > 0 ? "inf" : "-inf");
     else
-        snprintf(buf, sizeof buf, "%.17g", v);
+        nc__fmt_exact(buf, sizeof buf, v); /* '.' whatever LC_NUMERIC the embedding program set */
     nc__jw_str(o, key, buf);
 }
 
@@ -76,10 +77,10 @@ static int get_i64(const cJSON *o, const char *key, int64_t *out) {
 static int get_f64(const cJSON *o, const char *key, double *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(v) || !v->valuestring[0]) return -1;
-    char *end;
-    double x = strtod(v->valuestring, &end);
-    if (*end) return -1;
-    *out = x;
+    const char *t = v->valuestring;
+    if (strcmp(t, "nan") == 0) *out = NAN;
+    else if (strcmp(t, "inf") == 0 || strcmp(t, "-inf") == 0) *out = t[0] == '-' ? -INFINITY : INFINITY;
+    else return nc__parse_num(t, strlen(t), out); /* not strtod: it follows LC_NUMERIC */
     return 0;
 }
 
