@@ -210,7 +210,9 @@ static const char *param(ox *o, int i, int k) {
     return init_f32(o, d->name, d->shape.ndim, d->shape.d, o->host + o->host_off[t]);
 }
 
-static const float *param_data(const ox *o, int i, int k) { return o->host + o->host_off[o->g->nodes[i].tensors[k]]; }
+static const float *param_data(const ox *o, int i, int k) {
+    return o->host + o->host_off[o->g->nodes[i].tensors[k]];
+}
 
 /* ---------------------------------------------------------- translators */
 
@@ -334,7 +336,8 @@ static void emit_adaptive_matrix(ox *o, int i, int64_t h, int64_t w, int64_t oh,
 
 static void emit_adaptive(ox *o, int i) {
     const nc__shape *x = &o->shapes[o->g->nodes[i].inputs[0]];
-    const int64_t h = x->d[2], w = x->d[3], oh = o->g->nodes[i].attr.pool.out_h, ow = o->g->nodes[i].attr.pool.out_w;
+    const nc__pool_attr *a = &o->g->nodes[i].attr.pool;
+    const int64_t h = x->d[2], w = x->d[3], oh = a->out_h, ow = a->out_w;
     if (oh == 1 && ow == 1)
         emit_unary(o, i, "GlobalAveragePool");
     else if (h % oh == 0 && w % ow == 0)
@@ -368,7 +371,9 @@ static void emit_node(ox *o, int i) {
     case NC__OP_CONV2D: emit_conv(o, i); break;
     case NC__OP_BATCHNORM: emit_batchnorm(o, i); break;
     case NC__OP_RELU: emit_unary(o, i, "Relu"); break;
-    case NC__OP_MAXPOOL: emit_pool(o, i, "MaxPool", pa->kh, pa->kw, pa->stride_h, pa->stride_w, pa->pad_h, pa->pad_w); break;
+    case NC__OP_MAXPOOL:
+        emit_pool(o, i, "MaxPool", pa->kh, pa->kw, pa->stride_h, pa->stride_w, pa->pad_h, pa->pad_w);
+        break;
     case NC__OP_AVGPOOL:
         emit_pool(o, i, "AveragePool", pa->kh, pa->kw, pa->stride_h, pa->stride_w, pa->pad_h, pa->pad_w);
         break;
@@ -482,8 +487,8 @@ static Onnx__GraphProto *build_graph(ox *o) {
     const nc__shape *xs = &o->shapes[0], *ys = &o->shapes[o->output];
     in[0] = value_info(o, "input", 4, xs->d);
     const int64_t per_head[2] = {0, ys->d[1] / heads};
-    for (int h = 0; h < (split ? heads : 1); h++)
-        out[h] = split ? value_info(o, ox_fmt(o, "logits_%d", h), 2, per_head) : value_info(o, out_name(o, o->output), 2, ys->d);
+    if (!split) out[0] = value_info(o, out_name(o, o->output), 2, ys->d);
+    for (int h = 0; h < (split ? heads : 0); h++) out[h] = value_info(o, ox_fmt(o, "logits_%d", h), 2, per_head);
     if (o->oom) return NULL;
     gp->name = o->m->has_arch ? (char *)o->m->arch_name : "custom";
     gp->n_node = o->nodes.n;
@@ -549,7 +554,8 @@ static nc_status pack_and_write(ox *o, Onnx__ModelProto *mp, const char *path) {
                          "ONNX file",
                          path, size);
     uint8_t *buf = nc__alloc(o->ctx, size ? size : 1);
-    if (!buf) return nc__error(o->ctx, NC_ERR_OUT_OF_MEMORY, "nc_model_export_onnx: out of memory for %zu bytes", size);
+    if (!buf)
+        return nc__error(o->ctx, NC_ERR_OUT_OF_MEMORY, "nc_model_export_onnx: out of memory for %zu bytes", size);
     onnx__model_proto__pack(mp, buf);
     nc_status st = nc__write_file_atomic(o->ctx, path, buf, size);
     nc__free(o->ctx, buf);

@@ -332,9 +332,14 @@ class TestOnnxExport(unittest.TestCase):
         with self.assertRaises(neurc.IOError) as e:
             m.export_onnx(self.path("missing/dir/m.onnx"), 16)
         self.assertIn("missing/dir", str(e.exception))
-        m.export_onnx(path, 16)  # replaces the file, leaves no temporary behind
+        m.set_info("image_size", "16x12")
+        m.export_onnx(path, split_heads=True)  # replaces the file, leaves no temporary behind
         self.assertEqual(sorted(os.listdir(self.tmp.name)), ["keep.onnx"])
-        onnx.checker.check_model(onnx.load(path), full_check=True)
+        proto = onnx.load(path)
+        onnx.checker.check_model(proto, full_check=True)
+        self.assertEqual([o.name for o in proto.graph.output], ["logits_0"])  # split, one head
+        self.assertEqual([d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim],
+                         ["batch", 1, 16, 12])
         m.close()
 
 

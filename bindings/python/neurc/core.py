@@ -419,11 +419,12 @@ class Model(_ContextObject):
         nc-train); width defaults to height. normalize puts the stored mean/std into the
         graph; fold_batchnorm folds batch norms into the convolutions before them.
         Raises NeurcError (status UNSUPPORTED when neurc was built without ONNX)."""
-        if height is None:
-            size = self.get_info("image_size")
-            if size is None or not size.isdigit():
-                raise ValueError("export_onnx: give height (and width): the model has no info key image_size")
-            height = int(size)
+        if height is None:  # "N" or "HxW", as nc-export reads it
+            h, _, w = (self.get_info("image_size") or "").partition("x")
+            if not h.isdigit() or not (w.isdigit() or not w):
+                raise ValueError("export_onnx: give height (and width): the model has no usable info key "
+                                 "image_size")
+            height, width = int(h), (int(w) if w else width)
         opt = nc_onnx_options()
         lib.nc_onnx_options_init(byref(opt))
         opt.height = height
