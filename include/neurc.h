@@ -371,6 +371,45 @@ NC_API const char *nc_model_info(const nc_model *model, const char *key);
 /// The model's context (borrowed); NULL for NULL.
 NC_API nc_context *nc_model_context(const nc_model *model);
 
+/* ------------------------------------------------------------- ONNX export */
+
+/** How nc_model_export_onnx writes the inference graph (docs/onnx.md). */
+typedef struct nc_onnx_options {
+    size_t struct_size;   /* sizeof(nc_onnx_options), set by _init */
+    int height, width;    /* input image size the graph is exported for (>= 1; no
+                             default: nc-train records it as the info key
+                             "image_size"). The batch dimension is always dynamic. */
+    int opset;            /* ONNX opset, 13..17; default 13 */
+    int split_heads;      /* 1 = one output per head, "logits_0" ... (N, classes) each;
+                             default 0 = one output "logits" (N, heads*classes),
+                             head-major as nc_model_forward */
+    int normalize;        /* 1 = the graph takes unnormalised input and first applies
+                             the model's stored mean/std ((x - mean) / std); default 0 =
+                             the input is normalised by the caller, as for
+                             nc_model_forward */
+    int fold_batchnorm;   /* 1 = a batch norm right after a convolution (its only user)
+                             is folded into the convolution's weight and bias; default
+                             0 = BatchNormalization nodes with the stored statistics */
+} nc_onnx_options;
+
+/// Fills `opt` with the defaults above (height and width 0). NULL is ignored.
+NC_API void nc_onnx_options_init(nc_onnx_options *opt);
+
+/// Writes the model's inference graph (eval mode: running batch-norm statistics,
+/// no dropout) as an ONNX model file: input "input" (batch, C, height, width)
+/// float32, output "logits" (or one per head with split_heads), parameters as
+/// initializers under their state_dict names, and the model's metadata (class names,
+/// normalisation, heads, architecture, info keys) as metadata_props (docs/onnx.md).
+/// The file is written atomically (temporary file + rename): on any failure `path`
+/// is left as it was. opt may be NULL for the defaults, which need height and width.
+/// Returns NC_OK; NC_ERR_NULL (model or path NULL); NC_ERR_INVALID_ARGUMENT (bad
+/// struct_size, height/width < 1, opset outside 13..17); NC_ERR_STATE (normalize set
+/// but the model stores no normalisation); NC_ERR_SHAPE (image too small for the
+/// network); NC_ERR_LIMIT (over protobuf's 2 GB message limit);
+/// NC_ERR_UNSUPPORTED (neurc built without ONNX support: meson option `onnx`);
+/// NC_ERR_IO (with the path and errno text); NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_model_export_onnx(nc_model *model, const char *path, const nc_onnx_options *opt);
+
 /* ----------------------------------------------------------------- builder */
 
 /** A value in a graph under construction: the output of one layer. */

@@ -1,9 +1,10 @@
 /* test_alloc_fail.c — allocation-failure sweeps: for every k, the k-th allocation
  * through the context's hooks fails (once, and from k on), in model create + forward,
  * model load, weight load, trainer create + steps, checkpoint save and load, and the
- * data path (PNG folder + loader, gzip IDX pair). Each attempt must return NC_OK or
- * NC_ERR_OUT_OF_MEMORY with a message, leave nothing allocated, and change nothing it
- * did not finish (weights, checkpoint file). Run under ASan too (docs/reliability.md). */
+ * data path (PNG folder + loader, gzip IDX pair), and the ONNX export. Each attempt
+ * must return NC_OK or NC_ERR_OUT_OF_MEMORY with a message, leave nothing allocated,
+ * and change nothing it did not finish (weights, checkpoint file, ONNX file). Run
+ * under ASan too (docs/reliability.md). */
 #include "testutil.h"
 
 #include "neurc.h"
@@ -642,6 +643,64 @@ static void test_alloc_idx_gz(void **state) {
 #endif
 }
 
+/* ------------------------------------------------------------- ONNX export */
+
+/* ONNX export (with BN folding, heads split, normalisation in the graph and metadata):
+ * a failed export leaves the existing file as it was. */
+typedef struct onnx_case {
+    nc_model *m;
+    char *path;
+} onnx_case;
+
+static nc_status op_onnx_export(nc_context *ctx, void *user) {
+    (void)ctx;
+    onnx_case *c = user;
+    nc_onnx_options o;
+    nc_onnx_options_init(&o);
+    o.height = o.width = H;
+    o.split_heads = o.normalize = o.fold_batchnorm = 1;
+    return nc_model_export_onnx(c->m, c->path, &o);
+}
+
+static void write_old(const char *path) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("old", f);
+    fclose(f);
+}
+
+static void check_onnx_export(nc_context *ctx, void *user, nc_status st) {
+    (void)ctx;
+    onnx_case *c = user;
+    size_t size = 0;
+    char *data = tu_read_file(c->path, &size);
+    assert_non_null(data);
+    if (st != NC_OK) same(data, "old", 4, "the ONNX file", st);
+    free(data);
+    write_old(c->path); /* for the next attempt */
+}
+
+static void test_alloc_onnx_export(void **state) {
+#if HAVE_ONNX
+    tu_fx *f = *state;
+    onnx_case c = {0};
+    const char *names[CLASSES] = {"a", "b", "c"};
+    const float mean[1] = {0.5f}, std[1] = {0.25f};
+    assert_int_equal(make_model(f->ctx, &c.m), NC_OK);
+    assert_int_equal(nc_model_set_class_names(c.m, names, CLASSES), NC_OK);
+    assert_int_equal(nc_model_set_normalization(c.m, mean, std), NC_OK);
+    c.path = tu_tmp_path("alloc_fail.onnx");
+    write_old(c.path);
+    sweep(f, op_onnx_export, check_onnx_export, &c, "ONNX export");
+    unlink(c.path);
+    free(c.path);
+    nc_model_destroy(c.m);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_alloc_model_create_forward, tu_fx_setup, tu_fx_teardown),
@@ -656,6 +715,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_alloc_loader_png_folder, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_loader_workers, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_idx_gz, tu_fx_setup, tu_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_onnx_export, tu_fx_setup, tu_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

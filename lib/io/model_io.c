@@ -119,16 +119,60 @@ static void string_array(nc__jw *j, char *const *v, int n) {
     nc__jw_end(j);
 }
 
-/* Adds the compact JSON text written into j as metadata `key`; ends j. */
-static nc_status add_meta_json(nc_context *ctx, nc__st_writer *w, const char *key, nc__jw *j) {
+/* ---------------------------------------------------------------------- save */
+
+static nc_status st_meta(void *w, const char *key, const char *value) {
+    return nc__st_writer_meta(w, key, value);
+}
+
+/* Passes the compact JSON text written into j to fn as metadata `key`; ends j. */
+static nc_status emit_json(nc_context *ctx, nc__meta_fn fn, void *user, const char *key, nc__jw *j) {
     char *text = NULL;
-    nc_status st = nc__jw_finish(j, "nc_model_save: metadata", &text, NULL);
-    if (st == NC_OK) st = nc__st_writer_meta(w, key, text);
+    nc_status st = nc__jw_finish(j, "model metadata", &text, NULL);
+    if (st == NC_OK) st = fn(user, key, text);
     nc__free(ctx, text);
     return st;
 }
 
-/* ---------------------------------------------------------------------- save */
+nc_status nc__model_io_meta(const nc_model *m, nc__meta_fn fn, void *user) {
+    nc_context *ctx = m->ctx;
+    const nc__graph *g = m->graph;
+    nc_status st = NC_OK;
+    NC_CHECK(fn(user, "neurc.version", nc_version_string()));
+    NC_CHECK(fn(user, "neurc.arch", m->has_arch ? m->arch_name : "custom"));
+    nc__jw j;
+    nc__jw_init(&j, ctx, 0);
+    if (m->has_arch) options_json(&j, &m->opt);
+    else graph_json(&j, g);
+    NC_CHECK(emit_json(ctx, fn, user, m->has_arch ? "neurc.options" : "neurc.graph", &j));
+    {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d", g->num_heads);
+        NC_CHECK(fn(user, "neurc.num_heads", buf));
+        snprintf(buf, sizeof buf, "%d", m->num_classes);
+        NC_CHECK(fn(user, "neurc.num_classes", buf));
+    }
+    if (m->class_names) {
+        nc__jw_init(&j, ctx, 0);
+        string_array(&j, m->class_names, m->num_classes);
+        NC_CHECK(emit_json(ctx, fn, user, "neurc.class_names", &j));
+    }
+    if (m->norm_mean) {
+        nc__jw_init(&j, ctx, 0);
+        float_array(&j, m->norm_mean, g->in_channels);
+        NC_CHECK(emit_json(ctx, fn, user, "neurc.norm_mean", &j));
+        nc__jw_init(&j, ctx, 0);
+        float_array(&j, m->norm_std, g->in_channels);
+        NC_CHECK(emit_json(ctx, fn, user, "neurc.norm_std", &j));
+    }
+    for (int i = 0; i < m->n_info; i++) {
+        char key[80];
+        snprintf(key, sizeof key, "%s%s", USER_PREFIX, m->info_keys[i]);
+        NC_CHECK(fn(user, key, m->info_values[i]));
+    }
+fail:
+    return st;
+}
 
 nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch) {
     nc_context *ctx = m->ctx;
@@ -152,38 +196,7 @@ nc_status nc__model_io_add(nc_model *m, nc__st_writer *w, float **scratch) {
     }
     NC_CHECK(nc__st_writer_meta(w, "format", "pt"));
     NC_CHECK(nc__st_writer_meta(w, "neurc.format_version", FORMAT_VERSION));
-    NC_CHECK(nc__st_writer_meta(w, "neurc.version", nc_version_string()));
-    NC_CHECK(nc__st_writer_meta(w, "neurc.arch", m->has_arch ? m->arch_name : "custom"));
-    nc__jw j;
-    nc__jw_init(&j, ctx, 0);
-    if (m->has_arch) options_json(&j, &m->opt);
-    else graph_json(&j, g);
-    NC_CHECK(add_meta_json(ctx, w, m->has_arch ? "neurc.options" : "neurc.graph", &j));
-    {
-        char buf[32];
-        snprintf(buf, sizeof buf, "%d", g->num_heads);
-        NC_CHECK(nc__st_writer_meta(w, "neurc.num_heads", buf));
-        snprintf(buf, sizeof buf, "%d", m->num_classes);
-        NC_CHECK(nc__st_writer_meta(w, "neurc.num_classes", buf));
-    }
-    if (m->class_names) {
-        nc__jw_init(&j, ctx, 0);
-        string_array(&j, m->class_names, m->num_classes);
-        NC_CHECK(add_meta_json(ctx, w, "neurc.class_names", &j));
-    }
-    if (m->norm_mean) {
-        nc__jw_init(&j, ctx, 0);
-        float_array(&j, m->norm_mean, g->in_channels);
-        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_mean", &j));
-        nc__jw_init(&j, ctx, 0);
-        float_array(&j, m->norm_std, g->in_channels);
-        NC_CHECK(add_meta_json(ctx, w, "neurc.norm_std", &j));
-    }
-    for (int i = 0; i < m->n_info; i++) {
-        char key[80];
-        snprintf(key, sizeof key, "%s%s", USER_PREFIX, m->info_keys[i]);
-        NC_CHECK(nc__st_writer_meta(w, key, m->info_values[i]));
-    }
+    NC_CHECK(nc__model_io_meta(m, st_meta, w));
 fail:
     return st;
 }

@@ -35,6 +35,15 @@ nc_status nc__load_copy(nc_model *m, int i, const nc__st_tensor *ft, float *host
 #define NC__CHECKPOINT_VERSION_KEY "neurc.checkpoint_version"
 #define NC__CHECKPOINT_PREFIX "optimizer."
 
+/* Receives one metadata entry (key, value text) of a model. */
+typedef nc_status (*nc__meta_fn)(void *user, const char *key, const char *value);
+/* The model's metadata, as nc_model_save stores it (docs/format.md) and the ONNX
+ * export repeats it (io/onnx.c): neurc.version, neurc.arch, neurc.options or
+ * neurc.graph, neurc.num_heads, neurc.num_classes, then when set neurc.class_names,
+ * neurc.norm_mean, neurc.norm_std (JSON arrays) and user.<key> for each info key.
+ * Stops at and returns fn's first failure. */
+nc_status nc__model_io_meta(const nc_model *m, nc__meta_fn fn, void *user);
+
 /* Adds every tensor of m under its name and the metadata nc_model_save writes
  * (architecture, heads, classes, class names, normalisation) to w. The tensor data
  * is downloaded into *scratch, allocated here with the context (set even on failure,

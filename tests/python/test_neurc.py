@@ -568,6 +568,30 @@ class TestModel(unittest.TestCase):
             m.set_tensor(first.name, [1.0, 2.0])
         m.close()
 
+    def test_export_onnx(self):
+        """The binding's defaults and errors; the exported graph itself is checked by
+        tests/python/test_onnx.py (onnx.checker and an independent evaluator)."""
+        m = self.model
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "m.onnx")
+            with self.assertRaises(ValueError):
+                m.export_onnx(path)  # no size given and no image_size recorded
+            m.set_info("image_size", 10)
+            try:
+                m.export_onnx(path, split_heads=True, fold_batchnorm=True)  # 10x10 from the info key
+            except neurc.UnsupportedError as e:
+                self.assertIn("without ONNX", str(e))
+                self.assertFalse(os.path.exists(path))
+            else:
+                with open(path, "rb") as f:
+                    self.assertIn(b"neurc.class_names" if m.class_names else b"neurc.num_classes", f.read())
+                with self.assertRaises(neurc.InvalidArgumentError):
+                    m.export_onnx(path, 10, 10, opset=18)
+                with self.assertRaises(TypeError):
+                    m.export_onnx(path, 10.5)
+            finally:
+                m.set_info("image_size", None)
+
     def test_save_load_metadata_and_weights(self):
         m = self.model
         with tempfile.TemporaryDirectory() as d:

@@ -149,6 +149,11 @@ class nc_load_report(Structure):
                 ("mismatched", c_int), ("text", c_char * 1024)]
 
 
+class nc_onnx_options(Structure):
+    _fields_ = [("struct_size", c_size_t), ("height", c_int), ("width", c_int), ("opset", c_int),
+                ("split_heads", c_int), ("normalize", c_int), ("fold_batchnorm", c_int)]
+
+
 class nc_pretrained_options(Structure):
     _fields_ = [("struct_size", c_size_t), ("strict", c_int), ("adapt", c_int), ("keep_head", c_int),
                 ("seed", c_uint64)]
@@ -220,6 +225,7 @@ STRUCT_INITS = {
     nc_context_options: "nc_context_options_init",
     nc_model_options: "nc_model_options_init",
     nc_pretrained_options: "nc_pretrained_options_init",
+    nc_onnx_options: "nc_onnx_options_init",
     nc_trainer_options: "nc_trainer_options_init",
     nc_schedule_options: "nc_schedule_options_init",
     nc_checkpoint_info: "nc_checkpoint_info_init",
@@ -261,6 +267,8 @@ FUNCTIONS = (
     ('nc_model_get_tensor', STATUS, [c_void_p, c_char_p, c_void_p, c_int64]),
     ('nc_model_set_tensor', STATUS, [c_void_p, c_char_p, c_void_p, c_int64]),
     ('nc_model_save', STATUS, [c_void_p, c_char_p]),
+    ('nc_onnx_options_init', None, [P(nc_onnx_options)]),
+    ('nc_model_export_onnx', STATUS, [c_void_p, c_char_p, P(nc_onnx_options)]),
     ('nc_model_load', STATUS, [c_void_p, c_char_p, P(c_void_p)]),
     ('nc_model_load_weights', STATUS, [c_void_p, c_char_p, c_int, P(nc_load_report)]),
     ('nc_pretrained_options_init', None, [P(nc_pretrained_options)]),

@@ -9,7 +9,7 @@ from ctypes import byref, c_char_p, c_float, c_int, c_int32, c_size_t, c_void_p
 
 from . import _buffers as B
 from ._lib import (Cell, StateError, decode, encode, error_class, lib, status_str, nc_checkpoint_info, nc_context_options,
-                   nc_load_report, nc_model_options, nc_pretrained_options, nc_schedule_options, nc_step_stats,
+                   nc_load_report, nc_model_options, nc_onnx_options, nc_pretrained_options, nc_schedule_options, nc_step_stats,
                    nc_tensor_info, nc_trainer_options, raise_status)
 
 BACKENDS = {"auto": 0, "ref": 1, "onednn": 2, "cuda": 3}
@@ -410,6 +410,30 @@ class Model(_ContextObject):
     def save(self, path):
         """Saves parameters, buffers and metadata as one safetensors file (atomically)."""
         self._check(lib.nc_model_save(self._h, encode(path, "path")), "nc_model_save")
+
+    def export_onnx(self, path, height=None, width=None, *, opset=13, split_heads=False, normalize=False,
+                    fold_batchnorm=False):
+        """Writes the inference graph as an ONNX file (atomically; docs/onnx.md): input
+        "input" (batch, C, height, width), output "logits" (or "logits_<h>" per head with
+        split_heads). height/width default to the model's info key "image_size" (set by
+        nc-train); width defaults to height. normalize puts the stored mean/std into the
+        graph; fold_batchnorm folds batch norms into the convolutions before them.
+        Raises NeurcError (status UNSUPPORTED when neurc was built without ONNX)."""
+        if height is None:  # "N" or "HxW", as nc-export reads it
+            h, _, w = (self.get_info("image_size") or "").partition("x")
+            if not h.isdigit() or not (w.isdigit() or not w):
+                raise ValueError("export_onnx: give height (and width): the model has no usable info key "
+                                 "image_size")
+            height, width = int(h), (int(w) if w else width)
+        opt = nc_onnx_options()
+        lib.nc_onnx_options_init(byref(opt))
+        opt.height = height
+        opt.width = height if width is None else width
+        opt.opset = opset
+        opt.split_heads = 1 if split_heads else 0
+        opt.normalize = 1 if normalize else 0
+        opt.fold_batchnorm = 1 if fold_batchnorm else 0
+        self._check(lib.nc_model_export_onnx(self._h, encode(path, "path"), byref(opt)), "nc_model_export_onnx")
 
     def load_weights(self, path, strict=True):
         """Loads a torchvision-keyed safetensors state_dict; returns a LoadReport."""
