@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,8 @@ static void usage(FILE *f) {
             "\n"
             "An input that cannot be read is reported on stderr as '" PROG ": PATH: reason';\n"
             "the other inputs are still classified and the exit status is 1. Exit status 2\n"
-            "means bad usage.\n");
+            "means bad usage. Ctrl-C stops after the batch in hand: the rows classified so\n"
+            "far are written (to --output too) and the exit status is 130.\n");
 }
 
 static int parse_int(const char *s, long lo, long hi, int *out) {
@@ -668,6 +670,23 @@ static void discard_output(app *a, char *tmp) {
             access(a->o.output, F_OK) == 0 ? " (the existing file is unchanged)" : "");
 }
 
+/* Ctrl-C: the first one ends the run after the batch in hand (the rows classified so
+ * far are written, exit 130); a second one stops at once. Only this flag is set here. */
+static volatile sig_atomic_t g_interrupted = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+    signal(SIGINT, SIG_DFL);
+}
+
+static void catch_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+}
+
 int main(int argc, char **argv) {
     app a = {0};
     input_list l = {0};
@@ -697,18 +716,25 @@ int main(int argc, char **argv) {
     if (rc == 0 && open_output(&a, &tmp) != 0) rc = 1;
     if (rc == 0) {
         write_header(&a);
-        for (size_t i = 0; i < l.n; i++) {
-            if (prepare(&a, &l, i) != 0) a.failures++;
+        catch_sigint();
+        size_t seen = 0;
+        for (; seen < l.n && !g_interrupted; seen++) {
+            if (prepare(&a, &l, seen) != 0) a.failures++;
             if (a.batch_n == a.o.batch_size) flush_batch(&a, &l);
         }
         flush_batch(&a, &l);
-        if (l.n == (size_t)a.failures && tmp) discard_output(&a, tmp);
+        if (seen == (size_t)a.failures && tmp) discard_output(&a, tmp);
         else if (close_output(&a, tmp) != 0) rc = 1;
+        if (g_interrupted) {
+            fprintf(stderr, PROG ": interrupted after %zu of %zu images; %s holds the rows of those classified\n",
+                    seen, l.n, a.o.output ? a.o.output : "the output");
+            rc = 130;
+        }
         int failed = a.failures + l.failures;
         if (failed) {
             fprintf(stderr, PROG ": %d input%s failed (see above); %zu image%s classified\n", failed,
-                    failed == 1 ? "" : "s", l.n - (size_t)a.failures, l.n - (size_t)a.failures == 1 ? "" : "s");
-            rc = 1;
+                    failed == 1 ? "" : "s", seen - (size_t)a.failures, seen - (size_t)a.failures == 1 ? "" : "s");
+            if (rc == 0) rc = 1;
         }
     }
 

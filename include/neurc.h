@@ -76,7 +76,8 @@ extern "C" {
     X(NC_ERR_NUMERIC, 9, "non-finite value")                                      \
     X(NC_ERR_BACKEND, 10, "backend failure")                                      \
     X(NC_ERR_STATE, 11, "call not valid in the current state")                    \
-    X(NC_ERR_LIMIT, 12, "size limit exceeded")
+    X(NC_ERR_LIMIT, 12, "size limit exceeded")                                    \
+    X(NC_ERR_CANCELLED, 13, "cancelled by the progress callback")
 
 #define NC__STATUS_ENUM(name, value, text) name = value,
 typedef enum nc_status { NC_STATUS_TABLE(NC__STATUS_ENUM) } nc_status;
@@ -186,6 +187,49 @@ NC_API nc_precision nc_context_precision(const nc_context *ctx);
 /// Name of a backend ("ref", "onednn", "cuda", "auto").
 NC_API const char *nc_backend_name(nc_backend_kind kind);
 
+/* ---------------------------------------------------- progress, cancellation */
+
+/** What a long call is doing when it reports progress (docs/api.md, "Progress and
+ *  cancellation"). */
+typedef enum nc_phase {
+    NC_PHASE_TRAIN = 1,    /* nc_trainer_train_epoch: after each step; done/total in batches */
+    NC_PHASE_EVALUATE = 2, /* nc_model_predict_loader with a labels buffer: after each batch */
+    NC_PHASE_PREDICT = 3,  /* nc_model_predict_loader without labels: after each batch */
+    NC_PHASE_SAVE = 4,     /* nc_model_save, nc_trainer_save_checkpoint: bytes written */
+    NC_PHASE_SCAN = 5      /* nc_dataset_open_folder (class folders listed),
+                              nc_dataset_open_csv (rows checked; total -1),
+                              nc_dataset_channel_stats (samples decoded) */
+} nc_phase;
+
+/** One progress report; valid during the callback only. */
+typedef struct nc_progress {
+    size_t struct_size;  /* sizeof(nc_progress) of the library: fields may be appended */
+    nc_phase phase;
+    int64_t done;        /* units finished so far (0 in the first report of a call) */
+    int64_t total;       /* units of the whole call, -1 when not known in advance */
+    int64_t epoch;       /* TRAIN, EVALUATE, PREDICT: the loader epoch; -1 otherwise */
+    double loss;         /* TRAIN: mean loss of the steps this call ran so far; else NaN */
+    double metric;       /* TRAIN, EVALUATE: top-1 accuracy so far (head-averaged
+                            counts; EVALUATE for softmax heads); else NaN */
+    const char *what;    /* the file being saved or the dataset being scanned; NULL else */
+} nc_progress;
+
+#define NC_PROGRESS_CONTINUE 0
+#define NC_PROGRESS_STOP 1
+
+/** Called by long calls on their calling thread: once at the start (done 0 or the
+ *  resumed position) and after each unit of work. Return NC_PROGRESS_STOP to end the
+ *  call at that point with NC_ERR_CANCELLED; what is left behind is consistent (each
+ *  reporting call says what). It must not call into the library with the same handles. */
+typedef int (*nc_progress_fn)(const nc_progress *progress, void *user);
+
+/// Sets the context's progress callback (NULL = none, the default), used by every
+/// reporting call on the context or on handles made from it (models, trainers,
+/// datasets, loaders). Set it while no call runs on the context; when several threads
+/// run reporting calls at once the callback is called from each of them. Returns NC_OK,
+/// NC_ERR_NULL (ctx NULL).
+NC_API nc_status nc_context_set_progress(nc_context *ctx, nc_progress_fn fn, void *user);
+
 /* ------------------------------------------------------------------- model */
 
 typedef enum nc_head_type {
@@ -286,7 +330,8 @@ NC_API nc_status nc_model_set_tensor(nc_model *model, const char *name, const fl
 /// Saves parameters, buffers and metadata (architecture options, class names,
 /// input normalisation) as one safetensors file, written atomically (temporary file
 /// + rename). Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (with the path and errno text),
-/// NC_ERR_OUT_OF_MEMORY.
+/// NC_ERR_OUT_OF_MEMORY, NC_ERR_CANCELLED (the progress callback stopped it, phase
+/// NC_PHASE_SAVE in bytes: the temporary file is removed, `path` is as it was).
 NC_API nc_status nc_model_save(nc_model *model, const char *path);
 
 /// Recreates a model from a file written by nc_model_save alone.
@@ -508,6 +553,40 @@ NC_API void nc_trainer_destroy(nc_trainer *trainer);
 NC_API nc_status nc_trainer_step(nc_trainer *trainer, const float *x, const int32_t *labels, int n,
                                  int c, int h, int w, nc_step_stats *out);
 
+/** What nc_trainer_train_epoch did. */
+typedef struct nc_epoch_stats {
+    size_t struct_size;  /* sizeof(nc_epoch_stats); set by the caller (nc_epoch_stats_init) */
+    int64_t batches;     /* batches of the epoch consumed so far, the skipped ones included:
+                            the nc_checkpoint_info.batch to save for a resume */
+    int64_t steps;       /* nc_trainer_step calls this call made */
+    int64_t samples;     /* samples of those steps */
+    int64_t skipped;     /* steps whose update was skipped for a non-finite value */
+    double loss;         /* mean loss per sample over the steps not skipped (NaN if none) */
+    double accuracy;     /* top-1 hits / labels counted over those steps (NaN if none) */
+    int finished;        /* 1 when the loader's epoch ended (then batches = its batch count) */
+} nc_epoch_stats;
+
+/// Zeroes `s`, loss and accuracy NaN, struct_size set. NULL is ignored.
+NC_API void nc_epoch_stats_init(nc_epoch_stats *s);
+
+/// Trains over epoch `epoch` of `loader` (nc_loader_start_epoch(loader, epoch), then
+/// one nc_trainer_step per batch), skipping its first `start_batch` batches: those a
+/// previous call already trained before it was cancelled (nc_checkpoint_info.batch of
+/// a checkpoint saved then). Reports NC_PHASE_TRAIN progress to the context's callback
+/// once before the first step (done = start_batch) and after each step (running loss
+/// and accuracy of this call). When the callback stops it, the call returns
+/// NC_ERR_CANCELLED between two steps: model and trainer hold every step taken
+/// (never half a step), `out` says how far the epoch got, and saving a checkpoint with
+/// info.batch = out->batches and calling again with start_batch = out->batches later
+/// (also in another process, after nc_trainer_load_checkpoint) continues the epoch as
+/// if uninterrupted. With a communicator (nc_trainer_set_comm) every rank must stop at
+/// the same batch. `out` may be NULL; otherwise its struct_size must be set. Returns
+/// NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (epoch or start_batch < 0, bad
+/// struct_size), NC_ERR_SHAPE, the step's and the loader's errors (prefixed with the
+/// batch), NC_ERR_CANCELLED.
+NC_API nc_status nc_trainer_train_epoch(nc_trainer *trainer, nc_loader *loader, int64_t epoch, int64_t start_batch,
+                                        nc_epoch_stats *out);
+
 /// Changes the learning rate of the "default" group from the next step on. With a
 /// schedule attached, `lr` becomes the group's base rate and the schedule's rates are
 /// computed from it from the next update on (the schedule keeps its position).
@@ -683,7 +762,9 @@ NC_API void nc_checkpoint_info_init(nc_checkpoint_info *info);
 /// to "<path>.tmp.XXXXXX" and renamed over `path`, so `path` always holds a whole
 /// checkpoint; a writer killed mid-write can leave such a temporary file behind (it
 /// is never read; delete it). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT
-/// (bad info->struct_size), NC_ERR_IO, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+/// (bad info->struct_size), NC_ERR_IO, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND,
+/// NC_ERR_CANCELLED (progress callback, NC_PHASE_SAVE: `path` keeps the previous
+/// checkpoint, no temporary file is left).
 NC_API nc_status nc_trainer_save_checkpoint(nc_trainer *trainer, const char *path, const nc_checkpoint_info *info);
 /// Restores a trainer (made for the same model architecture, optimizer and groups)
 /// from a checkpoint: model tensors, optimizer state, counters, groups' rates and
@@ -804,7 +885,10 @@ NC_API nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const 
 /// written, the message gives the size needed; or a negative capacity or epoch),
 /// NC_ERR_SHAPE, the loader's errors (decode failures name the file; the loader
 /// reports into its dataset's context, and when that is not the model's, the model's
-/// context says so), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+/// context says so), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND, NC_ERR_CANCELLED (the
+/// progress callback stopped it, phase NC_PHASE_EVALUATE when labels is given, else
+/// NC_PHASE_PREDICT, after each batch: *count rows are written and valid; the loader
+/// is left mid-epoch, its next nc_loader_start_epoch starts afresh).
 NC_API nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
                                          int32_t *labels, int64_t capacity, int64_t *count);
 
@@ -980,7 +1064,8 @@ NC_API void nc_dataset_options_init(nc_dataset_options *opt);
 /// opt may be NULL. Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad
 /// struct_size), NC_ERR_IO (missing/unreadable folder), NC_ERR_NOT_FOUND (no class
 /// folders or no images), NC_ERR_FORMAT, NC_ERR_LIMIT, NC_ERR_UNSUPPORTED (no libpng),
-/// NC_ERR_OUT_OF_MEMORY.
+/// NC_ERR_OUT_OF_MEMORY, NC_ERR_CANCELLED (progress callback, NC_PHASE_SCAN over the
+/// class folders; nothing is returned).
 NC_API nc_status nc_dataset_open_folder(nc_context *ctx, const char *root, const nc_dataset_options *opt,
                                         nc_dataset **out);
 /// A CSV manifest with a header row (RFC 4180 quoting); see docs/data.md. Labels of
@@ -989,7 +1074,8 @@ NC_API nc_status nc_dataset_open_folder(nc_context *ctx, const char *root, const
 /// exist at open. Errors name file and line: NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT
 /// (unknown column), NC_ERR_IO, NC_ERR_FORMAT (syntax, field count, empty label),
 /// NC_ERR_NOT_FOUND (missing file, no rows), NC_ERR_LIMIT, NC_ERR_UNSUPPORTED,
-/// NC_ERR_OUT_OF_MEMORY.
+/// NC_ERR_OUT_OF_MEMORY, NC_ERR_CANCELLED (progress callback, NC_PHASE_SCAN every 64
+/// rows, total -1; nothing is returned).
 NC_API nc_status nc_dataset_open_csv(nc_context *ctx, const char *manifest, const nc_dataset_options *opt,
                                      nc_dataset **out);
 /// MNIST-style IDX pair (images u8 N x H x W, labels u8 N), gzip-compressed or not.
@@ -1080,6 +1166,7 @@ NC_API nc_status nc_transform_preset_eval(nc_context *ctx, int resize, int size,
                                           const float *std, nc_transform **out);
 /// Per-channel mean and std over samples indices[0..count) (all when indices is
 /// NULL) of a dataset, optionally after a transform (NULL = raw); mean/std[channels].
+/// Reports NC_PHASE_SCAN per sample; NC_ERR_CANCELLED leaves mean and std unwritten.
 NC_API nc_status nc_dataset_channel_stats(nc_dataset *ds, const int64_t *indices, int64_t count,
                                           const nc_transform *t, float *mean, float *std);
 

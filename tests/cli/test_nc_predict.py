@@ -14,6 +14,7 @@ only; run by `meson test` (suite cpu).
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -240,6 +241,28 @@ class PredictTest(unittest.TestCase):
             for f in os.listdir(fx()):  # a killed writer may leave its temporary file
                 if f.startswith("killed.csv.tmp."):
                     os.remove(fx(f))
+
+    def test_predict_sigint_writes_the_rows_so_far(self):
+        man, out = fx("many.csv"), fx("interrupted.csv")
+        with open(man, "w") as f:
+            f.write("image\n" + "img/a.png\n" * 40000)
+        with open(out, "w") as f:
+            f.write("an earlier result\n")
+        q = subprocess.Popen([NC_PREDICT, "--threads", "1", "--checkpoint", fx("model.ckpt"), "--batch-size", "4",
+                              "--output", out, man], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        q.send_signal(signal.SIGINT)
+        _, err = q.communicate(timeout=120)
+        if q.returncode == 0:
+            self.skipTest("nc-predict finished before the signal")
+        self.assertEqual(q.returncode, 130, err)
+        self.assertIn("interrupted after", err)
+        with open(out, newline="") as f:
+            header, rows = rows_of(f.read())
+        self.assertTrue(0 < len(rows) < 40000, len(rows))
+        self.assertEqual(len(rows) % 4, 0)  # whole batches only
+        self.assertTrue(all(r == dict(rows[0]) for r in rows))
+        self.assertEqual([f for f in os.listdir(fx()) if f.startswith("interrupted.csv.tmp.")], [])
 
     def test_predict_bad_usage_exits_2(self):
         a = fx("img", "a.png")

@@ -143,7 +143,7 @@ class TestLibrary(unittest.TestCase):
                 self.assertEqual((cls.status, cls.status_name), (value, name))
         self.assertEqual(neurc.status_str(999), "unknown status")
         self.assertIs(neurc.error_class(999), neurc.Error)
-        self.assertEqual(len({neurc.error_class(v) for v, _, _ in neurc.STATUS_TABLE[1:]}), 12)
+        self.assertEqual(len({neurc.error_class(v) for v, _, _ in neurc.STATUS_TABLE[1:]}), len(neurc.STATUS_TABLE) - 1)
 
     def test_struct_sizes_match_c(self):
         for struct, init in _lib.STRUCT_INITS.items():
@@ -1186,6 +1186,151 @@ class TestComm(unittest.TestCase):
             with self.assertRaises(TypeError):
                 t.set_comm("not a comm")
             t.close()
+
+
+class TestProgress(unittest.TestCase):
+    """Progress callbacks, cancellation and Ctrl-C (docs/python.md)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ctx = neurc.Context(backend="ref", threads=1)
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.root = os.path.join(cls.dir.name, "folder")
+        for k, cname in enumerate(("a", "b")):
+            os.makedirs(os.path.join(cls.root, cname))
+            for i in range(8):
+                vals = [[[((k * 5 + i * 3 + r * 7 + c) % 16) / 15.0 for c in range(8)] for r in range(8)]]
+                with neurc.Image.from_array(vals, cls.ctx) as img:
+                    img.save_png(os.path.join(cls.root, cname, "%02d.png" % i))
+        cls.ds = neurc.Dataset.folder(cls.root, context=cls.ctx)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ds.close()
+        cls.ctx.close()
+        cls.dir.cleanup()
+
+    def tearDown(self):
+        self.ctx.set_progress(None)
+
+    def make(self):
+        m = neurc.Model("simple_cnn", num_classes=2, in_channels=1, context=self.ctx, width=4, seed=3)
+        return m, neurc.Trainer(m, lr=0.05, optimizer="adam")
+
+    def loader(self):
+        return neurc.Loader(self.ds, batch_size=4, workers=0, seed=1)
+
+    def test_status_and_error_class(self):
+        self.assertEqual(neurc.status_str(13), "cancelled by the progress callback")
+        self.assertIs(neurc.error_class(13), neurc.CancelledError)
+        with self.assertRaises(TypeError):
+            self.ctx.set_progress(42)
+
+    def test_train_epoch_stop_checkpoint_resume_equals_straight(self):
+        with self.loader() as ld:
+            ma, ta = self.make()
+            full = ta.train_epoch(ld, epoch=0)
+            self.assertEqual((full.batches, full.steps, full.finished), (4, 4, True))
+            mb, tb = self.make()
+            seen = []
+            self.ctx.set_progress(lambda p: seen.append(p) or (neurc.STOP if p.done >= 2 else None))
+            with self.assertRaises(neurc.CancelledError) as cm:
+                tb.train_epoch(ld, epoch=0)
+            self.ctx.set_progress(None)
+            st = cm.exception.stats
+            self.assertEqual((st.batches, st.steps, st.finished), (2, 2, False))
+            self.assertIn("cancelled by the progress callback after 2 of 4 batches", str(cm.exception))
+            self.assertEqual([p.done for p in seen], [0, 1, 2])
+            self.assertEqual(seen[-1].phase, "train")
+            self.assertEqual((seen[-1].total, seen[-1].epoch), (4, 0))
+            path = os.path.join(self.dir.name, "ck.safetensors")
+            tb.save_checkpoint(path, epoch=0, batch=st.batches)
+            mc, tc = self.make()
+            info = tc.load_checkpoint(path)
+            rest = tc.train_epoch(ld, epoch=info.epoch, start_batch=info.batch)
+            self.assertEqual((rest.steps, rest.batches), (2, 4))
+            for name in ("conv1.weight", "fc.weight", "bn1.running_var"):
+                self.assertEqual(to_list(mc.get_tensor(name)), to_list(ma.get_tensor(name)), name)
+            for o in (ta, tb, tc, ma, mb, mc):
+                o.close()
+
+    def test_callback_exception_stops_the_call_and_is_reraised(self):
+        m, t = self.make()
+        with self.loader() as ld:
+            def boom(p):
+                if p.done == 1:
+                    raise KeyboardInterrupt
+            self.ctx.set_progress(boom)
+            with self.assertRaises(KeyboardInterrupt) as cm:
+                t.train_epoch(ld)
+            self.assertEqual(cm.exception.stats.steps, 1)
+            self.assertEqual(t.num_steps, 1)
+            self.ctx.set_progress(lambda p: 1 / 0)
+            with self.assertRaises(ZeroDivisionError):
+                m.predict_loader(ld)
+            self.ctx.set_progress(None)
+            logits, _ = m.predict_loader(ld)  # nothing left over from the cancelled calls
+            self.assertEqual(len(logits), 16)
+        t.close()
+        m.close()
+
+    def test_real_sigint_during_a_c_call_is_keyboard_interrupt(self):
+        import signal
+        m, t = self.make()
+        with self.loader() as ld:
+            reports = []
+
+            def press_ctrl_c(p):  # a Ctrl-C that lands while the C call runs
+                reports.append(p.done)
+                if p.done == 1:
+                    os.kill(os.getpid(), signal.SIGINT)
+            self.ctx.set_progress(press_ctrl_c)
+            with self.assertRaises(KeyboardInterrupt) as cm:
+                m.predict_loader(ld)
+            self.assertLessEqual(max(reports), 2)
+            with self.assertRaises(KeyboardInterrupt) as cm:
+                t.train_epoch(ld)
+            self.assertLessEqual(cm.exception.stats.steps, 2)
+            self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+        t.close()
+        m.close()
+
+    def test_save_and_scan_cancel(self):
+        m, t = self.make()
+        path = os.path.join(self.dir.name, "m.safetensors")
+        m.save(path)
+        with open(path, "rb") as f:
+            before = f.read()
+        m.set_tensor("fc.bias", [1.0, 2.0])
+        self.ctx.set_progress(lambda p: p.phase == "save" and p.done > 0)
+        with self.assertRaises(neurc.CancelledError):
+            m.save(path)
+        with self.assertRaises(neurc.CancelledError):
+            t.save_checkpoint(path)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)
+        self.assertEqual([f for f in os.listdir(self.dir.name) if ".tmp." in f], [])
+        self.ctx.set_progress(lambda p: neurc.STOP if p.phase == "scan" and p.done >= 1 else None)
+        with self.assertRaises(neurc.CancelledError):
+            neurc.Dataset.folder(self.root, context=self.ctx)
+        with self.assertRaises(neurc.CancelledError):
+            self.ds.channel_stats()
+        t.close()
+        m.close()
+
+    def test_fit_callback_stop_and_keyboard_interrupt(self):
+        m = neurc.Model("simple_cnn", num_classes=2, in_channels=1, context=self.ctx, width=4, seed=3)
+        h = neurc.fit(m, self.ds, epochs=3, batch_size=4, verbose=False, workers=0,
+                      callback=lambda p: neurc.STOP if (p.epoch, p.done) == (1, 2) else None)
+        self.assertEqual(len(h), 1)  # epoch 1 finished, epoch 2 stopped after 2 steps
+
+        def interrupt(p):
+            if p.epoch == 1 and p.done == 1:
+                raise KeyboardInterrupt
+        with self.assertRaises(KeyboardInterrupt) as cm:
+            neurc.fit(m, self.ds, epochs=3, batch_size=4, verbose=False, workers=0, callback=interrupt)
+        self.assertEqual(len(cm.exception.history), 1)
+        m.close()
 
 
 class TestZCoverage(unittest.TestCase):

@@ -8,9 +8,10 @@ from collections import namedtuple
 from ctypes import byref, c_char_p, c_float, c_int, c_int32, c_size_t, c_void_p
 
 from . import _buffers as B
-from ._lib import (Cell, StateError, decode, encode, error_class, lib, status_str, nc_checkpoint_info, nc_context_options,
-                   nc_load_report, nc_model_options, nc_pretrained_options, nc_schedule_options, nc_step_stats,
-                   nc_tensor_info, nc_trainer_options, raise_status)
+from ._lib import (PROGRESS_FN, CancelledError, Cell, StateError, call_interruptible, decode, encode, error_class, lib,
+                   nc_checkpoint_info, nc_context_options, nc_epoch_stats, nc_load_report, nc_model_options,
+                   nc_pretrained_options, nc_schedule_options, nc_step_stats, nc_tensor_info, nc_trainer_options,
+                   park_exception, raise_status, sigint_hit, status_str)
 
 BACKENDS = {"auto": 0, "ref": 1, "onednn": 2, "cuda": 3}
 PRECISIONS = {"fp32": 0, "bf16": 1, "bf16_math": 2}
@@ -119,6 +120,43 @@ class TrackingAllocator:
         s.user = None
 
 
+PHASES = {1: "train", 2: "evaluate", 3: "predict", 4: "save", 5: "scan"}
+Progress = namedtuple("Progress", "phase done total epoch loss metric what")
+Progress.__doc__ = """A progress report: phase ("train", "evaluate", "predict", "save",
+"scan"), done and total units (total None when unknown), the loader epoch (None when not
+a loader call), running loss and metric (NaN when not measured), the file or folder
+concerned (or None)."""
+STOP = "stop"
+
+
+class _ProgressHook:
+    """The C progress callback of a Context: stops the call on Ctrl-C (_lib.call_interruptible)
+    and hands each report to the user's function, whose exceptions stop the call and are
+    re-raised from it. Holds no reference to the Context (no cycle)."""
+
+    def __init__(self):
+        self.fn = None
+        self.handle = None
+        self.c_fn = PROGRESS_FN(self._call)
+
+    def _call(self, p, user):
+        try:
+            return self._report(p.contents)
+        except BaseException as e:  # noqa: B036 - handed back to the caller of the C call
+            park_exception(self.handle, e)
+            return 1
+
+    def _report(self, r):
+        if sigint_hit():
+            return 1
+        if self.fn is None:
+            return 0
+        pr = Progress(PHASES.get(r.phase, r.phase), r.done, r.total if r.total >= 0 else None,
+                      r.epoch if r.epoch >= 0 else None, r.loss, r.metric, decode(r.what))
+        answer = self.fn(pr)
+        return 1 if answer is True or answer == STOP else 0
+
+
 class Context(_Object):
     """Backend choice, threads, allocator and the last error message.
 
@@ -156,6 +194,21 @@ class Context(_Object):
                       5: ": backend %r is not built into %s" % (backend, lib.path)}.get(st, "")
             raise error_class(st)("nc_context_create: %s%s" % (status_str(st), detail), st, "nc_context_create")
         self._own(h.value, lib.nc_context_destroy)
+        self._progress = _ProgressHook()  # the C function must outlive the context
+        self._progress.handle = h.value
+        lib.nc_context_set_progress(h.value, self._progress.c_fn, None)
+
+    def set_progress(self, fn):
+        """Calls fn(Progress) from every reporting call on this context and the objects
+        made from it (training epochs, evaluation and prediction over a loader, saving,
+        dataset scans), on the calling thread. Returning neurc.STOP (or True) ends the
+        call cleanly with CancelledError; an exception raised by fn ends it too and is
+        re-raised from the call. None removes it. Ctrl-C stops such calls in any case
+        (KeyboardInterrupt once the call has stopped cleanly)."""
+        if fn is not None and not callable(fn):
+            raise TypeError("progress must be callable or None")
+        self._h  # closed contexts raise
+        self._progress.fn = fn
 
     @property
     def _ctx(self):
@@ -214,6 +267,11 @@ class _ContextObject(_Object):
 
 
 TensorInfo = namedtuple("TensorInfo", "name shape numel trainable")
+EpochStats = namedtuple("EpochStats", "batches steps samples skipped loss accuracy finished")
+
+
+def _epoch_stats(es):
+    return EpochStats(es.batches, es.steps, es.samples, es.skipped, es.loss, es.accuracy, bool(es.finished))
 LoadReport = namedtuple("LoadReport", "loaded missing unexpected mismatched text")
 HEADS = {"linear": 0, "mlp": 1}
 ADAPT = {"rgb_normal": 0, "rgb_mean": 1}
@@ -366,8 +424,8 @@ class Model(_ContextObject):
         logits = B.output((cap, self.num_outputs), "f")
         labels = B.output((cap, loader.dataset.num_heads), "i")
         count = ctypes.c_int64()
-        self._check(lib.nc_model_predict_loader(self._h, loader._h, epoch, logits.address, labels.address, cap,
-                                                byref(count)), "nc_model_predict_loader")
+        self._check(call_interruptible(lib.nc_model_predict_loader, self._h, loader._h, epoch, logits.address,
+                                       labels.address, cap, byref(count)), "nc_model_predict_loader")
         lo, la = B.result(logits), B.result(labels)
         return lo[:count.value], la[:count.value]
 
@@ -409,7 +467,7 @@ class Model(_ContextObject):
     # ---- files
     def save(self, path):
         """Saves parameters, buffers and metadata as one safetensors file (atomically)."""
-        self._check(lib.nc_model_save(self._h, encode(path, "path")), "nc_model_save")
+        self._check(call_interruptible(lib.nc_model_save, self._h, encode(path, "path")), "nc_model_save")
 
     def load_weights(self, path, strict=True):
         """Loads a torchvision-keyed safetensors state_dict; returns a LoadReport."""
@@ -701,8 +759,29 @@ class Trainer(_ContextObject):
         info = nc_checkpoint_info()
         lib.nc_checkpoint_info_init(byref(info))
         info.epoch, info.batch, info.best_metric, info.best_epoch = epoch, batch, best_metric, best_epoch
-        self._check(lib.nc_trainer_save_checkpoint(self._h, encode(path, "path"), byref(info)),
+        self._check(call_interruptible(lib.nc_trainer_save_checkpoint, self._h, encode(path, "path"), byref(info)),
                     "nc_trainer_save_checkpoint")
+
+    def train_epoch(self, loader, epoch=0, start_batch=0):
+        """Trains over epoch `epoch` of a Loader, one step per batch, skipping its first
+        `start_batch` batches (those trained before a cancellation); returns EpochStats.
+        Reports "train" progress to the context's callback after each step. When the
+        callback stops it (or Ctrl-C), the model and trainer hold every step taken and
+        the raised CancelledError (or KeyboardInterrupt) carries .stats: save a checkpoint
+        with batch=stats.batches and call again with start_batch=stats.batches to finish
+        the epoch as if uninterrupted."""
+        from .data import Loader
+        if not isinstance(loader, Loader):
+            raise TypeError("loader must be a neurc.Loader")
+        es = nc_epoch_stats()
+        lib.nc_epoch_stats_init(byref(es))
+        try:
+            st = call_interruptible(lib.nc_trainer_train_epoch, self._h, loader._h, epoch, start_batch, byref(es))
+            self._check(st, "nc_trainer_train_epoch")
+        except (CancelledError, KeyboardInterrupt) as e:
+            e.stats = _epoch_stats(es)
+            raise
+        return _epoch_stats(es)
 
     def load_checkpoint(self, path):
         """Restores the training state; returns CheckpointInfo."""
