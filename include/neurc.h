@@ -26,8 +26,8 @@
  *   nc_trainer_destroy(t);  nc_model_destroy(m);  nc_context_destroy(ctx);
  *
  * Thread safety (docs/api.md, "Thread safety"): any number of threads may run
- * nc_model_forward and nc_model_predict_loader on one model, or on models of one
- * context, at once; each thread reads its own nc_context_last_error. Calls that
+ * nc_model_forward, nc_model_forward_raw and nc_model_predict_loader on one model, or
+ * on models of one context, at once; each thread reads its own nc_context_last_error. Calls that
  * change a model (training steps, loading or setting weights, metadata setters) wait
  * for the inference calls running on it and hold new ones back until done. Other
  * handles (trainers, loaders, datasets, ...) are used by one thread at a time.
@@ -287,6 +287,63 @@ NC_API void nc_model_destroy(nc_model *model);
 /// NC_ERR_BACKEND.
 NC_API nc_status nc_model_forward(nc_model *model, const float *x, int n, int c, int h, int w,
                                   float *logits);
+
+/* ---- raw input: camera frames as they come (docs/api.md, "Raw input") */
+
+/** Element type of a raw input buffer (native byte order). */
+typedef enum nc_elem_type {
+    NC_ELEM_U8 = 1,   /* uint8_t */
+    NC_ELEM_U16 = 2,  /* uint16_t, e.g. 10-, 12- or 16-bit camera data */
+    NC_ELEM_F32 = 3   /* float */
+} nc_elem_type;
+
+/** Memory layout of a raw input buffer. */
+typedef enum nc_layout {
+    NC_LAYOUT_NCHW = 0,   /* data: image, channel, row, column (channels planar) */
+    NC_LAYOUT_NHWC = 1,   /* data: image, row, column, channel (interleaved pixels) */
+    NC_LAYOUT_PLANAR = 2  /* planes[c]: one buffer per channel (e.g. one file or camera
+                             per channel), each image, row, column */
+} nc_layout;
+
+/** A described input buffer. Element (i, ch, y, x) is read at byte address
+ *  base + i*stride_n + ch*stride_c + y*stride_h + x*stride_w, where base is `data`
+ *  (NCHW, NHWC) or planes[ch] (PLANAR, stride_c unused). A stride of 0 means packed
+ *  for the layout; strides may be negative (bottom-up rows) and need not be multiples
+ *  of the element size. Values are scaled by x = ((float)v - lo) / range with
+ *  lo = (float)min_value and range = (float)max_value - (float)min_value (not clamped),
+ *  then, with normalize = 1, x = (x - mean[ch]) / std[ch] with the model's stored
+ *  normalisation, all in float: the arithmetic of the PNG decoder (v / 255.0f,
+ *  v / 65535.0f) and of nc_transform_add_normalize. */
+typedef struct nc_input_desc {
+    size_t struct_size;        /* sizeof(nc_input_desc), set by _init */
+    nc_elem_type type;         /* default NC_ELEM_U8 */
+    nc_layout layout;          /* default NC_LAYOUT_NCHW */
+    int n, c, h, w;            /* images, channels (= the model's), rows, columns */
+    const void *data;          /* NCHW, NHWC: element (0, 0, 0, 0); borrowed for the call */
+    const void *const *planes; /* PLANAR: c pointers to element (0, ch, 0, 0) */
+    int64_t stride_n, stride_c, stride_h, stride_w; /* bytes; 0 = packed */
+    double min_value;          /* the value that maps to 0; default 0 */
+    double max_value;          /* the value that maps to 1; 0 = the type's full range:
+                                  255 (U8), 65535 (U16), 1 (F32); 4095 for 12-bit data */
+    int normalize;             /* 1 = apply the model's stored mean/std (default; the
+                                  model must have one), 0 = scaling only */
+} nc_input_desc;
+
+/// Fills `desc` with the defaults above (no data) and sets struct_size. NULL is ignored.
+NC_API void nc_input_desc_init(nc_input_desc *desc);
+
+/// nc_model_forward on a described raw buffer: converts and preprocesses it inside the
+/// library (scaling, then the model's stored normalisation) without the caller making
+/// a float copy, and writes n * nc_model_num_outputs() logits. The logits equal those
+/// of nc_model_forward on the float32 NCHW array the formula of nc_input_desc gives,
+/// bit for bit. Safe to call from several threads on one model like nc_model_forward
+/// (the conversion buffer is the call's own). Returns NC_OK, NC_ERR_NULL (model, desc,
+/// logits, data or a plane NULL), NC_ERR_INVALID_ARGUMENT (bad struct_size, type,
+/// layout, sizes, stride_c with PLANAR, max_value == min_value or not finite, normalize
+/// not 0/1), NC_ERR_NOT_FOUND (normalize = 1 and the model stores no normalisation),
+/// NC_ERR_SHAPE (c is not the model's input channels, or an image too small),
+/// NC_ERR_LIMIT (over 2^31 values), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+NC_API nc_status nc_model_forward_raw(nc_model *model, const nc_input_desc *desc, float *logits);
 
 /// Number of trainable parameters (weights and biases, not buffers); 0 for NULL.
 NC_API int64_t nc_model_num_params(const nc_model *model);

@@ -3,11 +3,13 @@
  * threads may call it on one model together; the model's gate holds back changes
  * meanwhile); nc_model_predict_loader runs a loader's
  * epoch, collecting every sample's logits and labels in loader order, so programs
- * (nc-train's evaluation, nc-predict) compute metrics once from whole arrays. */
+ * (nc-train's evaluation, nc-predict) compute metrics once from whole arrays;
+ * nc_model_forward_raw converts a described camera buffer first (eval/raw_input.h). */
 #include "core/context.h"
 #include "core/model.h"
 #include "core/progress.h"
 #include "data/data.h"
+#include "eval/raw_input.h"
 #include "graph/exec.h"
 
 #include <math.h>
@@ -32,6 +34,37 @@ nc_status nc_model_forward(nc_model *m, const float *x, int n, int c, int h, int
     if (!x || !logits) return nc__error(ctx, NC_ERR_NULL, "nc_model_forward: x or logits is NULL");
     nc__model_read_begin(m);
     nc_status st = forward(m, x, n, c, h, w, logits);
+    nc__model_read_end(m);
+    return st;
+}
+
+/* The described buffer converted into the call's own float batch (so threads never
+ * share it), normalised with the model's metadata, then one forward. The read side is
+ * held throughout: the normalisation cannot change under the call. */
+static nc_status forward_raw(nc_model *m, const nc_input_desc *desc, float *logits) {
+    static const char fn[] = "nc_model_forward_raw";
+    nc_context *ctx = m->ctx;
+    nc__raw r;
+    nc_status st = nc__raw_check(ctx, fn, desc, nc_model_in_channels(m), &r);
+    if (st != NC_OK) return st;
+    if (r.d.normalize && !m->norm_mean)
+        return nc__error(ctx, NC_ERR_NOT_FOUND,
+                         "%s: normalize = 1 but the model stores no normalisation (nc_model_set_normalization; or "
+                         "set normalize = 0)", fn);
+    const nc_input_desc *d = &r.d;
+    float *x = nc__alloc(ctx, (size_t)d->n * (size_t)d->c * (size_t)d->h * (size_t)d->w * sizeof *x);
+    if (!x) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory for the converted batch", fn);
+    nc__raw_convert(&r, d->normalize ? m->norm_mean : NULL, d->normalize ? m->norm_std : NULL, x);
+    st = forward(m, x, d->n, d->c, d->h, d->w, logits);
+    nc__free(ctx, x);
+    return st;
+}
+
+nc_status nc_model_forward_raw(nc_model *m, const nc_input_desc *desc, float *logits) {
+    if (!m) return NC_ERR_NULL;
+    if (!logits) return nc__error(m->ctx, NC_ERR_NULL, "nc_model_forward_raw: logits is NULL");
+    nc__model_read_begin(m);
+    nc_status st = forward_raw(m, desc, logits);
     nc__model_read_end(m);
     return st;
 }

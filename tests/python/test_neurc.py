@@ -1333,6 +1333,45 @@ class TestProgress(unittest.TestCase):
         m.close()
 
 
+@unittest.skipIf(np is None, "needs numpy")
+class TestRawInput(unittest.TestCase):
+    """Model.forward_raw: numpy views of camera frames, any strides, equal to forward()
+    on the documented float conversion, bit for bit."""
+
+    def test_types_layouts_and_views_equal_the_float_path(self):
+        ctx = neurc.Context(backend="ref", threads=1)
+        m = neurc.Model("simple_cnn", num_classes=3, in_channels=2, context=ctx, width=4, seed=1)
+        mean, std = [0.3, 0.6], [0.2, 0.25]
+        m.normalization = (mean, std)
+        rng = np.random.default_rng(0)
+        frames = {np.uint8: rng.integers(0, 256, (3, 14, 13, 2)).astype(np.uint8),
+                  np.uint16: rng.integers(0, 4096, (3, 14, 13, 2)).astype(np.uint16),
+                  np.float32: rng.standard_normal((3, 14, 13, 2)).astype(np.float32)}
+        for dt, big in frames.items():
+            hi = {np.uint8: None, np.uint16: 4095.0, np.float32: None}[dt]
+            full = {np.uint8: 255.0, np.uint16: 4095.0, np.float32: 1.0}[dt]
+            for view in (big[:2, 1:11, 2:12], big[:2, ::-1, :10]):  # an ROI, a flipped one
+                nhwc = view
+                x = ((nhwc.astype(np.float32) - np.float32(0)) / np.float32(full)).transpose(0, 3, 1, 2)
+                x = ((x - np.array(mean, np.float32)[None, :, None, None])
+                     / np.array(std, np.float32)[None, :, None, None]).astype(np.float32)
+                want = m.forward(np.ascontiguousarray(x))
+                got = m.forward_raw(nhwc, layout="nhwc", max_value=hi)
+                self.assertTrue(np.array_equal(got, want), (dt, "nhwc"))
+                got = m.forward_raw(nhwc.transpose(0, 3, 1, 2), layout="nchw", max_value=hi)
+                self.assertTrue(np.array_equal(got, want), (dt, "nchw"))
+                got = m.forward_raw([nhwc[..., 0], nhwc[..., 1]], layout="planar", max_value=hi)
+                self.assertTrue(np.array_equal(got, want), (dt, "planar"))
+        with self.assertRaises(TypeError):
+            m.forward_raw(np.zeros((1, 2, 9, 9), np.int32))
+        with self.assertRaises(ValueError):
+            m.forward_raw(np.zeros((1, 2, 9, 9), np.uint8), layout="hwcn")
+        with self.assertRaises(neurc.ShapeError):
+            m.forward_raw(np.zeros((1, 3, 9, 9), np.uint8))
+        m.close()
+        ctx.close()
+
+
 class TestZCoverage(unittest.TestCase):
     """Runs last (classes run in name order): every table function was called."""
 

@@ -225,6 +225,13 @@ class nc_progress(Structure):
 PROGRESS_FN = ctypes.CFUNCTYPE(c_int, P(nc_progress), c_void_p)
 
 
+class nc_input_desc(Structure):
+    _fields_ = [("struct_size", c_size_t), ("type", c_int), ("layout", c_int), ("n", c_int), ("c", c_int),
+                ("h", c_int), ("w", c_int), ("data", c_void_p), ("planes", c_void_p), ("stride_n", c_int64),
+                ("stride_c", c_int64), ("stride_h", c_int64), ("stride_w", c_int64), ("min_value", c_double),
+                ("max_value", c_double), ("normalize", c_int)]
+
+
 class nc_epoch_stats(Structure):
     _fields_ = [("struct_size", c_size_t), ("batches", c_int64), ("steps", c_int64), ("samples", c_int64),
                 ("skipped", c_int64), ("loss", c_double), ("accuracy", c_double), ("finished", c_int)]
@@ -248,6 +255,7 @@ STRUCT_INITS = {
     nc_dataset_options: "nc_dataset_options_init",
     nc_loader_options: "nc_loader_options_init",
     nc_epoch_stats: "nc_epoch_stats_init",
+    nc_input_desc: "nc_input_desc_init",
 }
 
 # ------------------------------------------------------------------- functions
@@ -314,6 +322,8 @@ FUNCTIONS = (
     ('nc_trainer_step', STATUS, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int, c_int, P(nc_step_stats)]),
     ('nc_trainer_set_lr', STATUS, [c_void_p, c_float]),
     ('nc_trainer_num_steps', c_int64, [c_void_p]),
+    ('nc_input_desc_init', None, [P(nc_input_desc)]),
+    ('nc_model_forward_raw', STATUS, [c_void_p, P(nc_input_desc), c_void_p]),
     ('nc_epoch_stats_init', None, [P(nc_epoch_stats)]),
     ('nc_trainer_train_epoch', STATUS, [c_void_p, c_void_p, c_int64, c_int64, P(nc_epoch_stats)]),
     ('nc_trainer_add_group', STATUS, [c_void_p, c_char_p, c_char_p, c_float, c_float]),

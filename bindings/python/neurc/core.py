@@ -9,7 +9,7 @@ from ctypes import byref, c_char_p, c_float, c_int, c_int32, c_size_t, c_void_p
 
 from . import _buffers as B
 from ._lib import (PROGRESS_FN, CancelledError, Cell, StateError, call_interruptible, decode, encode, error_class, lib,
-                   nc_checkpoint_info, nc_context_options, nc_epoch_stats, nc_load_report, nc_model_options,
+                   nc_checkpoint_info, nc_context_options, nc_epoch_stats, nc_input_desc, nc_load_report, nc_model_options,
                    nc_pretrained_options, nc_schedule_options, nc_step_stats, nc_tensor_info, nc_trainer_options,
                    park_exception, raise_status, sigint_hit, status_str)
 
@@ -397,6 +397,66 @@ class Model(_ContextObject):
             raise ValueError("x: empty batch")
         o = B.output((n, self.num_outputs), "f", out, "out")
         self._check(lib.nc_model_forward(self._h, buf.address, n, c, h, w, o.address), "nc_model_forward")
+        return B.result(o)
+
+    def forward_raw(self, x, layout="nchw", min_value=0.0, max_value=None, normalize=True, out=None):
+        """Logits of camera frames as they come, converted and preprocessed inside the
+        library (nc_model_forward_raw): x is a numpy array of uint8, uint16 or float32,
+        of shape (n, c, h, w) for layout "nchw", (n, h, w, c) for "nhwc" (a 3-D array is
+        one image), or for "planar" a list of c arrays (n, h, w) or (h, w), one per
+        channel. Any strides (a slice of a larger frame, a flipped view) are passed as
+        they are, without a copy. Values map [min_value, max_value] to [0, 1]
+        (max_value None: the type's full range; 4095 for 12-bit data), then the model's
+        stored mean/std apply (normalize=False: scaling only). Returns (n, num_outputs)."""
+        if B.np is None:
+            raise TypeError("forward_raw needs numpy arrays")
+        np = B.np
+        kinds = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 2, np.dtype(np.float32): 3}
+        lay = {"nchw": 0, "nhwc": 1, "planar": 2}.get(str(layout).lower())
+        if lay is None:
+            raise ValueError("layout must be 'nchw', 'nhwc' or 'planar', not %r" % (layout,))
+        arrays = list(x) if lay == 2 else [x]
+        for a in arrays:
+            if not isinstance(a, np.ndarray) or a.dtype not in kinds or a.dtype.byteorder not in "=|":
+                raise TypeError("forward_raw takes numpy arrays of native uint8, uint16 or float32")
+            if a.dtype != arrays[0].dtype or a.shape != arrays[0].shape:
+                raise ValueError("the planes must share one dtype and shape")
+        a0 = arrays[0]
+        d = nc_input_desc()
+        lib.nc_input_desc_init(byref(d))
+        d.type, d.layout = kinds[a0.dtype], lay
+        if lay == 2:
+            view = a0 if a0.ndim == 3 else a0[None] if a0.ndim == 2 else None
+            if view is None:
+                raise ValueError("each plane must be (n, h, w) or (h, w), got shape %s" % (a0.shape,))
+            d.n, d.h, d.w, d.c = view.shape + (len(arrays),)
+            d.stride_n, d.stride_h, d.stride_w = view.strides
+            planes = (c_void_p * len(arrays))(*[a.__array_interface__["data"][0] for a in arrays])
+            d.planes = ctypes.cast(planes, c_void_p)
+        else:
+            view = a0 if a0.ndim == 4 else a0[None] if a0.ndim == 3 else None
+            if view is None:
+                raise ValueError("x must be 4-D, or 3-D for one image, got shape %s" % (a0.shape,))
+            if lay == 0:
+                d.n, d.c, d.h, d.w = view.shape
+                d.stride_n, d.stride_c, d.stride_h, d.stride_w = view.strides
+            else:
+                d.n, d.h, d.w, d.c = view.shape
+                d.stride_n, d.stride_h, d.stride_w, d.stride_c = view.strides
+            d.data = a0.__array_interface__["data"][0]
+        # numpy's zero strides (broadcast axes) would read as "packed": refuse them
+        if 0 in (d.stride_n if d.n > 1 else 1, d.stride_h if d.h > 1 else 1, d.stride_w if d.w > 1 else 1,
+                 d.stride_c if (d.c > 1 and lay != 2) else 1):
+            raise ValueError("forward_raw: broadcast (zero-stride) arrays are not supported; copy the array")
+        for name in ("stride_n", "stride_h", "stride_w", "stride_c"):  # a size-1 axis may report any stride
+            if getattr(d, name) == 0:
+                setattr(d, name, 0 if (name == "stride_c" and lay == 2) else 1)
+        d.min_value = float(min_value)
+        d.max_value = float(max_value) if max_value is not None else (0.0 if min_value == 0 else
+                                                                       {1: 255.0, 2: 65535.0, 3: 1.0}[d.type])
+        d.normalize = 1 if normalize else 0
+        o = B.output((d.n, self.num_outputs), "f", out, "out")
+        self._check(lib.nc_model_forward_raw(self._h, byref(d), o.address), "nc_model_forward_raw")
         return B.result(o)
 
     def predict(self, x, batch_size=256):
