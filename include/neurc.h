@@ -949,6 +949,45 @@ NC_API nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const 
 NC_API nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
                                          int32_t *labels, int64_t capacity, int64_t *count);
 
+/* ----------------------------------------------------------------- saliency */
+
+/** Explanations of a model's decisions: Grad-CAM at a chosen layer and the gradient of
+ *  a class score with respect to the input (docs/api.md, "Saliency"). Holds an
+ *  eval-mode copy of the model (batch norms folded into per-channel affine layers,
+ *  dropout off) and its plan; used by one thread at a time. */
+typedef struct nc_saliency nc_saliency;
+
+/// Prepares saliency maps for `model` at `layer`: a node name (a torchvision module
+/// path, e.g. "layer4.1.conv2") selects that node's output; a module prefix ("layer3",
+/// "layer4.1", "features") selects the output of the module (its last node, unnamed
+/// ReLUs and additions included); NULL selects the default, the last convolutional
+/// stage: the input of the model's last adaptive average pool ("layer4" of a ResNet,
+/// "features" of a VGG). The layer must be a spatial (N, C, H, W) value. The weights
+/// are copied now and again whenever the model's change. The model must outlive it.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_NOT_FOUND (no such layer; the message lists
+/// examples), NC_ERR_INVALID_ARGUMENT (a layer that is not spatial),
+/// NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_saliency_create(nc_model *model, const char *layer, nc_saliency **out);
+NC_API void nc_saliency_destroy(nc_saliency *s);  /* NULL-safe */
+/// The name of the node whose output the maps use (borrowed; lives as long as s).
+NC_API const char *nc_saliency_layer(const nc_saliency *s);
+
+/// For images x (host NCHW float32, preprocessed as for nc_model_forward) and, per
+/// image, the class classes[i] of head `head` (classes NULL = each image's top-1 class
+/// of that head), the gradient of that class's logit (the model in eval mode):
+///  - cam (may be NULL): n * h * w floats, Grad-CAM (Selvaraju et al.) at the layer:
+///    ReLU(sum_k a_k A_k) with a_k the spatial mean of the gradient of channel k,
+///    upsampled bilinearly to h x w (align_corners = false, as torch's
+///    F.interpolate(..., mode='bilinear')); not normalised (divide by its maximum
+///    to display);
+///  - input_grad (may be NULL): n * c * h * w floats, the gradient with respect to
+///    each input channel (plain input-gradient saliency; take |.| to display).
+/// classes_used (may be NULL) receives the n classes explained. Returns NC_OK,
+/// NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (head or a class out of range, n < 1),
+/// NC_ERR_SHAPE, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+NC_API nc_status nc_saliency_compute(nc_saliency *s, const float *x, int n, int c, int h, int w, int head,
+                                     const int32_t *classes, int32_t *classes_used, float *cam, float *input_grad);
+
 /* ------------------------------------------------------------------ reports */
 
 /** One epoch of a training run; NaN marks a value not measured (e.g. no validation). */

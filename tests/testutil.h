@@ -87,4 +87,13 @@ double tu_grad_check(float *x, const float *grad, size_t n, tu_loss_fn loss, voi
         }                                                                         \
     } while (0)
 
+/* The golden tests' deterministic values (tests/fixtures/make_golden.py implements the
+ * same): the input x[i] = u(key, i) (malloc'ed; NULL without memory), and every
+ * element of tensor `name` by its kind. tu_gen_tensor returns 0, or -1 for a name no
+ * rule covers. */
+uint64_t tu_fnv1a64(const char *s);
+uint64_t tu_splitmix64(uint64_t z);
+float *tu_gen_input(const char *key, size_t n);
+int tu_gen_tensor(const char *name, int ndim, const int64_t *shape, int64_t numel, float *out);
+
 #endif
