@@ -58,6 +58,9 @@ static void usage(FILE *f) {
             "  --batch-size N       images per forward pass (default 16)\n"
             "  --threads N          CPU threads (default: all cores)\n"
             "  --backend B          auto, ref, onednn or cuda (default auto)\n"
+            "  --cam DIR            also write a Grad-CAM overlay PNG per image (and head) into\n"
+            "                       DIR: NNNNN_<name>.png, the predicted class's map at the\n"
+            "                       last convolutional stage over the image as classified\n"
             "  -h, --help           this text\n"
             "\n"
             "An input that cannot be read is reported on stderr as '" PROG ": PATH: reason';\n"
@@ -97,7 +100,7 @@ static int parse_backend(const char *s, nc_backend_kind *out) {
 /* Returns 0 to go on (PATHs from argv[*first]), 1 after --help, 2 on bad usage. */
 static int parse_args(int argc, char **argv, options *o, int *first) {
     enum { O_CKPT = 256, O_OUTPUT, O_TOPK, O_TTA, O_THRESHOLD, O_NO_TEMP, O_IMG, O_RESIZE, O_CONVERT,
-           O_RECURSIVE, O_COLUMNS, O_OPTIONAL, O_BATCH, O_THREADS, O_BACKEND, O_HELP };
+           O_RECURSIVE, O_COLUMNS, O_OPTIONAL, O_BATCH, O_THREADS, O_BACKEND, O_HELP, O_CAM };
     static const struct option longopts[] = {
         {"checkpoint", required_argument, NULL, O_CKPT},
         {"output", required_argument, NULL, O_OUTPUT},
@@ -115,6 +118,7 @@ static int parse_args(int argc, char **argv, options *o, int *first) {
         {"threads", required_argument, NULL, O_THREADS},
         {"backend", required_argument, NULL, O_BACKEND},
         {"help", no_argument, NULL, O_HELP},
+        {"cam", required_argument, NULL, O_CAM},
         {NULL, 0, NULL, 0},
     };
     *o = (options){.image_columns = "image", .batch_size = 16, .threads = -1, .backend = NC_BACKEND_AUTO};
@@ -150,6 +154,7 @@ static int parse_args(int argc, char **argv, options *o, int *first) {
         case O_BATCH: bad = parse_int(optarg, 1, 4096, &o->batch_size); break;
         case O_THREADS: bad = parse_int(optarg, 0, 4096, &o->threads); break;
         case O_BACKEND: bad = parse_backend(optarg, &o->backend); break;
+        case O_CAM: o->cam_dir = optarg; bad = optarg[0] == '\0'; break;
         case 'h':
         case O_HELP: usage(stdout); return 1;
         case ':':
@@ -205,6 +210,8 @@ typedef struct app {
     int batch_n;
     FILE *out;
     int failures;
+    cam_writer *cam;           /* --cam */
+    int cam_failures;          /* overlays not written */
 } app;
 
 /* A positive integer from the model's info, or 0 when the key is absent; -1 if bad. */
@@ -615,6 +622,11 @@ static void flush_batch(app *a, const input_list *l) {
     for (int i = 0; i < n; i++)
         write_row(a, l->v[a->batch_input[i]].files[0], a->logits + (size_t)i * (size_t)a->outputs,
                   a->o.tta ? a->logits_f + (size_t)i * (size_t)a->outputs : NULL);
+    if (a->cam) {
+        const char *paths[4096];
+        for (int i = 0; i < n; i++) paths[i] = l->v[a->batch_input[i]].files[0];
+        a->cam_failures += cam_write_batch(a->cam, a->x, n, a->c, a->h, a->w, paths, a->batch_input);
+    }
 }
 
 /* ------------------------------------------------------------------- main */
@@ -713,6 +725,7 @@ int main(int argc, char **argv) {
             rc = 1;
         }
     }
+    if (rc == 0 && a.o.cam_dir && cam_open(&a.cam, a.model, a.o.cam_dir, a.mean, a.std) != 0) rc = 1;
     if (rc == 0 && open_output(&a, &tmp) != 0) rc = 1;
     if (rc == 0) {
         write_header(&a);
@@ -729,6 +742,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, PROG ": interrupted after %zu of %zu images; %s holds the rows of those classified\n",
                     seen, l.n, a.o.output ? a.o.output : "the output");
             rc = 130;
+        }
+        if (a.cam_failures) {
+            fprintf(stderr, PROG ": %d Grad-CAM overlay%s not written (see above)\n", a.cam_failures,
+                    a.cam_failures == 1 ? "" : "s");
+            if (rc == 0) rc = 1;
         }
         int failed = a.failures + l.failures;
         if (failed) {
@@ -754,6 +772,7 @@ int main(int argc, char **argv) {
     free(a.order);
     free(a.batch_input);
     nc_transform_destroy(a.transform);
+    cam_close(a.cam);
     nc_model_destroy(a.model);
     nc_context_destroy(a.ctx);
     return rc;

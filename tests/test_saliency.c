@@ -266,11 +266,63 @@ static void test_saliency_heads_classes_and_changes(void **state) {
     nc_model_destroy(m);
 }
 
+/* Every family of built-in architecture: the default layer, finite non-negative maps,
+ * and the input gradient against central differences of nc_model_forward. */
+static void test_saliency_every_architecture_family(void **state) {
+    nc_context *ctx = ((tu_fx *)*state)->ctx;
+    static const struct {
+        const char *arch, *layer;
+        int small, blocks, cardinality;
+    } archs[] = {{"vgg11_bn", "features.28", 1, 0, 0}, {"vgg11", "features.20", 1, 0, 0},
+                 {"resnext", "relu", 1, 1, 4}, {"simple_cnn", "pool3", 0, 0, 0}};
+    enum { C = 3, H = 32, W = 32 };
+    float *x = tu_rand(C * H * W, -1.0f, 1.0f, 11), cam[H * W], grad[C * H * W], lp[4], lm[4];
+    for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
+        nc_model_options mo;
+        nc_model_options_init(&mo);
+        mo.arch = archs[a].arch;
+        mo.num_classes = 4;
+        mo.in_channels = C;
+        mo.small_input = archs[a].small;
+        mo.width = 8;
+        mo.seed = 4;
+        if (archs[a].blocks) {
+            for (int k = 0; k < 4; k++) mo.blocks[k] = 1;
+            mo.cardinality = archs[a].cardinality;
+        }
+        nc_model *m = NULL;
+        assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+        nc_saliency *s = NULL;
+        assert_int_equal(nc_saliency_create(m, NULL, &s), NC_OK);
+        if (strncmp(nc_saliency_layer(s), archs[a].layer, strlen(archs[a].layer)) != 0)
+            fail_msg("%s: default layer %s", archs[a].arch, nc_saliency_layer(s));
+        const int32_t cls = 1;
+        assert_int_equal(nc_saliency_compute(s, x, 1, C, H, W, 0, &cls, NULL, cam, grad), NC_OK);
+        for (int p = 0; p < H * W; p++) assert_true(isfinite(cam[p]) && cam[p] >= 0.0f);
+        for (int k = 0; k < 3; k++) {
+            size_t at = (size_t)(k * 1100 + 37);
+            float keep = x[at], eps = 1e-2f;
+            x[at] = keep + eps;
+            nc_model_forward(m, x, 1, C, H, W, lp);
+            x[at] = keep - eps;
+            nc_model_forward(m, x, 1, C, H, W, lm);
+            x[at] = keep;
+            double fd = ((double)lp[cls] - lm[cls]) / (2.0 * eps);
+            if (fabs(fd - grad[at]) > 0.05 * fabs(fd) + 2e-3)
+                fail_msg("%s: d logit / dx[%zu] = %g, finite difference %g", archs[a].arch, at, grad[at], fd);
+        }
+        nc_saliency_destroy(s);
+        nc_model_destroy(m);
+    }
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_saliency_matches_pytorch, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_saliency_layers, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_saliency_heads_classes_and_changes, tu_fx_setup, tu_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_saliency_every_architecture_family, tu_fx_setup, tu_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

