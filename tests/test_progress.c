@@ -19,24 +19,7 @@ enum { PER_CLASS = 8, IMG = 8, CLASSES = 2, BATCH = 4, BATCHES = 2 * PER_CLASS /
 
 static char *g_root; /* /tmp/nc_test_<pid>_progress */
 
-static char *path_of(const char *rel) {
-    size_t n = strlen(g_root) + strlen(rel) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", g_root, rel);
-    return p;
-}
-
-static int write_png(nc_context *ctx, const char *rel, int tag) {
-    nc_image *img;
-    if (nc_image_create(ctx, 1, IMG, IMG, &img) != NC_OK) return -1;
-    float *d = nc_image_data(img);
-    for (int i = 0; i < IMG * IMG; i++) d[i] = (float)((tag * 37 + i * 11) % 256) / 255.0f;
-    char *p = path_of(rel);
-    nc_status st = nc_png_write(ctx, p, img, 8);
-    free(p);
-    nc_image_destroy(img);
-    return st == NC_OK ? 0 : -1;
-}
+static char *path_of(const char *rel) { return tu_path_join(g_root, rel); }
 
 /* data/{a,b}/NN.png (8 gray 8x8 images each) and data.csv listing them 10 times. */
 static int group_setup(void **state) {
@@ -45,27 +28,23 @@ static int group_setup(void **state) {
     nc_context *ctx;
     if (mkdir(g_root, 0755) != 0 || nc_context_create(NULL, &ctx) != NC_OK) return -1;
     char rel[64];
-    int rc = 0;
-    char *p = path_of("data");
-    rc |= mkdir(p, 0755);
-    free(p);
+    int rc = tu_mkdir_in(g_root, "data");
     for (int c = 0; c < CLASSES; c++) {
         snprintf(rel, sizeof rel, "data/%c", 'a' + c);
-        p = path_of(rel);
-        rc |= mkdir(p, 0755);
-        free(p);
+        rc |= tu_mkdir_in(g_root, rel);
         for (int i = 0; i < PER_CLASS; i++) {
             snprintf(rel, sizeof rel, "data/%c/%02d.png", 'a' + c, i);
-            rc |= write_png(ctx, rel, c * PER_CLASS + i);
+            rc |= tu_write_gray_png(ctx, g_root, rel, IMG, c * PER_CLASS + i);
         }
     }
-    p = path_of("data.csv");
+    char *p = path_of("data.csv");
     FILE *f = fopen(p, "w");
     free(p);
     if (!f) return -1;
     fprintf(f, "image,label\n");
     for (int r = 0; r < 10; r++)
-        for (int i = 0; i < 2 * PER_CLASS; i++) fprintf(f, "data/%c/%02d.png,%d\n", 'a' + i / PER_CLASS, i % PER_CLASS, i / PER_CLASS);
+        for (int i = 0; i < 2 * PER_CLASS; i++)
+            fprintf(f, "data/%c/%02d.png,%d\n", 'a' + i / PER_CLASS, i % PER_CLASS, i / PER_CLASS);
     fclose(f);
     nc_context_destroy(ctx);
     return rc;
@@ -73,11 +52,9 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-    int rc = system(cmd);
+    int rc = tu_remove_tree(g_root);
     free(g_root);
-    return rc == 0 ? 0 : -1;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- the callback */

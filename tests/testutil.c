@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed) {
@@ -246,3 +247,37 @@ int tu_gen_tensor(const char *name, int ndim, const int64_t *shape, int64_t nume
     return 0;
 }
 
+
+/* ---- temporary folders of PNG files */
+
+char *tu_path_join(const char *dir, const char *rel) {
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, rel);
+    return p;
+}
+
+int tu_mkdir_in(const char *dir, const char *rel) {
+    char *p = tu_path_join(dir, rel);
+    int rc = p ? mkdir(p, 0755) : -1;
+    free(p);
+    return rc;
+}
+
+int tu_write_gray_png(struct nc_context *ctx, const char *dir, const char *rel, int size, int tag) {
+    nc_image *img;
+    if (nc_image_create(ctx, 1, size, size, &img) != NC_OK) return -1;
+    float *d = nc_image_data(img);
+    for (int i = 0; i < size * size; i++) d[i] = (float)((tag * 53 + i * 7) % 256) / 255.0f;
+    char *p = tu_path_join(dir, rel);
+    nc_status st = p ? nc_png_write(ctx, p, img, 8) : NC_ERR_OUT_OF_MEMORY;
+    free(p);
+    nc_image_destroy(img);
+    return st == NC_OK ? 0 : -1;
+}
+
+int tu_remove_tree(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
