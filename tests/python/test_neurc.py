@@ -1333,6 +1333,24 @@ class TestProgress(unittest.TestCase):
         m.close()
 
 
+class TestRawInputCtypes(unittest.TestCase):
+    def test_descriptor_through_ctypes_without_numpy(self):
+        """nc_model_forward_raw on a plain ctypes buffer equals forward() on its floats."""
+        ctx = neurc.Context(backend="ref", threads=1)
+        m = neurc.Model("simple_cnn", num_classes=2, in_channels=1, context=ctx, width=4, seed=1)
+        frame = (ctypes.c_uint16 * 100)(*[(i * 37) % 4096 for i in range(100)])
+        d = _lib.nc_input_desc()
+        _lib.lib.nc_input_desc_init(ctypes.byref(d))
+        d.type, d.layout, d.n, d.c, d.h, d.w = 2, 0, 1, 1, 10, 10
+        d.data, d.max_value, d.normalize = ctypes.addressof(frame), 4095.0, 0
+        out = (ctypes.c_float * 2)()
+        self.assertEqual(_lib.lib.nc_model_forward_raw(m._h, ctypes.byref(d), out), 0)
+        want = m.forward([[[[v / 4095.0 for v in frame[r * 10:r * 10 + 10]] for r in range(10)]]])
+        self.assertEqual([round(v, 5) for v in out], [round(v, 5) for v in to_list(want)[0]])
+        m.close()
+        ctx.close()
+
+
 @unittest.skipIf(np is None, "needs numpy")
 class TestRawInput(unittest.TestCase):
     """Model.forward_raw: numpy views of camera frames, any strides, equal to forward()
