@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,11 +58,15 @@ static void usage(FILE *f) {
             "  --batch-size N       images per forward pass (default 16)\n"
             "  --threads N          CPU threads (default: all cores)\n"
             "  --backend B          auto, ref, onednn or cuda (default auto)\n"
+            "  --cam DIR            also write a Grad-CAM overlay PNG per image (and head) into\n"
+            "                       DIR: NNNNN_<name>.png, the predicted class's map at the\n"
+            "                       last convolutional stage over the image as classified\n"
             "  -h, --help           this text\n"
             "\n"
             "An input that cannot be read is reported on stderr as '" PROG ": PATH: reason';\n"
             "the other inputs are still classified and the exit status is 1. Exit status 2\n"
-            "means bad usage.\n");
+            "means bad usage. Ctrl-C stops after the batch in hand: the rows classified so\n"
+            "far are written (to --output too) and the exit status is 130.\n");
 }
 
 static int parse_int(const char *s, long lo, long hi, int *out) {
@@ -95,7 +100,7 @@ static int parse_backend(const char *s, nc_backend_kind *out) {
 /* Returns 0 to go on (PATHs from argv[*first]), 1 after --help, 2 on bad usage. */
 static int parse_args(int argc, char **argv, options *o, int *first) {
     enum { O_CKPT = 256, O_OUTPUT, O_TOPK, O_TTA, O_THRESHOLD, O_NO_TEMP, O_IMG, O_RESIZE, O_CONVERT,
-           O_RECURSIVE, O_COLUMNS, O_OPTIONAL, O_BATCH, O_THREADS, O_BACKEND, O_HELP };
+           O_RECURSIVE, O_COLUMNS, O_OPTIONAL, O_BATCH, O_THREADS, O_BACKEND, O_HELP, O_CAM };
     static const struct option longopts[] = {
         {"checkpoint", required_argument, NULL, O_CKPT},
         {"output", required_argument, NULL, O_OUTPUT},
@@ -113,6 +118,7 @@ static int parse_args(int argc, char **argv, options *o, int *first) {
         {"threads", required_argument, NULL, O_THREADS},
         {"backend", required_argument, NULL, O_BACKEND},
         {"help", no_argument, NULL, O_HELP},
+        {"cam", required_argument, NULL, O_CAM},
         {NULL, 0, NULL, 0},
     };
     *o = (options){.image_columns = "image", .batch_size = 16, .threads = -1, .backend = NC_BACKEND_AUTO};
@@ -148,6 +154,7 @@ static int parse_args(int argc, char **argv, options *o, int *first) {
         case O_BATCH: bad = parse_int(optarg, 1, 4096, &o->batch_size); break;
         case O_THREADS: bad = parse_int(optarg, 0, 4096, &o->threads); break;
         case O_BACKEND: bad = parse_backend(optarg, &o->backend); break;
+        case O_CAM: o->cam_dir = optarg; bad = optarg[0] == '\0'; break;
         case 'h':
         case O_HELP: usage(stdout); return 1;
         case ':':
@@ -203,6 +210,8 @@ typedef struct app {
     int batch_n;
     FILE *out;
     int failures;
+    cam_writer *cam;           /* --cam */
+    int cam_failures;          /* overlays not written */
 } app;
 
 /* A positive integer from the model's info, or 0 when the key is absent; -1 if bad. */
@@ -613,6 +622,11 @@ static void flush_batch(app *a, const input_list *l) {
     for (int i = 0; i < n; i++)
         write_row(a, l->v[a->batch_input[i]].files[0], a->logits + (size_t)i * (size_t)a->outputs,
                   a->o.tta ? a->logits_f + (size_t)i * (size_t)a->outputs : NULL);
+    if (a->cam) {
+        const char *paths[4096];
+        for (int i = 0; i < n; i++) paths[i] = l->v[a->batch_input[i]].files[0];
+        a->cam_failures += cam_write_batch(a->cam, a->x, n, a->c, a->h, a->w, paths, a->batch_input);
+    }
 }
 
 /* ------------------------------------------------------------------- main */
@@ -668,6 +682,23 @@ static void discard_output(app *a, char *tmp) {
             access(a->o.output, F_OK) == 0 ? " (the existing file is unchanged)" : "");
 }
 
+/* Ctrl-C: the first one ends the run after the batch in hand (the rows classified so
+ * far are written, exit 130); a second one stops at once. Only this flag is set here. */
+static volatile sig_atomic_t g_interrupted = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+    signal(SIGINT, SIG_DFL);
+}
+
+static void catch_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+}
+
 int main(int argc, char **argv) {
     app a = {0};
     input_list l = {0};
@@ -694,21 +725,34 @@ int main(int argc, char **argv) {
             rc = 1;
         }
     }
+    if (rc == 0 && a.o.cam_dir && cam_open(&a.cam, a.model, a.o.cam_dir, a.mean, a.std) != 0) rc = 1;
     if (rc == 0 && open_output(&a, &tmp) != 0) rc = 1;
     if (rc == 0) {
         write_header(&a);
-        for (size_t i = 0; i < l.n; i++) {
-            if (prepare(&a, &l, i) != 0) a.failures++;
+        catch_sigint();
+        size_t seen = 0;
+        for (; seen < l.n && !g_interrupted; seen++) {
+            if (prepare(&a, &l, seen) != 0) a.failures++;
             if (a.batch_n == a.o.batch_size) flush_batch(&a, &l);
         }
         flush_batch(&a, &l);
-        if (l.n == (size_t)a.failures && tmp) discard_output(&a, tmp);
+        if (seen == (size_t)a.failures && tmp) discard_output(&a, tmp);
         else if (close_output(&a, tmp) != 0) rc = 1;
+        if (g_interrupted) {
+            fprintf(stderr, PROG ": interrupted after %zu of %zu images; %s holds the rows of those classified\n",
+                    seen, l.n, a.o.output ? a.o.output : "the output");
+            rc = 130;
+        }
+        if (a.cam_failures) {
+            fprintf(stderr, PROG ": %d Grad-CAM overlay%s not written (see above)\n", a.cam_failures,
+                    a.cam_failures == 1 ? "" : "s");
+            if (rc == 0) rc = 1;
+        }
         int failed = a.failures + l.failures;
         if (failed) {
             fprintf(stderr, PROG ": %d input%s failed (see above); %zu image%s classified\n", failed,
-                    failed == 1 ? "" : "s", l.n - (size_t)a.failures, l.n - (size_t)a.failures == 1 ? "" : "s");
-            rc = 1;
+                    failed == 1 ? "" : "s", seen - (size_t)a.failures, seen - (size_t)a.failures == 1 ? "" : "s");
+            if (rc == 0) rc = 1;
         }
     }
 
@@ -728,6 +772,7 @@ int main(int argc, char **argv) {
     free(a.order);
     free(a.batch_input);
     nc_transform_destroy(a.transform);
+    cam_close(a.cam);
     nc_model_destroy(a.model);
     nc_context_destroy(a.ctx);
     return rc;

@@ -26,8 +26,8 @@
  *   nc_trainer_destroy(t);  nc_model_destroy(m);  nc_context_destroy(ctx);
  *
  * Thread safety (docs/api.md, "Thread safety"): any number of threads may run
- * nc_model_forward and nc_model_predict_loader on one model, or on models of one
- * context, at once; each thread reads its own nc_context_last_error. Calls that
+ * nc_model_forward, nc_model_forward_raw and nc_model_predict_loader on one model, or
+ * on models of one context, at once; each thread reads its own nc_context_last_error. Calls that
  * change a model (training steps, loading or setting weights, metadata setters) wait
  * for the inference calls running on it and hold new ones back until done. Other
  * handles (trainers, loaders, datasets, ...) are used by one thread at a time.
@@ -76,7 +76,8 @@ extern "C" {
     X(NC_ERR_NUMERIC, 9, "non-finite value")                                      \
     X(NC_ERR_BACKEND, 10, "backend failure")                                      \
     X(NC_ERR_STATE, 11, "call not valid in the current state")                    \
-    X(NC_ERR_LIMIT, 12, "size limit exceeded")
+    X(NC_ERR_LIMIT, 12, "size limit exceeded")                                    \
+    X(NC_ERR_CANCELLED, 13, "cancelled by the progress callback")
 
 #define NC__STATUS_ENUM(name, value, text) name = value,
 typedef enum nc_status { NC_STATUS_TABLE(NC__STATUS_ENUM) } nc_status;
@@ -186,6 +187,49 @@ NC_API nc_precision nc_context_precision(const nc_context *ctx);
 /// Name of a backend ("ref", "onednn", "cuda", "auto").
 NC_API const char *nc_backend_name(nc_backend_kind kind);
 
+/* ---------------------------------------------------- progress, cancellation */
+
+/** What a long call is doing when it reports progress (docs/api.md, "Progress and
+ *  cancellation"). */
+typedef enum nc_phase {
+    NC_PHASE_TRAIN = 1,    /* nc_trainer_train_epoch: after each step; done/total in batches */
+    NC_PHASE_EVALUATE = 2, /* nc_model_predict_loader with a labels buffer: after each batch */
+    NC_PHASE_PREDICT = 3,  /* nc_model_predict_loader without labels: after each batch */
+    NC_PHASE_SAVE = 4,     /* nc_model_save, nc_trainer_save_checkpoint: bytes written */
+    NC_PHASE_SCAN = 5      /* nc_dataset_open_folder (class folders listed),
+                              nc_dataset_open_csv (rows checked; total -1),
+                              nc_dataset_channel_stats (samples decoded) */
+} nc_phase;
+
+/** One progress report; valid during the callback only. */
+typedef struct nc_progress {
+    size_t struct_size;  /* sizeof(nc_progress) of the library: fields may be appended */
+    nc_phase phase;
+    int64_t done;        /* units finished so far (0 in the first report of a call) */
+    int64_t total;       /* units of the whole call, -1 when not known in advance */
+    int64_t epoch;       /* TRAIN, EVALUATE, PREDICT: the loader epoch; -1 otherwise */
+    double loss;         /* TRAIN: mean loss of the steps this call ran so far; else NaN */
+    double metric;       /* TRAIN, EVALUATE: top-1 accuracy so far (head-averaged
+                            counts; EVALUATE for softmax heads); else NaN */
+    const char *what;    /* the file being saved or the dataset being scanned; NULL else */
+} nc_progress;
+
+#define NC_PROGRESS_CONTINUE 0
+#define NC_PROGRESS_STOP 1
+
+/** Called by long calls on their calling thread: once at the start (done 0 or the
+ *  resumed position) and after each unit of work. Return NC_PROGRESS_STOP to end the
+ *  call at that point with NC_ERR_CANCELLED; what is left behind is consistent (each
+ *  reporting call says what). It must not call into the library with the same handles. */
+typedef int (*nc_progress_fn)(const nc_progress *progress, void *user);
+
+/// Sets the context's progress callback (NULL = none, the default), used by every
+/// reporting call on the context or on handles made from it (models, trainers,
+/// datasets, loaders). Set it while no call runs on the context; when several threads
+/// run reporting calls at once the callback is called from each of them. Returns NC_OK,
+/// NC_ERR_NULL (ctx NULL).
+NC_API nc_status nc_context_set_progress(nc_context *ctx, nc_progress_fn fn, void *user);
+
 /* ------------------------------------------------------------------- model */
 
 typedef enum nc_head_type {
@@ -244,6 +288,63 @@ NC_API void nc_model_destroy(nc_model *model);
 NC_API nc_status nc_model_forward(nc_model *model, const float *x, int n, int c, int h, int w,
                                   float *logits);
 
+/* ---- raw input: camera frames as they come (docs/api.md, "Raw input") */
+
+/** Element type of a raw input buffer (native byte order). */
+typedef enum nc_elem_type {
+    NC_ELEM_U8 = 1,   /* uint8_t */
+    NC_ELEM_U16 = 2,  /* uint16_t, e.g. 10-, 12- or 16-bit camera data */
+    NC_ELEM_F32 = 3   /* float */
+} nc_elem_type;
+
+/** Memory layout of a raw input buffer. */
+typedef enum nc_layout {
+    NC_LAYOUT_NCHW = 0,   /* data: image, channel, row, column (channels planar) */
+    NC_LAYOUT_NHWC = 1,   /* data: image, row, column, channel (interleaved pixels) */
+    NC_LAYOUT_PLANAR = 2  /* planes[c]: one buffer per channel (e.g. one file or camera
+                             per channel), each image, row, column */
+} nc_layout;
+
+/** A described input buffer. Element (i, ch, y, x) is read at byte address
+ *  base + i*stride_n + ch*stride_c + y*stride_h + x*stride_w, where base is `data`
+ *  (NCHW, NHWC) or planes[ch] (PLANAR, stride_c unused). A stride of 0 means packed
+ *  for the layout; strides may be negative (bottom-up rows) and need not be multiples
+ *  of the element size. Values are scaled by x = ((float)v - lo) / range with
+ *  lo = (float)min_value and range = (float)max_value - (float)min_value (not clamped),
+ *  then, with normalize = 1, x = (x - mean[ch]) / std[ch] with the model's stored
+ *  normalisation, all in float: the arithmetic of the PNG decoder (v / 255.0f,
+ *  v / 65535.0f) and of nc_transform_add_normalize. */
+typedef struct nc_input_desc {
+    size_t struct_size;        /* sizeof(nc_input_desc), set by _init */
+    nc_elem_type type;         /* default NC_ELEM_U8 */
+    nc_layout layout;          /* default NC_LAYOUT_NCHW */
+    int n, c, h, w;            /* images, channels (= the model's), rows, columns */
+    const void *data;          /* NCHW, NHWC: element (0, 0, 0, 0); borrowed for the call */
+    const void *const *planes; /* PLANAR: c pointers to element (0, ch, 0, 0) */
+    int64_t stride_n, stride_c, stride_h, stride_w; /* bytes; 0 = packed */
+    double min_value;          /* the value that maps to 0; default 0 */
+    double max_value;          /* the value that maps to 1; 0 = the type's full range:
+                                  255 (U8), 65535 (U16), 1 (F32); 4095 for 12-bit data */
+    int normalize;             /* 1 = apply the model's stored mean/std (default; the
+                                  model must have one), 0 = scaling only */
+} nc_input_desc;
+
+/// Fills `desc` with the defaults above (no data) and sets struct_size. NULL is ignored.
+NC_API void nc_input_desc_init(nc_input_desc *desc);
+
+/// nc_model_forward on a described raw buffer: converts and preprocesses it inside the
+/// library (scaling, then the model's stored normalisation) without the caller making
+/// a float copy, and writes n * nc_model_num_outputs() logits. The logits equal those
+/// of nc_model_forward on the float32 NCHW array the formula of nc_input_desc gives,
+/// bit for bit. Safe to call from several threads on one model like nc_model_forward
+/// (the conversion buffer is the call's own). Returns NC_OK, NC_ERR_NULL (model, desc,
+/// logits, data or a plane NULL), NC_ERR_INVALID_ARGUMENT (bad struct_size, type,
+/// layout, sizes, stride_c with PLANAR, max_value == min_value or not finite, normalize
+/// not 0/1), NC_ERR_NOT_FOUND (normalize = 1 and the model stores no normalisation),
+/// NC_ERR_SHAPE (c is not the model's input channels, or an image too small),
+/// NC_ERR_LIMIT (over 2^31 values), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+NC_API nc_status nc_model_forward_raw(nc_model *model, const nc_input_desc *desc, float *logits);
+
 /// Number of trainable parameters (weights and biases, not buffers); 0 for NULL.
 NC_API int64_t nc_model_num_params(const nc_model *model);
 /// Outputs per sample: num_heads * num_classes; 0 for NULL.
@@ -286,7 +387,8 @@ NC_API nc_status nc_model_set_tensor(nc_model *model, const char *name, const fl
 /// Saves parameters, buffers and metadata (architecture options, class names,
 /// input normalisation) as one safetensors file, written atomically (temporary file
 /// + rename). Returns NC_OK, NC_ERR_NULL, NC_ERR_IO (with the path and errno text),
-/// NC_ERR_OUT_OF_MEMORY.
+/// NC_ERR_OUT_OF_MEMORY, NC_ERR_CANCELLED (the progress callback stopped it, phase
+/// NC_PHASE_SAVE in bytes: the temporary file is removed, `path` is as it was).
 NC_API nc_status nc_model_save(nc_model *model, const char *path);
 
 /// Recreates a model from a file written by nc_model_save alone.
@@ -547,6 +649,40 @@ NC_API void nc_trainer_destroy(nc_trainer *trainer);
 NC_API nc_status nc_trainer_step(nc_trainer *trainer, const float *x, const int32_t *labels, int n,
                                  int c, int h, int w, nc_step_stats *out);
 
+/** What nc_trainer_train_epoch did. */
+typedef struct nc_epoch_stats {
+    size_t struct_size;  /* sizeof(nc_epoch_stats); set by the caller (nc_epoch_stats_init) */
+    int64_t batches;     /* batches of the epoch consumed so far, the skipped ones included:
+                            the nc_checkpoint_info.batch to save for a resume */
+    int64_t steps;       /* nc_trainer_step calls this call made */
+    int64_t samples;     /* samples of those steps */
+    int64_t skipped;     /* steps whose update was skipped for a non-finite value */
+    double loss;         /* mean loss per sample over the steps not skipped (NaN if none) */
+    double accuracy;     /* top-1 hits / labels counted over those steps (NaN if none) */
+    int finished;        /* 1 when the loader's epoch ended (then batches = its batch count) */
+} nc_epoch_stats;
+
+/// Zeroes `s`, loss and accuracy NaN, struct_size set. NULL is ignored.
+NC_API void nc_epoch_stats_init(nc_epoch_stats *s);
+
+/// Trains over epoch `epoch` of `loader` (nc_loader_start_epoch(loader, epoch), then
+/// one nc_trainer_step per batch), skipping its first `start_batch` batches: those a
+/// previous call already trained before it was cancelled (nc_checkpoint_info.batch of
+/// a checkpoint saved then). Reports NC_PHASE_TRAIN progress to the context's callback
+/// once before the first step (done = start_batch) and after each step (running loss
+/// and accuracy of this call). When the callback stops it, the call returns
+/// NC_ERR_CANCELLED between two steps: model and trainer hold every step taken
+/// (never half a step), `out` says how far the epoch got, and saving a checkpoint with
+/// info.batch = out->batches and calling again with start_batch = out->batches later
+/// (also in another process, after nc_trainer_load_checkpoint) continues the epoch as
+/// if uninterrupted. With a communicator (nc_trainer_set_comm) every rank must stop at
+/// the same batch. `out` may be NULL; otherwise its struct_size must be set. Returns
+/// NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (epoch or start_batch < 0, bad
+/// struct_size), NC_ERR_SHAPE, the step's and the loader's errors (prefixed with the
+/// batch), NC_ERR_CANCELLED.
+NC_API nc_status nc_trainer_train_epoch(nc_trainer *trainer, nc_loader *loader, int64_t epoch, int64_t start_batch,
+                                        nc_epoch_stats *out);
+
 /// Changes the learning rate of the "default" group from the next step on. With a
 /// schedule attached, `lr` becomes the group's base rate and the schedule's rates are
 /// computed from it from the next update on (the schedule keeps its position).
@@ -722,7 +858,9 @@ NC_API void nc_checkpoint_info_init(nc_checkpoint_info *info);
 /// to "<path>.tmp.XXXXXX" and renamed over `path`, so `path` always holds a whole
 /// checkpoint; a writer killed mid-write can leave such a temporary file behind (it
 /// is never read; delete it). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT
-/// (bad info->struct_size), NC_ERR_IO, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+/// (bad info->struct_size), NC_ERR_IO, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND,
+/// NC_ERR_CANCELLED (progress callback, NC_PHASE_SAVE: `path` keeps the previous
+/// checkpoint, no temporary file is left).
 NC_API nc_status nc_trainer_save_checkpoint(nc_trainer *trainer, const char *path, const nc_checkpoint_info *info);
 /// Restores a trainer (made for the same model architecture, optimizer and groups)
 /// from a checkpoint: model tensors, optimizer state, counters, groups' rates and
@@ -843,9 +981,51 @@ NC_API nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const 
 /// written, the message gives the size needed; or a negative capacity or epoch),
 /// NC_ERR_SHAPE, the loader's errors (decode failures name the file; the loader
 /// reports into its dataset's context, and when that is not the model's, the model's
-/// context says so), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+/// context says so), NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND, NC_ERR_CANCELLED (the
+/// progress callback stopped it, phase NC_PHASE_EVALUATE when labels is given, else
+/// NC_PHASE_PREDICT, after each batch: *count rows are written and valid; the loader
+/// is left mid-epoch, its next nc_loader_start_epoch starts afresh).
 NC_API nc_status nc_model_predict_loader(nc_model *model, nc_loader *loader, int64_t epoch, float *logits,
                                          int32_t *labels, int64_t capacity, int64_t *count);
+
+/* ----------------------------------------------------------------- saliency */
+
+/** Explanations of a model's decisions: Grad-CAM at a chosen layer and the gradient of
+ *  a class score with respect to the input (docs/api.md, "Saliency"). Holds an
+ *  eval-mode copy of the model (batch norms folded into per-channel affine layers,
+ *  dropout off) and its plan; used by one thread at a time. */
+typedef struct nc_saliency nc_saliency;
+
+/// Prepares saliency maps for `model` at `layer`: a node name (a torchvision module
+/// path, e.g. "layer4.1.conv2") selects that node's output; a module prefix ("layer3",
+/// "layer4.1", "features") selects the output of the module (its last node, unnamed
+/// ReLUs and additions included); NULL selects the default, the last convolutional
+/// stage: the input of the model's last adaptive average pool ("layer4" of a ResNet,
+/// "features" of a VGG). The layer must be a spatial (N, C, H, W) value. The weights
+/// are copied now and again whenever the model's change. The model must outlive it.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_NOT_FOUND (no such layer; the message lists
+/// examples), NC_ERR_INVALID_ARGUMENT (a layer that is not spatial),
+/// NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_saliency_create(nc_model *model, const char *layer, nc_saliency **out);
+NC_API void nc_saliency_destroy(nc_saliency *s);  /* NULL-safe */
+/// The name of the node whose output the maps use (borrowed; lives as long as s).
+NC_API const char *nc_saliency_layer(const nc_saliency *s);
+
+/// For images x (host NCHW float32, preprocessed as for nc_model_forward) and, per
+/// image, the class classes[i] of head `head` (classes NULL = each image's top-1 class
+/// of that head), the gradient of that class's logit (the model in eval mode):
+///  - cam (may be NULL): n * h * w floats, Grad-CAM (Selvaraju et al.) at the layer:
+///    ReLU(sum_k a_k A_k) with a_k the spatial mean of the gradient of channel k,
+///    upsampled bilinearly to h x w (align_corners = false, as torch's
+///    F.interpolate(..., mode='bilinear')); not normalised (divide by its maximum
+///    to display);
+///  - input_grad (may be NULL): n * c * h * w floats, the gradient with respect to
+///    each input channel (plain input-gradient saliency; take |.| to display).
+/// classes_used (may be NULL) receives the n classes explained. Returns NC_OK,
+/// NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (head or a class out of range, n < 1),
+/// NC_ERR_SHAPE, NC_ERR_OUT_OF_MEMORY, NC_ERR_BACKEND.
+NC_API nc_status nc_saliency_compute(nc_saliency *s, const float *x, int n, int c, int h, int w, int head,
+                                     const int32_t *classes, int32_t *classes_used, float *cam, float *input_grad);
 
 /* ------------------------------------------------------------------ reports */
 
@@ -1019,7 +1199,8 @@ NC_API void nc_dataset_options_init(nc_dataset_options *opt);
 /// opt may be NULL. Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (bad
 /// struct_size), NC_ERR_IO (missing/unreadable folder), NC_ERR_NOT_FOUND (no class
 /// folders or no images), NC_ERR_FORMAT, NC_ERR_LIMIT, NC_ERR_UNSUPPORTED (no libpng),
-/// NC_ERR_OUT_OF_MEMORY.
+/// NC_ERR_OUT_OF_MEMORY, NC_ERR_CANCELLED (progress callback, NC_PHASE_SCAN over the
+/// class folders; nothing is returned).
 NC_API nc_status nc_dataset_open_folder(nc_context *ctx, const char *root, const nc_dataset_options *opt,
                                         nc_dataset **out);
 /// A CSV manifest with a header row (RFC 4180 quoting); see docs/data.md. Labels of
@@ -1028,7 +1209,8 @@ NC_API nc_status nc_dataset_open_folder(nc_context *ctx, const char *root, const
 /// exist at open. Errors name file and line: NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT
 /// (unknown column), NC_ERR_IO, NC_ERR_FORMAT (syntax, field count, empty label),
 /// NC_ERR_NOT_FOUND (missing file, no rows), NC_ERR_LIMIT, NC_ERR_UNSUPPORTED,
-/// NC_ERR_OUT_OF_MEMORY.
+/// NC_ERR_OUT_OF_MEMORY, NC_ERR_CANCELLED (progress callback, NC_PHASE_SCAN every 64
+/// rows, total -1; nothing is returned).
 NC_API nc_status nc_dataset_open_csv(nc_context *ctx, const char *manifest, const nc_dataset_options *opt,
                                      nc_dataset **out);
 /// MNIST-style IDX pair (images u8 N x H x W, labels u8 N), gzip-compressed or not.
@@ -1119,6 +1301,7 @@ NC_API nc_status nc_transform_preset_eval(nc_context *ctx, int resize, int size,
                                           const float *std, nc_transform **out);
 /// Per-channel mean and std over samples indices[0..count) (all when indices is
 /// NULL) of a dataset, optionally after a transform (NULL = raw); mean/std[channels].
+/// Reports NC_PHASE_SCAN per sample; NC_ERR_CANCELLED leaves mean and std unwritten.
 NC_API nc_status nc_dataset_channel_stats(nc_dataset *ds, const int64_t *indices, int64_t count,
                                           const nc_transform *t, float *mean, float *std);
 

@@ -1,10 +1,10 @@
 /* test_alloc_fail.c — allocation-failure sweeps: for every k, the k-th allocation
  * through the context's hooks fails (once, and from k on), in model create + forward,
  * model load, weight load, trainer create + steps, checkpoint save and load, and the
- * data path (PNG folder + loader, gzip IDX pair), and the ONNX export. Each attempt
- * must return NC_OK or NC_ERR_OUT_OF_MEMORY with a message, leave nothing allocated,
- * and change nothing it did not finish (weights, checkpoint file, ONNX file). Run
- * under ASan too (docs/reliability.md). */
+ * data path (PNG folder + loader, gzip IDX pair), the ONNX export, raw-input forward
+ * and saliency. Each attempt must return NC_OK or NC_ERR_OUT_OF_MEMORY with a message,
+ * leave nothing allocated, and change nothing it did not finish (weights, checkpoint
+ * file, ONNX file). Run under ASan too (docs/reliability.md). */
 #include "testutil.h"
 
 #include "neurc.h"
@@ -700,6 +700,42 @@ static void test_alloc_onnx_export(void **state) {
     skip();
 #endif
 }
+/* nc_model_forward_raw (u16, NHWC, 12-bit, normalised) on a fresh model. */
+static nc_status op_forward_raw(nc_context *ctx, void *user) {
+    (void)user;
+    static uint16_t frame[BATCH * H * H];
+    for (int i = 0; i < BATCH * H * H; i++) frame[i] = (uint16_t)(i * 37 % 4096);
+    const float mean = 0.5f, sd = 0.25f;
+    nc_model *m = NULL;
+    float logits[BATCH * CLASSES];
+    nc_status st = make_model(ctx, &m);
+    if (st == NC_OK) st = nc_model_set_normalization(m, &mean, &sd);
+    nc_input_desc d;
+    nc_input_desc_init(&d);
+    d.type = NC_ELEM_U16, d.layout = NC_LAYOUT_NHWC, d.max_value = 4095;
+    d.n = BATCH, d.c = 1, d.h = H, d.w = H, d.data = frame;
+    if (st == NC_OK) st = nc_model_forward_raw(m, &d, logits);
+    nc_model_destroy(m);
+    return st;
+}
+
+static void test_alloc_forward_raw(void **state) { sweep(*state, op_forward_raw, NULL, NULL, "forward_raw"); }
+
+/* A saliency object made and used (Grad-CAM and input gradient). */
+static nc_status op_saliency(nc_context *ctx, void *user) {
+    (void)user;
+    nc_model *m = NULL;
+    nc_saliency *s = NULL;
+    static float cam[BATCH * H * H], grad[BATCH * H * H];
+    nc_status st = make_model(ctx, &m);
+    if (st == NC_OK) st = nc_saliency_create(m, NULL, &s);
+    if (st == NC_OK) st = nc_saliency_compute(s, input(), BATCH, 1, H, H, 0, NULL, NULL, cam, grad);
+    nc_saliency_destroy(s);
+    nc_model_destroy(m);
+    return st;
+}
+
+static void test_alloc_saliency(void **state) { sweep(*state, op_saliency, NULL, NULL, "saliency"); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -716,6 +752,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_alloc_loader_workers, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_idx_gz, tu_fx_setup, tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_onnx_export, tu_fx_setup, tu_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_forward_raw, tu_fx_setup, tu_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_saliency, tu_fx_setup, tu_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,62 +24,7 @@
 #define TOL_DSUM 2e-2        /* |dsum - gold| <= TOL_DSUM * dabs + 1e-7 */
 #define MAX_REPORTED 20      /* failing comparisons printed per test */
 
-/* ------------------------------------------------------------------ generator */
-
-static uint64_t fnv1a64(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) {
-        h ^= (uint64_t)(unsigned char)*s;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-static uint64_t splitmix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* u(key, i) in [-1, 1), exact in double: 24 random bits. */
-static double gen_u(uint64_t base, uint64_t i) {
-    return (double)(splitmix64(base + i) >> 40) * (1.0 / 8388608.0) - 1.0;
-}
-
-/* The input x: u(key, i). */
-static float *gen_input(const char *key, size_t n) {
-    float *x = malloc(n * sizeof *x);
-    if (!x) return NULL;
-    uint64_t base = fnv1a64(key);
-    for (size_t i = 0; i < n; i++) x[i] = (float)gen_u(base, i);
-    return x;
-}
-
-/* Fills out[numel] with the deterministic value of every element of tensor `name`
- * (rules in make_golden.py). Returns 0, or -1 for a name no rule covers. */
-static int gen_tensor(const char *name, int ndim, const int64_t *shape, int64_t numel,
-                      float *out) {
-    const char *dot = strrchr(name, '.');
-    const char *last = dot ? dot + 1 : name;
-    uint64_t base = fnv1a64(name);
-    if (strcmp(last, "num_batches_tracked") == 0) {
-        for (int64_t i = 0; i < numel; i++) out[i] = 0.0f;
-    } else if (strcmp(last, "weight") == 0 && ndim >= 2) {
-        double scale = sqrt(6.0 / (double)(numel / shape[0]));
-        for (int64_t i = 0; i < numel; i++) out[i] = (float)(scale * gen_u(base, (uint64_t)i));
-    } else if (strcmp(last, "weight") == 0) {
-        for (int64_t i = 0; i < numel; i++) out[i] = (float)(1.0 + 0.1 * gen_u(base, (uint64_t)i));
-    } else if (strcmp(last, "bias") == 0 || strcmp(last, "running_mean") == 0) {
-        for (int64_t i = 0; i < numel; i++) out[i] = (float)(0.1 * gen_u(base, (uint64_t)i));
-    } else if (strcmp(last, "running_var") == 0) {
-        for (int64_t i = 0; i < numel; i++)
-            out[i] = (float)(1.0 + 0.125 * (gen_u(base, (uint64_t)i) + 1.0));
-    } else {
-        return -1;
-    }
-    return 0;
-}
+/* The generator (tu_gen_input, tu_gen_tensor) is in testutil.c. */
 
 /* ------------------------------------------------------------------- fixtures */
 
@@ -396,7 +341,7 @@ static void setup(const char *model, golden *g, nc_context **ctx, nc_model **m) 
         }
         float *v = malloc((size_t)info.numel * sizeof *v);
         assert_non_null(v);
-        if (gen_tensor(info.name, info.ndim, info.shape, info.numel, v) != 0)
+        if (tu_gen_tensor(info.name, info.ndim, info.shape, info.numel, v) != 0)
             fail_msg("%s: no generator rule for tensor %s", model, info.name);
         st = nc_model_set_tensor(*m, info.name, v, info.numel);
         free(v);
@@ -434,7 +379,7 @@ static void check_eval(const char *model) {
     setup(model, &g, &ctx, &m);
 
     size_t nx = (size_t)g.n * g.c * g.h * g.w;
-    float *x = gen_input(g.input_key, nx);
+    float *x = tu_gen_input(g.input_key, nx);
     float *logits = malloc((size_t)g.nle * sizeof *logits);
     assert_non_null(x);
     assert_non_null(logits);
@@ -502,7 +447,7 @@ static void check_train(const char *model) {
                  nc_context_last_error(ctx));
 
     size_t nx = (size_t)g.n * g.c * g.h * g.w;
-    float *x = gen_input(g.input_key, nx);
+    float *x = tu_gen_input(g.input_key, nx);
     assert_non_null(x);
     nc_step_stats s;
     memset(&s, 0, sizeof s);
@@ -535,7 +480,7 @@ static void check_train(const char *model) {
         st = nc_model_get_tensor(m, gt->name, after, gt->numel);
         if (st != NC_OK)
             fail_msg("%s: nc_model_get_tensor(%s): %s", model, gt->name, nc_status_str(st));
-        assert_int_equal(gen_tensor(gt->name, gt->ndim, gt->shape, gt->numel, before), 0);
+        assert_int_equal(tu_gen_tensor(gt->name, gt->ndim, gt->shape, gt->numel, before), 0);
 
         double sum = 0, dsum = 0;
         for (int64_t i = 0; i < gt->numel; i++) {
@@ -632,14 +577,14 @@ static void test_golden_generator_matches_python(void **state) {
         {"layer1.0.bn1.running_mean", 1, {64}, {-0x1.6fac1p-4f, 0x1.78558cp-5f, 0x1.530c9ap-4f}},
         {"layer1.0.bn1.num_batches_tracked", 0, {0}, {0.0f}},
     };
-    assert_true(fnv1a64("conv1.weight") == 0x69a29a2cee47d254ULL);
-    assert_true(splitmix64(0) == 0xe220a8397b1dcdafULL);
+    assert_true(tu_fnv1a64("conv1.weight") == 0x69a29a2cee47d254ULL);
+    assert_true(tu_splitmix64(0) == 0xe220a8397b1dcdafULL);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t numel = 1;
         for (int d = 0; d < cases[c].ndim; d++) numel *= cases[c].shape[d];
         float *v = malloc((size_t)numel * sizeof *v);
         assert_non_null(v);
-        assert_int_equal(gen_tensor(cases[c].name, cases[c].ndim, cases[c].shape, numel, v), 0);
+        assert_int_equal(tu_gen_tensor(cases[c].name, cases[c].ndim, cases[c].shape, numel, v), 0);
         for (int i = 0; i < 3 && i < numel; i++) {
             if (v[i] != cases[c].want[i])
                 fail_msg("%s[%d] = %a, python says %a", cases[c].name, i, v[i], cases[c].want[i]);
@@ -647,12 +592,12 @@ static void test_golden_generator_matches_python(void **state) {
         free(v);
     }
     float x[3];
-    float *in = gen_input("input.4", 3);
+    float *in = tu_gen_input("input.4", 3);
     assert_non_null(in);
     memcpy(x, in, sizeof x);
     free(in);
     assert_true(x[0] == -0x1.a61b7p-2f && x[1] == 0x1.3860dp-3f && x[2] == 0x1.671d2p-2f);
-    assert_int_equal(gen_tensor("conv1.bogus", 1, cases[0].shape, 1, x), -1);
+    assert_int_equal(tu_gen_tensor("conv1.bogus", 1, cases[0].shape, 1, x), -1);
 }
 
 int main(void) {

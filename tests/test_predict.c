@@ -17,31 +17,7 @@ enum { N_GOOD = 11, IMG = 12, CLASSES = 2 };
 
 static char *g_root; /* /tmp/nc_test_<pid>_predict */
 
-static char *path_of(const char *rel) {
-    size_t n = strlen(g_root) + strlen(rel) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", g_root, rel);
-    return p;
-}
-
-static int make_dir(const char *rel) {
-    char *p = path_of(rel);
-    int rc = mkdir(p, 0755);
-    free(p);
-    return rc;
-}
-
-static int write_png(nc_context *ctx, const char *rel, int tag) {
-    nc_image *img;
-    if (nc_image_create(ctx, 1, IMG, IMG, &img) != NC_OK) return -1;
-    float *d = nc_image_data(img);
-    for (int i = 0; i < IMG * IMG; i++) d[i] = (float)((tag * 53 + i * 7) % 256) / 255.0f;
-    char *p = path_of(rel);
-    nc_status st = nc_png_write(ctx, p, img, 8);
-    free(p);
-    nc_image_destroy(img);
-    return st == NC_OK ? 0 : -1;
-}
+static char *path_of(const char *rel) { return tu_path_join(g_root, rel); }
 
 /* good/{a,b}: 6 + 5 gray 12x12 images; bad/: the same plus b/zz.png, truncated. */
 static int group_setup(void **state) {
@@ -53,14 +29,14 @@ static int group_setup(void **state) {
     char rel[128];
     const char *sets[2] = {"good", "bad"};
     for (int s = 0; s < 2; s++) {
-        rc |= make_dir(sets[s]);
+        rc |= tu_mkdir_in(g_root, sets[s]);
         for (int c = 0; c < CLASSES; c++) {
             snprintf(rel, sizeof rel, "%s/%c", sets[s], 'a' + c);
-            rc |= make_dir(rel);
+            rc |= tu_mkdir_in(g_root, rel);
         }
         for (int i = 0; i < N_GOOD; i++) {
             snprintf(rel, sizeof rel, "%s/%c/%02d.png", sets[s], i < 6 ? 'a' : 'b', i);
-            rc |= write_png(ctx, rel, i);
+            rc |= tu_write_gray_png(ctx, g_root, rel, IMG, i);
         }
     }
     char *bad = path_of("bad/b/zz.png");
@@ -78,11 +54,9 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-    int rc = system(cmd);
+    int rc = tu_remove_tree(g_root);
     free(g_root);
-    return rc == 0 ? 0 : -1;
+    return rc;
 }
 
 static nc_context *fx_ctx(void **state) { return ((tu_fx *)*state)->ctx; }

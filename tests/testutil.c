@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed) {
@@ -207,4 +208,94 @@ const char *tu_comma_locale(const char *locdir) {
 void tu_c_locale(void) {
     setlocale(LC_NUMERIC, "C");
     unsetenv("LOCPATH");
+/* ---- the deterministic weights of the golden tests (rules: tests/fixtures/make_golden.py) */
+
+uint64_t tu_fnv1a64(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) {
+        h ^= (uint64_t)(unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+uint64_t tu_splitmix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* u(key, i) in [-1, 1), exact in double: 24 random bits. */
+static double gen_u(uint64_t base, uint64_t i) {
+    return (double)(tu_splitmix64(base + i) >> 40) * (1.0 / 8388608.0) - 1.0;
+}
+
+/* The input x: u(key, i). */
+float *tu_gen_input(const char *key, size_t n) {
+    float *x = malloc(n * sizeof *x);
+    if (!x) return NULL;
+    uint64_t base = tu_fnv1a64(key);
+    for (size_t i = 0; i < n; i++) x[i] = (float)gen_u(base, i);
+    return x;
+}
+
+/* Fills out[numel] with the deterministic value of every element of tensor `name`
+ * (rules in make_golden.py). Returns 0, or -1 for a name no rule covers. */
+int tu_gen_tensor(const char *name, int ndim, const int64_t *shape, int64_t numel,
+                      float *out) {
+    const char *dot = strrchr(name, '.');
+    const char *last = dot ? dot + 1 : name;
+    uint64_t base = tu_fnv1a64(name);
+    if (strcmp(last, "num_batches_tracked") == 0) {
+        for (int64_t i = 0; i < numel; i++) out[i] = 0.0f;
+    } else if (strcmp(last, "weight") == 0 && ndim >= 2) {
+        double scale = sqrt(6.0 / (double)(numel / shape[0]));
+        for (int64_t i = 0; i < numel; i++) out[i] = (float)(scale * gen_u(base, (uint64_t)i));
+    } else if (strcmp(last, "weight") == 0) {
+        for (int64_t i = 0; i < numel; i++) out[i] = (float)(1.0 + 0.1 * gen_u(base, (uint64_t)i));
+    } else if (strcmp(last, "bias") == 0 || strcmp(last, "running_mean") == 0) {
+        for (int64_t i = 0; i < numel; i++) out[i] = (float)(0.1 * gen_u(base, (uint64_t)i));
+    } else if (strcmp(last, "running_var") == 0) {
+        for (int64_t i = 0; i < numel; i++)
+            out[i] = (float)(1.0 + 0.125 * (gen_u(base, (uint64_t)i) + 1.0));
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+
+/* ---- temporary folders of PNG files */
+
+char *tu_path_join(const char *dir, const char *rel) {
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, rel);
+    return p;
+}
+
+int tu_mkdir_in(const char *dir, const char *rel) {
+    char *p = tu_path_join(dir, rel);
+    int rc = p ? mkdir(p, 0755) : -1;
+    free(p);
+    return rc;
+}
+
+int tu_write_gray_png(struct nc_context *ctx, const char *dir, const char *rel, int size, int tag) {
+    nc_image *img;
+    if (nc_image_create(ctx, 1, size, size, &img) != NC_OK) return -1;
+    float *d = nc_image_data(img);
+    for (int i = 0; i < size * size; i++) d[i] = (float)((tag * 53 + i * 7) % 256) / 255.0f;
+    char *p = tu_path_join(dir, rel);
+    nc_status st = p ? nc_png_write(ctx, p, img, 8) : NC_ERR_OUT_OF_MEMORY;
+    free(p);
+    nc_image_destroy(img);
+    return st == NC_OK ? 0 : -1;
+}
+
+int tu_remove_tree(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
 }

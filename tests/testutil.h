@@ -93,4 +93,20 @@ double tu_grad_check(float *x, const float *grad, size_t n, tu_loss_fn loss, voi
         }                                                                         \
     } while (0)
 
+/* The golden tests' deterministic values (tests/fixtures/make_golden.py implements the
+ * same): the input x[i] = u(key, i) (malloc'ed; NULL without memory), and every
+ * element of tensor `name` by its kind. tu_gen_tensor returns 0, or -1 for a name no
+ * rule covers. */
+uint64_t tu_fnv1a64(const char *s);
+uint64_t tu_splitmix64(uint64_t z);
+float *tu_gen_input(const char *key, size_t n);
+int tu_gen_tensor(const char *name, int ndim, const int64_t *shape, int64_t numel, float *out);
+
+/* Temporary folders of test images: "<dir>/<rel>" (malloc'ed), mkdir of it (0 or -1),
+ * a gray size x size 8-bit PNG whose pixels depend on `tag` (0 or -1), rm -rf. */
+char *tu_path_join(const char *dir, const char *rel);
+int tu_mkdir_in(const char *dir, const char *rel);
+int tu_write_gray_png(struct nc_context *ctx, const char *dir, const char *rel, int size, int tag);
+int tu_remove_tree(const char *dir);
+
 #endif

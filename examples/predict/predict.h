@@ -25,6 +25,7 @@ typedef struct options {
     int threads;                 /* -1 = library default */
     nc_backend_kind backend;
     int no_temperature, recursive, convert;
+    const char *cam_dir;         /* --cam DIR: Grad-CAM overlays; NULL = none */
 } options;
 
 /* One image to classify: files stacked as channels (one for a PNG argument). */
@@ -56,5 +57,16 @@ char *predict_strdup(const char *s);
  * manifest. Problems are reported and counted in l->failures; l->oom on OOM. */
 void predict_add_path(input_list *l, const char *path, const options *o);
 void predict_inputs_free(input_list *l);
+
+/* --cam DIR (cam.c): Grad-CAM overlays of each classified image. cam_open creates DIR
+ * and the saliency state (mean/std: the model's normalisation, NULL = none; borrowed);
+ * cam_write_batch writes the overlays of a batch (x: (n, c, h, w) as classified; paths
+ * and input indices name the files) and returns the number of failures. Messages are
+ * printed. */
+typedef struct cam_writer cam_writer;
+int cam_open(cam_writer **out, nc_model *m, const char *dir, const float *mean, const float *std);
+int cam_write_batch(cam_writer *cw, const float *x, int n, int c, int h, int w, const char *const *paths,
+                    const size_t *index);
+void cam_close(cam_writer *cw);
 
 #endif

@@ -1,7 +1,8 @@
 /* main.c — nc-train: the program most users meet first. Parses the options (a mode
  * word, then getopt_long flags), merges them over the run's config.json for resume /
  * evaluate / test, sets up the context and the data, and hands over to the runs
- * (folds.c). Ctrl-C finishes the current batch, saves last.safetensors, exits 130. */
+ * (folds.c). Ctrl-C finishes the current batch (or stops the evaluation or the channel
+ * statistics through the progress callback), saves last.safetensors, exits 130. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -19,6 +20,15 @@ static void on_sigint(int sig) {
     (void)sig;
     g_interrupted = 1;
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
+}
+
+/* The library's long calls (channel statistics, evaluation) ask this between units of
+ * work: the first Ctrl-C ends them with NC_ERR_CANCELLED (fail_lib turns that into
+ * exit 130). Saves are never stopped: the checkpoint is what Ctrl-C wants kept. With
+ * --distributed the ranks agree per batch instead (run.c), so nothing is stopped here. */
+static int stop_on_sigint(const nc_progress *p, void *user) {
+    (void)user;
+    return g_interrupted && p->phase != NC_PHASE_SAVE ? NC_PROGRESS_STOP : NC_PROGRESS_CONTINUE;
 }
 
 static const char *const mode_names[] = {"train", "resume", "evaluate", "test"};
@@ -146,6 +156,7 @@ int main(int argc, char **argv) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
+    if (!c.distributed) nc_context_set_progress(ctx, stop_on_sigint, NULL);
 
     data d;
     char mean_buf[256], std_buf[256];

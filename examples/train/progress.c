@@ -76,6 +76,10 @@ void progress_end_epoch(progress *p) {
 }
 
 int fail_lib(nc_context *ctx, const char *what, nc_status st) {
+    if (st == NC_ERR_CANCELLED) { /* Ctrl-C reached a library call (main.c, stop_on_sigint) */
+        fprintf(stderr, PROG ": interrupted while %s\n", what);
+        return EXIT_INTERRUPTED;
+    }
     const char *msg = nc_context_last_error(ctx);
     fprintf(stderr, PROG ": %s: %s\n", what, msg && msg[0] ? msg : nc_status_str(st));
     return EXIT_FAIL;

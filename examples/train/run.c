@@ -392,7 +392,7 @@ static int final_eval(rs *r, result *res, const char *report_dir) {
     nc_model *m = NULL;
     nc_report *rep = NULL;
     nc_history *hist = r->hist;
-    int rc = EXIT_FAIL;
+    int rc = EXIT_FAIL, erc;
     nc_status st;
     if (!file_exists(r->best)) return fail_msg("no %s: nothing trained in %s yet", r->best, r->j->dir);
     if ((st = nc_model_load(r->ctx, r->best, &m)) != NC_OK) return fail_lib(r->ctx, "loading the best model", st);
@@ -424,7 +424,10 @@ static int final_eval(rs *r, result *res, const char *report_dir) {
     if (thinfo) thr = strtof(thinfo, NULL);
     int do_val = r->lval && (c->mode != MODE_TEST), do_test = r->ltest && (c->mode != MODE_EVALUATE);
     if (do_val) {
-        if (eval_split(r, m, r->lval, "val", rep, &sn, &n)) goto out;
+        if ((erc = eval_split(r, m, r->lval, "val", rep, &sn, &n)) != 0) {
+            rc = erc;
+            goto out;
+        }
         res->val_loss = sn.loss;
         res->val_acc = sn.acc;
         res->val_f1 = sn.f1;
@@ -440,7 +443,10 @@ static int final_eval(rs *r, result *res, const char *report_dir) {
         }
     }
     if (do_test) {
-        if (eval_split(r, m, r->ltest, "test", rep, &sn, &n)) goto out;
+        if ((erc = eval_split(r, m, r->ltest, "test", rep, &sn, &n)) != 0) {
+            rc = erc;
+            goto out;
+        }
         res->test_loss = sn.loss;
         res->test_acc = sn.acc;
         res->test_f1 = sn.f1;
@@ -639,8 +645,15 @@ static int train_loop(rs *r) {
             split_numbers sn = {NAN, NAN, NAN, NAN};
             int64_t n;
             if (r->ema) nc_ema_swap(r->ema);
-            int bad = c->rank == 0 && eval_split(r, r->m, r->lval, "val", NULL, &sn, &n);
+            int bad = c->rank == 0 ? eval_split(r, r->m, r->lval, "val", NULL, &sn, &n) : 0;
             if (r->ema) nc_ema_swap(r->ema);
+            if (bad == EXIT_INTERRUPTED) { /* Ctrl-C during validation: keep the trained epoch */
+                if (save_last(r, e - 1, nb, best, best_epoch)) return EXIT_FAIL;
+                fprintf(stderr, PROG ": epoch %lld was trained, not yet validated; saved %s (continue with `" PROG
+                                " resume --output-dir %s`)\n",
+                        (long long)e, r->last, c->out);
+                return EXIT_INTERRUPTED;
+            }
             double v[3] = {sn.loss, sn.acc, sn.f1};
             if (bad || dist_share(c, v, 3)) return EXIT_FAIL;
             rec.val_loss = v[0];

@@ -184,7 +184,8 @@ typedef struct progress {
 void progress_start_epoch(progress *p, int64_t epoch, int64_t epochs, int64_t batches);
 void progress_batch(progress *p, int64_t batch, double loss, double acc, int64_t images);
 void progress_end_epoch(progress *p);
-/* Prints "nc-train: what: <library message>" and returns EXIT_FAIL. */
+/* Prints "nc-train: what: <library message>" and returns EXIT_FAIL; for
+ * NC_ERR_CANCELLED (Ctrl-C) "nc-train: interrupted while what" and EXIT_INTERRUPTED. */
 int fail_lib(nc_context *ctx, const char *what, nc_status st);
 /* Prints "nc-train: <message>" (printf-style) and returns EXIT_FAIL. */
 int fail_msg(const char *fmt, ...)

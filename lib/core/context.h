@@ -29,6 +29,8 @@ struct nc_context {
     pthread_key_t error_key;       /* user contexts only (not is_child) */
     pthread_mutex_t error_mu;      /* guards error_slots */
     struct nc__error_slot *error_slots; /* every other thread's slot */
+    nc_progress_fn progress;       /* nc_context_set_progress; NULL = none (core/progress.h) */
+    void *progress_user;
 };
 
 /* Records a printf-style message in ctx (NULL-safe) and returns `status`. */

@@ -6,6 +6,7 @@
 #include "data/dataset.h"
 #include "data/data.h"
 #include "core/context.h"
+#include "core/progress.h"
 #include "io/file.h"
 
 #include <errno.h>
@@ -352,7 +353,10 @@ nc_status nc__csv_load(nc_dataset *ds, const char *manifest, const nc_dataset_op
     NC_CHECK_ALLOC(ctx, base);
 
     /* rows */
+    nc_progress pr = nc__progress_begin(NC_PHASE_SCAN, -1, manifest);
     for (;;) {
+        pr.done = n;
+        if (n % 64 == 0) NC_CHECK(nc__progress(ctx, &pr, "nc_dataset_open_csv", "rows"));
         NC_CHECK(next_record(&c, &got));
         if (!got) break;
         if (c.nf != nhdr) {

@@ -54,4 +54,9 @@ nc_context *nc__dataset_context(const nc_dataset *ds);
 /* Labels of sample i without touching any context (i in range). */
 const int32_t *nc__dataset_labels_ptr(const nc_dataset *ds, int64_t i);
 
+/* A failed nc_loader_start_epoch / nc_loader_next (status st at 0-based `batch`)
+ * reported by the public call `fn` into ctx, whose text the caller cleared before the
+ * loader call (loader.c says why). Returns st. */
+nc_status nc__loader_failed(nc_context *ctx, nc_status st, const char *fn, int64_t batch);
+
 #endif

@@ -5,6 +5,7 @@
 #include "data/dataset.h"
 #include "data/data.h"
 #include "core/context.h"
+#include "core/progress.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -231,8 +232,11 @@ nc_status nc_dataset_open_folder(nc_context *ctx, const char *root, const nc_dat
         st = nc__error(ctx, NC_ERR_LIMIT, "%s: too many class folders", root);
         goto fail;
     }
+    nc_progress pr = nc__progress_begin(NC_PHASE_SCAN, (int64_t)nclass, root);
     for (size_t c = 0; c < nclass; c++) {
         size_t before = nfile;
+        pr.done = (int64_t)c;
+        NC_CHECK(nc__progress(ctx, &pr, "nc_dataset_open_folder", "class folders"));
         NC_CHECK(list_entries(ds, classes[c], 0, &ds->paths, &nfile, &file_cap));
         if (nc__grow(ctx, (void **)&labels, sizeof *labels, &label_cap, nfile) != 0) {
             st = nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", root);
@@ -505,7 +509,10 @@ nc_status nc_dataset_channel_stats(nc_dataset *ds, const int64_t *indices, int64
     double seen = 0;
     nc_image *img = NULL, *tr = NULL;
     nc_status st = NC_OK;
+    nc_progress pr = nc__progress_begin(NC_PHASE_SCAN, count, NULL);
     for (int64_t k = 0; k < count; k++) {
+        pr.done = k;
+        NC_CHECK(nc__progress(ctx, &pr, "nc_dataset_channel_stats", "samples"));
         int64_t i = indices ? indices[k] : k;
         if (i < 0 || i >= ds->n) {
             st = nc__error(ctx, NC_ERR_INVALID_ARGUMENT,
@@ -541,6 +548,8 @@ nc_status nc_dataset_channel_stats(nc_dataset *ds, const int64_t *indices, int64
         nc_image_destroy(img);
         img = NULL;
     }
+    pr.done = count;
+    NC_CHECK(nc__progress(ctx, &pr, "nc_dataset_channel_stats", "samples"));
     for (int c = 0; c < C; c++) {
         mean[c] = (float)mu[c];
         std[c] = (float)sqrt(m2[c] / seen);

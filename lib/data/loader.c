@@ -566,3 +566,16 @@ fail:
     nc_loader_destroy(l);
     return st;
 }
+
+/* The loader's message lands in its dataset's context. The caller clears its
+ * context's text before each loader call: when the loader shares that context (the
+ * usual case) its message is there and gets prefixed; when the text is still empty the
+ * loader wrote elsewhere and the caller's context says where to look. */
+nc_status nc__loader_failed(nc_context *ctx, nc_status st, const char *fn, int64_t batch) {
+    if (nc_context_last_error(ctx)[0] != '\0')
+        return nc__error_prefix(ctx, st, "%s: batch %lld", fn, (long long)batch + 1);
+    return nc__error(ctx, st,
+                     "%s: the loader failed at batch %lld (%s); its message is in the context of the loader's "
+                     "dataset",
+                     fn, (long long)batch + 1, nc_status_str(st));
+}

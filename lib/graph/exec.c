@@ -180,7 +180,22 @@ static nc_status forward_node(nc__plan *p, int i, const float *x) {
     return NC_OK;
 }
 
+/* Copies value (grad = 0) or gradient (grad = 1) of node v to host. */
+static nc_status download_node(nc__plan *p, int v, int want_grad, float *host) {
+    const nc__value_desc d = nc__plan_value_desc(p, v);
+    const void *src = want_grad ? grad(p, v) : val(p, v);
+    if (!src || p->run_at[v] != v)
+        return nc__error(p->m->ctx, NC_ERR_STATE, "internal: %s of node %s is not kept by the plan",
+                         want_grad ? "gradient" : "value", p->m->graph->nodes[v].name);
+    return backend(p)->value_download(state(p), &d, host, src);
+}
+
 nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t dropout_seed) {
+    return nc__plan_forward_tap(p, x, training, dropout_seed, -1, NULL);
+}
+
+nc_status nc__plan_forward_tap(nc__plan *p, const float *x, int training, uint64_t dropout_seed, int tap,
+                               float *tap_host) {
     nc_context *ctx = p->m->ctx;
     const nc__graph *g = p->m->graph;
     nc_status st = NC_OK;
@@ -192,6 +207,7 @@ nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t d
         if (p->run_at[i] != i) continue; /* not needed for the output, or run by its group */
         st = forward_node(p, i, x);
         if (st != NC_OK) nc__error_prefix(ctx, st, "%s", g->nodes[i].name);
+        if (st == NC_OK && i == tap) st = download_node(p, i, 0, tap_host);
     }
     /* batch statistics went into the running statistics */
     if (training) nc__model_params_changed(p->m);
@@ -305,13 +321,21 @@ static nc_status backward_node(nc__plan *p, int i) {
     return NC_OK;
 }
 
-nc_status nc__plan_backward(nc__plan *p) {
+nc_status nc__plan_backward(nc__plan *p) { return nc__plan_backward_taps(p, NULL, NULL, 0); }
+
+nc_status nc__plan_backward_taps(nc__plan *p, const int *taps, float *const *hosts, int n_taps) {
     nc_context *ctx = p->m->ctx;
     const nc__graph *g = p->m->graph;
     nc_status st = NC_OK;
     if (!p->training) return nc__error(ctx, NC_ERR_STATE, "internal: backward on an eval plan");
     if (!p->m->grad_arena) return nc__error(ctx, NC_ERR_STATE, "internal: no gradient arena");
+    int lowest = g->output;
+    for (int k = 0; k < n_taps; k++) lowest = taps[k] < lowest ? taps[k] : lowest;
     for (int i = g->output; i >= 1 && st == NC_OK; i--) {
+        /* every consumer of node i ran its backward: its gradient is whole */
+        for (int k = 0; k < n_taps && st == NC_OK; k++)
+            if (taps[k] == i) st = download_node(p, i, 1, hosts[k]);
+        if (st != NC_OK || (n_taps > 0 && i == lowest)) break; /* nothing below is wanted */
         if (p->run_at[i] != i) continue; /* not needed, or a fused RELU (run by its BN) */
         st = backward_node(p, i);
         if (st != NC_OK) nc__error_prefix(ctx, st, "%s (backward)", g->nodes[i].name);

@@ -119,6 +119,11 @@ static inline void *nc__plan_backend_state(const nc__plan *p) { return p->bstate
 /* Uploads x (host NCHW f32: one value_upload) and runs every node. training: batch
  * statistics, running-stat updates, dropout with masks drawn from dropout_seed. */
 nc_status nc__plan_forward(nc__plan *p, const float *x, int training, uint64_t dropout_seed);
+/* nc__plan_forward that also copies the value of node `tap` to host (tap_host, its
+ * shape's floats) right after the node ran, before later nodes may reuse its memory;
+ * tap -1 = none. Fails (NC_ERR_STATE) for a node the plan does not run by itself. */
+nc_status nc__plan_forward_tap(nc__plan *p, const float *x, int training, uint64_t dropout_seed, int tap,
+                               float *tap_host);
 /* Copies the output value (N x outputs) to host. */
 nc_status nc__plan_read_output(nc__plan *p, float *out);
 /* The output value and its gradient in backend memory, and their descriptor (the
@@ -139,5 +144,9 @@ nc__linear_desc nc__plan_linear_desc(const nc__plan *p, int i, nc__write dx_writ
 /* Backward from the output gradient the loss wrote: accumulates into the model's
  * gradient arena (which the caller zeroes). Needs a training forward just before. */
 nc_status nc__plan_backward(nc__plan *p);
+/* The backward, copying the gradient of each node taps[k] to hosts[k] once it is whole
+ * (every consumer's backward ran, the node's own not yet), and stopping below the
+ * lowest tap (n_taps 0: the whole backward). Saliency maps use it (eval/saliency.c). */
+nc_status nc__plan_backward_taps(nc__plan *p, const int *taps, float *const *hosts, int n_taps);
 
 #endif

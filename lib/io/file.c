@@ -4,6 +4,7 @@
  * matching whole-file read with a size limit (nc__read_file). */
 #include "io/file.h"
 #include "core/context.h"
+#include "core/progress.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,9 +33,22 @@ static mode_t current_umask(void) {
     return mask;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t size) {
+/* Progress of a file being written (NC_PHASE_SAVE, in bytes), or none. */
+typedef struct write_report {
+    nc_context *ctx;
+    nc_progress p;
+    const char *fn;
+} write_report;
+
+#define WRITE_CANCELLED (-2)
+
+/* 0, -1 with errno set, or WRITE_CANCELLED (the callback asked to stop; message set).
+ * With a report the bytes go out in 4 MiB pieces, each reported. */
+static int write_all(int fd, const unsigned char *p, size_t size, write_report *rep) {
+    const size_t piece = rep ? ((size_t)4 << 20) : ((size_t)1 << 30);
+    if (rep && nc__progress(rep->ctx, &rep->p, rep->fn, "bytes") != NC_OK) return WRITE_CANCELLED;
     while (size > 0) {
-        size_t chunk = size > ((size_t)1 << 30) ? ((size_t)1 << 30) : size;
+        size_t chunk = size > piece ? piece : size;
         ssize_t k = write(fd, p, chunk);
         if (k < 0) {
             if (errno == EINTR) continue;
@@ -46,6 +60,10 @@ static int write_all(int fd, const unsigned char *p, size_t size) {
         }
         p += k;
         size -= (size_t)k;
+        if (rep) {
+            rep->p.done += k;
+            if (nc__progress(rep->ctx, &rep->p, rep->fn, "bytes") != NC_OK) return WRITE_CANCELLED;
+        }
     }
     return 0;
 }
@@ -77,6 +95,11 @@ static int sync_parent_dir(char *path) {
 }
 
 nc_status nc__write_file_atomic(nc_context *ctx, const char *path, const void *data, size_t size) {
+    return nc__write_file_atomic_reported(ctx, path, data, size, NULL);
+}
+
+nc_status nc__write_file_atomic_reported(nc_context *ctx, const char *path, const void *data, size_t size,
+                                         const char *fn) {
     if (!ctx) return NC_ERR_NULL;
     if (!path || (!data && size > 0))
         return nc__error(ctx, NC_ERR_NULL, "nc__write_file_atomic: NULL %s",
@@ -109,7 +132,15 @@ nc_status nc__write_file_atomic(nc_context *ctx, const char *path, const void *d
     what = "cannot set the mode";
     if (fchmod(fd, mode) != 0) goto fail_open;
     what = "cannot write";
-    if (write_all(fd, data, size) != 0) goto fail_open;
+    write_report rep = {ctx, nc__progress_begin(NC_PHASE_SAVE, (int64_t)size, path), fn};
+    int wrote = write_all(fd, data, size, fn && nc__progress_wanted(ctx) ? &rep : NULL);
+    if (wrote == WRITE_CANCELLED) {
+        close(fd);
+        unlink(tmp);
+        nc__free(ctx, tmp);
+        return NC_ERR_CANCELLED;
+    }
+    if (wrote != 0) goto fail_open;
     what = "cannot sync";
     for (;;) {
         if (fsync(fd) == 0) break;

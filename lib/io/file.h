@@ -13,6 +13,11 @@
  * failure the temporary file is removed, `path` is left as it was, and the status is
  * NC_ERR_IO with the path and strerror(errno) in the message. */
 nc_status nc__write_file_atomic(nc_context *ctx, const char *path, const void *data, size_t size);
+/* The same, reporting NC_PHASE_SAVE progress in bytes to the context's callback (fn
+ * names the public call in the message). When the callback stops it the temporary
+ * file is removed, `path` is left as it was, and the status is NC_ERR_CANCELLED. */
+nc_status nc__write_file_atomic_reported(nc_context *ctx, const char *path, const void *data, size_t size,
+                                         const char *fn);
 /* Reads the whole regular file `path` into a new NUL-terminated buffer (*data, freed
  * with nc__free; *size excludes the NUL). A file over max_bytes gives `too_large`
  * with "<path>: N bytes, over the <what> limit of M bytes"; open/stat/read failures

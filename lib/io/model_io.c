@@ -210,7 +210,7 @@ static nc_status model_save(nc_model *m, const char *path) {
     float *host = NULL;
     NC_CHECK(nc__st_writer_create(ctx, &w));
     NC_CHECK(nc__model_io_add(m, w, &host));
-    NC_CHECK(nc__st_write(w, path));
+    NC_CHECK(nc__st_write_reported(w, path, "nc_model_save"));
 fail:
     nc__st_writer_destroy(w);
     nc__free(ctx, host);

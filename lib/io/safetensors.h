@@ -81,6 +81,9 @@ nc_status nc__st_writer_add(nc__st_writer *w, const char *name, nc__st_dtype dty
                             const int64_t *shape, const void *data);  /* rejects duplicates */
 nc_status nc__st_writer_meta(nc__st_writer *w, const char *key, const char *value);
 nc_status nc__st_write(nc__st_writer *w, const char *path);
+/* The same with NC_PHASE_SAVE progress reported under the public call `fn`
+ * (io/file.h, nc__write_file_atomic_reported): NC_ERR_CANCELLED leaves `path` as it was. */
+nc_status nc__st_write_reported(nc__st_writer *w, const char *path, const char *fn);
 /* Serialises into a new buffer (nc__free with the context). */
 nc_status nc__st_serialize(nc__st_writer *w, void **out, size_t *size);
 

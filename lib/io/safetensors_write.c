@@ -250,14 +250,16 @@ nc_status nc__st_serialize(nc__st_writer *w, void **out, size_t *size) {
     return NC_OK;
 }
 
-nc_status nc__st_write(nc__st_writer *w, const char *path) {
+nc_status nc__st_write(nc__st_writer *w, const char *path) { return nc__st_write_reported(w, path, NULL); }
+
+nc_status nc__st_write_reported(nc__st_writer *w, const char *path, const char *fn) {
     if (!w) return NC_ERR_NULL;
     if (!path) return nc__error(w->ctx, NC_ERR_NULL, "nc__st_write: NULL path");
     void *buf = NULL;
     size_t size = 0;
     nc_status st = nc__st_serialize(w, &buf, &size);
     if (st != NC_OK) return nc__error_prefix(w->ctx, st, "%s", path);
-    st = nc__write_file_atomic(w->ctx, path, buf, size);
+    st = nc__write_file_atomic_reported(w->ctx, path, buf, size, fn);
     nc__free(w->ctx, buf);
     return st;
 }

@@ -268,7 +268,7 @@ static nc_status save_checkpoint(nc_trainer *t, const char *path, const nc_check
         NC_CHECK(nc__jw_finish(&j, "nc_trainer_save_checkpoint: " TRAINER_KEY, &text, NULL));
     }
     NC_CHECK(nc__st_writer_meta(w, TRAINER_KEY, text));
-    NC_CHECK(nc__st_write(w, path));
+    NC_CHECK(nc__st_write_reported(w, path, "nc_trainer_save_checkpoint"));
 fail:
     nc__free(ctx, text);
     nc__st_writer_destroy(w);

@@ -14,6 +14,7 @@ only; run by `meson test` (suite cpu).
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -240,6 +241,46 @@ class PredictTest(unittest.TestCase):
             for f in os.listdir(fx()):  # a killed writer may leave its temporary file
                 if f.startswith("killed.csv.tmp."):
                     os.remove(fx(f))
+
+    def test_predict_sigint_writes_the_rows_so_far(self):
+        man, out = fx("many.csv"), fx("interrupted.csv")
+        with open(man, "w") as f:
+            f.write("image\n" + "img/a.png\n" * 40000)
+        with open(out, "w") as f:
+            f.write("an earlier result\n")
+        q = subprocess.Popen([NC_PREDICT, "--threads", "1", "--checkpoint", fx("model.ckpt"), "--batch-size", "4",
+                              "--output", out, man], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        q.send_signal(signal.SIGINT)
+        _, err = q.communicate(timeout=120)
+        if q.returncode == 0:
+            self.skipTest("nc-predict finished before the signal")
+        self.assertEqual(q.returncode, 130, err)
+        self.assertIn("interrupted after", err)
+        with open(out, newline="") as f:
+            header, rows = rows_of(f.read())
+        self.assertTrue(0 < len(rows) < 40000, len(rows))
+        self.assertTrue(all(r == dict(rows[0]) for r in rows))
+        self.assertEqual([f for f in os.listdir(fx()) if f.startswith("interrupted.csv.tmp.")], [])
+
+    def test_predict_cam_writes_overlays(self):
+        import struct as st
+        for ckpt, heads in (("model.ckpt", 1), ("heads.safetensors", 2)):
+            out = fx("cam_" + ckpt.split(".")[0])
+            p = predict("--cam", out, fx("img", "a.png"), checkpoint=ckpt)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            want = ["00000_a.png"] if heads == 1 else ["00000_a_h0.png", "00000_a_h1.png"]
+            self.assertEqual(sorted(os.listdir(out)), want)
+            for name in want:
+                with open(os.path.join(out, name), "rb") as f:
+                    head = f.read(26)
+                self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
+                w, h, depth, color = st.unpack(">IIBB", head[16:26])
+                self.assertEqual((depth, color), (8, 2))  # 8-bit RGB
+                self.assertGreater(w * h, 0)
+        p = predict("--cam", fx("img", "a.png", "no_dir_here"), fx("img", "a.png"))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--cam", p.stderr)
 
     def test_predict_bad_usage_exits_2(self):
         a = fx("img", "a.png")

@@ -281,6 +281,35 @@ class InterruptTest(unittest.TestCase):
         self.assertEqual(len(log_rows(log)), done + 1)
 
 
+    def test_sigint_at_any_moment_leaves_a_resumable_run(self):
+        """Ctrl-C at several moments (scanning the channel statistics, training, validating
+        through the library's progress callback, saving): exit 130 with a message, or 0 when
+        the run was done; every file present is whole, and `resume` finishes the run."""
+        for k, delay in enumerate([0.05, 0.15, 0.3, 0.5]):
+            out = tmp("interrupt_any_%d" % k)
+            args = [NC_TRAIN, "train", "--data", tmp("data"), "--output-dir", out, "--epochs", "3", "--img-size",
+                    "48", *COMMON]
+            args[args.index("--val-split") + 1] = "0.6"
+            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(delay)
+            p.send_signal(signal.SIGINT)
+            _, stderr = p.communicate(timeout=120)
+            check_no_sanitizer(stderr, args)
+            if p.returncode == -signal.SIGINT:  # before nc-train installed its handler
+                self.assertFalse(os.path.exists(out) and os.listdir(out), out)
+                continue
+            self.assertIn(p.returncode, (0, 130), stderr)
+            if p.returncode == 130:
+                self.assertIn("interrupted", stderr)
+            if not os.path.exists(os.path.join(out, "last.safetensors")):
+                self.assertFalse(os.path.exists(os.path.join(out, "train_log.csv")))
+                continue  # stopped before the first checkpoint: nothing to resume
+            ok(self, run("resume", "--output-dir", out, "--threads", "1", "--quiet"))
+            rows = log_rows(os.path.join(out, "train_log.csv"))
+            self.assertEqual([r["epoch"] for r in rows], ["1", "2", "3"])
+            self.assertEqual([f for f in os.listdir(out) if ".tmp." in f], [])
+
+
 class BadInputTest(unittest.TestCase):
     def test_bad_flags_exit_2(self):
         cases = [

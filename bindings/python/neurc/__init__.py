@@ -14,13 +14,14 @@ installed to, a meson build directory of the source tree, or the system loader. 
 docs/python.md.
 """
 
-from ._lib import (STATUS_TABLE, BackendError, Error, FormatError, InvalidArgumentError, IOError, LibraryNotFound,
-                   LimitError, NotFoundError, NullError, NumericError, OutOfMemoryError, ShapeError, StateError,
-                   UnsupportedError, error_class, status_str)
+from ._lib import (STATUS_TABLE, BackendError, CancelledError, Error, FormatError, InvalidArgumentError, IOError,
+                   LibraryNotFound, LimitError, NotFoundError, NullError, NumericError, OutOfMemoryError, ShapeError,
+                   StateError, UnsupportedError, error_class, status_str)
 from ._lib import lib as _lib_handle
 from ._buffers import HAVE_NUMPY
-from .core import (EMA, Builder, CheckpointInfo, Comm, Context, EarlyStopping, LoadReport, Model, Schedule, StepStats,
-                   TensorInfo, TrackingAllocator, Trainer, default_context, status_name, version)
+from .core import (EMA, STOP, Builder, CheckpointInfo, Comm, Context, EarlyStopping, EpochStats, LoadReport, Model,
+                   Progress, Saliency, SaliencyMaps, Schedule, StepStats, TensorInfo, TrackingAllocator, Trainer,
+                   default_context, status_name, version)
 from .data import Batch, Dataset, Image, Loader, Transform, read_png, read_png_bytes, split_kfold, split_stratified
 from .metrics import MACRO, WEIGHTED, BinaryStats, Metrics, calibrate_temperature, threshold_apply, threshold_select
 from .reports import (CHistory, EpochRecord, History, Report, svg_confusion_matrix, svg_per_class_accuracy,
@@ -33,10 +34,12 @@ library_path = _lib_handle.path
 
 __all__ = [
     "Error", "InvalidArgumentError", "NullError", "OutOfMemoryError", "ShapeError", "UnsupportedError", "IOError",
-    "FormatError", "NotFoundError", "NumericError", "BackendError", "StateError", "LimitError", "LibraryNotFound",
+    "FormatError", "NotFoundError", "NumericError", "BackendError", "StateError", "LimitError", "CancelledError",
+    "LibraryNotFound",
     "STATUS_TABLE", "error_class", "status_str", "status_name", "version", "HAVE_NUMPY", "library_path",
     "Context", "Model", "Builder", "Trainer", "Schedule", "Comm", "EMA", "EarlyStopping", "TrackingAllocator",
-    "TensorInfo", "LoadReport", "StepStats", "CheckpointInfo", "default_context",
+    "TensorInfo", "LoadReport", "StepStats", "CheckpointInfo", "default_context", "Progress", "STOP", "EpochStats",
+    "Saliency", "SaliencyMaps",
     "Image", "Dataset", "Transform", "Loader", "Batch", "read_png", "read_png_bytes", "split_stratified",
     "split_kfold",
     "Metrics", "MACRO", "WEIGHTED", "BinaryStats", "calibrate_temperature", "threshold_select", "threshold_apply",

@@ -9,6 +9,8 @@ sizes against the struct_size that the C _init functions write.
 import ctypes
 import ctypes.util
 import os
+import signal
+import threading
 from ctypes import (POINTER as P, Structure, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_int64,
                     c_size_t, c_uint64, c_void_p)
 
@@ -35,6 +37,7 @@ STATUS_TABLE = (
     (10, "NC_ERR_BACKEND", "backend failure"),
     (11, "NC_ERR_STATE", "call not valid in the current state"),
     (12, "NC_ERR_LIMIT", "size limit exceeded"),
+    (13, "NC_ERR_CANCELLED", "cancelled by the progress callback"),
 )
 
 OK = 0
@@ -103,10 +106,14 @@ class LimitError(Error):
     """NC_ERR_LIMIT"""
 
 
+class CancelledError(Error):
+    """NC_ERR_CANCELLED: a progress callback asked the call to stop (it stopped cleanly)."""
+
+
 ERROR_CLASSES = {
     1: InvalidArgumentError, 2: NullError, 3: OutOfMemoryError, 4: ShapeError, 5: UnsupportedError,
     6: IOError, 7: FormatError, 8: NotFoundError, 9: NumericError, 10: BackendError, 11: StateError,
-    12: LimitError,
+    12: LimitError, 13: CancelledError,
 }
 for _value, _name, _text in STATUS_TABLE:
     if _value in ERROR_CLASSES:
@@ -215,6 +222,26 @@ class nc_loader_options(Structure):
                 ("num_indices", c_int64), ("shard_rank", c_int), ("shard_count", c_int)]
 
 
+class nc_progress(Structure):
+    _fields_ = [("struct_size", c_size_t), ("phase", c_int), ("done", c_int64), ("total", c_int64),
+                ("epoch", c_int64), ("loss", c_double), ("metric", c_double), ("what", c_char_p)]
+
+
+PROGRESS_FN = ctypes.CFUNCTYPE(c_int, P(nc_progress), c_void_p)
+
+
+class nc_input_desc(Structure):
+    _fields_ = [("struct_size", c_size_t), ("type", c_int), ("layout", c_int), ("n", c_int), ("c", c_int),
+                ("h", c_int), ("w", c_int), ("data", c_void_p), ("planes", c_void_p), ("stride_n", c_int64),
+                ("stride_c", c_int64), ("stride_h", c_int64), ("stride_w", c_int64), ("min_value", c_double),
+                ("max_value", c_double), ("normalize", c_int)]
+
+
+class nc_epoch_stats(Structure):
+    _fields_ = [("struct_size", c_size_t), ("batches", c_int64), ("steps", c_int64), ("samples", c_int64),
+                ("skipped", c_int64), ("loss", c_double), ("accuracy", c_double), ("finished", c_int)]
+
+
 class nc_batch(Structure):
     _fields_ = [("x", c_void_p), ("labels", c_void_p), ("indices", c_void_p), ("n", c_int), ("c", c_int),
                 ("h", c_int), ("w", c_int), ("heads", c_int)]
@@ -233,6 +260,8 @@ STRUCT_INITS = {
     nc_png_limits: "nc_png_limits_init",
     nc_dataset_options: "nc_dataset_options_init",
     nc_loader_options: "nc_loader_options_init",
+    nc_epoch_stats: "nc_epoch_stats_init",
+    nc_input_desc: "nc_input_desc_init",
 }
 
 # ------------------------------------------------------------------- functions
@@ -252,6 +281,7 @@ FUNCTIONS = (
     ('nc_context_last_error', c_char_p, [c_void_p]),
     ('nc_context_backend', c_int, [c_void_p]),
     ('nc_context_precision', c_int, [c_void_p]),
+    ('nc_context_set_progress', STATUS, [c_void_p, PROGRESS_FN, c_void_p]),
     ('nc_backend_name', c_char_p, [c_int]),
     ('nc_model_options_init', None, [P(nc_model_options)]),
     ('nc_model_create', STATUS, [c_void_p, P(nc_model_options), P(c_void_p)]),
@@ -300,6 +330,15 @@ FUNCTIONS = (
     ('nc_trainer_step', STATUS, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int, c_int, P(nc_step_stats)]),
     ('nc_trainer_set_lr', STATUS, [c_void_p, c_float]),
     ('nc_trainer_num_steps', c_int64, [c_void_p]),
+    ('nc_input_desc_init', None, [P(nc_input_desc)]),
+    ('nc_model_forward_raw', STATUS, [c_void_p, P(nc_input_desc), c_void_p]),
+    ('nc_saliency_create', STATUS, [c_void_p, c_char_p, P(c_void_p)]),
+    ('nc_saliency_destroy', None, [c_void_p]),
+    ('nc_saliency_layer', c_char_p, [c_void_p]),
+    ('nc_saliency_compute', STATUS, [c_void_p, c_void_p, c_int, c_int, c_int, c_int, c_int, c_void_p, c_void_p,
+                                     c_void_p, c_void_p]),
+    ('nc_epoch_stats_init', None, [P(nc_epoch_stats)]),
+    ('nc_trainer_train_epoch', STATUS, [c_void_p, c_void_p, c_int64, c_int64, P(nc_epoch_stats)]),
     ('nc_trainer_add_group', STATUS, [c_void_p, c_char_p, c_char_p, c_float, c_float]),
     ('nc_trainer_freeze_group', STATUS, [c_void_p, c_char_p, c_int]),
     ('nc_trainer_set_group_lr', STATUS, [c_void_p, c_char_p, c_float]),
@@ -527,8 +566,58 @@ def status_str(status):
     return lib.nc_status_str(status).decode()
 
 
+# Exceptions raised inside a progress callback (KeyboardInterrupt from Ctrl-C included),
+# keyed by (context handle, thread): the callback asks the C call to stop, and the call's
+# NC_ERR_CANCELLED then re-raises the exception instead of CancelledError.
+_pending = {}
+
+
+def park_exception(ctx, exc):
+    _pending[(ctx, threading.get_ident())] = exc
+
+
+# Ctrl-C during a long C call (docs/python.md, "Progress and cancellation"). Python runs
+# its SIGINT handler only between bytecodes, and an exception raised at the entry of a
+# ctypes callback is lost; so around a reporting call made on the main thread the
+# handler is swapped for one that only sets this flag, the context's progress callback
+# returns "stop" once it is set, and KeyboardInterrupt is raised after the call returns.
+_sigint = {"armed": 0, "hit": False}
+
+
+def sigint_hit():
+    return _sigint["hit"]
+
+
+def _on_sigint(sig, frame):
+    _sigint["hit"] = True
+
+
+def call_interruptible(fn, *args):
+    """fn(*args) (a C call that reports progress) with Ctrl-C turned into "stop"; raises
+    KeyboardInterrupt after it returns when Ctrl-C was pressed meanwhile."""
+    if (threading.current_thread() is not threading.main_thread() or _sigint["armed"]
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return fn(*args)
+    _sigint["armed"], _sigint["hit"] = 1, False
+    old = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        st = fn(*args)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        _sigint["armed"] = 0
+    if _sigint["hit"]:
+        _sigint["hit"] = False
+        raise KeyboardInterrupt
+    return st
+
+
 def raise_status(status, ctx, function):
-    """Raises the exception of a non-OK `status` with the context's last message."""
+    """Raises the exception of a non-OK `status` with the context's last message (or the
+    exception a progress callback raised, when it stopped the call)."""
+    if ctx and status == 13:
+        exc = _pending.pop((ctx, threading.get_ident()), None)
+        if exc is not None:
+            raise exc
     msg = ""
     if ctx:
         raw = lib.nc_context_last_error(ctx)

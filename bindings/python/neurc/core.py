@@ -8,9 +8,10 @@ from collections import namedtuple
 from ctypes import byref, c_char_p, c_float, c_int, c_int32, c_size_t, c_void_p
 
 from . import _buffers as B
-from ._lib import (Cell, StateError, decode, encode, error_class, lib, status_str, nc_checkpoint_info, nc_context_options,
-                   nc_load_report, nc_model_options, nc_onnx_options, nc_pretrained_options, nc_schedule_options, nc_step_stats,
-                   nc_tensor_info, nc_trainer_options, raise_status)
+from ._lib import (PROGRESS_FN, CancelledError, Cell, StateError, call_interruptible, decode, encode, error_class, lib,
+                   nc_checkpoint_info, nc_context_options, nc_epoch_stats, nc_input_desc, nc_load_report, nc_model_options,
+                   nc_onnx_options, nc_pretrained_options, nc_schedule_options, nc_step_stats, nc_tensor_info,
+                   nc_trainer_options, park_exception, raise_status, sigint_hit, status_str)
 
 BACKENDS = {"auto": 0, "ref": 1, "onednn": 2, "cuda": 3}
 PRECISIONS = {"fp32": 0, "bf16": 1, "bf16_math": 2}
@@ -119,6 +120,43 @@ class TrackingAllocator:
         s.user = None
 
 
+PHASES = {1: "train", 2: "evaluate", 3: "predict", 4: "save", 5: "scan"}
+Progress = namedtuple("Progress", "phase done total epoch loss metric what")
+Progress.__doc__ = """A progress report: phase ("train", "evaluate", "predict", "save",
+"scan"), done and total units (total None when unknown), the loader epoch (None when not
+a loader call), running loss and metric (NaN when not measured), the file or folder
+concerned (or None)."""
+STOP = "stop"
+
+
+class _ProgressHook:
+    """The C progress callback of a Context: stops the call on Ctrl-C (_lib.call_interruptible)
+    and hands each report to the user's function, whose exceptions stop the call and are
+    re-raised from it. Holds no reference to the Context (no cycle)."""
+
+    def __init__(self):
+        self.fn = None
+        self.handle = None
+        self.c_fn = PROGRESS_FN(self._call)
+
+    def _call(self, p, user):
+        try:
+            return self._report(p.contents)
+        except BaseException as e:  # noqa: B036 - handed back to the caller of the C call
+            park_exception(self.handle, e)
+            return 1
+
+    def _report(self, r):
+        if sigint_hit():
+            return 1
+        if self.fn is None:
+            return 0
+        pr = Progress(PHASES.get(r.phase, r.phase), r.done, r.total if r.total >= 0 else None,
+                      r.epoch if r.epoch >= 0 else None, r.loss, r.metric, decode(r.what))
+        answer = self.fn(pr)
+        return 1 if answer is True or answer == STOP else 0
+
+
 class Context(_Object):
     """Backend choice, threads, allocator and the last error message.
 
@@ -156,6 +194,21 @@ class Context(_Object):
                       5: ": backend %r is not built into %s" % (backend, lib.path)}.get(st, "")
             raise error_class(st)("nc_context_create: %s%s" % (status_str(st), detail), st, "nc_context_create")
         self._own(h.value, lib.nc_context_destroy)
+        self._progress = _ProgressHook()  # the C function must outlive the context
+        self._progress.handle = h.value
+        lib.nc_context_set_progress(h.value, self._progress.c_fn, None)
+
+    def set_progress(self, fn):
+        """Calls fn(Progress) from every reporting call on this context and the objects
+        made from it (training epochs, evaluation and prediction over a loader, saving,
+        dataset scans), on the calling thread. Returning neurc.STOP (or True) ends the
+        call cleanly with CancelledError; an exception raised by fn ends it too and is
+        re-raised from the call. None removes it. Ctrl-C stops such calls in any case
+        (KeyboardInterrupt once the call has stopped cleanly)."""
+        if fn is not None and not callable(fn):
+            raise TypeError("progress must be callable or None")
+        self._h  # closed contexts raise
+        self._progress.fn = fn
 
     @property
     def _ctx(self):
@@ -214,6 +267,11 @@ class _ContextObject(_Object):
 
 
 TensorInfo = namedtuple("TensorInfo", "name shape numel trainable")
+EpochStats = namedtuple("EpochStats", "batches steps samples skipped loss accuracy finished")
+
+
+def _epoch_stats(es):
+    return EpochStats(es.batches, es.steps, es.samples, es.skipped, es.loss, es.accuracy, bool(es.finished))
 LoadReport = namedtuple("LoadReport", "loaded missing unexpected mismatched text")
 HEADS = {"linear": 0, "mlp": 1}
 ADAPT = {"rgb_normal": 0, "rgb_mean": 1}
@@ -341,6 +399,84 @@ class Model(_ContextObject):
         self._check(lib.nc_model_forward(self._h, buf.address, n, c, h, w, o.address), "nc_model_forward")
         return B.result(o)
 
+    def forward_raw(self, x, layout="nchw", min_value=0.0, max_value=None, normalize=True, out=None):
+        """Logits of camera frames as they come, converted and preprocessed inside the
+        library (nc_model_forward_raw): x is a numpy array of uint8, uint16 or float32,
+        of shape (n, c, h, w) for layout "nchw", (n, h, w, c) for "nhwc" (a 3-D array is
+        one image), or for "planar" a list of c arrays (n, h, w) or (h, w), one per
+        channel. Any strides (a slice of a larger frame, a flipped view) are passed as
+        they are, without a copy. Values map [min_value, max_value] to [0, 1]
+        (max_value None: the type's full range; 4095 for 12-bit data), then the model's
+        stored mean/std apply (normalize=False: scaling only). Returns (n, num_outputs)."""
+        if B.np is None:
+            raise TypeError("forward_raw needs numpy arrays")
+        np = B.np
+        kinds = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 2, np.dtype(np.float32): 3}
+        lay = {"nchw": 0, "nhwc": 1, "planar": 2}.get(str(layout).lower())
+        if lay is None:
+            raise ValueError("layout must be 'nchw', 'nhwc' or 'planar', not %r" % (layout,))
+        arrays = list(x) if lay == 2 else [x]
+        for a in arrays:
+            if not isinstance(a, np.ndarray) or a.dtype not in kinds or a.dtype.byteorder not in "=|":
+                raise TypeError("forward_raw takes numpy arrays of native uint8, uint16 or float32")
+            if a.dtype != arrays[0].dtype or a.shape != arrays[0].shape:
+                raise ValueError("the planes must share one dtype and shape")
+        a0 = arrays[0]
+        d = nc_input_desc()
+        lib.nc_input_desc_init(byref(d))
+        d.type, d.layout = kinds[a0.dtype], lay
+        if lay == 2:
+            view = a0 if a0.ndim == 3 else a0[None] if a0.ndim == 2 else None
+            if view is None:
+                raise ValueError("each plane must be (n, h, w) or (h, w), got shape %s" % (a0.shape,))
+            d.n, d.h, d.w, d.c = view.shape + (len(arrays),)
+            d.stride_n, d.stride_h, d.stride_w = view.strides
+            planes = (c_void_p * len(arrays))(*[a.__array_interface__["data"][0] for a in arrays])
+            d.planes = ctypes.cast(planes, c_void_p)
+        else:
+            view = a0 if a0.ndim == 4 else a0[None] if a0.ndim == 3 else None
+            if view is None:
+                raise ValueError("x must be 4-D, or 3-D for one image, got shape %s" % (a0.shape,))
+            if lay == 0:
+                d.n, d.c, d.h, d.w = view.shape
+                d.stride_n, d.stride_c, d.stride_h, d.stride_w = view.strides
+            else:
+                d.n, d.h, d.w, d.c = view.shape
+                d.stride_n, d.stride_h, d.stride_w, d.stride_c = view.strides
+            d.data = a0.__array_interface__["data"][0]
+        # numpy's zero strides (broadcast axes) would read as "packed": refuse them
+        if 0 in (d.stride_n if d.n > 1 else 1, d.stride_h if d.h > 1 else 1, d.stride_w if d.w > 1 else 1,
+                 d.stride_c if (d.c > 1 and lay != 2) else 1):
+            raise ValueError("forward_raw: broadcast (zero-stride) arrays are not supported; copy the array")
+        for name in ("stride_n", "stride_h", "stride_w", "stride_c"):  # a size-1 axis may report any stride
+            if getattr(d, name) == 0:
+                setattr(d, name, 0 if (name == "stride_c" and lay == 2) else 1)
+        d.min_value = float(min_value)
+        d.max_value = float(max_value) if max_value is not None else (0.0 if min_value == 0 else
+                                                                       {1: 255.0, 2: 65535.0, 3: 1.0}[d.type])
+        d.normalize = 1 if normalize else 0
+        o = B.output((d.n, self.num_outputs), "f", out, "out")
+        self._check(lib.nc_model_forward_raw(self._h, byref(d), o.address), "nc_model_forward_raw")
+        return B.result(o)
+
+    def grad_cam(self, x, classes=None, head=0, layer=None):
+        """Grad-CAM maps (n, h, w) of images x for `classes` (None = top-1) of `head` at
+        `layer` (None = the last convolutional stage); see Saliency.compute. The
+        Saliency state is kept per layer on this model."""
+        return self._saliency(layer).compute(x, classes, head).cam
+
+    def input_gradient(self, x, classes=None, head=0):
+        """The gradient (n, c, h, w) of each image's class logit with respect to its
+        input channels (plain saliency; take abs() to display)."""
+        return self._saliency(None).compute(x, classes, head, cam=False, input_grad=True).input_grad
+
+    def _saliency(self, layer):
+        cache = self.__dict__.setdefault("_saliencies", {})
+        s = cache.get(layer)
+        if s is None or s.closed:
+            s = cache[layer] = Saliency(self, layer)
+        return s
+
     def predict(self, x, batch_size=256):
         """Logits of any number of images, `batch_size` at a time."""
         buf = B.as_input(x, "x", "f")
@@ -366,8 +502,8 @@ class Model(_ContextObject):
         logits = B.output((cap, self.num_outputs), "f")
         labels = B.output((cap, loader.dataset.num_heads), "i")
         count = ctypes.c_int64()
-        self._check(lib.nc_model_predict_loader(self._h, loader._h, epoch, logits.address, labels.address, cap,
-                                                byref(count)), "nc_model_predict_loader")
+        self._check(call_interruptible(lib.nc_model_predict_loader, self._h, loader._h, epoch, logits.address,
+                                       labels.address, cap, byref(count)), "nc_model_predict_loader")
         lo, la = B.result(logits), B.result(labels)
         return lo[:count.value], la[:count.value]
 
@@ -409,7 +545,7 @@ class Model(_ContextObject):
     # ---- files
     def save(self, path):
         """Saves parameters, buffers and metadata as one safetensors file (atomically)."""
-        self._check(lib.nc_model_save(self._h, encode(path, "path")), "nc_model_save")
+        self._check(call_interruptible(lib.nc_model_save, self._h, encode(path, "path")), "nc_model_save")
 
     def export_onnx(self, path, height=None, width=None, *, opset=13, split_heads=False, normalize=False,
                     fold_batchnorm=False):
@@ -725,8 +861,29 @@ class Trainer(_ContextObject):
         info = nc_checkpoint_info()
         lib.nc_checkpoint_info_init(byref(info))
         info.epoch, info.batch, info.best_metric, info.best_epoch = epoch, batch, best_metric, best_epoch
-        self._check(lib.nc_trainer_save_checkpoint(self._h, encode(path, "path"), byref(info)),
+        self._check(call_interruptible(lib.nc_trainer_save_checkpoint, self._h, encode(path, "path"), byref(info)),
                     "nc_trainer_save_checkpoint")
+
+    def train_epoch(self, loader, epoch=0, start_batch=0):
+        """Trains over epoch `epoch` of a Loader, one step per batch, skipping its first
+        `start_batch` batches (those trained before a cancellation); returns EpochStats.
+        Reports "train" progress to the context's callback after each step. When the
+        callback stops it (or Ctrl-C), the model and trainer hold every step taken and
+        the raised CancelledError (or KeyboardInterrupt) carries .stats: save a checkpoint
+        with batch=stats.batches and call again with start_batch=stats.batches to finish
+        the epoch as if uninterrupted."""
+        from .data import Loader
+        if not isinstance(loader, Loader):
+            raise TypeError("loader must be a neurc.Loader")
+        es = nc_epoch_stats()
+        lib.nc_epoch_stats_init(byref(es))
+        try:
+            st = call_interruptible(lib.nc_trainer_train_epoch, self._h, loader._h, epoch, start_batch, byref(es))
+            self._check(st, "nc_trainer_train_epoch")
+        except (CancelledError, KeyboardInterrupt) as e:
+            e.stats = _epoch_stats(es)
+            raise
+        return _epoch_stats(es)
 
     def load_checkpoint(self, path):
         """Restores the training state; returns CheckpointInfo."""
@@ -810,6 +967,49 @@ class Comm(_ContextObject):
         arr = (ctypes.c_double * max(len(values), 1))(*values)
         self._check(lib.nc_comm_allreduce_sum(self._h, arr, len(values)), "nc_comm_allreduce_sum")
         return list(arr[:len(values)])
+
+
+SaliencyMaps = namedtuple("SaliencyMaps", "classes cam input_grad")
+
+
+class Saliency(_ContextObject):
+    """Grad-CAM and input-gradient saliency of a model (nc_saliency). layer: a module
+    path ("layer3", "layer4.1.conv2", "features") or None for the last convolutional
+    stage. The weights are followed when the model changes."""
+
+    _kind = "saliency"
+
+    def __init__(self, model, layer=None):
+        self.model, self.context = model, model.context
+        h = c_void_p()
+        self._check(lib.nc_saliency_create(model._h, encode(layer, "layer"), byref(h)), "nc_saliency_create")
+        self._own(h.value, lib.nc_saliency_destroy, [model])
+
+    @property
+    def layer(self):
+        """The node whose output the maps use."""
+        return decode(lib.nc_saliency_layer(self._h))
+
+    def compute(self, x, classes=None, head=0, cam=True, input_grad=False):
+        """SaliencyMaps(classes, cam, input_grad) for images x (n, c, h, w) float32 as
+        for Model.forward: classes (n,) explained (None = each image's top-1 of `head`);
+        cam (n, h, w) Grad-CAM, not normalised; input_grad (n, c, h, w) the gradient of
+        the class logit per input channel (None when not asked for)."""
+        buf = B.as_input(x, "x", "f")
+        shape = (1,) + tuple(buf.shape) if len(buf.shape) == 3 else tuple(buf.shape)
+        if len(shape) != 4 or shape[0] < 1:
+            raise ValueError("x must be 4-D (n, c, h, w) or 3-D (c, h, w), got shape %s" % (buf.shape,))
+        n, c, h, w = shape
+        cls = B.as_input(classes, "classes", "i") if classes is not None else None
+        if cls is not None and cls.count != n:
+            raise ValueError("classes: need %d values, got %d" % (n, cls.count))
+        used = B.output((n,), "i")
+        cm = B.output((n, h, w), "f") if cam else None
+        gr = B.output((n, c, h, w), "f") if input_grad else None
+        self._check(lib.nc_saliency_compute(self._h, buf.address, n, c, h, w, head, cls.address if cls else None,
+                                            used.address, cm.address if cm else None, gr.address if gr else None),
+                    "nc_saliency_compute")
+        return SaliencyMaps(B.result(used), B.result(cm) if cm else None, B.result(gr) if gr else None)
 
 
 class EMA(_ContextObject):

@@ -5,7 +5,7 @@ from collections import namedtuple
 from ctypes import byref, c_int, c_void_p
 
 from . import _buffers as B
-from ._lib import encode, decode, lib, nc_batch, nc_dataset_options, nc_loader_options, nc_png_limits
+from ._lib import call_interruptible, encode, decode, lib, nc_batch, nc_dataset_options, nc_loader_options, nc_png_limits
 from .core import _ContextObject, _ctx_of
 
 
@@ -132,7 +132,7 @@ class Dataset(_ContextObject):
         self = cls.__new__(cls)
         self.context = ctx
         h = c_void_p()
-        self._check(getattr(lib, fn)(ctx._h, *args, byref(h)), fn)
+        self._check(call_interruptible(getattr(lib, fn), ctx._h, *args, byref(h)), fn)
         self._own(h.value, lib.nc_dataset_destroy, [ctx])
         return self
 
@@ -231,10 +231,9 @@ class Dataset(_ContextObject):
         c = self.channels
         mean, std = B.output((c,), "f"), B.output((c,), "f")
         idx = B.as_input(indices, "indices", "q") if indices is not None else None
-        self._check(lib.nc_dataset_channel_stats(self._h, idx.address if idx else None,
-                                                 idx.count if idx else 0,
-                                                 transform._h if transform is not None else None,
-                                                 mean.address, std.address), "nc_dataset_channel_stats")
+        self._check(call_interruptible(lib.nc_dataset_channel_stats, self._h, idx.address if idx else None,
+                                       idx.count if idx else 0, transform._h if transform is not None else None,
+                                       mean.address, std.address), "nc_dataset_channel_stats")
         return [float(v) for v in B.result(mean)], [float(v) for v in B.result(std)]
 
 

@@ -12,7 +12,7 @@ from ctypes import byref
 
 from . import _buffers as B
 from ._lib import lib, nc_batch, nc_step_stats
-from .core import Model, Trainer
+from .core import STOP, Model, Progress, Trainer
 from .data import Dataset, Loader
 from .metrics import Metrics
 from .reports import EpochRecord, History
@@ -112,7 +112,7 @@ class _Progress:
 
 def fit(model, train, val=None, epochs=1, batch_size=64, trainer=None, schedule=None, schedule_per="epoch",
         early_stopping=None, shuffle=True, seed=0, progress=None, verbose=True, stream=None, workers=2,
-        history=None, **trainer_options):
+        history=None, callback=None, **trainer_options):
     """Trains `model` for `epochs` epochs and returns its History.
 
     train / val: (x, labels) arrays (numpy, buffers or nested lists; x (n, c, h, w)
@@ -123,7 +123,14 @@ def fit(model, train, val=None, epochs=1, batch_size=64, trainer=None, schedule=
     "batch". early_stopping: an EarlyStopping fed the validation accuracy each epoch
     (best weights restored when it stops). progress: None = a bar on a terminal, plain
     lines otherwise; verbose=False prints nothing. Each epoch appends an EpochRecord to
-    the history (a new one unless `history` is given)."""
+    the history (a new one unless `history` is given).
+
+    callback: fn(neurc.Progress) after every training step (phase "train", done/total
+    batches of the epoch, running loss and accuracy); returning neurc.STOP ends fit
+    cleanly after that step and returns the history of the finished epochs. Ctrl-C
+    (KeyboardInterrupt) also stops at a step boundary, or stops the validation through
+    the library's progress callback; the exception carries .history (the finished
+    epochs), and model and trainer hold every step taken."""
     if not isinstance(model, Model):
         raise TypeError("model must be a neurc.Model")
     if schedule_per not in ("epoch", "batch"):
@@ -163,6 +170,10 @@ def fit(model, train, val=None, epochs=1, batch_size=64, trainer=None, schedule=
                     dt = time.perf_counter() - t0
                     prog.update(e + 1, start_epoch + epochs, done, nb, loss_sum / max(seen, 1),
                                 correct / max(total, 1), seen / dt if dt > 0 else 0.0)
+                if callback is not None and _stop(callback, Progress(
+                        "train", done, nb, e, loss_sum / seen if seen else math.nan,
+                        correct / total if total else math.nan, None)):
+                    return history
             secs = time.perf_counter() - t0
             val_loss = val_acc = math.nan
             if val is not None:
@@ -181,12 +192,20 @@ def fit(model, train, val=None, epochs=1, batch_size=64, trainer=None, schedule=
                 if stop:
                     early_stopping.restore_best()
                     break
+    except KeyboardInterrupt as e:
+        e.history = history
+        raise
     finally:
         if own_loader is not None:
             own_loader.close()
         if own_trainer:
             trainer.close()
     return history
+
+
+def _stop(callback, report):
+    answer = callback(report)
+    return answer is True or answer == STOP
 
 
 def evaluate(model, data, batch_size=256, head=0, class_names=None, workers=2, ignore_label=-100):
