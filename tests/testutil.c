@@ -208,6 +208,8 @@ const char *tu_comma_locale(const char *locdir) {
 void tu_c_locale(void) {
     setlocale(LC_NUMERIC, "C");
     unsetenv("LOCPATH");
+}
+
 /* ---- the deterministic weights of the golden tests (rules: tests/fixtures/make_golden.py) */
 
 uint64_t tu_fnv1a64(const char *s) {
