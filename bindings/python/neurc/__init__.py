@@ -16,7 +16,7 @@ docs/python.md.
 
 from ._lib import (STATUS_TABLE, BackendError, Error, FormatError, InvalidArgumentError, IOError, LibraryNotFound,
                    LimitError, NotFoundError, NullError, NumericError, OutOfMemoryError, ShapeError, StateError,
-                   UnsupportedError, error_class, status_str)
+                   TimeoutError, UnsupportedError, error_class, status_str)
 from ._lib import lib as _lib_handle
 from ._buffers import HAVE_NUMPY
 from .core import (EMA, Builder, CheckpointInfo, Comm, Context, EarlyStopping, LoadReport, Model, Schedule, StepStats,
@@ -33,7 +33,8 @@ library_path = _lib_handle.path
 
 __all__ = [
     "Error", "InvalidArgumentError", "NullError", "OutOfMemoryError", "ShapeError", "UnsupportedError", "IOError",
-    "FormatError", "NotFoundError", "NumericError", "BackendError", "StateError", "LimitError", "LibraryNotFound",
+    "FormatError", "NotFoundError", "NumericError", "BackendError", "StateError", "LimitError", "TimeoutError",
+    "LibraryNotFound",
     "STATUS_TABLE", "error_class", "status_str", "status_name", "version", "HAVE_NUMPY", "library_path",
     "Context", "Model", "Builder", "Trainer", "Schedule", "Comm", "EMA", "EarlyStopping", "TrackingAllocator",
     "TensorInfo", "LoadReport", "StepStats", "CheckpointInfo", "default_context",

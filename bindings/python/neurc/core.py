@@ -697,6 +697,16 @@ class Trainer(_ContextObject):
             self._cell.parents.append(comm._cell)
         self.comm = comm
 
+    def set_sync_batchnorm(self, enable=True):
+        """Synchronised batch norm (torch.nn.SyncBatchNorm) over the communicator's
+        ranks: statistics of the whole global batch (docs/distributed.md)."""
+        self._check(lib.nc_trainer_set_sync_batchnorm(self._h, 1 if enable else 0), "nc_trainer_set_sync_batchnorm")
+
+    def set_grad_overlap(self, enable=True):
+        """Overlap of the gradient all-reduce with the backward pass (on by default;
+        identical results either way)."""
+        self._check(lib.nc_trainer_set_grad_overlap(self._h, 1 if enable else 0), "nc_trainer_set_grad_overlap")
+
     def save_checkpoint(self, path, epoch=0, batch=0, best_metric=float("nan"), best_epoch=0):
         info = nc_checkpoint_info()
         lib.nc_checkpoint_info_init(byref(info))
@@ -780,6 +790,17 @@ class Comm(_ContextObject):
 
     def barrier(self):
         self._check(lib.nc_comm_barrier(self._h), "nc_comm_barrier")
+
+    @property
+    def timeout(self):
+        """Seconds any collective waits for the other ranks before it raises
+        neurc.TimeoutError (default 1800; float("inf"): no limit). After a timeout the
+        communicator is unusable: end the job (MPI's Abort)."""
+        return lib.nc_comm_timeout(self._h)
+
+    @timeout.setter
+    def timeout(self, seconds):
+        self._check(lib.nc_comm_set_timeout(self._h, float(seconds)), "nc_comm_set_timeout")
 
     def allreduce_sum(self, values):
         """The sums over ranks of a list of numbers (as doubles), on every rank."""
