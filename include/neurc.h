@@ -641,6 +641,18 @@ typedef struct nc_comm nc_comm;
 /// NC_ERR_STATE (MPI not initialised), NC_ERR_UNSUPPORTED (built without MPI),
 /// NC_ERR_BACKEND (an MPI call failed), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_comm_create_mpi(nc_context *ctx, nc_comm **out);
+/// A communicator between GPU ranks over NCCL (build feature `nccl`): one rank per
+/// GPU, `device` its CUDA device (-1: the rank's index on its node, modulo the
+/// devices); NCCL's unique id goes from rank 0 to the others over MPI_COMM_WORLD, so
+/// MPI must be initialised as for nc_comm_create_mpi. Collective. Its collectives
+/// reduce GPU memory, so nc_trainer_set_comm accepts it only on the CUDA backend
+/// (not built yet: NC_ERR_UNSUPPORTED on the CPU backends); the nc_comm_* calls take
+/// host memory as everywhere. UNTESTED: built and linked, never yet run on a GPU
+/// (docs/distributed.md). Returns NC_OK, NC_ERR_NULL, NC_ERR_STATE (MPI not
+/// initialised), NC_ERR_UNSUPPORTED (built without NCCL, or no CUDA device),
+/// NC_ERR_INVALID_ARGUMENT (no such device), NC_ERR_TIMEOUT, NC_ERR_BACKEND (a
+/// CUDA, NCCL or MPI call failed), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_comm_create_nccl(nc_context *ctx, int device, nc_comm **out);
 /// NULL-safe. Detach it from every trainer first.
 NC_API void nc_comm_destroy(nc_comm *comm);
 /// This process's rank (0 .. size-1), and the number of ranks; -1 and 0 for NULL.

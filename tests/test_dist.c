@@ -12,7 +12,8 @@
  *    process x B within 1e-5 relative (ref; onednn's blocked layout too);
  *  - the gradient all-reduce overlapped with the backward pass (many small buckets)
  *    gives bit-identical weights to the all-reduce after it, and did start buckets
- *    during the backward.
+ *    during the backward;
+ *  - nc_comm_create_nccl refuses clearly without a GPU (or works, with GPUs).
  * With an argument, a failure scenario instead (tests/cli/test_dist_failure.py runs
  * them): `hang` — rank 1 stops taking part after 2 steps, `die` — rank 1 kills
  * itself (SIGKILL) after 2 steps; rank 0, with a 3 s timeout, must get
@@ -327,6 +328,30 @@ static void test_overlap_is_bit_identical(nc_context *ctx, nc_comm *comm) {
     free(b);
 }
 
+/* NCCL: on a machine without a GPU (or a build without NCCL) the call refuses
+ * clearly; with GPUs, its collectives on host memory work and the trainer refuses it
+ * on the CPU backend (docs/distributed.md, NCCL: untested until a GPU run). */
+static void test_nccl_creates_or_refuses(nc_context *ctx) {
+    nc_comm *nc = NULL;
+    const nc_status st = nc_comm_create_nccl(ctx, -1, &nc);
+    if (rank == 0) printf("nc_comm_create_nccl: %s: %s\n", nc_status_str(st), st ? nc_context_last_error(ctx) : "");
+    if (st != NC_OK) {
+        CHECK(nc == NULL && strstr(nc_context_last_error(ctx), "nc_comm_create_nccl") != NULL);
+        CHECK(st == NC_ERR_UNSUPPORTED || st == NC_ERR_BACKEND); /* no GPU / both ranks on one GPU */
+        return;
+    }
+    double v[2] = {1.0 + rank, 2.0};
+    OK(nc_comm_allreduce_sum(nc, v, 2));
+    CHECK(v[0] == 3.0 && v[1] == 4.0);
+    OK(nc_comm_barrier(nc));
+    nc_model *m = make_model(ctx, 0, 1);
+    nc_trainer *t = make_trainer(m);
+    CHECK(nc_trainer_set_comm(t, nc) == NC_ERR_UNSUPPORTED);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_comm_destroy(nc);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -402,6 +427,7 @@ int main(int argc, char **argv) {
         nc_context_destroy(dn);
     }
     test_overlap_is_bit_identical(ctx, comm);
+    test_nccl_creates_or_refuses(ctx);
     nc_comm_destroy(comm);
     nc_context_destroy(ctx);
     MPI_Finalize();

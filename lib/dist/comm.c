@@ -7,7 +7,6 @@
 #include "graph/graph.h"
 
 #include <limits.h>
-#include <math.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
@@ -91,41 +90,35 @@ nc_status nc__comm_wait(nc_comm *c, nc__comm_req *req) {
     }
 }
 
-/* start + wait for every piece of at most INT_MAX elements */
-nc_status nc__comm_sum_f64(nc_comm *c, double *buf, size_t n) {
-    nc_status st = nc__comm_usable(c, "all-reduce");
+/* The blocking collectives: start + wait for every piece of at most INT_MAX
+ * elements (MPI counts are ints). */
+typedef enum piece_kind { SUM_F64, SUM_F32, BROADCAST } piece_kind;
+
+static nc_status start_piece(nc_comm *c, piece_kind k, char *p, size_t n, int root, nc__comm_req *r) {
+    switch (k) {
+    case SUM_F64: return c->ops->start_sum_f64(c, (double *)(void *)p, n, r);
+    case SUM_F32: return c->ops->start_sum_f32(c, (float *)(void *)p, n, r);
+    case BROADCAST: break;
+    }
+    return c->ops->start_broadcast(c, p, n, root, r);
+}
+
+static nc_status in_pieces(nc_comm *c, piece_kind k, void *buf, size_t n, size_t elem, int root) {
+    nc_status st = nc__comm_usable(c, k == BROADCAST ? "broadcast" : "all-reduce");
     for (size_t done = 0; st == NC_OK && done < n;) {
-        const size_t k = n - done < (size_t)INT_MAX ? n - done : (size_t)INT_MAX;
+        const size_t m = n - done < (size_t)INT_MAX ? n - done : (size_t)INT_MAX;
         nc__comm_req r = {0};
-        st = c->ops->start_sum_f64(c, buf + done, k, &r);
+        st = start_piece(c, k, (char *)buf + done * elem, m, root, &r);
         if (st == NC_OK) st = nc__comm_wait(c, &r);
-        done += k;
+        done += m;
     }
     return st;
 }
 
-nc_status nc__comm_sum_f32(nc_comm *c, float *buf, size_t n) {
-    nc_status st = nc__comm_usable(c, "all-reduce");
-    for (size_t done = 0; st == NC_OK && done < n;) {
-        const size_t k = n - done < (size_t)INT_MAX ? n - done : (size_t)INT_MAX;
-        nc__comm_req r = {0};
-        st = c->ops->start_sum_f32(c, buf + done, k, &r);
-        if (st == NC_OK) st = nc__comm_wait(c, &r);
-        done += k;
-    }
-    return st;
-}
-
+nc_status nc__comm_sum_f64(nc_comm *c, double *buf, size_t n) { return in_pieces(c, SUM_F64, buf, n, sizeof *buf, 0); }
+nc_status nc__comm_sum_f32(nc_comm *c, float *buf, size_t n) { return in_pieces(c, SUM_F32, buf, n, sizeof *buf, 0); }
 nc_status nc__comm_broadcast(nc_comm *c, void *buf, size_t bytes, int root) {
-    nc_status st = nc__comm_usable(c, "broadcast");
-    for (size_t done = 0; st == NC_OK && done < bytes;) {
-        const size_t k = bytes - done < (size_t)INT_MAX ? bytes - done : (size_t)INT_MAX;
-        nc__comm_req r = {0};
-        st = c->ops->start_broadcast(c, (char *)buf + done, k, root, &r);
-        if (st == NC_OK) st = nc__comm_wait(c, &r);
-        done += k;
-    }
-    return st;
+    return in_pieces(c, BROADCAST, buf, bytes, 1, root);
 }
 
 nc_status nc_comm_barrier(nc_comm *c) {

@@ -2,7 +2,8 @@
  * for data-parallel training. One table of collectives per transport (MPI; NCCL,
  * comm_nccl.c); the trainer sees only this table. Collectives work on host memory:
  * the trainer stages backend buffers through the backend's read/write (a copy inside
- * RAM on the CPU backends). No MPI or NCCL type appears here.
+ * RAM on the CPU backends); NCCL reduces device memory (comm_nccl.c). No MPI or
+ * NCCL type appears here.
  *
  * DEADLINE. Every collective is started nonblocking and polled until it completes or
  * the communicator's timeout (nc_comm_set_timeout, NC__COMM_DEFAULT_TIMEOUT) passes
@@ -23,15 +24,21 @@
  * validation split while the others wait in a collective. */
 #define NC__COMM_DEFAULT_TIMEOUT 1800.0
 
-/* A started collective: the transport's request, opaque here (an MPI_Request). */
+/* A started collective: the transport's request, opaque here (an MPI_Request, a
+ * cudaEvent_t). */
 typedef struct nc__comm_req {
     _Alignas(8) unsigned char opaque[16];
     const char *what; /* the collective's name, for the timeout message */
     int active;
+    void *host;       /* NCCL: the caller's host buffer the result goes to on completion */
+    size_t bytes;
 } nc__comm_req;
 
 typedef struct nc__comm_ops {
     const char *name; /* "mpi", "nccl" */
+    /* 1: the buffers the trainer hands over are device memory (NCCL: a CUDA backend's
+     * tensors); 0: host memory (MPI). The public calls pass host memory either way. */
+    int device_memory;
     /* Starts buf[i] = sum over ranks of buf[i], in place, every rank; n <= INT_MAX.
      * buf must stay untouched until the request completes. */
     nc_status (*start_sum_f64)(nc_comm *c, double *buf, size_t n, nc__comm_req *req);

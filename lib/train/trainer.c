@@ -474,6 +474,10 @@ nc_status nc_trainer_set_comm(nc_trainer *t, nc_comm *comm) {
     t->buckets = NULL;
     t->comm = NULL;
     if (!comm) return NC_OK;
+    if (comm->ops->device_memory && strcmp(ctx->backend->name, "cuda") != 0)
+        return nc__error(ctx, NC_ERR_UNSUPPORTED,
+                         "nc_trainer_set_comm: the %s communicator reduces GPU memory, and the %s backend's tensors "
+                         "are in host memory (use nc_comm_create_mpi)", comm->ops->name, ctx->backend->name);
     nc_status st = nc__comm_usable(comm, "nc_trainer_set_comm");
     if (st == NC_OK) st = nc__model_ensure_grads(t->m);
     if (st == NC_OK) st = nc__buckets_create(comm, t->m, &t->buckets);

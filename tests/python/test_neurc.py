@@ -1181,6 +1181,9 @@ class TestComm(unittest.TestCase):
         self.assertEqual(_lib.lib.nc_comm_allreduce_sum(None, None, 0), 2)
         _lib.lib.nc_comm_destroy(None)
         self.assertEqual(_lib.lib.nc_comm_set_timeout(None, 1.0), 2)
+        self.assertEqual(_lib.lib.nc_comm_create_nccl(None, -1, None), 2)
+        with self.assertRaises((neurc.StateError, neurc.UnsupportedError)):  # no MPI / GPU here
+            neurc.Comm(nccl=True)
         self.assertEqual(_lib.lib.nc_comm_timeout(None), 0.0)
         self.assertTrue(issubclass(neurc.TimeoutError, TimeoutError))
         self.assertIs(neurc.error_class(13), neurc.TimeoutError)

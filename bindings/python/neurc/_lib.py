@@ -322,6 +322,7 @@ FUNCTIONS = (
     ('nc_trainer_set_schedule', STATUS, [c_void_p, c_void_p]),
     # data parallel (docs/distributed.md): MPI must be initialised by the program
     ('nc_comm_create_mpi', STATUS, [c_void_p, P(c_void_p)]),
+    ('nc_comm_create_nccl', STATUS, [c_void_p, c_int, P(c_void_p)]),
     ('nc_comm_destroy', None, [c_void_p]),
     ('nc_comm_rank', c_int, [c_void_p]),
     ('nc_comm_size', c_int, [c_void_p]),

@@ -769,15 +769,20 @@ class Schedule(_ContextObject):
 class Comm(_ContextObject):
     """A communicator between the ranks of an MPI program (docs/distributed.md). The
     program must have initialised MPI first (for example by importing mpi4py);
-    otherwise this raises StateError, and UnsupportedError in a build without MPI."""
+    otherwise this raises StateError, and UnsupportedError in a build without MPI.
+    nccl=True: NCCL between GPU ranks on CUDA device `device` (-1: the rank's index on
+    its node) - untested until a GPU run, and only for a CUDA backend's trainer."""
 
     _kind = "comm"
 
-    def __init__(self, context=None):
+    def __init__(self, context=None, nccl=False, device=-1):
         ctx = _ctx_of(context)
         self.context = ctx
         h = c_void_p()
-        self._check(lib.nc_comm_create_mpi(ctx._h, byref(h)), "nc_comm_create_mpi")
+        if nccl:
+            self._check(lib.nc_comm_create_nccl(ctx._h, int(device), byref(h)), "nc_comm_create_nccl")
+        else:
+            self._check(lib.nc_comm_create_mpi(ctx._h, byref(h)), "nc_comm_create_mpi")
         self._own(h.value, lib.nc_comm_destroy, [ctx])
 
     @property
