@@ -15,6 +15,7 @@ Needs the neurc Python package (bindings/python) on PYTHONPATH.
 import argparse
 import json
 import subprocess
+import tempfile
 
 import neurc
 
@@ -40,9 +41,9 @@ def arena_bytes(arch):
 
 
 def train_flops(nc_bench, arch):
-    out = subprocess.run([nc_bench, "--count", "--arch", arch, "--json", "/dev/stdout"], capture_output=True,
-                         text=True, check=True).stdout
-    doc = json.loads(out[out.index("{"):])
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([nc_bench, "--count", "--arch", arch, "--json", f.name], capture_output=True, check=True)
+        doc = json.load(open(f.name))
     return doc["results"][0]["train_flops_per_image"]
 
 

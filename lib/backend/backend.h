@@ -62,7 +62,9 @@
  * backend reading the record, so no decision needs a readback before the end of the
  * step. Descriptors and parameter tables are host memory passed with the call, like
  * kernel arguments (a device backend copies them with its launch, without waiting).
- * tests/test_transfers.c counts this with an instrumented backend.
+ * tests/test_transfers.c counts this with an instrumented backend. A data-parallel
+ * step (dist/) adds the communicator's staging: its transfers move the gradient
+ * buckets, the record and, with SYNC BATCH NORM, the per-channel sums.
  *
  * RANDOM MASKS are pure functions of (seed, logical index): dropout keeps element
  * (n, c, h, w) of an (N, C, H, W) value — index i = ((n*C + c)*H + h)*W + w; for
