@@ -78,9 +78,12 @@ void nc__buckets_destroy(nc__grad_buckets *b) {
     nc__free(ctx, b);
 }
 
-void nc__buckets_reset(nc__grad_buckets *b) {
+nc_status nc__buckets_reset(nc__grad_buckets *b) {
+    nc_status st = NC_OK; /* a step that failed after starting buckets left them in flight */
+    for (int k = 0; k < b->count && st == NC_OK; k++) st = nc__comm_wait(b->comm, &b->req[k]);
     b->next = 0;
     b->early = 0;
+    return st;
 }
 
 /* Bucket k from the backend into the staging, then its all-reduce started. */

@@ -17,8 +17,9 @@ typedef struct nc__grad_buckets nc__grad_buckets;
 /* Buckets for m's gradient arena over c (the host staging of the whole arena). */
 nc_status nc__buckets_create(nc_comm *c, nc_model *m, nc__grad_buckets **out);
 void nc__buckets_destroy(nc__grad_buckets *b);
-/* Before a backward pass whose gradients are reduced: nothing started yet. */
-void nc__buckets_reset(nc__grad_buckets *b);
+/* Before a step: nothing started yet (waits for buckets a failed step left in
+ * flight, under the DEADLINE). */
+nc_status nc__buckets_reset(nc__grad_buckets *b);
 /* The backward of node `node` has run: starts the buckets it completed, polls. */
 nc_status nc__buckets_after_node(nc__grad_buckets *b, int node);
 /* Starts the rest, waits, writes the mean over ranks into the gradient arena. */

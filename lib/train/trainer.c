@@ -645,7 +645,7 @@ static nc_status step_run(nc_trainer *t, const float *x, const int32_t *labels, 
     const int parallel = t->comm && t->comm->size > 1;
     const int update = t->accum_count + 1 >= t->opt.accumulation_steps;
     if (parallel && (st = nc__comm_broadcast_buffers(t->comm, m)) != NC_OK) return st;
-    if (parallel) nc__buckets_reset(t->buckets);
+    if (parallel && (st = nc__buckets_reset(t->buckets)) != NC_OK) return st;
     m->plan_train->hooks = step_hooks(t, update);
     st = forward_backward(t, x, n);
     m->plan_train->hooks = (nc__plan_hooks){0};
