@@ -77,7 +77,8 @@ extern "C" {
     X(NC_ERR_BACKEND, 10, "backend failure")                                      \
     X(NC_ERR_STATE, 11, "call not valid in the current state")                    \
     X(NC_ERR_LIMIT, 12, "size limit exceeded")                                    \
-    X(NC_ERR_CANCELLED, 13, "cancelled by the progress callback")
+    X(NC_ERR_CANCELLED, 13, "cancelled by the progress callback")                 \
+    X(NC_ERR_TIMEOUT, 14, "timed out waiting for other processes")
 
 #define NC__STATUS_ENUM(name, value, text) name = value,
 typedef enum nc_status { NC_STATUS_TABLE(NC__STATUS_ENUM) } nc_status;
@@ -815,15 +816,40 @@ typedef struct nc_comm nc_comm;
 /// NC_ERR_STATE (MPI not initialised), NC_ERR_UNSUPPORTED (built without MPI),
 /// NC_ERR_BACKEND (an MPI call failed), NC_ERR_OUT_OF_MEMORY.
 NC_API nc_status nc_comm_create_mpi(nc_context *ctx, nc_comm **out);
+/// A communicator between GPU ranks over NCCL (build feature `nccl`): one rank per
+/// GPU, `device` its CUDA device (-1: the rank's index on its node, modulo the
+/// devices); NCCL's unique id goes from rank 0 to the others over MPI_COMM_WORLD, so
+/// MPI must be initialised as for nc_comm_create_mpi. Collective. Its collectives
+/// reduce GPU memory, so nc_trainer_set_comm accepts it only on the CUDA backend
+/// (not built yet: NC_ERR_UNSUPPORTED on the CPU backends); the nc_comm_* calls take
+/// host memory as everywhere. UNTESTED: built and linked, never yet run on a GPU
+/// (docs/distributed.md). Returns NC_OK, NC_ERR_NULL, NC_ERR_STATE (MPI not
+/// initialised), NC_ERR_UNSUPPORTED (built without NCCL, or no CUDA device),
+/// NC_ERR_INVALID_ARGUMENT (no such device), NC_ERR_TIMEOUT, NC_ERR_BACKEND (a
+/// CUDA, NCCL or MPI call failed), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_comm_create_nccl(nc_context *ctx, int device, nc_comm **out);
 /// NULL-safe. Detach it from every trainer first.
 NC_API void nc_comm_destroy(nc_comm *comm);
 /// This process's rank (0 .. size-1), and the number of ranks; -1 and 0 for NULL.
 NC_API int nc_comm_rank(const nc_comm *comm);
 NC_API int nc_comm_size(const nc_comm *comm);
-/// Waits for every rank. Returns NC_OK, NC_ERR_NULL, NC_ERR_BACKEND.
+/// How long any collective of `comm` (this one's and the trainers' using it) waits
+/// for the other ranks before it gives up: `seconds` > 0, INFINITY for no limit;
+/// the default is 1800 (torch.distributed's 30 minutes: rank 0 may evaluate alone
+/// while the others wait). A collective that times out returns NC_ERR_TIMEOUT with a
+/// message naming the collective, the rank and the timeout; the communicator is then
+/// unusable (every later call returns NC_ERR_STATE) and the program should end the
+/// job (MPI_Abort; nc-train does). Local: no other rank is involved. Returns NC_OK,
+/// NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (seconds <= 0 or NaN).
+NC_API nc_status nc_comm_set_timeout(nc_comm *comm, double seconds);
+/// The timeout in seconds (0 for NULL).
+NC_API double nc_comm_timeout(const nc_comm *comm);
+/// Waits for every rank. Returns NC_OK, NC_ERR_NULL, NC_ERR_TIMEOUT, NC_ERR_STATE
+/// (after an earlier failure), NC_ERR_BACKEND.
 NC_API nc_status nc_comm_barrier(nc_comm *comm);
 /// values[i] = the sum over ranks of values[i], on every rank (metrics, counts).
-/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (count < 0), NC_ERR_BACKEND.
+/// Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (count < 0), NC_ERR_TIMEOUT,
+/// NC_ERR_STATE (after an earlier failure), NC_ERR_BACKEND.
 NC_API nc_status nc_comm_allreduce_sum(nc_comm *comm, double *values, int64_t count);
 /// Makes the trainer data-parallel over `comm` (collective; NULL detaches): rank 0's
 /// parameters and buffers are copied to every rank now; from then on each update
@@ -833,8 +859,24 @@ NC_API nc_status nc_comm_allreduce_sum(nc_comm *comm, double *values, int64_t co
 /// are the same on every rank (the loss is the mean over ranks). Each rank passes its
 /// own part of the global batch to nc_trainer_step. The communicator must outlive
 /// the trainer or be detached. Returns NC_OK, NC_ERR_NULL, NC_ERR_STATE (the comm
-/// belongs to another context), NC_ERR_BACKEND, NC_ERR_OUT_OF_MEMORY.
+/// belongs to another context, or it is unusable after a failure), NC_ERR_TIMEOUT,
+/// NC_ERR_BACKEND, NC_ERR_OUT_OF_MEMORY. nc_trainer_step then also returns
+/// NC_ERR_TIMEOUT or NC_ERR_STATE when a rank dies or hangs (nc_comm_set_timeout).
 NC_API nc_status nc_trainer_set_comm(nc_trainer *trainer, nc_comm *comm);
+/// Synchronised batch norm (torch.nn.SyncBatchNorm) for a data-parallel trainer:
+/// every training batch norm normalises with the mean and variance of the whole
+/// global batch (the per-channel sums all-reduced in the forward pass, and the sums
+/// of its gradient in the backward pass), so N ranks x b/N samples train as one
+/// process x b. Off (0) by default: each rank's own batch statistics, as DDP. Every
+/// rank must set the same. Backends: ref (f32, bf16) and onednn (f32); another
+/// makes nc_trainer_step return NC_ERR_UNSUPPORTED. Returns NC_OK, NC_ERR_NULL.
+NC_API nc_status nc_trainer_set_sync_batchnorm(nc_trainer *trainer, int enable);
+/// Overlap of the gradient all-reduce with the backward pass (on by default): a
+/// 25 MB bucket's all-reduce starts as soon as the backward pass has produced every
+/// gradient in it and progresses between the later layers; off (0), every bucket
+/// starts after the backward pass. The results are identical either way. Every rank
+/// must set the same. Returns NC_OK, NC_ERR_NULL.
+NC_API nc_status nc_trainer_set_grad_overlap(nc_trainer *trainer, int enable);
 
 /* -------------------------------------------------------------- checkpoints */
 

@@ -73,4 +73,10 @@ typedef struct loader_args {
 /* --loader: images/s of nc_loader_next. Returns the process exit status. */
 int bench_loader(const loader_args *a);
 
+/* --distributed (distributed.c): MPI_Init and a communicator over every rank (the
+ * global batch must divide among them; ranks other than 0 print nothing); 0 or -1
+ * after printing why. bench_dist_end aborts the job when `failed`, else finalises. */
+int bench_dist_start(int *argc, char ***argv, nc_context *ctx, int batch, nc_comm **out);
+void bench_dist_end(nc_comm *comm, int failed);
+
 #endif

@@ -27,6 +27,8 @@ static void usage(FILE *f) {
             "  --backend B        auto, ref, onednn or cuda (default auto)\n"
             "  --precision P      fp32, bf16 (autocast rules) or bf16-math (default fp32)\n"
             "  --threads T        CPU threads (default: all cores)\n"
+            "  --distributed      under `mpirun -np N`: train steps data-parallel over the N\n"
+            "                     ranks, each on batch/N images (--mode train; MPI builds)\n"
             "  --warmup W         untimed runs first (default 1)\n"
             "  --runs R           timed runs; the median is reported (default 5)\n"
             "  --json FILE        also write the results as JSON to FILE ('-' = stdout)\n"
@@ -104,8 +106,8 @@ static int parse_blocks(const char *s, int blocks[4]) {
 }
 
 /* Times `runs` calls of one mode after `warmup`; returns 0 or prints the error. */
-static int time_mode(nc_context *ctx, nc_model *m, int train, const float *x, const int32_t *y, int n, int c,
-                     int s, int warmup, int runs, result *r) {
+static int time_mode(nc_context *ctx, nc_comm *comm, nc_model *m, int train, const float *x, const int32_t *y,
+                     int n, int c, int s, int warmup, int runs, result *r) {
     nc_trainer *t = NULL;
     float *logits = malloc(sizeof(float) * (size_t)n * (size_t)nc_model_num_outputs(m));
     double *times = malloc(sizeof(double) * (size_t)runs);
@@ -115,6 +117,12 @@ static int time_mode(nc_context *ctx, nc_model *m, int train, const float *x, co
         nc_trainer_options_init(&to); /* SGD, momentum 0.9, softmax cross-entropy */
         to.lr = 1e-4f;                /* small: keeps the weights sane over many steps */
         st = nc_trainer_create(m, &to, &t);
+        if (st == NC_OK && comm) { /* --distributed: this rank's part of the global batch */
+            st = nc_trainer_set_comm(t, comm);
+            n /= nc_comm_size(comm);
+            x += (size_t)nc_comm_rank(comm) * (size_t)n * (size_t)c * (size_t)s * (size_t)s;
+            y += (size_t)nc_comm_rank(comm) * (size_t)n;
+        }
     }
     r->rss_setup_mb = bench_rss_mb();
     for (int i = 0; st == NC_OK && i < warmup + runs; i++) {
@@ -255,7 +263,7 @@ static int count_only(nc_context *ctx, const bench_common *c, nc_model_options *
 int main(int argc, char **argv) {
     const char *archs = "resnet18", *mode = "both", *json = NULL, *source = NULL, *transform = "train";
     int batch = 16, size = 224, threads = 0, warmup = 1, runs = 5;
-    int workers = 2, prefetch = 2, batches = 20, count = 0, layers = 0, gemm = 0, bad = 0;
+    int workers = 2, prefetch = 2, batches = 20, count = 0, layers = 0, gemm = 0, bad = 0, distributed = 0;
     nc_backend_kind backend = NC_BACKEND_AUTO;
     nc_precision precision = NC_PRECISION_FP32;
     nc_model_options mo;
@@ -266,6 +274,7 @@ int main(int argc, char **argv) {
         {"classes", required_argument, 0, 'k'},     {"small-input", no_argument, 0, 'S'},
         {"mode", required_argument, 0, 'm'},        {"backend", required_argument, 0, 'B'},
         {"threads", required_argument, 0, 't'},     {"warmup", required_argument, 0, 'w'},
+        {"distributed", no_argument, 0, 'M'},
         {"runs", required_argument, 0, 'r'},        {"json", required_argument, 0, 'j'},
         {"loader", required_argument, 0, 'L'},      {"transform", required_argument, 0, 'T'},
         {"workers", required_argument, 0, 'W'},     {"prefetch", required_argument, 0, 'P'},
@@ -313,6 +322,7 @@ int main(int argc, char **argv) {
         case 'C': count = 1; break;
         case 'Y': layers = 1; break;
         case 'E': bad |= parse_int(optarg, 1, 1 << 15, &gemm); break;
+        case 'M': distributed = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -370,6 +380,14 @@ int main(int argc, char **argv) {
         nc_context_destroy(ctx);
         return rc;
     }
+    nc_comm *comm = NULL;
+    if (distributed && (strcmp(mode, "train") != 0 || bench_dist_start(&argc, &argv, ctx, batch, &comm) != 0)) {
+        if (strcmp(mode, "train") != 0) fprintf(stderr, "nc-bench: --distributed times --mode train only\n");
+        bench_dist_end(comm, 1);
+        free(list);
+        nc_context_destroy(ctx);
+        return 1;
+    }
     const int in_c = mo.in_channels, classes = mo.num_classes;
     size_t n_x = (size_t)batch * (size_t)in_c * (size_t)size * (size_t)size;
     float *x = malloc(n_x * sizeof(float));
@@ -415,7 +433,7 @@ int main(int argc, char **argv) {
             r->conv_macs = net.conv_macs;
             r->linear_macs = net.linear_macs;
             r->flops = (train ? 3.0 : 1.0) * bench_forward_flops(&net) * batch;
-            if (time_mode(ctx, m, train, x, y, batch, in_c, size, warmup, runs, r) != 0) {
+            if (time_mode(ctx, comm, m, train, x, y, batch, in_c, size, warmup, runs, r) != 0) {
                 failed = 1;
                 continue;
             }
@@ -441,6 +459,7 @@ int main(int argc, char **argv) {
     free(res);
     free(x);
     free(y);
+    if (distributed) bench_dist_end(comm, failed);
     nc_context_destroy(ctx);
     return failed;
 }

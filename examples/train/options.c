@@ -263,6 +263,8 @@ int cfg_resolve(cfg *c) {
     INT_OPT(LOG_EVERY, log_every, 1, 100000000);
     c->quiet = strcmp(c->val[OPT_QUIET], "1") == 0;
     c->distributed = strcmp(c->val[OPT_DISTRIBUTED], "1") == 0;
+    FLOAT_OPT(DIST_TIMEOUT, dist_timeout, 1.0, 1e9);
+    c->sync_bn = strcmp(c->val[OPT_SYNC_BN], "1") == 0;
     c->rank = 0;
     c->ranks = 1;
     return 0;

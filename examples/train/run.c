@@ -179,6 +179,8 @@ static int make_trainer(rs *r) {
     }
     if (c->comm && (st = nc_trainer_set_comm(r->t, c->comm)) != NC_OK)
         return fail_lib(r->ctx, "--distributed: sharing rank 0's model", st);
+    if (c->comm && (st = nc_trainer_set_sync_batchnorm(r->t, c->sync_bn)) != NC_OK)
+        return fail_lib(r->ctx, "--sync-bn", st);
     if (c->ema > 0.0f && (st = nc_ema_create(r->m, c->ema, &r->ema)) != NC_OK)
         return fail_lib(r->ctx, "creating the weight average", st);
     return 0;
@@ -615,7 +617,9 @@ static int train_loop(rs *r) {
                 return fail_lib(r->ctx, "updating the weight average", st);
             progress_batch(&p, b + 1, counted ? loss_sum / (double)counted : NAN,
                            total ? (double)correct / (double)total : NAN, images);
-            if (dist_any(c, g_interrupted)) { /* --distributed: every rank stops at the same batch */
+            const int stop = dist_any(c, r->ctx, g_interrupted); /* --distributed: all stop at one batch */
+            if (stop < 0) return EXIT_FAIL;
+            if (stop) {
                 progress_end_epoch(&p);
                 if (save_last(r, e - 1, b + 1, best, best_epoch)) return EXIT_FAIL;
                 fprintf(stderr, PROG ": interrupted in epoch %lld after batch %lld; saved %s (continue with `"
@@ -655,7 +659,7 @@ static int train_loop(rs *r) {
                 return EXIT_INTERRUPTED;
             }
             double v[3] = {sn.loss, sn.acc, sn.f1};
-            if (bad || dist_share(c, v, 3)) return EXIT_FAIL;
+            if (bad || dist_share(c, r->ctx, v, 3)) return EXIT_FAIL;
             rec.val_loss = v[0];
             rec.val_acc = v[1];
             f1 = v[2];
@@ -692,7 +696,9 @@ static int train_loop(rs *r) {
                        r->lval ? c->val[OPT_MONITOR] : "train_loss", c->early_stopping, best, (long long)best_epoch);
             break;
         }
-        if (dist_any(c, g_interrupted)) {
+        const int stop = dist_any(c, r->ctx, g_interrupted);
+        if (stop < 0) return EXIT_FAIL;
+        if (stop) {
             fprintf(stderr, PROG ": interrupted after epoch %lld; continue with `" PROG " resume --output-dir %s`\n",
                     (long long)e, c->out);
             return EXIT_INTERRUPTED;

@@ -92,6 +92,8 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     X(LOG_EVERY, "log-every", 1, "50", 0, "N", "batches between log lines when not on a terminal")            \
     X(QUIET, "quiet", 0, "0", 0, "", "no progress output")                                                      \
     X(DISTRIBUTED, "distributed", 0, "0", 0, "", "data parallel over the ranks of mpirun (docs/distributed.md)") \
+    X(DIST_TIMEOUT, "dist-timeout", 1, "1800", 0, "S", "--distributed: seconds a rank waits for the others before it fails") \
+    X(SYNC_BN, "sync-bn", 0, "0", 1, "", "--distributed: batch norm over the global batch (SyncBatchNorm)") \
     X(HELP, "help", 0, "0", 0, "", "this text")
 
 #define OPT_ENUM(id, name, arg, def, persist, meta, help) OPT_##id,
@@ -151,6 +153,8 @@ typedef struct cfg {
     int distributed;  /* --distributed: this process is rank `rank` of `ranks` over comm
                          (set up in main.c); otherwise 0 of 1 */
     int rank, ranks;
+    float dist_timeout; /* --dist-timeout seconds */
+    int sync_bn;        /* --sync-bn */
     nc_comm *comm;
 } cfg;
 
@@ -251,11 +255,12 @@ int run_all(const cfg *c, nc_context *ctx, data *d);
 /* distributed.c: --distributed over MPI (no-ops otherwise). dist_start initialises
  * MPI and the communicator and sets c->rank, c->ranks; dist_stop finalises (or
  * aborts every rank when rc says this one failed); dist_any is 1 when flag is set
- * on any rank; dist_share gives every rank rank 0's v[0..n). */
+ * on any rank (-1, with the message printed, when the ranks cannot agree: a rank
+ * died or hangs); dist_share gives every rank rank 0's v[0..n). */
 int dist_start(cfg *c, nc_context *ctx, int *argc, char ***argv);
 void dist_stop(cfg *c, int rc);
-int dist_any(const cfg *c, int flag);
-int dist_share(const cfg *c, double *v, int n);
+int dist_any(const cfg *c, nc_context *ctx, int flag);
+int dist_share(const cfg *c, nc_context *ctx, double *v, int n);
 
 /* main.c: set by SIGINT; runs finish the current batch, save and exit 130. */
 extern volatile sig_atomic_t g_interrupted;

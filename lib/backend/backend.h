@@ -62,7 +62,9 @@
  * backend reading the record, so no decision needs a readback before the end of the
  * step. Descriptors and parameter tables are host memory passed with the call, like
  * kernel arguments (a device backend copies them with its launch, without waiting).
- * tests/test_transfers.c counts this with an instrumented backend.
+ * tests/test_transfers.c counts this with an instrumented backend. A data-parallel
+ * step (dist/) adds the communicator's staging: its transfers move the gradient
+ * buckets, the record and, with SYNC BATCH NORM, the per-channel sums.
  *
  * RANDOM MASKS are pure functions of (seed, logical index): dropout keeps element
  * (n, c, h, w) of an (N, C, H, W) value — index i = ((n*C + c)*H + h)*W + w; for
@@ -196,6 +198,7 @@ typedef enum nc__kernel {
     NC__K_DROPOUT, NC__K_FLATTEN, NC__K_CONCAT, NC__K_LOSS,
     NC__K_CONV_FUSED_INFER,  /* conv [+bn] [+residual] [+relu], inference */
     NC__K_BN_RELU_TRAIN,     /* batch norm + relu, training forward and backward */
+    NC__K_BN_SYNC,           /* the batchnorm_sync_* entries (SYNC BATCH NORM) */
     NC__K_COUNT
 } nc__kernel;
 
@@ -287,6 +290,32 @@ typedef struct nc__backend {
     nc_status (*batchnorm_backward)(void *state, const nc__bn_desc *d, void *dx, void *dgamma,
                                     void *dbeta, const void *dy, const void *x, const void *gamma,
                                     const void *save_mean, const void *save_invstd);
+
+    /* ---- SYNC BATCH NORM (optional, NC__K_BN_SYNC; torch.nn.SyncBatchNorm): training
+     * batch norm whose statistics cover every rank's batch. The executor (graph/exec.c)
+     * calls these in order and all-reduces the per-channel sums between them; sums and
+     * statistics are f64, C or 2C or 4C of them, in backend memory. `relu` / a non-NULL
+     * `y` (the ReLU's output) make them the fused batch norm + ReLU of BN_RELU_TRAIN:
+     * forward applies the ReLU, backward masks dy by y > 0.
+     * sums[c] = sum over (N, HW) of x, or of (x - mean[c])^2 when mean is given. */
+    nc_status (*batchnorm_sync_sums)(void *state, const nc__bn_desc *d, double *sums, const void *x,
+                                     const double *mean);
+    /* batchnorm_forward_train with the statistics given: stats = mean (C), biased
+     * variance (C); count = values per channel over all ranks (the running variance's
+     * n/(n-1)). */
+    nc_status (*batchnorm_sync_forward)(void *state, const nc__bn_desc *d, int relu, void *y, void *save_mean,
+                                        void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                        const void *gamma, const void *beta, const double *stats, double count);
+    /* sums = sum of dy (C), sum of dy * xhat (C) over this rank's batch. */
+    nc_status (*batchnorm_sync_backward_sums)(void *state, const nc__bn_desc *d, double *sums, const void *dy,
+                                              const void *y, const void *x, const void *save_mean,
+                                              const void *save_invstd);
+    /* dgamma += sums[C..2C), dbeta += sums[0..C) (this rank's); dx (d->dx_write) from
+     * every rank's sums[2C..4C) and count, as batchnorm_backward from global means. */
+    nc_status (*batchnorm_sync_backward)(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                         const void *dy, const void *y, const void *x, const void *gamma,
+                                         const void *save_mean, const void *save_invstd, const double *sums,
+                                         double count);
 
     /* ---- element-wise on values of one descriptor */
     nc_status (*relu_forward)(void *state, const nc__value_desc *v, void *y, const void *x);

@@ -110,8 +110,106 @@ static nc_status forward_conv(nc__plan *p, int i) {
                                           f->residual >= 0 ? val(p, f->residual) : NULL, f->relu >= 0);
 }
 
-/* Training: batch statistics, running-statistics update, saved statistics for
- * backward, the RELU too when fused; eval: running statistics. */
+/* ------------------------------------------------- synchronised batch norm */
+/* With hooks.sum set, a training batch norm normalises with the statistics of every
+ * rank's batch (torch.nn.SyncBatchNorm): the per-channel sums the backend computes
+ * are summed over the ranks (backend.h, SYNC BATCH NORM) — the count and sum first,
+ * then the squares about the global mean (two passes, as the single-process kernel);
+ * backward sums dy and dy*xhat over the ranks the same way. */
+
+/* Room for 4*c sums in backend memory and 4*c + 1 on the host. */
+static nc_status sync_room(nc__plan *p, const nc__bn_desc *d) {
+    nc_context *ctx = p->m->ctx;
+    const nc__backend *be = backend(p);
+    const nc__op_query q = {.kernel = NC__K_BN_SYNC, .dtype = d->dtype, .training = 1, .bn = d};
+    if (!be->batchnorm_sync_sums || !be->supports(ctx->backend_state, &q))
+        return nc__error(ctx, NC_ERR_UNSUPPORTED, "synchronised batch norm: the %s backend cannot run it on %s values",
+                         be->name, nc__dtype_name(d->dtype));
+    if (d->c <= p->sync_c) return NC_OK;
+    if (p->sync_dev) be->free(ctx->backend_state, p->sync_dev);
+    nc__free(ctx, p->sync_host);
+    p->sync_dev = NULL;
+    p->sync_c = 0;
+    const size_t c = (size_t)d->c;
+    nc_status st = be->alloc(ctx->backend_state, 4 * c * sizeof(double), (void **)&p->sync_dev);
+    if (st != NC_OK) return st;
+    if (!(p->sync_host = nc__alloc(ctx, (4 * c + 1) * sizeof(double))))
+        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "synchronised batch norm: out of memory");
+    p->sync_c = d->c;
+    return NC_OK;
+}
+
+/* host[0..n) = dev[0..n) summed over the ranks, and *extra with them. */
+static nc_status sync_reduce(nc__plan *p, const double *dev, size_t n, double *host, double *extra) {
+    nc_context *ctx = p->m->ctx;
+    nc_status st = backend(p)->read(ctx->backend_state, host, dev, n * sizeof *host);
+    host[n] = *extra;
+    if (st == NC_OK) st = p->hooks.sum(p->hooks.user, host, n + 1);
+    *extra = host[n];
+    return st;
+}
+
+static nc_status sync_write(nc__plan *p, double *dev, const double *host, size_t n) {
+    return backend(p)->write(p->m->ctx->backend_state, dev, host, n * sizeof *host);
+}
+
+/* dev = mean (C), biased variance (C) of every rank's x; *count their values per channel. */
+static nc_status sync_stats(nc__plan *p, const nc__bn_desc *d, const void *x, double *count) {
+    const nc__backend *be = backend(p);
+    const size_t C = (size_t)d->c;
+    double *dev = p->sync_dev, *host = p->sync_host, unused = 0.0;
+    *count = (double)d->n * (double)d->hw;
+    nc_status st = be->batchnorm_sync_sums(state(p), d, dev, x, NULL);
+    if (st == NC_OK) st = sync_reduce(p, dev, C, host, count);
+    for (size_t c = 0; c < C; c++) host[c] /= *count;
+    if (st == NC_OK) st = sync_write(p, dev, host, C);
+    if (st == NC_OK) st = be->batchnorm_sync_sums(state(p), d, dev + C, x, dev);
+    if (st == NC_OK) st = sync_reduce(p, dev + C, C, host + C, &unused);
+    for (size_t c = 0; c < C; c++) host[C + c] /= *count;
+    return st == NC_OK ? sync_write(p, dev, host, 2 * C) : st;
+}
+
+static nc_status forward_bn_sync(nc__plan *p, int i, const nc__bn_desc *d, const void *x) {
+    const nc__node *nd = node(p, i);
+    const nc__fusion *f = &p->fusion[i];
+    double count = 0.0;
+    nc_status st = sync_room(p, d);
+    if (st == NC_OK) st = sync_stats(p, d, x, &count);
+    if (st != NC_OK) return st;
+    return backend(p)->batchnorm_sync_forward(state(p), d, f->relu >= 0, val(p, f->out), saved(p, i, 0),
+                                              saved(p, i, 1), param(p, nd, 2), param(p, nd, 3), x, param(p, nd, 0),
+                                              param(p, nd, 1), p->sync_dev, count);
+}
+
+/* dev = this rank's sum dy, sum dy*xhat (2C), then every rank's (2C); *count the
+ * values per channel over the ranks. y: the fused ReLU's output, or NULL. */
+static nc_status sync_grad_sums(nc__plan *p, const nc__bn_desc *d, const void *dy, const void *y, const void *x,
+                                int i, double *count) {
+    const size_t C = (size_t)d->c;
+    double *dev = p->sync_dev, *host = p->sync_host;
+    *count = (double)d->n * (double)d->hw;
+    nc_status st = backend(p)->batchnorm_sync_backward_sums(state(p), d, dev, dy, y, x, saved(p, i, 0),
+                                                            saved(p, i, 1));
+    if (st == NC_OK) st = backend(p)->read(p->m->ctx->backend_state, host, dev, 2 * C * sizeof *host);
+    if (st == NC_OK) st = sync_reduce(p, dev, 2 * C, host + 2 * C, count);
+    return st == NC_OK ? sync_write(p, dev, host, 4 * C) : st;
+}
+
+static nc_status backward_bn_sync(nc__plan *p, int i, const nc__bn_desc *d, const void *dy, const void *y) {
+    const nc__node *nd = node(p, i);
+    const int in = nd->inputs[0];
+    double count = 0.0;
+    nc_status st = sync_room(p, d);
+    if (st == NC_OK) st = sync_grad_sums(p, d, dy, y, val(p, in), i, &count);
+    if (st != NC_OK) return st;
+    return backend(p)->batchnorm_sync_backward(state(p), d, grad(p, in), param_grad(p, nd, 0), param_grad(p, nd, 1),
+                                               dy, y, val(p, in), param(p, nd, 0), saved(p, i, 0), saved(p, i, 1),
+                                               p->sync_dev, count);
+}
+
+/* Training: batch statistics (every rank's with synchronised batch norm),
+ * running-statistics update, saved statistics for backward, the RELU too when fused;
+ * eval: running statistics. */
 static nc_status forward_bn(nc__plan *p, int i) {
     const nc__backend *be = backend(p);
     const nc__node *nd = node(p, i);
@@ -121,9 +219,10 @@ static nc_status forward_bn(nc__plan *p, int i) {
     if (!p->training)
         return be->batchnorm_forward_infer(state(p), &d, val(p, i), x, param(p, nd, 0), param(p, nd, 1),
                                            param(p, nd, 2), param(p, nd, 3));
-    nc_status st = (f->relu >= 0 ? be->batchnorm_relu_forward_train : be->batchnorm_forward_train)(
-        state(p), &d, val(p, f->out), saved(p, i, 0), saved(p, i, 1), param(p, nd, 2), param(p, nd, 3), x,
-        param(p, nd, 0), param(p, nd, 1));
+    nc_status st = p->hooks.sum ? forward_bn_sync(p, i, &d, x)
+                                : (f->relu >= 0 ? be->batchnorm_relu_forward_train : be->batchnorm_forward_train)(
+                                      state(p), &d, val(p, f->out), saved(p, i, 0), saved(p, i, 1), param(p, nd, 2),
+                                      param(p, nd, 3), x, param(p, nd, 0), param(p, nd, 1));
     p->m->num_batches[nd->tensors[4]]++;
     return st;
 }
@@ -241,6 +340,7 @@ static nc_status backward_bn(nc__plan *p, int i) {
     const nc__bn_desc d = nc__plan_bn_desc(p, i, nc__plan_write_mode(p, i, 0));
     void *dx = grad(p, in), *dgamma = param_grad(p, nd, 0), *dbeta = param_grad(p, nd, 1);
     const void *x = val(p, in), *gamma = param(p, nd, 0);
+    if (p->hooks.sum) return backward_bn_sync(p, i, &d, grad(p, out), out != i ? val(p, out) : NULL);
     if (out != i)
         return be->batchnorm_relu_backward(state(p), &d, dx, dgamma, dbeta, grad(p, out), val(p, out), x, gamma,
                                            saved(p, i, 0), saved(p, i, 1));
@@ -339,6 +439,7 @@ nc_status nc__plan_backward_taps(nc__plan *p, const int *taps, float *const *hos
         if (p->run_at[i] != i) continue; /* not needed, or a fused RELU (run by its BN) */
         st = backward_node(p, i);
         if (st != NC_OK) nc__error_prefix(ctx, st, "%s (backward)", g->nodes[i].name);
+        if (st == NC_OK && p->hooks.after_backward) st = p->hooks.after_backward(p->hooks.user, i);
     }
     return st;
 }

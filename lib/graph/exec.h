@@ -70,6 +70,16 @@ typedef struct nc__buffer_owner {
     nc__buffer_kind kind;
 } nc__buffer_owner;
 
+/* What a training plan's caller (the data-parallel trainer) hooks into a step. */
+typedef struct nc__plan_hooks {
+    /* Synchronised batch norm (backend.h, SYNC BATCH NORM): buf[i] = the sum over
+     * ranks of buf[i], in place. NULL: batch norm on this process's batch alone. */
+    nc_status (*sum)(void *user, double *buf, size_t n);
+    /* Called after the backward of each node that ran (dist/buckets.h's overlap). */
+    nc_status (*after_backward)(void *user, int node);
+    void *user;
+} nc__plan_hooks;
+
 typedef struct nc__plan {
     nc_model *m;
     int training;
@@ -102,6 +112,11 @@ typedef struct nc__plan {
     /* the backend state every call of this plan runs on: a worker of its own
      * (backend.h, CONCURRENCY), or the context's when the backend has none */
     void *bstate;
+    nc__plan_hooks hooks;       /* (training) set by the caller before each step */
+    /* synchronised batch norm's per-channel sums (4*sync_c f64), in backend memory
+     * and on the host; allocated by the first synchronised forward */
+    double *sync_dev, *sync_host;
+    int64_t sync_c;
 } nc__plan;
 
 static inline int nc__plan_fwd_time(int pos) { return pos; }

@@ -81,6 +81,8 @@ void nc__plan_destroy(nc__plan *p) {
         for (int i = 0; i < p->m->graph->n_nodes; i++)
             if (p->cache[i]) be->release_cache(p->bstate, p->cache[i]);
     if (p->arena) be->free(ctx->backend_state, p->arena);
+    if (p->sync_dev) be->free(ctx->backend_state, p->sync_dev);
+    nc__free(ctx, p->sync_host);
     if (be->worker_create && p->bstate) be->worker_destroy(p->bstate);
     nc__free(ctx, p->shapes);
     nc__free(ctx, p->cache);

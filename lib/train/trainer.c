@@ -8,7 +8,7 @@
 #include "core/context.h"
 #include "core/model.h"
 #include "core/rng.h"
-#include "dist/comm.h"
+#include "dist/buckets.h"
 #include "graph/exec.h"
 #include "train/loss.h"
 #include "train/trainer.h"
@@ -225,7 +225,7 @@ void nc_trainer_destroy(nc_trainer *t) {
     nc__free(ctx, t->pos_weight);
     nc__free(ctx, t->table);
     nc__free(ctx, t->table_tensor);
-    nc__free(ctx, t->comm_staging);
+    nc__buckets_destroy(t->buckets);
     nc__free(ctx, t);
 }
 
@@ -470,22 +470,51 @@ nc_status nc_trainer_set_comm(nc_trainer *t, nc_comm *comm) {
     nc_context *ctx = t->m->ctx;
     if (comm && comm->ctx != ctx)
         return nc__error(ctx, NC_ERR_STATE, "nc_trainer_set_comm: the communicator belongs to another context");
-    nc__free(ctx, t->comm_staging);
-    t->comm_staging = NULL;
-    t->comm_floats = 0;
+    nc__buckets_destroy(t->buckets);
+    t->buckets = NULL;
     t->comm = NULL;
     if (!comm) return NC_OK;
-    const size_t total = nc__model_param_floats(t->m), bucket = comm->bucket_bytes / sizeof(float);
-    t->comm_floats = total < bucket ? (total ? total : 1) : bucket;
-    if (!(t->comm_staging = nc__alloc(ctx, t->comm_floats * sizeof(float)))) {
-        t->comm_floats = 0;
-        return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "nc_trainer_set_comm: out of memory");
-    }
+    if (comm->ops->device_memory && strcmp(ctx->backend->name, "cuda") != 0)
+        return nc__error(ctx, NC_ERR_UNSUPPORTED,
+                         "nc_trainer_set_comm: the %s communicator reduces GPU memory, and the %s backend's tensors "
+                         "are in host memory (use nc_comm_create_mpi)", comm->ops->name, ctx->backend->name);
+    nc_status st = nc__comm_usable(comm, "nc_trainer_set_comm");
+    if (st == NC_OK) st = nc__model_ensure_grads(t->m);
+    if (st == NC_OK) st = nc__buckets_create(comm, t->m, &t->buckets);
+    if (st != NC_OK) return st;
     nc__model_write_begin(t->m); /* the broadcast writes the model (core/gate.h) */
-    nc_status st = nc__comm_broadcast_model(comm, t->m);
+    st = nc__comm_broadcast_model(comm, t->m);
     nc__model_write_end(t->m);
     if (st == NC_OK) t->comm = comm;
     return st;
+}
+
+nc_status nc_trainer_set_sync_batchnorm(nc_trainer *t, int enable) {
+    if (!t) return NC_ERR_NULL;
+    t->sync_bn = enable != 0;
+    return NC_OK;
+}
+
+nc_status nc_trainer_set_grad_overlap(nc_trainer *t, int enable) {
+    if (!t) return NC_ERR_NULL;
+    t->no_overlap = enable == 0;
+    return NC_OK;
+}
+
+static nc_status hook_sum(void *user, double *buf, size_t n) {
+    return nc__comm_sum_f64(((nc_trainer *)user)->comm, buf, n);
+}
+
+static nc_status hook_after_backward(void *user, int node) {
+    return nc__buckets_after_node(((nc_trainer *)user)->buckets, node);
+}
+
+/* What the data-parallel trainer hooks into this step's plan (exec.h). */
+static nc__plan_hooks step_hooks(nc_trainer *t, int update) {
+    if (!t->comm || t->comm->size < 2) return (nc__plan_hooks){0};
+    return (nc__plan_hooks){.sum = t->sync_bn ? hook_sum : NULL,
+                            .after_backward = update && !t->no_overlap ? hook_after_backward : NULL,
+                            .user = t};
 }
 
 /* The step's loss and counts summed over the ranks (the loss then averaged), back in
@@ -495,7 +524,7 @@ static nc_status sync_record(nc_trainer *t) {
     nc__step_record r;
     nc_status st = ctx->backend->read(ctx->backend_state, &r, t->record_dev, sizeof r);
     double v[3] = {r.loss, (double)r.correct, (double)r.counted};
-    if (st == NC_OK) st = t->comm->ops->allreduce_sum_f64(t->comm, v, 3);
+    if (st == NC_OK) st = nc__comm_sum_f64(t->comm, v, 3);
     if (st != NC_OK) return st;
     r.loss = v[0] / (double)t->comm->size;
     r.correct = (int32_t)v[1];
@@ -614,18 +643,22 @@ static nc_status step_run(nc_trainer *t, const float *x, const int32_t *labels, 
         (st = ctx->backend->fill(ctx->backend_state, m->grad_arena, 0.0f, nc__model_param_floats(m))) != NC_OK)
         return st;
     const int parallel = t->comm && t->comm->size > 1;
+    const int update = t->accum_count + 1 >= t->opt.accumulation_steps;
     if (parallel && (st = nc__comm_broadcast_buffers(t->comm, m)) != NC_OK) return st;
-    if ((st = forward_backward(t, x, n)) != NC_OK) return st;
+    if (parallel && (st = nc__buckets_reset(t->buckets)) != NC_OK) return st;
+    m->plan_train->hooks = step_hooks(t, update);
+    st = forward_backward(t, x, n);
+    m->plan_train->hooks = (nc__plan_hooks){0};
+    if (st != NC_OK) return st;
     if (parallel && (st = sync_record(t)) != NC_OK) return st;
-    const int update = ++t->accum_count >= t->opt.accumulation_steps;
+    ++t->accum_count;
     int count = 0;
     if (update) {
         t->accum_count = 0;
         if (t->schedule)
             for (int g = 0; g < t->n_groups; g++) t->groups[g].lr = nc_schedule_lr(t->schedule, t->groups[g].base_lr);
         count = build_table(t);
-        if (parallel && (st = nc__comm_average_grads(t->comm, m, t->comm_staging, t->comm_floats)) != NC_OK)
-            return st;
+        if (parallel && (st = nc__buckets_finish(t->buckets)) != NC_OK) return st;
         if ((st = run_update(t, count)) != NC_OK) return st;
     }
     nc__step_record r;

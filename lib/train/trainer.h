@@ -48,11 +48,12 @@ struct nc_trainer {
     /* the parameter table of an update, rebuilt on the host per update */
     nc__param_entry *table;    /* [n_tensors] */
     int *table_tensor;         /* [n_tensors]: graph tensor of each entry */
-    /* data parallel (nc_trainer_set_comm): the communicator (borrowed) and the host
-       staging buffer of one gradient bucket */
+    /* data parallel (nc_trainer_set_comm): the communicator (borrowed), the gradient
+       buckets (dist/buckets.h), synchronised batch norm and overlap switches */
     nc_comm *comm;
-    float *comm_staging;
-    size_t comm_floats;
+    struct nc__grad_buckets *buckets;
+    int sync_bn;               /* nc_trainer_set_sync_batchnorm */
+    int no_overlap;            /* nc_trainer_set_grad_overlap(t, 0) */
 };
 
 /* nc_trainer_load_checkpoint on an already parsed file f (nc__st_read, or from memory

@@ -62,6 +62,22 @@ class DistributedTest(unittest.TestCase):
         with open(os.path.join(out, "train_log.csv"), newline="") as f:
             self.assertEqual(len(list(csv.DictReader(f))), 3)
 
+    def test_sync_bn_and_timeout_options(self):
+        # synchronised batch norm over the 2 ranks trains; a bad timeout is refused
+        out = os.path.join(self.tmp.name, "syncbn")
+        p = mpirun(2, "--distributed", "--sync-bn", "--dist-timeout", "60", "--data",
+                   os.path.join(self.tmp.name, "data"), "--output-dir", out, "--epochs", "1", *base.COMMON)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.count("report written to"), 1)
+        with open(os.path.join(out, "config.json")) as f:
+            cfg = json.load(f)
+        self.assertEqual(cfg.get("sync-bn"), "1")  # part of the method; the timeout is not saved
+        self.assertNotIn("dist-timeout", cfg)
+        p = mpirun(2, "--distributed", "--dist-timeout", "0", "--data", os.path.join(self.tmp.name, "data"),
+                   "--output-dir", os.path.join(self.tmp.name, "badtimeout"), "--epochs", "1", *base.COMMON)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("--dist-timeout", p.stderr)
+
     def test_a_failing_rank_ends_the_job(self):
         # the global batch must divide among the ranks: every rank fails, none hangs
         p = mpirun(2, "--distributed", "--data", os.path.join(self.tmp.name, "data"), "--output-dir",

@@ -1204,8 +1204,18 @@ class TestComm(unittest.TestCase):
         self.assertEqual(_lib.lib.nc_comm_barrier(None), 2)  # NC_ERR_NULL
         self.assertEqual(_lib.lib.nc_comm_allreduce_sum(None, None, 0), 2)
         _lib.lib.nc_comm_destroy(None)
+        self.assertEqual(_lib.lib.nc_comm_set_timeout(None, 1.0), 2)
+        self.assertEqual(_lib.lib.nc_comm_create_nccl(None, -1, None), 2)
+        with self.assertRaises((neurc.StateError, neurc.UnsupportedError)):  # no MPI / GPU here
+            neurc.Comm(nccl=True)
+        self.assertEqual(_lib.lib.nc_comm_timeout(None), 0.0)
+        self.assertTrue(issubclass(neurc.TimeoutError, TimeoutError))
+        self.assertIs(neurc.error_class(13), neurc.TimeoutError)
         with neurc.Model("simple_cnn", num_classes=2, in_channels=1, width=4) as m:
             t = neurc.Trainer(m)
+            t.set_sync_batchnorm(True)  # without a communicator: no effect (one process)
+            t.set_grad_overlap(False)
+            t.step(*toy_data(4))
             t.set_comm(None)  # detaching a trainer that has none is fine
             with self.assertRaises(TypeError):
                 t.set_comm("not a comm")

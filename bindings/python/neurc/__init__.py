@@ -16,7 +16,7 @@ docs/python.md.
 
 from ._lib import (STATUS_TABLE, BackendError, CancelledError, Error, FormatError, InvalidArgumentError, IOError,
                    LibraryNotFound, LimitError, NotFoundError, NullError, NumericError, OutOfMemoryError, ShapeError,
-                   StateError, UnsupportedError, error_class, status_str)
+                   StateError, TimeoutError, UnsupportedError, error_class, status_str)
 from ._lib import lib as _lib_handle
 from ._buffers import HAVE_NUMPY
 from .core import (EMA, STOP, Builder, CheckpointInfo, Comm, Context, EarlyStopping, EpochStats, LoadReport, Model,
@@ -35,6 +35,7 @@ library_path = _lib_handle.path
 __all__ = [
     "Error", "InvalidArgumentError", "NullError", "OutOfMemoryError", "ShapeError", "UnsupportedError", "IOError",
     "FormatError", "NotFoundError", "NumericError", "BackendError", "StateError", "LimitError", "CancelledError",
+    "TimeoutError",
     "LibraryNotFound",
     "STATUS_TABLE", "error_class", "status_str", "status_name", "version", "HAVE_NUMPY", "library_path",
     "Context", "Model", "Builder", "Trainer", "Schedule", "Comm", "EMA", "EarlyStopping", "TrackingAllocator",

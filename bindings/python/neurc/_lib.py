@@ -6,6 +6,7 @@ The structures below mirror include/neurc.h field for field; tests/python checks
 sizes against the struct_size that the C _init functions write.
 """
 
+import builtins
 import ctypes
 import ctypes.util
 import os
@@ -38,6 +39,7 @@ STATUS_TABLE = (
     (11, "NC_ERR_STATE", "call not valid in the current state"),
     (12, "NC_ERR_LIMIT", "size limit exceeded"),
     (13, "NC_ERR_CANCELLED", "cancelled by the progress callback"),
+    (14, "NC_ERR_TIMEOUT", "timed out waiting for other processes"),
 )
 
 OK = 0
@@ -110,10 +112,15 @@ class CancelledError(Error):
     """NC_ERR_CANCELLED: a progress callback asked the call to stop (it stopped cleanly)."""
 
 
+class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - deliberately mirrors NC_ERR_TIMEOUT
+    """NC_ERR_TIMEOUT: a collective waited longer than its communicator's timeout
+    (a subclass of the built-in TimeoutError)"""
+
+
 ERROR_CLASSES = {
     1: InvalidArgumentError, 2: NullError, 3: OutOfMemoryError, 4: ShapeError, 5: UnsupportedError,
     6: IOError, 7: FormatError, 8: NotFoundError, 9: NumericError, 10: BackendError, 11: StateError,
-    12: LimitError, 13: CancelledError,
+    12: LimitError, 13: CancelledError, 14: TimeoutError,
 }
 for _value, _name, _text in STATUS_TABLE:
     if _value in ERROR_CLASSES:
@@ -362,12 +369,17 @@ FUNCTIONS = (
     ('nc_trainer_set_schedule', STATUS, [c_void_p, c_void_p]),
     # data parallel (docs/distributed.md): MPI must be initialised by the program
     ('nc_comm_create_mpi', STATUS, [c_void_p, P(c_void_p)]),
+    ('nc_comm_create_nccl', STATUS, [c_void_p, c_int, P(c_void_p)]),
     ('nc_comm_destroy', None, [c_void_p]),
     ('nc_comm_rank', c_int, [c_void_p]),
     ('nc_comm_size', c_int, [c_void_p]),
     ('nc_comm_barrier', STATUS, [c_void_p]),
     ('nc_comm_allreduce_sum', STATUS, [c_void_p, c_void_p, c_int64]),
+    ('nc_comm_set_timeout', STATUS, [c_void_p, c_double]),
+    ('nc_comm_timeout', c_double, [c_void_p]),
     ('nc_trainer_set_comm', STATUS, [c_void_p, c_void_p]),
+    ('nc_trainer_set_sync_batchnorm', STATUS, [c_void_p, c_int]),
+    ('nc_trainer_set_grad_overlap', STATUS, [c_void_p, c_int]),
     ('nc_checkpoint_info_init', None, [P(nc_checkpoint_info)]),
     ('nc_trainer_save_checkpoint', STATUS, [c_void_p, c_char_p, P(nc_checkpoint_info)]),
     ('nc_trainer_load_checkpoint', STATUS, [c_void_p, c_char_p, P(nc_checkpoint_info)]),

@@ -857,6 +857,16 @@ class Trainer(_ContextObject):
             self._cell.parents.append(comm._cell)
         self.comm = comm
 
+    def set_sync_batchnorm(self, enable=True):
+        """Synchronised batch norm (torch.nn.SyncBatchNorm) over the communicator's
+        ranks: statistics of the whole global batch (docs/distributed.md)."""
+        self._check(lib.nc_trainer_set_sync_batchnorm(self._h, 1 if enable else 0), "nc_trainer_set_sync_batchnorm")
+
+    def set_grad_overlap(self, enable=True):
+        """Overlap of the gradient all-reduce with the backward pass (on by default;
+        identical results either way)."""
+        self._check(lib.nc_trainer_set_grad_overlap(self._h, 1 if enable else 0), "nc_trainer_set_grad_overlap")
+
     def save_checkpoint(self, path, epoch=0, batch=0, best_metric=float("nan"), best_epoch=0):
         info = nc_checkpoint_info()
         lib.nc_checkpoint_info_init(byref(info))
@@ -940,15 +950,20 @@ class Schedule(_ContextObject):
 class Comm(_ContextObject):
     """A communicator between the ranks of an MPI program (docs/distributed.md). The
     program must have initialised MPI first (for example by importing mpi4py);
-    otherwise this raises StateError, and UnsupportedError in a build without MPI."""
+    otherwise this raises StateError, and UnsupportedError in a build without MPI.
+    nccl=True: NCCL between GPU ranks on CUDA device `device` (-1: the rank's index on
+    its node) - untested until a GPU run, and only for a CUDA backend's trainer."""
 
     _kind = "comm"
 
-    def __init__(self, context=None):
+    def __init__(self, context=None, nccl=False, device=-1):
         ctx = _ctx_of(context)
         self.context = ctx
         h = c_void_p()
-        self._check(lib.nc_comm_create_mpi(ctx._h, byref(h)), "nc_comm_create_mpi")
+        if nccl:
+            self._check(lib.nc_comm_create_nccl(ctx._h, int(device), byref(h)), "nc_comm_create_nccl")
+        else:
+            self._check(lib.nc_comm_create_mpi(ctx._h, byref(h)), "nc_comm_create_mpi")
         self._own(h.value, lib.nc_comm_destroy, [ctx])
 
     @property
@@ -961,6 +976,17 @@ class Comm(_ContextObject):
 
     def barrier(self):
         self._check(lib.nc_comm_barrier(self._h), "nc_comm_barrier")
+
+    @property
+    def timeout(self):
+        """Seconds any collective waits for the other ranks before it raises
+        neurc.TimeoutError (default 1800; float("inf"): no limit). After a timeout the
+        communicator is unusable: end the job (MPI's Abort)."""
+        return lib.nc_comm_timeout(self._h)
+
+    @timeout.setter
+    def timeout(self, seconds):
+        self._check(lib.nc_comm_set_timeout(self._h, float(seconds)), "nc_comm_set_timeout")
 
     def allreduce_sum(self, values):
         """The sums over ranks of a list of numbers (as doubles), on every rank."""

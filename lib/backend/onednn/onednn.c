@@ -583,6 +583,8 @@ static int dn_supports(void *state, const nc__op_query *q) {
         return 1;
     case NC__K_CONV_FUSED_INFER:
         return !q->training;
+    case NC__K_BN_SYNC: /* the ref kernels on this layout (ops.c) */
+        return all_dtype(q, NC__DTYPE_F32);
     case NC__K_COUNT:
         break;
     }
@@ -675,6 +677,10 @@ static const nc__backend onednn_backend = {
     .conv2d_fused_infer = nc__dnnl_conv2d_fused_infer,
     .batchnorm_relu_forward_train = nc__dnnl_bn_relu_forward_train,
     .batchnorm_relu_backward = nc__dnnl_bn_relu_backward,
+    .batchnorm_sync_sums = nc__dnnl_bn_sync_sums,
+    .batchnorm_sync_forward = nc__dnnl_bn_sync_forward,
+    .batchnorm_sync_backward_sums = nc__dnnl_bn_sync_backward_sums,
+    .batchnorm_sync_backward = nc__dnnl_bn_sync_backward,
     .linear_forward = nc__dnnl_linear_forward,
     .linear_backward = nc__dnnl_linear_backward,
     .loss = dn_loss,

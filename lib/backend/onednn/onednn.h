@@ -212,5 +212,17 @@ nc_status nc__dnnl_bn_relu_forward_train(void *state, const nc__bn_desc *d, void
 nc_status nc__dnnl_bn_relu_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
                                     const void *dy, const void *y, const void *x, const void *gamma,
                                     const void *save_mean, const void *save_invstd);
+/* synchronised batch norm (backend.h, SYNC BATCH NORM): the ref kernels on this layout */
+nc_status nc__dnnl_bn_sync_sums(void *state, const nc__bn_desc *d, double *sums, const void *x, const double *mean);
+nc_status nc__dnnl_bn_sync_forward(void *state, const nc__bn_desc *d, int relu, void *y, void *save_mean,
+                                   void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                   const void *gamma, const void *beta, const double *stats, double count);
+nc_status nc__dnnl_bn_sync_backward_sums(void *state, const nc__bn_desc *d, double *sums, const void *dy,
+                                         const void *y, const void *x, const void *save_mean,
+                                         const void *save_invstd);
+nc_status nc__dnnl_bn_sync_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                    const void *dy, const void *y, const void *x, const void *gamma,
+                                    const void *save_mean, const void *save_invstd, const double *sums,
+                                    double count);
 
 #endif

@@ -576,6 +576,57 @@ nc_status nc__dnnl_bn_relu_backward(void *state, const nc__bn_desc *d, void *dx,
     return bn_backward(state, d, 1, dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd);
 }
 
+/* --------------------------------------------- synchronised batch norm (f32) */
+
+/* The ref kernels on this backend's layout (blocked for 4-D values with enough
+ * channels): f32 only (dn_supports). Padding channels of y and of a SET dx are 0. */
+static int bn_block(const dn_state *s, const nc__bn_desc *d, size_t *floats) {
+    const int64_t dims[4] = {d->n, d->c, d->hw, 1};
+    const int block = d->rank == 4 ? nc__dnnl_act_block(s, 4, dims) : 1;
+    const size_t B = (size_t)block, cp = ((size_t)d->c + B - 1) / B * B;
+    *floats = (size_t)d->n * cp * (size_t)d->hw;
+    return block;
+}
+
+nc_status nc__dnnl_bn_sync_sums(void *state, const nc__bn_desc *d, double *sums, const void *x, const double *mean) {
+    size_t floats;
+    const int block = bn_block((const dn_state *)state, d, &floats);
+    nc__ref_bn_sync_sums(((dn_state *)state)->nt, d, block, sums, x, mean);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_bn_sync_forward(void *state, const nc__bn_desc *d, int relu, void *y, void *save_mean,
+                                   void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                   const void *gamma, const void *beta, const double *stats, double count) {
+    size_t floats;
+    const int block = bn_block((const dn_state *)state, d, &floats);
+    if (d->c % block) memset(y, 0, floats * sizeof(float));
+    nc__ref_bn_sync_forward(((dn_state *)state)->nt, d, block, relu, y, save_mean, save_invstd, running_mean, running_var, x,
+                            gamma, beta, stats, count);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_bn_sync_backward_sums(void *state, const nc__bn_desc *d, double *sums, const void *dy,
+                                         const void *y, const void *x, const void *save_mean,
+                                         const void *save_invstd) {
+    size_t floats;
+    const int block = bn_block((const dn_state *)state, d, &floats);
+    nc__ref_bn_sync_backward_sums(((dn_state *)state)->nt, d, block, sums, dy, y, x, save_mean, save_invstd);
+    return NC_OK;
+}
+
+nc_status nc__dnnl_bn_sync_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                    const void *dy, const void *y, const void *x, const void *gamma,
+                                    const void *save_mean, const void *save_invstd, const double *sums,
+                                    double count) {
+    size_t floats;
+    const int block = bn_block((const dn_state *)state, d, &floats);
+    if (dx && writes_whole(d->dx_write)) memset(dx, 0, floats * sizeof(float));
+    nc__ref_bn_sync_backward(((dn_state *)state)->nt, d, block, dx, dgamma, dbeta, dy, y, x, gamma, save_mean, save_invstd,
+                             sums, count);
+    return NC_OK;
+}
+
 /* -------------------------------------------------------------------- pooling */
 
 /* Slots: the primitives on the values' dtype; for bf16 backward that would round

@@ -269,6 +269,56 @@ static nc_status ref_bn_backward(void *state, const nc__bn_desc *d, void *dx, vo
     return scr_done(&sc);
 }
 
+/* ---- synchronised batch norm (backend.h, SYNC BATCH NORM): bf16 values widened */
+
+static nc_status ref_bn_sync_sums(void *state, const nc__bn_desc *d, double *sums, const void *x,
+                                  const double *mean) {
+    scratch sc = {.s = state};
+    const float *xf = scr_in(&sc, d->dtype, x, bn_count(d));
+    if (!sc.oom) nc__ref_bn_sync_sums(NT(state), d, 1, sums, xf, mean);
+    return scr_done(&sc);
+}
+
+static nc_status ref_bn_sync_forward(void *state, const nc__bn_desc *d, int relu, void *y, void *save_mean,
+                                     void *save_invstd, void *running_mean, void *running_var, const void *x,
+                                     const void *gamma, const void *beta, const double *stats, double count) {
+    scratch sc = {.s = state};
+    const float *xf = scr_in(&sc, d->dtype, x, bn_count(d));
+    float *yf = scr_out(&sc, d->dtype, y, bn_count(d));
+    if (!sc.oom) {
+        nc__ref_bn_sync_forward(NT(state), d, 1, relu, yf, save_mean, save_invstd, running_mean, running_var, xf,
+                                gamma, beta, stats, count);
+        store(d->dtype, y, yf, bn_count(d));
+    }
+    return scr_done(&sc);
+}
+
+static nc_status ref_bn_sync_backward_sums(void *state, const nc__bn_desc *d, double *sums, const void *dy,
+                                           const void *y, const void *x, const void *save_mean,
+                                           const void *save_invstd) {
+    scratch sc = {.s = state};
+    const float *dyf = scr_in(&sc, d->dtype, dy, bn_count(d)), *xf = scr_in(&sc, d->dtype, x, bn_count(d));
+    const float *yf = scr_in(&sc, d->dtype, y, bn_count(d));
+    if (!sc.oom) nc__ref_bn_sync_backward_sums(NT(state), d, 1, sums, dyf, yf, xf, save_mean, save_invstd);
+    return scr_done(&sc);
+}
+
+static nc_status ref_bn_sync_backward(void *state, const nc__bn_desc *d, void *dx, void *dgamma, void *dbeta,
+                                      const void *dy, const void *y, const void *x, const void *gamma,
+                                      const void *save_mean, const void *save_invstd, const double *sums,
+                                      double count) {
+    scratch sc = {.s = state};
+    const float *dyf = scr_in(&sc, d->dtype, dy, bn_count(d)), *xf = scr_in(&sc, d->dtype, x, bn_count(d));
+    const float *yf = scr_in(&sc, d->dtype, y, bn_count(d));
+    float *dxf = scr_grad(&sc, d->dtype, d->dx_write, dx, bn_count(d));
+    if (!sc.oom) {
+        nc__ref_bn_sync_backward(NT(state), d, 1, dxf, dgamma, dbeta, dyf, yf, xf, gamma, save_mean, save_invstd,
+                                 sums, count);
+        store(d->dtype, dx, dxf, bn_count(d));
+    }
+    return scr_done(&sc);
+}
+
 /* ---- element-wise (elementwise.c) */
 
 static nc_status ref_relu_forward(void *state, const nc__value_desc *v, void *y, const void *x) {
@@ -447,6 +497,10 @@ static const nc__backend ref_backend = {
     .batchnorm_forward_train = ref_bn_forward_train,
     .batchnorm_forward_infer = ref_bn_forward_infer,
     .batchnorm_backward = ref_bn_backward,
+    .batchnorm_sync_sums = ref_bn_sync_sums,
+    .batchnorm_sync_forward = ref_bn_sync_forward,
+    .batchnorm_sync_backward_sums = ref_bn_sync_backward_sums,
+    .batchnorm_sync_backward = ref_bn_sync_backward,
     .relu_forward = ref_relu_forward,
     .relu_backward = ref_relu_backward,
     .add_forward = ref_add_forward,

@@ -102,6 +102,20 @@ void nc__ref_batchnorm_forward_infer(int nt, const nc__bn_desc *d, float *y, con
 void nc__ref_batchnorm_backward(int nt, const nc__bn_desc *d, float *dx, float *dgamma, float *dbeta,
                                 const float *dy, const float *x, const float *gamma,
                                 const float *save_mean, const float *save_invstd);
+/* Synchronised batch norm's pieces (backend.h, SYNC BATCH NORM) on f32 values with
+ * channel block `block` (1: plain NCHW); dx accumulates (+=). */
+void nc__ref_bn_sync_sums(int nt, const nc__bn_desc *d, int block, double *sums, const float *x,
+                          const double *mean);
+void nc__ref_bn_sync_forward(int nt, const nc__bn_desc *d, int block, int relu, float *y, float *save_mean,
+                             float *save_invstd, float *running_mean, float *running_var, const float *x,
+                             const float *gamma, const float *beta, const double *stats, double count);
+void nc__ref_bn_sync_backward_sums(int nt, const nc__bn_desc *d, int block, double *sums, const float *dy,
+                                   const float *y, const float *x, const float *save_mean,
+                                   const float *save_invstd);
+void nc__ref_bn_sync_backward(int nt, const nc__bn_desc *d, int block, float *dx, float *dgamma, float *dbeta,
+                              const float *dy, const float *y, const float *x, const float *gamma,
+                              const float *save_mean, const float *save_invstd, const double *sums,
+                              double count);
 
 /* ---- pool.c: max (floor mode, -inf padding; ties -> first max in window order,
  * as PyTorch), avg (zero padding counted), adaptive avg (PyTorch bin edges
