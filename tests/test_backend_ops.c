@@ -232,6 +232,16 @@ static const tcase cases[] = {
     /*      name                     n    c   h   w    k  r   g st pad bias */
     FUSED8("fused_g4_cpg8_bias",     2,  32,  7,  5,  32, 3,  4, 1, 1, 1),
     FUSED8("fused_g16_cpg2_s2",      1,  32,  9,  9,  32, 3, 16, 2, 1, 0),
+    /* Appended: 3x3 stride-1 shapes the oneDNN backend runs with Winograd F(4x4,3x3)
+     * under conv_algorithm AUTO on AVX-512 (ops.c, conv_alg): whole and partial 4x4
+     * tiles, channels that are and are not a multiple of 16, batch 1. */
+    /*    name                       n    c   h   w    k  r  s   g sh sw ph pw dil bias */
+    CONV("conv2d_wino_c64_bias",     2,  64, 12,  8,  64, 3, 3,  1, 1, 1, 1, 1, 1, 1),
+    CONV("conv2d_wino_c64_odd",      1,  64,  9,  7, 128, 3, 3,  1, 1, 1, 1, 1, 1, 0),
+    CONV("conv2d_wino_c72_k80",      2,  72,  7,  7,  80, 3, 3,  1, 1, 1, 1, 1, 1, 0),
+    /*     name                      n    c   h   w    k  r   g st pad bias bn res relu */
+    FUSED("fused_wino_c64",          1,  64, 10, 10,  64, 3,  1, 1, 1, 0,   0, 0,  0),
+    FUSED("fused_wino_c64_bn_res_relu", 2, 64, 7, 7,  64, 3,  1, 1, 1, 0,   1, 1,  1),
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 
