@@ -114,25 +114,25 @@ static dnnl_status_t conv_desc(dnnl_convolution_desc_t *od, int k, dnnl_prop_kin
                                                                m->dil, m->pad, m->pad);
 }
 
-/* Whether Winograd F(4x4,3x3) pays for pass k of convolution d with the state's
- * threads (NC_CONV_ALGORITHM_AUTO): measured per pass on ResNet-18's 3x3 layers
- * against oneDNN 2.6's direct AVX-512 kernels (docs/performance.md, "Convolution
- * algorithms"). */
-static int winograd_pays(const dn_state *s, const nc__conv_desc *d, int k) {
-    (void)s;
-    (void)k;
-    return d->c >= 64 && d->k >= 64 && d->oh >= 7 && d->ow >= 7;
+/* Whether Winograd F(4x4,3x3) pays for convolution d (NC_CONV_ALGORITHM_AUTO), from
+ * ResNet-18's 3x3 layers timed both ways (docs/performance.md, "Winograd
+ * convolutions"): at batch 16 every stride-1 layer gains in every pass (1.3-2.2x),
+ * 7x7 maps included; at batch 1 the 7x7 layers lose (0.6x: the transforms of 512x512
+ * weights outweigh 49 output pixels), the 14x14 and larger gain. Hence at least 64
+ * channels in and out, a 7x7 output, and 196 output pixels over the batch. */
+static int winograd_pays(const nc__conv_desc *d) {
+    return d->c >= 64 && d->k >= 64 && d->oh >= 7 && d->ow >= 7 && d->n * d->oh * d->ow >= 196;
 }
 
-/* The algorithm of pass k: Winograd where the context allows it (conv_algorithm)
+/* The algorithm of a convolution's passes: Winograd where the context allows it (conv_algorithm)
  * and the shape is one oneDNN's Winograd kernels take (3x3, stride 1, no dilation,
  * no groups, f32 values and math), else direct. Whether oneDNN has the kernel on
- * this CPU (AVX-512 only in 2.6) is conv_make's question. */
-static dnnl_alg_kind_t conv_alg(const dn_state *s, const nc__conv_desc *d, int k) {
+ * this CPU (AVX-512 only in 2.6) is conv_make's question, pass by pass. */
+static dnnl_alg_kind_t conv_alg(const dn_state *s, const nc__conv_desc *d) {
     const int shape = d->r == 3 && d->s == 3 && d->stride_h == 1 && d->stride_w == 1 && d->dil_h == 1 &&
                       d->dil_w == 1 && d->groups == 1 && d->dtype == NC__DTYPE_F32 && !s->bf16;
     if (!shape || s->conv_alg == NC_CONV_ALGORITHM_DIRECT) return dnnl_convolution_direct;
-    if (s->conv_alg == NC_CONV_ALGORITHM_WINOGRAD || winograd_pays(s, d, k)) return dnnl_convolution_winograd;
+    if (s->conv_alg == NC_CONV_ALGORITHM_WINOGRAD || winograd_pays(d)) return dnnl_convolution_winograd;
     return dnnl_convolution_direct;
 }
 
@@ -146,7 +146,7 @@ static nc_status conv_make(dn_state *s, dn_cache *c, const nc__conv_desc *d, con
     if (c->prim[k]) return NC_OK;
     const const_dnnl_primitive_desc_t hint = k == CONV_FWD ? NULL : c->pd[CONV_FWD];
     dnnl_convolution_desc_t od;
-    if (conv_alg(s, d, k) == dnnl_convolution_winograd &&
+    if (conv_alg(s, d) == dnnl_convolution_winograd &&
         conv_desc(&od, k, prop, dnnl_convolution_winograd, m, has_bias, 0) == dnnl_success &&
         nc__dnnl_try_make(s, c, k, &od, hint, 1, post))
         return NC_OK;
