@@ -132,7 +132,8 @@ static void test_conv_cache_rebuilds_for_new_shape(void **state) {
 /* ------------------------------------------------------- conv algorithms */
 
 #if HAVE_ONEDNN
-/* One 3x3 convolution that Winograd takes (64 -> 64 channels, stride 1), forward
+/* One 3x3 convolution that Winograd takes (64 -> 64 channels, stride 1; 2 x 10 x 10
+ * = 200 output pixels, above AUTO's 196), forward
  * and backward on a context with conv_algorithm `alg`, against ref; the
  * implementations oneDNN chose for the three passes (the cache's slots 0, 1, 2:
  * ops.c's CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS) go to impl[]. */

@@ -65,24 +65,25 @@ typedef struct result {
     int64_t conv_macs, linear_macs;  /* per image */
 } result;
 
+/* The index of s in names[count] (an enum's values in order), or -1. */
+static int parse_name(const char *s, const char *const *names, int count) {
+    for (int i = 0; i < count; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
 static int parse_precision(const char *s, nc_precision *out) {
     static const char *const names[] = {"fp32", "bf16", "bf16-math"};
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *out = (nc_precision)i;
-            return 0;
-        }
-    return -1;
+    const int i = parse_name(s, names, 3);
+    if (i >= 0) *out = (nc_precision)i;
+    return i < 0 ? -1 : 0;
 }
 
 static int parse_conv_algorithm(const char *s, nc_conv_algorithm *out) {
     static const char *const names[] = {"auto", "direct", "winograd"};
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *out = (nc_conv_algorithm)i;
-            return 0;
-        }
-    return -1;
+    const int i = parse_name(s, names, 3);
+    if (i >= 0) *out = (nc_conv_algorithm)i;
+    return i < 0 ? -1 : 0;
 }
 
 static int parse_backend(const char *s, nc_backend_kind *out) {
