@@ -3,7 +3,9 @@
  * folded batch norm, a residual sum and ReLU as post-ops), batch normalisation
  * (training with saved statistics, optionally fused with ReLU; inference; backward),
  * pooling (max with workspace, avg counting padding, adaptive avg when the bins are
- * uniform) and inner product. Primitives are made once per node and sizes in the
+ * uniform) and inner product. 3x3 stride-1 convolutions run oneDNN's Winograd
+ * F(4x4,3x3) where the context's conv_algorithm allows it (conv_alg, docs/backends.md
+ * "Convolution algorithms"). Primitives are made once per node and sizes in the
  * node's cache slot. Activations are in the backend's activation layout
  * (onednn.h); a primitive that prefers another layout gets cached reorders at its
  * boundary. Weights are reordered into the forward primitive's layout once per
