@@ -134,6 +134,21 @@ typedef struct nc_allocator {
     void *user;
 } nc_allocator;
 
+/** Which algorithm a backend computes 3x3 convolutions with where it has a choice
+ *  (docs/backends.md, "Convolution algorithms"). */
+typedef enum nc_conv_algorithm {
+    NC_CONV_ALGORITHM_AUTO = 0,     /* the backend's choice, per convolution and pass: on
+                                       onednn, Winograd F(4x4,3x3) where the shape qualifies
+                                       and it was measured faster (AVX-512 CPUs; relative
+                                       error about 1e-6 against direct's 1e-7, see
+                                       docs/backends.md), direct elsewhere (default) */
+    NC_CONV_ALGORITHM_DIRECT = 1,   /* direct (or GEMM) convolutions only: the smallest
+                                       rounding error, the choice of 0.1 */
+    NC_CONV_ALGORITHM_WINOGRAD = 2  /* Winograd wherever the backend has a kernel for the
+                                       shape (onednn: 3x3, stride 1, no dilation, no
+                                       groups, f32, AVX-512), direct elsewhere */
+} nc_conv_algorithm;
+
 typedef struct nc_context_options {
     size_t struct_size;      /* sizeof(nc_context_options), set by _init */
     nc_backend_kind backend; /* default NC_BACKEND_AUTO */
@@ -151,6 +166,10 @@ typedef struct nc_context_options {
                                 NC_PRECISION_BF16 runs where the backend supports bf16
                                 values (ref; onednn on CPUs with AVX512_BF16); elsewhere a
                                 plan fails naming the first node it cannot run */
+    /* ---- added after precision (struct_size tells whether it is set) */
+    nc_conv_algorithm conv_algorithm; /* default NC_CONV_ALGORITHM_AUTO; ref and cuda
+                                         ignore it (their convolutions are direct / cuDNN's
+                                         choice) */
 } nc_context_options;
 
 /// Fills `opt` with defaults and sets struct_size. NULL is ignored.
@@ -158,7 +177,7 @@ NC_API void nc_context_options_init(nc_context_options *opt);
 
 /// Creates a context. `opt` may be NULL for defaults.
 /// Returns NC_OK; NC_ERR_NULL if `out` is NULL; NC_ERR_INVALID_ARGUMENT for a bad
-/// struct_size, thread count, backend, bf16 or precision value, or bf16 = 1 with a
+/// struct_size, thread count, backend, bf16, precision or conv_algorithm value, or bf16 = 1 with a
 /// precision other than BF16_MATH; NC_ERR_UNSUPPORTED if the requested backend is
 /// not built in, or BF16_MATH is asked of a backend other than oneDNN or on a CPU
 /// without AVX512_BF16. With NC_BACKEND_AUTO and NC_PRECISION_BF16 the first backend

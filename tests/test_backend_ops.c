@@ -6,7 +6,11 @@
  * A case the backend's `supports` refuses is listed as skipped. With "ref", ref's bf16
  * storage is checked against its own f32 (each result within bf16 rounding of it).
  *
- *   test_backend_ops [ref|onednn|cuda]   (no argument: every built backend, then ref)
+ *   test_backend_ops [ref|onednn|onednn-winograd|cuda]   (no argument: all, then ref)
+ *
+ * onednn-winograd: the convolution cases on a oneDNN context with conv_algorithm =
+ * WINOGRAD, so Winograd F(4x4,3x3) runs every 3x3 stride-1 case it takes (on AVX-512;
+ * elsewhere the direct fallback), with the same f32 bound.
  *
  * Besides the values, the rules of backend.h are checked: every buffer starts as NaN
  * bytes (so reading what nobody wrote shows), an NC__WRITE_SET gradient must be
@@ -232,6 +236,17 @@ static const tcase cases[] = {
     /*      name                     n    c   h   w    k  r   g st pad bias */
     FUSED8("fused_g4_cpg8_bias",     2,  32,  7,  5,  32, 3,  4, 1, 1, 1),
     FUSED8("fused_g16_cpg2_s2",      1,  32,  9,  9,  32, 3, 16, 2, 1, 0),
+    /* Appended: 3x3 stride-1 shapes oneDNN runs with Winograd F(4x4,3x3) on AVX-512
+     * when asked (the onednn-winograd target; AUTO keeps such small batches direct):
+     * whole and partial 4x4 tiles, channels that are and are not a multiple of 16,
+     * batch 1. */
+    /*    name                       n    c   h   w    k  r  s   g sh sw ph pw dil bias */
+    CONV("conv2d_wino_c64_bias",     2,  64, 12,  8,  64, 3, 3,  1, 1, 1, 1, 1, 1, 1),
+    CONV("conv2d_wino_c64_odd",      1,  64,  9,  7, 128, 3, 3,  1, 1, 1, 1, 1, 1, 0),
+    CONV("conv2d_wino_c72_k80",      2,  72,  7,  7,  80, 3, 3,  1, 1, 1, 1, 1, 1, 0),
+    /*     name                      n    c   h   w    k  r   g st pad bias bn res relu */
+    FUSED("fused_wino_c64",          1,  64, 10, 10,  64, 3,  1, 1, 1, 0,   0, 0,  0),
+    FUSED("fused_wino_c64_bn_res_relu", 2, 64, 7, 7,  64, 3,  1, 1, 1, 0,   1, 1,  1),
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 
@@ -1316,9 +1331,10 @@ static const char *refusal(const side *sd, const tcase *c, nc__dtype dt, int *tr
 static uint64_t case_seed(size_t i) { return 1000 + 100 * (uint64_t)i; }
 
 /* Every case on the target and on ref, in each dtype, compared. */
-static void suite_backend(side *ref, side *target, tally *t) {
+static void suite_backend(side *ref, side *target, int conv_only, tally *t) {
     for (size_t i = 0; i < N_CASES; i++) {
         const tcase *c = &cases[i];
+        if (conv_only && c->fam != F_CONV && c->fam != F_FUSED) continue;
         for (nc__dtype dt = NC__DTYPE_F32; dt < NC__DTYPE_COUNT; dt++) {
             if (!has_dtype(c->fam, dt)) continue;
             const char *dn = nc__dtype_name(dt);
@@ -1380,12 +1396,13 @@ static void suite_ref_bf16(side *ref, tally *t) {
     }
 }
 
-static int side_open(side *sd, const nc__backend *be, char *why, size_t size) {
+static int side_open(side *sd, const nc__backend *be, nc_conv_algorithm alg, char *why, size_t size) {
     memset(sd, 0, sizeof *sd);
     nc_context_options o;
     nc_context_options_init(&o);
     o.backend = be->kind;
     o.num_threads = 2;
+    o.conv_algorithm = alg;
     const nc_status st = nc_context_create(&o, &sd->ctx);
     if (st != NC_OK) {
         snprintf(why, size, "%s", nc_status_str(st));
@@ -1408,19 +1425,23 @@ int main(int argc, char **argv) {
     const struct {
         const char *name;
         const nc__backend *be;
-    } targets[] = {{"onednn", nc__backend_onednn()}, {"cuda", nc__backend_cuda()}};
+        nc_conv_algorithm alg;
+        int conv_only;
+    } targets[] = {{"onednn", nc__backend_onednn(), NC_CONV_ALGORITHM_AUTO, 0},
+                   {"onednn-winograd", nc__backend_onednn(), NC_CONV_ALGORITHM_WINOGRAD, 1},
+                   {"cuda", nc__backend_cuda(), NC_CONV_ALGORITHM_AUTO, 0}};
     const char *want = argc > 1 ? argv[1] : NULL;
     int known = want == NULL || !strcmp(want, "ref");
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) known |= want && !strcmp(want, targets[i].name);
     if (argc > 2 || !known) {
-        fprintf(stderr, "usage: %s [ref|onednn|cuda]\n", argv[0]);
+        fprintf(stderr, "usage: %s [ref|onednn|onednn-winograd|cuda]\n", argv[0]);
         return 2;
     }
     const double t0 = seconds();
     tally t = {0, 0, 0};
     char why[200];
     side ref;
-    if (!side_open(&ref, nc__backend_ref(), why, sizeof why)) {
+    if (!side_open(&ref, nc__backend_ref(), NC_CONV_ALGORITHM_AUTO, why, sizeof why)) {
         printf("FAIL ref cannot start: %s\n", why);
         return 1;
     }
@@ -1429,10 +1450,11 @@ int main(int argc, char **argv) {
         side target;
         if (!targets[i].be) {
             printf("SKIP %s: not built\n", targets[i].name);
-        } else if (!side_open(&target, targets[i].be, why, sizeof why)) {
+        } else if (!side_open(&target, targets[i].be, targets[i].alg, why, sizeof why)) {
             printf("SKIP %s: cannot start: %s\n", targets[i].name, why);
         } else {
-            suite_backend(&ref, &target, &t);
+            target.name = targets[i].name;
+            suite_backend(&ref, &target, targets[i].conv_only, &t);
             nc_context_destroy(target.ctx);
             continue;
         }

@@ -3,7 +3,8 @@
  * reads it once, at its first ISA query). The bf16 policy on `onednn` is refused with
  * NC_ERR_UNSUPPORTED and a message naming the missing CPU feature, bf16-math is
  * refused at context creation, `auto` falls back to ref (which stores bf16 too), and
- * fp32 runs on the nChw8c layout. Skips when the cap is not in effect (run by hand
+ * fp32 runs on the nChw8c layout, and conv_algorithm = WINOGRAD falls back to
+ * direct convolutions (oneDNN's Winograd is AVX-512 only). Skips when the cap is not in effect (run by hand
  * without the variable, or a CPU without AVX2). */
 #include "testutil.h"
 
@@ -121,12 +122,49 @@ static void test_onednn_fp32_runs_on_avx2_layout(void **state) {
 #endif
 }
 
+/* conv_algorithm = WINOGRAD under the cap: oneDNN 2.6 has Winograd kernels for
+ * AVX-512 only, so every convolution falls back to direct and the logits of a
+ * ResNet-18 (64-channel 3x3 layers: the shapes Winograd takes) match ref's. */
+static void test_onednn_winograd_falls_back_to_direct(void **state) {
+    (void)state;
+    SKIP_UNLESS_CAPPED();
+#if HAVE_ONEDNN
+    nc_context_options o;
+    nc_context_options_init(&o);
+    o.num_threads = 1;
+    o.conv_algorithm = NC_CONV_ALGORITHM_WINOGRAD;
+    nc_context *ctx[2] = {NULL, NULL};
+    o.backend = NC_BACKEND_ONEDNN;
+    assert_int_equal(nc_context_create(&o, &ctx[0]), NC_OK);
+    o.backend = NC_BACKEND_REF;
+    assert_int_equal(nc_context_create(&o, &ctx[1]), NC_OK);
+    nc_model_options mo;
+    nc_model_options_init(&mo);
+    mo.arch = "resnet18";
+    mo.num_classes = 5;
+    mo.in_channels = 3;
+    mo.small_input = 1;
+    float *x = tu_rand(2 * 3 * 16 * 16, -1, 1, 5), logits[2][10];
+    for (int i = 0; i < 2; i++) {
+        nc_model *m = NULL;
+        mo.seed = 7;
+        assert_int_equal(nc_model_create(ctx[i], &mo, &m), NC_OK);
+        assert_int_equal(nc_model_forward(m, x, 2, 3, 16, 16, logits[i]), NC_OK);
+        nc_model_destroy(m);
+        nc_context_destroy(ctx[i]);
+    }
+    assert_true(tu_norm_err(logits[0], logits[1], 10) < 1e-4);
+    free(x);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_onednn_bf16_refused_names_cpu_feature),
         cmocka_unit_test(test_onednn_bf16_math_refused_at_creation),
         cmocka_unit_test(test_auto_bf16_falls_back_to_ref),
         cmocka_unit_test(test_onednn_fp32_runs_on_avx2_layout),
+        cmocka_unit_test(test_onednn_winograd_falls_back_to_direct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,7 @@ typedef struct bench_common {
     int threads, batch, size, warmup, runs;
     int do_train, do_infer;
     const char *json;
+    nc_conv_algorithm conv_algorithm; /* --conv-algorithm */
 } bench_common;
 
 /* --layers: times every distinct convolution of `mo`'s architecture as a one-conv

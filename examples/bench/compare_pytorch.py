@@ -269,6 +269,8 @@ def run_nc(args, extra):
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     cmd = [args.nc_bench, "--threads", str(args.threads), "--json", path] + extra
+    if args.conv_algorithm and "--gemm" not in extra:
+        cmd += ["--conv-algorithm", args.conv_algorithm]
     try:
         p = subprocess.run(cmd, env=thread_env(args.threads), capture_output=True, text=True)
         if p.returncode != 0:
@@ -513,6 +515,8 @@ def main():
     ap.add_argument("--nc-bench", help="path of the nc-bench program (BUILD/examples/nc-bench)")
     ap.add_argument("--backends", default="auto", help="comma-separated nc-bench backends (default auto)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "winograd"),
+                    help="nc-bench's --conv-algorithm (default: not passed, the library's auto)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--workload", action="append", type=parse_workload, metavar="ARCH:train|infer:BATCH:SIZE",

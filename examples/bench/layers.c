@@ -123,6 +123,7 @@ int bench_layers(const bench_common *c, const nc_model_options *mo) {
     nc_context_options co;
     nc_context_options_init(&co);
     co.backend = c->backend;
+    co.conv_algorithm = c->conv_algorithm;
     co.num_threads = c->threads;
     nc_context *ctx = NULL;
     nc_model *net_model = NULL;

@@ -26,6 +26,8 @@ static void usage(FILE *f) {
             "  --mode M           train, infer or both (default both)\n"
             "  --backend B        auto, ref, onednn or cuda (default auto)\n"
             "  --precision P      fp32, bf16 (autocast rules) or bf16-math (default fp32)\n"
+            "  --conv-algorithm A auto, direct or winograd: how 3x3 convolutions are computed\n"
+            "                     where the backend has a choice (default auto)\n"
             "  --threads T        CPU threads (default: all cores)\n"
             "  --distributed      under `mpirun -np N`: train steps data-parallel over the N\n"
             "                     ranks, each on batch/N images (--mode train; MPI builds)\n"
@@ -65,14 +67,25 @@ typedef struct result {
     int64_t conv_macs, linear_macs;  /* per image */
 } result;
 
+/* The index of s in names[count] (an enum's values in order), or -1. */
+static int parse_name(const char *s, const char *const *names, int count) {
+    for (int i = 0; i < count; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
 static int parse_precision(const char *s, nc_precision *out) {
     static const char *const names[] = {"fp32", "bf16", "bf16-math"};
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *out = (nc_precision)i;
-            return 0;
-        }
-    return -1;
+    const int i = parse_name(s, names, 3);
+    if (i >= 0) *out = (nc_precision)i;
+    return i < 0 ? -1 : 0;
+}
+
+static int parse_conv_algorithm(const char *s, nc_conv_algorithm *out) {
+    static const char *const names[] = {"auto", "direct", "winograd"};
+    const int i = parse_name(s, names, 3);
+    if (i >= 0) *out = (nc_conv_algorithm)i;
+    return i < 0 ? -1 : 0;
 }
 
 static int parse_backend(const char *s, nc_backend_kind *out) {
@@ -266,6 +279,7 @@ int main(int argc, char **argv) {
     int workers = 2, prefetch = 2, batches = 20, count = 0, layers = 0, gemm = 0, bad = 0, distributed = 0;
     nc_backend_kind backend = NC_BACKEND_AUTO;
     nc_precision precision = NC_PRECISION_FP32;
+    nc_conv_algorithm conv_algorithm = NC_CONV_ALGORITHM_AUTO;
     nc_model_options mo;
     nc_model_options_init(&mo);
     static const struct option longopts[] = {
@@ -283,6 +297,7 @@ int main(int argc, char **argv) {
         {"basic", no_argument, 0, 'A'},             {"count", no_argument, 0, 'C'},
         {"layers", no_argument, 0, 'Y'},            {"gemm", required_argument, 0, 'E'},
         {"precision", required_argument, 0, 'p'},  {"help", no_argument, 0, 'h'},
+        {"conv-algorithm", required_argument, 0, 'V'},
         {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -307,6 +322,12 @@ int main(int argc, char **argv) {
         case 'p':
             if (parse_precision(optarg, &precision) != 0) {
                 fprintf(stderr, "nc-bench: unknown precision '%s' (fp32, bf16 or bf16-math)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'V':
+            if (parse_conv_algorithm(optarg, &conv_algorithm) != 0) {
+                fprintf(stderr, "nc-bench: unknown conv algorithm '%s' (auto, direct or winograd)\n", optarg);
                 return 2;
             }
             break;
@@ -342,7 +363,7 @@ int main(int argc, char **argv) {
         loader_args a = {source, transform, json, size, workers, prefetch, batch, batches, warmup, runs, threads};
         return bench_loader(&a);
     }
-    bench_common c = {backend, threads, batch, size, warmup, runs, 0, 0, json};
+    bench_common c = {backend, threads, batch, size, warmup, runs, 0, 0, json, conv_algorithm};
     c.do_train = strcmp(mode, "train") == 0 || strcmp(mode, "both") == 0;
     c.do_infer = strcmp(mode, "infer") == 0 || strcmp(mode, "both") == 0;
     if (!(c.do_train || c.do_infer)) {
@@ -363,6 +384,7 @@ int main(int argc, char **argv) {
     co.backend = backend;
     co.num_threads = threads;
     co.precision = precision;
+    co.conv_algorithm = conv_algorithm;
     nc_context *ctx;
     nc_status st = nc_context_create(&co, &ctx);
     if (st != NC_OK) {

@@ -277,6 +277,7 @@ nc_status nc_context_create(const nc_context_options *opt, nc_context **out) {
 
     if (o.bf16 != 0 && o.bf16 != 1) return NC_ERR_INVALID_ARGUMENT;
     if ((unsigned)o.precision > NC_PRECISION_BF16_MATH) return NC_ERR_INVALID_ARGUMENT;
+    if ((unsigned)o.conv_algorithm > NC_CONV_ALGORITHM_WINOGRAD) return NC_ERR_INVALID_ARGUMENT;
     if (o.bf16 && o.precision == NC_PRECISION_FP32) o.precision = NC_PRECISION_BF16_MATH; /* the 0.1 field */
     if (o.bf16 && o.precision != NC_PRECISION_BF16_MATH) return NC_ERR_INVALID_ARGUMENT;
     o.bf16 = o.precision == NC_PRECISION_BF16_MATH;

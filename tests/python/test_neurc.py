@@ -494,6 +494,22 @@ class TestModel(unittest.TestCase):
         self.assertTrue(all(abs(p - q) <= 0.05 * scale for p, q in zip(a, b)), (a, b))
         self.assertNotEqual(a, b)
 
+    def test_conv_algorithm_choices(self):
+        """conv_algorithm reaches the C options: direct and winograd logits agree within
+        Winograd's rounding (a 64-channel 3x3 layer, where oneDNN on AVX-512 runs it;
+        elsewhere both are direct), and an unknown name is refused."""
+        x = [[[[((i * 7 + j * 3 + c) % 11) / 5.0 - 1 for j in range(12)] for i in range(12)] for c in range(3)]]
+        out = {}
+        for alg in ("direct", "winograd", "auto"):
+            ctx = neurc.Context(threads=1, conv_algorithm=alg)
+            m = neurc.Model("resnet18", num_classes=4, in_channels=3, context=ctx, small_input=True, seed=3)
+            out[alg] = flat(m.forward(x))
+        scale = max(abs(v) for v in out["direct"])
+        for alg in ("winograd", "auto"):
+            self.assertTrue(all(abs(p - q) <= 1e-4 * scale for p, q in zip(out["direct"], out[alg])), out)
+        with self.assertRaises(ValueError):
+            neurc.Context(conv_algorithm="fft")
+
     def test_buffer_and_list_inputs_agree(self):
         ref = array.array("f", flat(self.model.forward(self.x))).tobytes()
         a = array.array("f", flat(self.x))

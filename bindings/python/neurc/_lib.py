@@ -143,7 +143,7 @@ class nc_allocator(Structure):
 class nc_context_options(Structure):
     _fields_ = [("struct_size", c_size_t), ("backend", c_int), ("device", c_int), ("num_threads", c_int),
                 ("deterministic", c_int), ("allocator", nc_allocator), ("bf16", c_int),
-                ("precision", c_int)]
+                ("precision", c_int), ("conv_algorithm", c_int)]
 
 
 class nc_model_options(Structure):

@@ -15,6 +15,7 @@ from ._lib import (PROGRESS_FN, CancelledError, Cell, StateError, call_interrupt
 
 BACKENDS = {"auto": 0, "ref": 1, "onednn": 2, "cuda": 3}
 PRECISIONS = {"fp32": 0, "bf16": 1, "bf16_math": 2}
+CONV_ALGORITHMS = {"auto": 0, "direct": 1, "winograd": 2}
 
 
 def _enum(value, table, what):
@@ -166,12 +167,15 @@ class Context(_Object):
     with PyTorch autocast's rules: bf16 activations, f32 masters, statistics and loss;
     docs/backends.md) or "bf16_math" (f32 storage, convolutions and linear layers
     computed in bfloat16: oneDNN on a CPU with AVX512_BF16 only, else
-    UnsupportedError); bf16=True is the older spelling of precision="bf16_math"."""
+    UnsupportedError); bf16=True is the older spelling of precision="bf16_math";
+    conv_algorithm: "auto" (default: Winograd F(4x4,3x3) for the 3x3 convolutions where
+    the backend has it and it is faster, direct elsewhere), "direct" (the smallest
+    rounding error) or "winograd" (wherever the backend has it; docs/backends.md)."""
 
     _kind = "context"
 
     def __init__(self, backend="auto", threads=0, device=0, deterministic=False, allocator=None, bf16=False,
-                 precision="fp32"):
+                 precision="fp32", conv_algorithm="auto"):
         opt = nc_context_options()
         lib.nc_context_options_init(byref(opt))
         opt.backend = _enum(backend, BACKENDS, "backend")
@@ -184,6 +188,7 @@ class Context(_Object):
         opt.precision = _enum(precision, PRECISIONS, "precision")
         if bf16 and opt.precision == 0:
             opt.precision = PRECISIONS["bf16_math"]
+        opt.conv_algorithm = _enum(conv_algorithm, CONV_ALGORITHMS, "conv_algorithm")
         if allocator is not None:
             allocator._struct(opt.allocator)
         self._allocator = allocator  # the callbacks must outlive the context

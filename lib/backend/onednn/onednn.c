@@ -430,6 +430,7 @@ static nc_status dn_init(nc_context *ctx, int num_threads, void **state) {
     s->ctx = ctx;
     s->nt = num_threads >= 1 ? num_threads : 1;
     s->bf16 = ctx->opt.precision == NC_PRECISION_BF16_MATH;
+    s->conv_alg = (int)ctx->opt.conv_algorithm;
     detect_bf16(s); /* both bf16 policies need its kernels */
     if (s->bf16 && !s->isa_bf16) {
         st = nc__error(ctx, NC_ERR_UNSUPPORTED, "onednn backend: %s", s->bf16_refusal);
@@ -462,7 +463,7 @@ static nc_status dn_worker_create(void *state, void **worker) {
     dn_state *s = nc__calloc(parent->ctx, 1, sizeof *s);
     if (!s) return nc__error(parent->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a worker");
     *s = (dn_state){.ctx = parent->ctx, .nt = parent->nt, .bf16 = parent->bf16, .isa_bf16 = parent->isa_bf16,
-                    .block = parent->block, .gconv_off = parent->gconv_off, .engine = parent->engine,
+                    .block = parent->block, .conv_alg = parent->conv_alg, .gconv_off = parent->gconv_off, .engine = parent->engine,
                     .is_worker = 1};
     memcpy(s->bf16_refusal, parent->bf16_refusal, sizeof s->bf16_refusal);
     nc_status st = NC_OK;

@@ -35,6 +35,8 @@ typedef struct dn_state {
                                      (avx512_core_bf16 or AMX): bf16 values allowed */
     int block;                    /* channel block of the activation layout; 0: plain */
     char bf16_refusal[160];       /* why bf16 values are refused here ("" when isa_bf16) */
+    int conv_alg;                 /* nc_conv_algorithm: the context's choice between direct
+                                     and Winograd 3x3 convolutions (ops.c, conv_alg) */
     int gconv_off;                /* 1: grouped convolutions always on oneDNN's primitives,
                                      never grouped.c's (bench_gconv compares the two); 0 */
     dnnl_engine_t engine;         /* a worker's is its parent's */

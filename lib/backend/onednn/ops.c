@@ -3,7 +3,9 @@
  * folded batch norm, a residual sum and ReLU as post-ops), batch normalisation
  * (training with saved statistics, optionally fused with ReLU; inference; backward),
  * pooling (max with workspace, avg counting padding, adaptive avg when the bins are
- * uniform) and inner product. Primitives are made once per node and sizes in the
+ * uniform) and inner product. 3x3 stride-1 convolutions run oneDNN's Winograd
+ * F(4x4,3x3) where the context's conv_algorithm allows it (conv_alg, docs/backends.md
+ * "Convolution algorithms"). Primitives are made once per node and sizes in the
  * node's cache slot. Activations are in the backend's activation layout
  * (onednn.h); a primitive that prefers another layout gets cached reorders at its
  * boundary. Weights are reordered into the forward primitive's layout once per
@@ -98,26 +100,70 @@ fail:
     return st;
 }
 
-/* The forward primitive: on the activation layout when oneDNN has a real kernel
- * for it, else in the layouts it picks (reorders at the boundary). */
-static nc_status conv_make_fwd(dn_state *s, dn_cache *c, conv_mds *m, int has_bias, dnnl_prop_kind_t prop,
-                               const_dnnl_post_ops_t post) {
-    nc_status st = NC_OK;
-    if (c->prim[CONV_FWD]) return NC_OK;
-    dnnl_convolution_desc_t od;
+/* The descriptor of pass k (CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS) with
+ * algorithm alg, on the activation layout or (`any`) the layouts oneDNN picks. */
+static dnnl_status_t conv_desc(dnnl_convolution_desc_t *od, int k, dnnl_prop_kind_t prop, dnnl_alg_kind_t alg,
+                               const conv_mds *m, int has_bias, int any) {
+    const dnnl_memory_desc_t *src = any ? &m->src_any : &m->src, *dst = any ? &m->dst_any : &m->dst;
     const dnnl_memory_desc_t *b = has_bias ? &m->bias : NULL;
-    NC_DNNL_CHECK("convolution forward",
-                  dnnl_dilated_convolution_forward_desc_init(&od, prop, dnnl_convolution_direct, &m->src,
-                                                             &m->wei_any, b, &m->dst, m->strides, m->dil,
-                                                             m->pad, m->pad));
-    if (nc__dnnl_try_make(s, c, CONV_FWD, &od, NULL, 1, post)) return NC_OK;
-    NC_DNNL_CHECK("convolution forward",
-                  dnnl_dilated_convolution_forward_desc_init(&od, prop, dnnl_convolution_direct, &m->src_any,
-                                                             &m->wei_any, b, &m->dst_any, m->strides, m->dil,
-                                                             m->pad, m->pad));
-    NC_CHECK(nc__dnnl_make_post(s, c, CONV_FWD, &od, NULL, 1, post, "convolution forward"));
+    if (k == CONV_FWD)
+        return dnnl_dilated_convolution_forward_desc_init(od, prop, alg, src, &m->wei_any, b, dst, m->strides, m->dil,
+                                                          m->pad, m->pad);
+    if (k == CONV_BWD_DATA)
+        return dnnl_dilated_convolution_backward_data_desc_init(od, alg, src, &m->wei_any, dst, m->strides, m->dil,
+                                                                m->pad, m->pad);
+    return dnnl_dilated_convolution_backward_weights_desc_init(od, alg, src, &m->dwei_any, b, dst, m->strides,
+                                                               m->dil, m->pad, m->pad);
+}
+
+/* Whether Winograd F(4x4,3x3) pays for convolution d (NC_CONV_ALGORITHM_AUTO), from
+ * ResNet-18's 3x3 layers timed both ways (docs/performance.md, "Winograd
+ * convolutions"): at batch 16 every stride-1 layer gains in every pass (1.3-2.2x),
+ * 7x7 maps included; at batch 1 the 7x7 layers lose (0.6x: the transforms of 512x512
+ * weights outweigh 49 output pixels), the 14x14 and larger gain. Hence at least 64
+ * channels in and out, a 7x7 output, and 196 output pixels over the batch. */
+static int winograd_pays(const nc__conv_desc *d) {
+    return d->c >= 64 && d->k >= 64 && d->oh >= 7 && d->ow >= 7 && d->n * d->oh * d->ow >= 196;
+}
+
+/* The algorithm of a convolution's passes: Winograd where the context allows it (conv_algorithm)
+ * and the shape is one oneDNN's Winograd kernels take (3x3, stride 1, no dilation,
+ * no groups, f32 values and math), else direct. Whether oneDNN has the kernel on
+ * this CPU (AVX-512 only in 2.6) is conv_make's question, pass by pass. */
+static dnnl_alg_kind_t conv_alg(const dn_state *s, const nc__conv_desc *d) {
+    const int shape = d->r == 3 && d->s == 3 && d->stride_h == 1 && d->stride_w == 1 && d->dil_h == 1 &&
+                      d->dil_w == 1 && d->groups == 1 && d->dtype == NC__DTYPE_F32 && !s->bf16;
+    if (!shape || s->conv_alg == NC_CONV_ALGORITHM_DIRECT) return dnnl_convolution_direct;
+    if (s->conv_alg == NC_CONV_ALGORITHM_WINOGRAD || winograd_pays(d)) return dnnl_convolution_winograd;
+    return dnnl_convolution_direct;
+}
+
+/* Makes pass k's primitive once (backward passes hinted by the forward): Winograd
+ * on the activation layout where conv_alg picks it and oneDNN has a kernel, else
+ * direct on the activation layout when oneDNN has a real kernel for it, else direct
+ * in the layouts it picks (reorders at the boundary). */
+static nc_status conv_make(dn_state *s, dn_cache *c, const nc__conv_desc *d, const conv_mds *m, int k,
+                           dnnl_prop_kind_t prop, int has_bias, const_dnnl_post_ops_t post, const char *what) {
+    nc_status st = NC_OK;
+    if (c->prim[k]) return NC_OK;
+    const const_dnnl_primitive_desc_t hint = k == CONV_FWD ? NULL : c->pd[CONV_FWD];
+    dnnl_convolution_desc_t od;
+    if (conv_alg(s, d) == dnnl_convolution_winograd &&
+        conv_desc(&od, k, prop, dnnl_convolution_winograd, m, has_bias, 0) == dnnl_success &&
+        nc__dnnl_try_make(s, c, k, &od, hint, 1, post))
+        return NC_OK;
+    NC_DNNL_CHECK(what, conv_desc(&od, k, prop, dnnl_convolution_direct, m, has_bias, 0));
+    if (nc__dnnl_try_make(s, c, k, &od, hint, 1, post)) return NC_OK;
+    NC_DNNL_CHECK(what, conv_desc(&od, k, prop, dnnl_convolution_direct, m, has_bias, 1));
+    NC_CHECK(nc__dnnl_make_post(s, c, k, &od, hint, 1, post, what));
 fail:
     return st;
+}
+
+/* The forward primitive (training or inference, with post-ops or NULL). */
+static nc_status conv_make_fwd(dn_state *s, dn_cache *c, const nc__conv_desc *d, const conv_mds *m, int has_bias,
+                               dnnl_prop_kind_t prop, const_dnnl_post_ops_t post) {
+    return conv_make(s, c, d, m, CONV_FWD, prop, has_bias, post, "convolution forward");
 }
 
 /* Narrow grouped convolutions (the widths of grouped.h) run our own kernels
@@ -185,7 +231,7 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
         nc__gconv_forward(s->nt, d, s->block, y, x, bw, b, NULL, 0);
         return NC_OK;
     }
-    NC_CHECK(conv_make_fwd(s, c, &m, b != NULL, dnnl_forward_training, NULL));
+    NC_CHECK(conv_make_fwd(s, c, d, &m, b != NULL, dnnl_forward_training, NULL));
     const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
     const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
     const dnnl_memory_desc_t *dst = pd_md(c, CONV_FWD, dnnl_query_dst_md);
@@ -251,7 +297,7 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
         if (relu)
             NC_DNNL_CHECK("convolution post-ops",
                           dnnl_post_ops_append_eltwise(post, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
-        NC_CHECK(conv_make_fwd(s, c, &m, has_bias, dnnl_forward_inference, post));
+        NC_CHECK(conv_make_fwd(s, c, d, &m, has_bias, dnnl_forward_inference, post));
     }
     const void *bias = b;
     if (bn) {
@@ -339,22 +385,9 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
         }
         return NC_OK;
     }
-    NC_CHECK(conv_make_fwd(s, c, &m, has_bias, dnnl_forward_training, NULL));
+    NC_CHECK(conv_make_fwd(s, c, d, &m, has_bias, dnnl_forward_training, NULL));
     if (dx) {
-        if (!c->prim[CONV_BWD_DATA]) {
-            dnnl_convolution_desc_t od;
-            NC_DNNL_CHECK("convolution backward data",
-                          dnnl_dilated_convolution_backward_data_desc_init(&od, dnnl_convolution_direct, &m.src,
-                                                                           &m.wei_any, &m.dst, m.strides, m.dil,
-                                                                           m.pad, m.pad));
-            if (!nc__dnnl_try_make(s, c, CONV_BWD_DATA, &od, c->pd[CONV_FWD], 1, NULL)) {
-                NC_DNNL_CHECK("convolution backward data",
-                              dnnl_dilated_convolution_backward_data_desc_init(
-                                  &od, dnnl_convolution_direct, &m.src_any, &m.wei_any, &m.dst_any, m.strides,
-                                  m.dil, m.pad, m.pad));
-                NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_DATA, &od, c->pd[CONV_FWD], 1, "convolution backward data"));
-            }
-        }
+        NC_CHECK(conv_make(s, c, d, &m, CONV_BWD_DATA, dnnl_backward_data, 0, NULL, "convolution backward data"));
         const dnnl_memory_desc_t *ddst = pd_md(c, CONV_BWD_DATA, dnnl_query_diff_dst_md);
         const dnnl_memory_desc_t *wei = pd_md(c, CONV_BWD_DATA, dnnl_query_weights_md);
         const dnnl_memory_desc_t *dsrc = pd_md(c, CONV_BWD_DATA, dnnl_query_diff_src_md);
@@ -373,22 +406,8 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
         NC_CHECK(grad_finish(s, c, R_BD_DSRC, dsrc, &m.src, bdx, dx, d->dx_write));
     }
     if (dw || db) {
-        if (!c->prim[CONV_BWD_WEIGHTS]) {
-            dnnl_convolution_desc_t od;
-            const dnnl_memory_desc_t *bm = has_bias ? &m.bias : NULL;
-            NC_DNNL_CHECK("convolution backward weights",
-                          dnnl_dilated_convolution_backward_weights_desc_init(&od, dnnl_convolution_direct, &m.src,
-                                                                              &m.dwei_any, bm, &m.dst, m.strides,
-                                                                              m.dil, m.pad, m.pad));
-            if (!nc__dnnl_try_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1, NULL)) {
-                NC_DNNL_CHECK("convolution backward weights",
-                              dnnl_dilated_convolution_backward_weights_desc_init(
-                                  &od, dnnl_convolution_direct, &m.src_any, &m.dwei_any, bm, &m.dst_any, m.strides,
-                                  m.dil, m.pad, m.pad));
-                NC_CHECK(nc__dnnl_make(s, c, CONV_BWD_WEIGHTS, &od, c->pd[CONV_FWD], 1,
-                                       "convolution backward weights"));
-            }
-        }
+        NC_CHECK(conv_make(s, c, d, &m, CONV_BWD_WEIGHTS, dnnl_backward_weights, has_bias, NULL,
+                           "convolution backward weights"));
         const dnnl_memory_desc_t *src = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_src_md);
         const dnnl_memory_desc_t *ddst = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_diff_dst_md);
         const dnnl_memory_desc_t *dwei = pd_md(c, CONV_BWD_WEIGHTS, dnnl_query_diff_weights_md);
