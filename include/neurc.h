@@ -418,7 +418,11 @@ NC_API nc_status nc_builder_dropout(nc_builder *b, nc_value x, float p, nc_value
 /// (an adaptive average pool before it), so that C*H*W — and the width of a linear
 /// layer after it — does not depend on the image size; NC_ERR_SHAPE otherwise.
 NC_API nc_status nc_builder_flatten(nc_builder *b, nc_value x, nc_value *out);
-/// Concatenates 1 to 256 2-D values (N, F_i) along features.
+/// Concatenates 1 to 256 values along dimension 1 (`torch.cat(xs, 1)`): 2-D values
+/// (N, F_i) along features, or 4-D values (N, C_i, H, W) of one spatial size along
+/// channels (DenseNet). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (count,
+/// a value that does not exist), NC_ERR_SHAPE (mixed ranks, fixed spatial sizes that
+/// differ; sizes that depend on the image are checked when the model runs).
 NC_API nc_status nc_builder_concat(nc_builder *b, const nc_value *xs, int count, nc_value *out);
 
 /// Turns the graph into a model whose logits are `output` (2-D, N x num_heads*classes).

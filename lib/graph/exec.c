@@ -137,14 +137,14 @@ static nc_status forward_linear(nc__plan *p, int i) {
 
 static nc_status forward_concat(nc__plan *p, int i) {
     const nc__node *nd = node(p, i);
-    int64_t widths[NC__MAX_CONCAT];
+    nc__value_desc xv[NC__MAX_CONCAT];
     const void *xs[NC__MAX_CONCAT];
     for (int k = 0; k < nd->n_inputs; k++) {
-        widths[k] = p->shapes[nd->inputs[k]].d[1];
+        xv[k] = nc__plan_value_desc(p, nd->inputs[k]);
         xs[k] = val(p, nd->inputs[k]);
     }
-    return backend(p)->concat_forward(state(p), p->dtype[i], p->shapes[i].d[0], nd->n_inputs, widths, val(p, i),
-                                      xs);
+    const nc__value_desc yv = nc__plan_value_desc(p, i);
+    return backend(p)->concat_forward(state(p), &yv, nd->n_inputs, xv, val(p, i), xs);
 }
 
 /* Node i, or the group it heads; x is the host input (node 0). */
@@ -260,16 +260,16 @@ static nc_status backward_linear(nc__plan *p, int i) {
 
 static nc_status backward_concat(nc__plan *p, int i) {
     const nc__node *nd = node(p, i);
-    int64_t widths[NC__MAX_CONCAT];
+    nc__value_desc xv[NC__MAX_CONCAT];
     void *dxs[NC__MAX_CONCAT];
     nc__write modes[NC__MAX_CONCAT];
     for (int k = 0; k < nd->n_inputs; k++) {
-        widths[k] = p->shapes[nd->inputs[k]].d[1];
+        xv[k] = nc__plan_value_desc(p, nd->inputs[k]);
         dxs[k] = grad(p, nd->inputs[k]);
         modes[k] = nc__plan_write_mode(p, i, k);
     }
-    return backend(p)->concat_backward(state(p), p->dtype[i], p->shapes[i].d[0], nd->n_inputs, widths, modes, dxs,
-                                       grad(p, i));
+    const nc__value_desc yv = nc__plan_value_desc(p, i);
+    return backend(p)->concat_backward(state(p), &yv, nd->n_inputs, xv, modes, dxs, grad(p, i));
 }
 
 /* The backward of node i, or of the group it heads. Element-wise rules without

@@ -7,6 +7,7 @@
 
 #include "neurc.h"
 #include "core/shape.h"
+#include "backend/backend.h"
 
 #include <stdint.h>
 #include <stddef.h>
@@ -65,7 +66,7 @@ typedef struct nc__linear_attr { int64_t out_features; int bias; } nc__linear_at
 typedef struct nc__dropout_attr { float p; } nc__dropout_attr;
 
 #define NC__MAX_NODE_TENSORS 5
-#define NC__MAX_CONCAT 256      /* inputs of one concat node */
+/* NC__MAX_CONCAT, the most inputs of one concat node: backend/backend.h */
 
 typedef struct nc__node {
     nc__op op;
