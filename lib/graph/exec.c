@@ -16,8 +16,10 @@ static const nc__backend *backend(const nc__plan *p) { return p->m->ctx->backend
 static void *state(const nc__plan *p) { return p->bstate; }
 static const nc__node *node(const nc__plan *p, int i) { return &p->m->graph->nodes[i]; }
 
+/* Value v's buffer: during backward a recomputed value's second one (exec.h). */
 static void *val(const nc__plan *p, int v) {
-    return p->val_off[v] == NONE ? NULL : (char *)p->arena + p->val_off[v];
+    const size_t off = p->in_backward && p->rec_off[v] != NONE ? p->rec_off[v] : p->val_off[v];
+    return off == NONE ? NULL : (char *)p->arena + off;
 }
 static void *grad(const nc__plan *p, int v) {
     return p->grad_off[v] == NONE ? NULL : (char *)p->arena + p->grad_off[v];
@@ -111,7 +113,8 @@ static nc_status forward_conv(nc__plan *p, int i) {
 }
 
 /* Training: batch statistics, running-statistics update, saved statistics for
- * backward, the RELU too when fused; eval: running statistics. */
+ * backward, the RELU too when fused; eval: running statistics. A recomputation
+ * (exec.h) updates the scratch statistics after the saved ones instead. */
 static nc_status forward_bn(nc__plan *p, int i) {
     const nc__backend *be = backend(p);
     const nc__node *nd = node(p, i);
@@ -121,10 +124,12 @@ static nc_status forward_bn(nc__plan *p, int i) {
     if (!p->training)
         return be->batchnorm_forward_infer(state(p), &d, val(p, i), x, param(p, nd, 0), param(p, nd, 1),
                                            param(p, nd, 2), param(p, nd, 3));
+    const int again = p->in_backward;
+    void *rmean = again ? saved(p, i, 2) : param(p, nd, 2), *rvar = again ? saved(p, i, 3) : param(p, nd, 3);
     nc_status st = (f->relu >= 0 ? be->batchnorm_relu_forward_train : be->batchnorm_forward_train)(
-        state(p), &d, val(p, f->out), saved(p, i, 0), saved(p, i, 1), param(p, nd, 2), param(p, nd, 3), x,
-        param(p, nd, 0), param(p, nd, 1));
-    p->m->num_batches[nd->tensors[4]]++;
+        state(p), &d, val(p, f->out), saved(p, i, 0), saved(p, i, 1), rmean, rvar, x, param(p, nd, 0),
+        param(p, nd, 1));
+    if (!again) p->m->num_batches[nd->tensors[4]]++;
     return st;
 }
 
@@ -311,10 +316,19 @@ nc_status nc__plan_backward(nc__plan *p) {
     nc_status st = NC_OK;
     if (!p->training) return nc__error(ctx, NC_ERR_STATE, "internal: backward on an eval plan");
     if (!p->m->grad_arena) return nc__error(ctx, NC_ERR_STATE, "internal: no gradient arena");
+    p->in_backward = 1;
+    int next_rec = 0; /* into rec_order */
     for (int i = g->output; i >= 1 && st == NC_OK; i--) {
         if (p->run_at[i] != i) continue; /* not needed, or a fused RELU (run by its BN) */
+        for (; st == NC_OK && next_rec < p->n_rec && p->rec_trigger[p->rec_order[next_rec]] == i; next_rec++) {
+            const int h = p->rec_order[next_rec];
+            st = forward_node(p, h, NULL);
+            if (st != NC_OK) nc__error_prefix(ctx, st, "%s (recomputed)", g->nodes[h].name);
+        }
+        if (st != NC_OK) break;
         st = backward_node(p, i);
         if (st != NC_OK) nc__error_prefix(ctx, st, "%s (backward)", g->nodes[i].name);
     }
+    p->in_backward = 0;
     return st;
 }

@@ -90,6 +90,9 @@ typedef struct nc__node {
     int rank;                   /* 4 = (N, C, H, W), 2 = (N, F) */
     int64_t channels;           /* C for rank 4, F for rank 2 */
     int64_t static_h, static_w; /* spatial size when fixed by an adaptive pool, else 0 */
+    int recompute;              /* 1: in training, keep the value only through the forward
+                                   pass and compute it again in backward (exec.h,
+                                   Recomputation); concat, batchnorm and relu honour it */
 } nc__node;
 
 typedef struct nc__graph {
