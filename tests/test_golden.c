@@ -1,6 +1,7 @@
 /* test_golden.c — the ref backend against golden values from PyTorch (float64):
  * eval-mode logits and one SGD training step of torchvision's resnet18, a small
- * ResNeXt, a 4-channel two-head resnet18 and vgg11_bn, through the public API only.
+ * ResNeXt, a 4-channel two-head resnet18 and densenet121; eval logits of vgg11_bn,
+ * vgg16 and VGG configuration C (a torch.nn model), through the public API only.
  * Weights are not stored: they come from the generator below, which
  * tests/fixtures/make_golden.py implements identically; fixtures hold the results. */
 #include "testutil.h"
@@ -655,7 +656,35 @@ static void test_golden_generator_matches_python(void **state) {
     assert_int_equal(gen_tensor("conv1.bogus", 1, cases[0].shape, 1, x), -1);
 }
 
-int main(void) {
+static void test_golden_densenet121_eval_logits(void **state) {
+    (void)state;
+    check_eval("densenet121");
+}
+/* memory-efficient (recomputing) training, checked against torchvision's plain one */
+static void test_golden_densenet121_train_step(void **state) {
+    (void)state;
+    check_train("densenet121");
+}
+static void test_golden_vgg16_eval_logits(void **state) {
+    (void)state;
+    check_eval("vgg16");
+}
+/* configuration C against the torch.nn model in make_golden.py */
+static void test_golden_vgg16c_eval_logits(void **state) {
+    (void)state;
+    check_eval("vgg16c");
+}
+
+/* Two groups, each its own meson test so that each stays short: the default one, and
+ * "densenet_vgg". */
+int main(int argc, char **argv) {
+    const struct CMUnitTest densenet_vgg[] = {
+        cmocka_unit_test(test_golden_densenet121_eval_logits),
+        cmocka_unit_test(test_golden_densenet121_train_step),
+        cmocka_unit_test(test_golden_vgg16_eval_logits),
+        cmocka_unit_test(test_golden_vgg16c_eval_logits),
+    };
+    if (argc > 1 && strcmp(argv[1], "densenet_vgg") == 0) return cmocka_run_group_tests(densenet_vgg, NULL, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_generator_matches_python),
         cmocka_unit_test(test_golden_resnet18_eval_logits),

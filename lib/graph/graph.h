@@ -43,6 +43,7 @@ typedef enum nc__init {
     NC__INIT_KAIMING_NORMAL_FAN_OUT, /* conv weight: N(0, 2/fan_out) */
     NC__INIT_LINEAR_UNIFORM,         /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
     NC__INIT_NORMAL_001,             /* N(0, 0.01^2) (VGG classifier) */
+    NC__INIT_KAIMING_NORMAL_FAN_IN,  /* conv weight: N(0, 2/fan_in) (DenseNet) */
 } nc__init;
 
 typedef struct nc__tensor_def {
