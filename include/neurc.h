@@ -198,7 +198,10 @@ typedef struct nc_model_options {
     size_t struct_size;   /* sizeof(nc_model_options), set by _init */
     const char *arch;     /* "resnet18", "resnet34", "resnet50", "resnet101",
                              "resnext50_32x4d", "resnext101_32x8d", "resnext",
-                             "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "simple_cnn";
+                             "vgg11", "vgg13", "vgg16", "vgg19", "vgg16c" (the VGG
+                             paper's configuration C), each also "_bn",
+                             "densenet121", "densenet161", "densenet169",
+                             "densenet201", "simple_cnn";
                              copied by nc_model_create. Default "resnet18". */
     int num_classes;      /* outputs per head; default 1000 */
     int in_channels;      /* input channels (1 gray, 3 RGB, 4 ...); default 3 */
@@ -212,9 +215,9 @@ typedef struct nc_model_options {
                              block's last convolution; default 0 */
     float head_dropout;   /* dropout before a linear head; default 0 */
     nc_head_type head;    /* default NC_HEAD_LINEAR */
-    int small_input;      /* 1 = stem for small images (ResNet: 3x3 conv stride 1 and
-                             no max pool; VGG: adaptive pool to 1x1 and a 512-wide
-                             classifier); default 0 = torchvision's stem */
+    int small_input;      /* 1 = stem for small images (ResNet, DenseNet: 3x3 conv
+                             stride 1 and no max pool; VGG: adaptive pool to 1x1 and
+                             a 512-wide classifier); default 0 = torchvision's stem */
     int width;            /* "simple_cnn": channels of the first conv; default 32 */
     uint64_t seed;        /* initialisation seed; default 0 */
 } nc_model_options;
