@@ -262,7 +262,10 @@ typedef struct nc_model_options {
     size_t struct_size;   /* sizeof(nc_model_options), set by _init */
     const char *arch;     /* "resnet18", "resnet34", "resnet50", "resnet101",
                              "resnext50_32x4d", "resnext101_32x8d", "resnext",
-                             "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "simple_cnn";
+                             "vgg11", "vgg13", "vgg16", "vgg19", "vgg16c" (the VGG
+                             paper's configuration C), each also "_bn",
+                             "densenet121", "densenet161", "densenet169",
+                             "densenet201", "simple_cnn";
                              copied by nc_model_create. Default "resnet18". */
     int num_classes;      /* outputs per head; default 1000 */
     int in_channels;      /* input channels (1 gray, 3 RGB, 4 ...); default 3 */
@@ -276,9 +279,9 @@ typedef struct nc_model_options {
                              block's last convolution; default 0 */
     float head_dropout;   /* dropout before a linear head; default 0 */
     nc_head_type head;    /* default NC_HEAD_LINEAR */
-    int small_input;      /* 1 = stem for small images (ResNet: 3x3 conv stride 1 and
-                             no max pool; VGG: adaptive pool to 1x1 and a 512-wide
-                             classifier); default 0 = torchvision's stem */
+    int small_input;      /* 1 = stem for small images (ResNet, DenseNet: 3x3 conv
+                             stride 1 and no max pool; VGG: adaptive pool to 1x1 and
+                             a 512-wide classifier); default 0 = torchvision's stem */
     int width;            /* "simple_cnn": channels of the first conv; default 32 */
     uint64_t seed;        /* initialisation seed; default 0 */
 } nc_model_options;
@@ -579,7 +582,11 @@ NC_API nc_status nc_builder_dropout(nc_builder *b, nc_value x, float p, nc_value
 /// (an adaptive average pool before it), so that C*H*W — and the width of a linear
 /// layer after it — does not depend on the image size; NC_ERR_SHAPE otherwise.
 NC_API nc_status nc_builder_flatten(nc_builder *b, nc_value x, nc_value *out);
-/// Concatenates 1 to 256 2-D values (N, F_i) along features.
+/// Concatenates 1 to 256 values along dimension 1 (`torch.cat(xs, 1)`): 2-D values
+/// (N, F_i) along features, or 4-D values (N, C_i, H, W) of one spatial size along
+/// channels (DenseNet). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (count,
+/// a value that does not exist), NC_ERR_SHAPE (mixed ranks, fixed spatial sizes that
+/// differ; sizes that depend on the image are checked when the model runs).
 NC_API nc_status nc_builder_concat(nc_builder *b, const nc_value *xs, int count, nc_value *out);
 
 /// Turns the graph into a model whose logits are `output` (2-D, N x num_heads*classes).

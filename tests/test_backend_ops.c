@@ -91,6 +91,8 @@ typedef struct tcase {
      .sw = ST, .ph = PAD, .pw = PAD, .oh = OH, .ow = OW}
 #define LINEAR(nm, N, IN, OUT, B) {.name = nm, .fam = F_LINEAR, .n = N, .c = IN, .k = OUT, .bias = B}
 #define CONCAT(nm, N, ...) {.name = nm, .fam = F_CONCAT, .n = N, .widths = {__VA_ARGS__}}
+/* along channels of (N, C_i, H, W) values */
+#define CONCAT4(nm, N, H, W, ...) {.name = nm, .fam = F_CONCAT, .n = N, .h = H, .w = W, .widths = {__VA_ARGS__}}
 #define LOSS(nm, KIND, N, HEADS, CLASSES, SMOOTH, CW, HW, PW, IGN, SCALE)                                       \
     {.name = nm, .fam = F_LOSS, .loss = KIND, .n = N, .heads = HEADS, .classes = CLASSES, .smoothing = SMOOTH, \
      .class_w = CW, .head_w = HW, .pos_w = PW, .ignore = IGN, .grad_scale = SCALE}
@@ -247,6 +249,14 @@ static const tcase cases[] = {
     /*     name                      n    c   h   w    k  r   g st pad bias bn res relu */
     FUSED("fused_wino_c64",          1,  64, 10, 10,  64, 3,  1, 1, 1, 0,   0, 0,  0),
     FUSED("fused_wino_c64_bn_res_relu", 2, 64, 7, 7,  64, 3,  1, 1, 1, 0,   1, 1,  1),
+
+    /* Channel concat of 4-D values (DenseNet): whole channel blocks (one contiguous
+     * run per sample in a blocked layout), then plain and padded inputs at offsets
+     * that are not block multiples. */
+    /*      name                      n  h  w  channels */
+    CONCAT4("concat4d_blocks",        2, 3, 5, 32, 16, 48),
+    CONCAT4("concat4d_plain_padded",  2, 4, 3,  3, 20, 12),
+    CONCAT4("concat4d_offset_odd",    3, 2, 2, 24,  8, 40),
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 
@@ -577,6 +587,11 @@ static int concat_count(const tcase *t, int64_t *total) {
     return count;
 }
 
+/* A concat value of `width` features (h == 0) or channels. */
+static nc__shape concat_shape(const tcase *t, int64_t width) {
+    return t->h ? nc__shape4(t->n, width, t->h, t->w) : nc__shape2(t->n, width);
+}
+
 /* The descriptors a capability query points at. */
 typedef struct query_descs {
     nc__conv_desc conv;
@@ -618,7 +633,7 @@ static nc__op_query query_of(const tcase *t, nc__dtype dt, int training, query_d
         break;
     case F_CONCAT:
         concat_count(t, &total);
-        qd->value = (nc__value_desc){nc__shape2(t->n, total), dt};
+        qd->value = (nc__value_desc){concat_shape(t, total), dt};
         q.value = &qd->value;
         q.kernel = NC__K_CONCAT;
         break;
@@ -983,12 +998,12 @@ static void run_concat(run *r) {
     nc__value_desc xv[3];
     const void *xs[3];
     for (int i = 0; i < count; i++) {
-        xv[i] = (nc__value_desc){nc__shape2(r->tc->n, widths[i]), r->dt};
+        xv[i] = (nc__value_desc){concat_shape(r->tc, widths[i]), r->dt};
         xs[i] = value_in(r, &xv[i], -1, 1);
     }
-    const nc__value_desc yv = {nc__shape2(r->tc->n, total), r->dt};
+    const nc__value_desc yv = {concat_shape(r->tc, total), r->dt};
     void *y = value_new(r, &yv);
-    must(r, "concat_forward", sd->be->concat_forward(sd->st, r->dt, r->tc->n, count, widths, y, xs));
+    must(r, "concat_forward", sd->be->concat_forward(sd->st, &yv, count, xv, y, xs));
     out_value(r, "y", &yv, y);
     if (!r->training) return;
     void *dy = value_in(r, &yv, -1, 1);
@@ -999,7 +1014,7 @@ static void run_concat(run *r) {
             modes[i] = (i + pass) % 2 ? NC__WRITE_SET : NC__WRITE_ADD;
             dxs[i] = pass && i == count - 1 ? NULL : dx_for(r, &xv[i], modes[i]);
         }
-        must(r, "concat_backward", sd->be->concat_backward(sd->st, r->dt, r->tc->n, count, widths, modes, dxs, dy));
+        must(r, "concat_backward", sd->be->concat_backward(sd->st, &yv, count, xv, modes, dxs, dy));
         for (int i = 0; i < count; i++) {
             if (!dxs[i]) continue;
             out_value(r, names[pass][i], &xv[i], dxs[i]);

@@ -187,10 +187,10 @@ static nc_status t_flatten_backward(void *state, const nc__value_desc *in, nc__w
     wrote(dx, mode);
     return nc__backend_ref()->flatten_backward(state, in, mode, dx, dy);
 }
-static nc_status t_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+static nc_status t_concat_backward(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                    const nc__write *modes, void *const *dxs, const void *dy) {
     for (int k = 0; k < count; k++) wrote(dxs[k], modes[k]);
-    return nc__backend_ref()->concat_backward(state, dtype, n, count, widths, modes, dxs, dy);
+    return nc__backend_ref()->concat_backward(state, yv, count, xv, modes, dxs, dy);
 }
 
 /* Says yes to both fused patterns (ref, the oracle, says no). */

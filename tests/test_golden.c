@@ -1,6 +1,7 @@
 /* test_golden.c — the ref backend against golden values from PyTorch (float64):
  * eval-mode logits and one SGD training step of torchvision's resnet18, a small
- * ResNeXt, a 4-channel two-head resnet18 and vgg11_bn, through the public API only.
+ * ResNeXt, a 4-channel two-head resnet18 and densenet121; eval logits of vgg11_bn,
+ * vgg16 and VGG configuration C (a torch.nn model), through the public API only.
  * Weights are not stored: they come from the generator below, which
  * tests/fixtures/make_golden.py implements identically; fixtures hold the results. */
 #include "testutil.h"
@@ -25,6 +26,18 @@
 #define MAX_REPORTED 20      /* failing comparisons printed per test */
 
 /* The generator (tu_gen_input, tu_gen_tensor) is in testutil.c. */
+
+/* DenseNet-121's training step is ill-conditioned in float32 at test sizes: ~10^6
+ * ReLU inputs put some within 1e-6 of a channel's deviation from 0 (kink margin
+ * 9.7e-7), and batch norm over 8 values per channel in block 4 spreads a kink
+ * crossed by rounding over whole channels. PyTorch's own float32 step, on another
+ * input (input.14), missed the strict tolerances by up to 0.13 (after-step value)
+ * and 0.28 (change) relative, so a float32 step is right only up to such crossings.
+ * Its step must still match loss and hits, and at least 90 % of the comparisons
+ * strictly, and every element within DENSE_LOOSE: a wrong backward rule for a
+ * layer fails all its tensors' samples, and a wrong concat offset every layer's. */
+#define DENSE_LOOSE 1.0
+#define DENSE_FRACTION 0.10
 
 /* ------------------------------------------------------------------- fixtures */
 
@@ -426,7 +439,9 @@ static void note(worst *w, double e, const char *name, int64_t idx) {
     }
 }
 
-static void check_train(const char *model) {
+/* allowed: the fraction of after-step comparisons that may miss the strict
+ * tolerances (each still within DENSE_LOOSE); 0 for every well-conditioned model. */
+static void check_train(const char *model, double allowed) {
     golden g;
     nc_context *ctx = NULL;
     nc_model *m = NULL;
@@ -458,7 +473,7 @@ static void check_train(const char *model) {
     assert_int_equal(s.skipped, 0);
     assert_int_equal(nc_trainer_num_steps(t), 1);
 
-    int failures = 0;
+    int failures = 0, compared = 0, hard = 0;
     double loss_err = fabs((double)s.loss - g.loss) / fabs(g.loss);
     if (!(loss_err < TOL_LOSS)) {
         print_message("  loss: got %.8g, want %.8g\n", s.loss, g.loss);
@@ -492,6 +507,7 @@ static void check_train(const char *model) {
         double eds = fabs(dsum - gt->dsum) / (TOL_DSUM * gt->dabs + 1e-7) * TOL_DSUM;
         note(&ws, es, gt->name, -1);
         note(&wds, eds, gt->name, -1);
+        compared += 2;
         if (!(es < TOL_SUM) && failures++ < MAX_REPORTED)
             print_message("  %s: sum %.10g, want %.10g (sum|.| %.6g)\n", gt->name, sum, gt->sum,
                           gt->abs);
@@ -508,6 +524,8 @@ static void check_train(const char *model) {
             double ed = fabs(d - gt->dval[k]) / fmax(fabs(gt->dval[k]), floor_d);
             note(&we, e, gt->name, i);
             note(&wd, ed, gt->name, i);
+            compared += 2;
+            hard += !(e < DENSE_LOOSE) + !(ed < DENSE_LOOSE);
             if (!(e < TOL_ELEM) && failures++ < MAX_REPORTED)
                 print_message("  %s[%lld]: %.8g after the step, want %.8g\n", gt->name,
                               (long long)i, v, gt->val[k]);
@@ -526,9 +544,12 @@ static void check_train(const char *model) {
                   we.e, we.where, TOL_ELEM, ws.e, ws.where, TOL_SUM);
     print_message("  changes by the step: max rel err %.3g at %s (tol %g); sums %.3g at %s (tol %g)\n",
                   wd.e, wd.where, TOL_DELTA, wds.e, wds.where, TOL_DSUM);
+    print_message("  %d of %d comparisons outside the tolerances (%.1f %% allowed)\n", failures, compared,
+                  100.0 * allowed);
+    const int bad = failures > (int)(allowed * compared) || hard || !(loss_err < TOL_LOSS) || s.correct != g.correct;
     free(x);
     teardown(&g, ctx, m, t);
-    if (failures) fail_msg("%s: %d comparison(s) with PyTorch's training step failed", model, failures);
+    if (bad) fail_msg("%s: %d comparison(s) with PyTorch's training step failed", model, failures);
 }
 
 static void test_golden_resnet18_eval_logits(void **state) {
@@ -537,7 +558,7 @@ static void test_golden_resnet18_eval_logits(void **state) {
 }
 static void test_golden_resnet18_train_step(void **state) {
     (void)state;
-    check_train("resnet18");
+    check_train("resnet18", 0.0);
 }
 static void test_golden_resnext_eval_logits(void **state) {
     (void)state;
@@ -545,7 +566,7 @@ static void test_golden_resnext_eval_logits(void **state) {
 }
 static void test_golden_resnext_train_step(void **state) {
     (void)state;
-    check_train("resnext");
+    check_train("resnext", 0.0);
 }
 static void test_golden_resnet18_4ch_2heads_eval_logits(void **state) {
     (void)state;
@@ -553,7 +574,7 @@ static void test_golden_resnet18_4ch_2heads_eval_logits(void **state) {
 }
 static void test_golden_resnet18_4ch_2heads_train_step(void **state) {
     (void)state;
-    check_train("resnet18_4ch_2heads");
+    check_train("resnet18_4ch_2heads", 0.0);
 }
 static void test_golden_vgg11_bn_eval_logits(void **state) {
     (void)state;
@@ -600,7 +621,35 @@ static void test_golden_generator_matches_python(void **state) {
     assert_int_equal(tu_gen_tensor("conv1.bogus", 1, cases[0].shape, 1, x), -1);
 }
 
-int main(void) {
+static void test_golden_densenet121_eval_logits(void **state) {
+    (void)state;
+    check_eval("densenet121");
+}
+/* memory-efficient (recomputing) training, checked against torchvision's plain one */
+static void test_golden_densenet121_train_step(void **state) {
+    (void)state;
+    check_train("densenet121", DENSE_FRACTION);
+}
+static void test_golden_vgg16_eval_logits(void **state) {
+    (void)state;
+    check_eval("vgg16");
+}
+/* configuration C against the torch.nn model in make_golden.py */
+static void test_golden_vgg16c_eval_logits(void **state) {
+    (void)state;
+    check_eval("vgg16c");
+}
+
+/* Two groups, each its own meson test so that each stays short: the default one, and
+ * "densenet_vgg". */
+int main(int argc, char **argv) {
+    const struct CMUnitTest densenet_vgg[] = {
+        cmocka_unit_test(test_golden_densenet121_eval_logits),
+        cmocka_unit_test(test_golden_densenet121_train_step),
+        cmocka_unit_test(test_golden_vgg16_eval_logits),
+        cmocka_unit_test(test_golden_vgg16c_eval_logits),
+    };
+    if (argc > 1 && strcmp(argv[1], "densenet_vgg") == 0) return cmocka_run_group_tests(densenet_vgg, NULL, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_generator_matches_python),
         cmocka_unit_test(test_golden_resnet18_eval_logits),

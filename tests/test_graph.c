@@ -446,12 +446,47 @@ static void test_builder_concat_too_many(void **state) {
     expect_error(f, nc_builder_concat(f->b, xs, 257, &y), NC_ERR_INVALID_ARGUMENT, "count 257");
 }
 
-static void test_builder_concat_needs_2d(void **state) {
+static void test_builder_concat_mixed_ranks(void **state) {
     fx *f = *state;
     nc_value y, xs[2];
     xs[0] = flat(f, f->in);
     xs[1] = f->in;
-    expect_error(f, nc_builder_concat(f->b, xs, 2, &y), NC_ERR_SHAPE, "concat needs a 2-D input");
+    expect_error(f, nc_builder_concat(f->b, xs, 2, &y), NC_ERR_SHAPE, "concat inputs must have one rank");
+}
+
+static void test_builder_concat_channels(void **state) {
+    fx *f = *state;
+    nc_value y, xs[3];
+    assert_int_equal(nc_builder_conv2d(f->b, "a", f->in, 5, 3, 1, 1, 1, 1, 0, &xs[0]), NC_OK);
+    assert_int_equal(nc_builder_conv2d(f->b, "b", f->in, 7, 1, 1, 0, 1, 1, 0, &xs[1]), NC_OK);
+    xs[2] = f->in;
+    assert_int_equal(nc_builder_concat(f->b, xs, 3, &y), NC_OK);
+    assert_int_equal(G(f)->nodes[y].rank, 4);
+    assert_int_equal(G(f)->nodes[y].channels, 5 + 7 + 3);
+    nc__shape shapes[8];
+    const nc__shape in = nc__shape4(2, 3, 6, 5);
+    assert_int_equal(nc__graph_infer_shapes(G(f), &in, shapes), NC_OK);
+    assert_true(nc__shape_equal(&shapes[y], &(nc__shape){4, {2, 15, 6, 5}}));
+}
+
+static void test_builder_concat_fixed_sizes_differ(void **state) {
+    fx *f = *state;
+    nc_value y, xs[2];
+    assert_int_equal(nc_builder_adaptive_avg_pool2d(f->b, f->in, 2, 2, &xs[0]), NC_OK);
+    assert_int_equal(nc_builder_adaptive_avg_pool2d(f->b, f->in, 3, 2, &xs[1]), NC_OK);
+    expect_error(f, nc_builder_concat(f->b, xs, 2, &y), NC_ERR_SHAPE, "is 2x2 but");
+}
+
+static void test_shapes_concat_spatial_mismatch(void **state) {
+    fx *f = *state;
+    nc_value y, xs[2];
+    assert_int_equal(nc_builder_conv2d(f->b, "s2", f->in, 4, 3, 2, 1, 1, 1, 0, &xs[0]), NC_OK);
+    xs[1] = f->in; /* full size: the sizes differ only for a concrete input */
+    assert_int_equal(nc_builder_concat(f->b, xs, 2, &y), NC_OK);
+    nc__shape shapes[4];
+    const nc__shape in = nc__shape4(1, 3, 8, 8);
+    assert_int_equal(nc__graph_infer_shapes(G(f), &in, shapes), NC_ERR_SHAPE);
+    assert_non_null(strstr(nc_context_last_error(f->ctx), "input 1 is"));
 }
 
 static void test_builder_concat_features(void **state) {
@@ -798,7 +833,10 @@ int main(void) {
         T(test_builder_concat_null_list),
         T(test_builder_concat_zero_count),
         T(test_builder_concat_too_many),
-        T(test_builder_concat_needs_2d),
+        T(test_builder_concat_mixed_ranks),
+        T(test_builder_concat_channels),
+        T(test_builder_concat_fixed_sizes_differ),
+        T(test_shapes_concat_spatial_mismatch),
         T(test_builder_concat_features),
         T(test_builder_sticky_error),
         T(test_builder_finish_output_not_2d),

@@ -241,6 +241,81 @@ static void test_models_keys_vgg11(void **s) { check_arch(s, "vgg11"); }
 static void test_models_keys_vgg11_bn(void **s) { check_arch(s, "vgg11_bn"); }
 static void test_models_keys_vgg16(void **s) { check_arch(s, "vgg16"); }
 static void test_models_keys_vgg16_bn(void **s) { check_arch(s, "vgg16_bn"); }
+static void test_models_keys_vgg13(void **s) { check_arch(s, "vgg13"); }
+static void test_models_keys_vgg13_bn(void **s) { check_arch(s, "vgg13_bn"); }
+static void test_models_keys_vgg19(void **s) { check_arch(s, "vgg19"); }
+static void test_models_keys_vgg19_bn(void **s) { check_arch(s, "vgg19_bn"); }
+/* configuration C against the torch.nn model in make_torchvision_keys.py */
+static void test_models_keys_vgg16c(void **s) { check_arch(s, "vgg16c"); }
+static void test_models_keys_vgg16c_bn(void **s) { check_arch(s, "vgg16c_bn"); }
+static void test_models_keys_densenet121(void **s) { check_arch(s, "densenet121"); }
+static void test_models_keys_densenet169(void **s) { check_arch(s, "densenet169"); }
+static void test_models_keys_densenet201(void **s) { check_arch(s, "densenet201"); }
+
+static void test_models_shapes_densenet121_odd_size(void **state) {
+    fx *f = *state;
+    nc_model_options o = opts("densenet121");
+    build_ok(f, &o);
+    expect_shapes(f, "densenet121");
+}
+
+static void test_models_shapes_vgg16c(void **state) {
+    fx *f = *state;
+    nc_model_options o = opts("vgg16c");
+    build_ok(f, &o);
+    expect_shapes(f, "vgg16c");
+    assert_int_equal(G(f)->nodes[find_node(G(f), "features.14")].attr.conv.kh, 1); /* conv1-256 */
+}
+
+/* CheXNet moved to 4-channel inputs: 14 outputs, conv0 (64, 4, 7, 7). */
+static void test_models_densenet121_4ch_14classes(void **state) {
+    fx *f = *state;
+    nc_model_options o = opts("densenet121");
+    o.num_classes = 14;
+    o.in_channels = 4;
+    build_ok(f, &o);
+    expect_keys(f, "densenet121_c14_in4");
+}
+
+/* torchvision's DenseNet init: conv Kaiming normal fan_in, linear bias 0. */
+static void test_models_densenet_init_kinds(void **state) {
+    fx *f = *state;
+    nc_model_options o = opts("densenet121");
+    build_ok(f, &o);
+    nc__graph *g = G(f);
+    const int w = nc__graph_find_tensor(g, "features.denseblock2.denselayer3.conv2.weight");
+    assert_int_equal(g->tensors[w].init, NC__INIT_KAIMING_NORMAL_FAN_IN);
+    assert_int_equal(g->tensors[nc__graph_find_tensor(g, "features.conv0.weight")].init,
+                     NC__INIT_KAIMING_NORMAL_FAN_IN);
+    assert_int_equal(g->tensors[nc__graph_find_tensor(g, "classifier.bias")].init, NC__INIT_ZERO);
+    assert_int_equal(g->tensors[nc__graph_find_tensor(g, "classifier.weight")].init, NC__INIT_LINEAR_UNIFORM);
+    assert_int_equal(g->tensors[nc__graph_find_tensor(g, "features.norm5.weight")].init, NC__INIT_ONE);
+}
+
+/* The memory-efficient marks: each dense layer's concat, norm1 and relu1, never a
+ * convolution; the first layer of a block reads the block input without a concat. */
+static void test_models_densenet_recompute_marks(void **state) {
+    fx *f = *state;
+    nc_model_options o = opts("densenet121");
+    build_ok(f, &o);
+    const nc__graph *g = G(f);
+    const nc__node *n1 = &g->nodes[find_node(g, "features.denseblock1.denselayer2.norm1")];
+    const nc__node *cat = &g->nodes[n1->inputs[0]];
+    assert_int_equal(cat->op, NC__OP_CONCAT);
+    assert_int_equal(cat->n_inputs, 2);
+    assert_int_equal(cat->channels, 64 + 32);
+    assert_true(cat->recompute && n1->recompute);
+    assert_true(g->nodes[find_node(g, "features.denseblock1.denselayer2.relu1")].recompute);
+    const nc__node *first = &g->nodes[find_node(g, "features.denseblock1.denselayer1.norm1")];
+    assert_string_equal(g->nodes[first->inputs[0]].name, "features.pool0");
+    int concats = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        concats += g->nodes[i].op == NC__OP_CONCAT;
+        if (g->nodes[i].op == NC__OP_CONV2D || g->nodes[i].op == NC__OP_LINEAR) assert_false(g->nodes[i].recompute);
+    }
+    /* 58 dense layers, 54 of them after a block's first; 3 transitions and norm5 */
+    assert_int_equal(concats, 54 + 4);
+}
 
 static void test_models_param_counts(void **state) {
     fx *f = *state;
@@ -249,7 +324,10 @@ static void test_models_param_counts(void **state) {
         {"resnet18", 11689512},          {"resnet34", 21797672},   {"resnet50", 25557032},
         {"resnet101", 44549160},         {"resnext50_32x4d", 25028904},
         {"resnext101_32x8d", 88791336},  {"vgg11", 132863336},     {"vgg11_bn", 132868840},
-        {"vgg16", 138357544},            {"vgg16_bn", 138365992},
+        {"vgg16", 138357544},            {"vgg16_bn", 138365992},  {"vgg13", 133047848},
+        {"vgg13_bn", 133053736},         {"vgg19", 143667240},     {"vgg19_bn", 143678248},
+        {"densenet121", 7978856},        {"densenet161", 28681000}, {"densenet169", 14149480},
+        {"densenet201", 20013928},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         nc_model_options o = opts(want[i].arch);
@@ -637,7 +715,7 @@ static void expect_create_error(fx *f, const nc_model_options *o, nc_status want
 static void test_models_unknown_arch(void **state) {
     nc_model_options o = opts("resnet19");
     expect_create_error(*state, &o, NC_ERR_NOT_FOUND, "unknown arch 'resnet19' (known: resnet18, resnet34");
-    expect_create_error(*state, &o, NC_ERR_NOT_FOUND, "vgg16_bn, simple_cnn)");
+    expect_create_error(*state, &o, NC_ERR_NOT_FOUND, "densenet201, simple_cnn)");
 }
 
 static void test_models_null_arch(void **state) {
@@ -917,6 +995,20 @@ int main(void) {
         T(test_models_keys_vgg11_bn),
         T(test_models_keys_vgg16),
         T(test_models_keys_vgg16_bn),
+        T(test_models_keys_vgg13),
+        T(test_models_keys_vgg13_bn),
+        T(test_models_keys_vgg19),
+        T(test_models_keys_vgg19_bn),
+        T(test_models_keys_vgg16c),
+        T(test_models_keys_vgg16c_bn),
+        T(test_models_keys_densenet121),
+        T(test_models_keys_densenet169),
+        T(test_models_keys_densenet201),
+        T(test_models_shapes_densenet121_odd_size),
+        T(test_models_shapes_vgg16c),
+        T(test_models_densenet121_4ch_14classes),
+        T(test_models_densenet_init_kinds),
+        T(test_models_densenet_recompute_marks),
         T(test_models_param_counts),
         T(test_models_resnet18_4ch_5classes),
         T(test_models_resnext_free_matches_torchvision),

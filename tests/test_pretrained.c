@@ -472,6 +472,34 @@ static void test_pretrained_vgg_features0_and_classifier6_head(void **s) {
     remove_file(path);
 }
 
+/* CheXNet moved to 4-channel images: torchvision densenet121 weights into a
+ * 4-channel, 14-output model; conv0 adapted, the classifier left as initialised. */
+static void test_pretrained_densenet_conv0_and_classifier_head(void **s) {
+    nc_context *ctx = CTX(s);
+    nc_model *src = make_model(ctx, "densenet121", 1000, 3, 1, 71);
+    char *path = write_state_dict(ctx, src, "densenet.safetensors", NULL, NULL, NULL);
+    nc_model *m = make_model(ctx, "densenet121", 14, 4, 1, 72);
+    float *head = get(m, "classifier.weight");
+    nc_pretrained_options o;
+    nc_pretrained_options_init(&o);
+    o.strict = 1;
+    nc_load_report rep = {.struct_size = sizeof rep};
+    assert_int_equal(nc_model_load_pretrained(m, path, &o, &rep), NC_OK);
+    print_message("  report: %s\n", rep.text);
+    assert_non_null(strstr(rep.text, "adapted features.conv0.weight [64,3,7,7] in file to [64,4,7,7]"));
+    assert_non_null(strstr(rep.text, "classifier.weight"));
+    assert_tensor_equal(m, "features.denseblock4.denselayer16.conv2.weight", src,
+                        "features.denseblock4.denselayer16.conv2.weight");
+    assert_tensor_equal(m, "features.norm5.running_var", src, "features.norm5.running_var");
+    float *now = get(m, "classifier.weight");
+    assert_memory_equal(now, head, (size_t)numel_of(m, "classifier.weight") * sizeof(float));
+    free(now);
+    free(head);
+    nc_model_destroy(m);
+    nc_model_destroy(src);
+    remove_file(path);
+}
+
 /* A builder-made model: the head is the Linear layers at the output ("cls.0",
  * "cls.1", and their ModuleList "cls"), the first conv the one reading the input. */
 static nc_model *custom_model(nc_context *ctx, int in_c, int heads, int classes, uint64_t seed) {
@@ -606,6 +634,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_pretrained_keep_head_mismatch_is_shape_error, tu_fx_setup,
                                         tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_pretrained_vgg_features0_and_classifier6_head, tu_fx_setup,
+                                        tu_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_pretrained_densenet_conv0_and_classifier_head, tu_fx_setup,
                                         tu_fx_teardown),
         cmocka_unit_test_setup_teardown(test_pretrained_builder_model_heads_from_graph, tu_fx_setup,
                                         tu_fx_teardown),

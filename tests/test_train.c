@@ -159,6 +159,46 @@ static void overfit_tiny_batch(nc_precision precision) {
     nc_context_destroy(ctx);
 }
 
+/* CheXNet's setup: densenet121 (memory-efficient training), 14 findings as sigmoid
+ * outputs with BCE, on the oneDNN backend when built (ref otherwise); the loss falls
+ * on a fixed batch. */
+static void test_trainer_densenet121_chexnet_bce(void **s) {
+    (void)s;
+    enum { N = 4, C = 1, H = 32, K = 14, STEPS = 8 };
+    nc_context *ctx = NULL;
+    assert_int_equal(nc_context_create(NULL, &ctx), NC_OK);
+    nc_model_options mo;
+    nc_model_options_init(&mo);
+    mo.arch = "densenet121";
+    mo.num_classes = K;
+    mo.in_channels = C;
+    nc_model *m;
+    assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+    float x[N * C * H * H];
+    tu_fill_uniform(x, N * C * H * H, -1, 1, 14);
+    int32_t y[N * K];
+    for (int i = 0; i < N * K; i++) y[i] = (i * 5 + i / K) % 3 == 0;
+    nc_trainer_options to;
+    nc_trainer_options_init(&to);
+    to.loss = NC_LOSS_BCE_WITH_LOGITS;
+    to.optimizer = NC_OPTIMIZER_ADAM;
+    to.lr = 1e-3f;
+    nc_trainer *t;
+    assert_int_equal(nc_trainer_create(m, &to, &t), NC_OK);
+    nc_step_stats st = {0};
+    float first = 0;
+    for (int i = 0; i < STEPS; i++) {
+        assert_int_equal(nc_trainer_step(t, x, y, N, C, H, H, &st), NC_OK);
+        if (i == 0) first = st.loss;
+    }
+    print_message("  BCE loss %.4f -> %.4f, outputs right %d/%d\n", first, st.loss, st.correct, st.total);
+    assert_int_equal(st.total, N * K);
+    assert_true(st.loss < 0.7f * first);
+    nc_trainer_destroy(t);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
 static void test_trainer_overfits_tiny_batch(void **s) {
     (void)s;
     overfit_tiny_batch(NC_PRECISION_FP32);
@@ -409,6 +449,7 @@ int main(void) {
         cmocka_unit_test(test_trainer_options_rejected),
         cmocka_unit_test(test_trainer_reproducible_by_seed),
         cmocka_unit_test(test_trainer_learns_from_png_folder_through_loader),
+        cmocka_unit_test(test_trainer_densenet121_chexnet_bce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,15 +85,18 @@ static int store_metadata(rs *r, nc_model *m) {
     return st == NC_OK ? 0 : fail_lib(r->ctx, "storing the model's metadata", st);
 }
 
-/* Parameter groups: head = "fc" (VGG: "classifier"), early = stem + first stage,
- * backbone = everything else ("default"). */
+/* Parameter groups: head = "fc" (VGG, DenseNet: "classifier"), early = stem + first
+ * stage, backbone = everything else ("default"). */
 static int add_groups(rs *r) {
     const cfg *c = r->c;
     const char *arch = r->j->model;
     int vgg = strncmp(arch, "vgg", 3) == 0, simple = strcmp(arch, "simple_cnn") == 0;
-    const char *head = vgg ? "classifier" : "fc";
-    const char *early = vgg ? (strstr(arch, "_bn") ? "features.0,features.1" : "features.0")
-                            : simple ? "conv1,bn1" : "conv1,bn1,layer1";
+    int dense = strncmp(arch, "densenet", 8) == 0;
+    const char *head = vgg || dense ? "classifier" : "fc";
+    const char *early = vgg     ? (strstr(arch, "_bn") ? "features.0,features.1" : "features.0")
+                        : dense ? "features.conv0,features.norm0,features.denseblock1"
+                        : simple ? "conv1,bn1"
+                                 : "conv1,bn1,layer1";
     nc_status st = NC_OK;
     if (c->lr_head >= 0.0f || c->freeze_epochs > 0) {
         st = nc_trainer_add_group(r->t, "head", head, c->lr_head >= 0.0f ? c->lr_head : c->lr, c->weight_decay);

@@ -87,6 +87,9 @@ typedef enum nc__dtype { NC__DTYPE_F32 = 0, NC__DTYPE_BF16 = 1, NC__DTYPE_COUNT 
 static inline size_t nc__dtype_size(nc__dtype t) { return t == NC__DTYPE_BF16 ? 2 : 4; }
 static inline const char *nc__dtype_name(nc__dtype t) { return t == NC__DTYPE_BF16 ? "bf16" : "f32"; }
 
+/* The most inputs of one concat (graph node and backend entry). */
+#define NC__MAX_CONCAT 256
+
 /* How a backward call writes an activation gradient (see GRADIENT WRITE RULE). */
 typedef enum nc__write {
     NC__WRITE_ADD = 0,       /* dx += ... (an earlier call wrote part of dx) */
@@ -337,15 +340,18 @@ typedef struct nc__backend {
                                  const void *x, const void *y);
 
     /* ---- reshaping: in (N,C,H,W) -> (N, C*H*W) in logical order (same dtype); and
-     * feature concat: y (N, sum widths) = [x_0 | x_1 | ...], each x_i (N, widths[i]) */
+     * concat along dimension 1: y = [x_0 | x_1 | ...] (torch.cat(xs, 1)), each x_i
+     * (N, F_i) or (N, C_i, H, W), y (N, sum) or (N, sum C_i, H, W), one dtype; each
+     * value in the backend's layout for its own shape (a blocked layout's inputs may
+     * be blocked or plain, their channel offsets need not be block multiples). */
     nc_status (*flatten_forward)(void *state, const nc__value_desc *in, void *y, const void *x);
     nc_status (*flatten_backward)(void *state, const nc__value_desc *in, nc__write mode, void *dx,
                                   const void *dy);
-    nc_status (*concat_forward)(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+    nc_status (*concat_forward)(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                 void *y, const void *const *xs);
     /* dxs[i] NULL: no gradient wanted; modes[i] for each. The same dx may appear
      * twice (concat(f, f): modes SET then ADD), so inputs are handled in index order. */
-    nc_status (*concat_backward)(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+    nc_status (*concat_backward)(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                  const nc__write *modes, void *const *dxs, const void *dy);
 
     /* ---- fused entries (optional; used only where `supports` says yes, never on ref,

@@ -111,6 +111,8 @@ static float init_value(const nc__tensor_def *t, uint64_t seed, uint64_t stream,
     case NC__INIT_ONE: return 1.0f;
     case NC__INIT_KAIMING_NORMAL_FAN_OUT:
         return nc__rng_normal(seed, stream, i) * (float)sqrt(2.0 / (double)(t->fan_out > 0 ? t->fan_out : 1));
+    case NC__INIT_KAIMING_NORMAL_FAN_IN:
+        return nc__rng_normal(seed, stream, i) * (float)sqrt(2.0 / (double)(t->fan_in > 0 ? t->fan_in : 1));
     case NC__INIT_LINEAR_UNIFORM: {
         float bound = (float)(1.0 / sqrt((double)(t->fan_in > 0 ? t->fan_in : 1)));
         return (2.0f * nc__rng_uniform(seed, stream, i) - 1.0f) * bound;

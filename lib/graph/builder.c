@@ -628,6 +628,20 @@ nc_status nc_builder_flatten(nc_builder *b, nc_value x, nc_value *out) {
     return NC_OK;
 }
 
+/* Concat's inputs share their rank: 2-D (features) or 4-D (channels, with equal
+ * spatial sizes where they are fixed). */
+static nc_status check_concat_input(nc_builder *b, const char *name, nc_value first, nc_value x) {
+    const nc__node *a = &b->g->nodes[first], *n = &b->g->nodes[x];
+    if (n->rank != a->rank)
+        return bfail(b, NC_ERR_SHAPE, "%s: concat inputs must have one rank, but '%s' is %d-D and '%s' %d-D", name,
+                     a->name, a->rank, n->name, n->rank);
+    if (a->static_h > 0 && n->static_h > 0 && (a->static_h != n->static_h || a->static_w != n->static_w))
+        return bfail(b, NC_ERR_SHAPE, "%s: '%s' is %lldx%lld but '%s' is %lldx%lld", name, a->name,
+                     (long long)a->static_h, (long long)a->static_w, n->name, (long long)n->static_h,
+                     (long long)n->static_w);
+    return NC_OK;
+}
+
 nc_status nc_builder_concat(nc_builder *b, const nc_value *xs, int count, nc_value *out) {
     char name[64];
     nc_status st = begin(b, out, "nc_builder_concat");
@@ -636,16 +650,26 @@ nc_status nc_builder_concat(nc_builder *b, const nc_value *xs, int count, nc_val
     if (!xs) return bfail(b, NC_ERR_NULL, "%s: NULL value list", name);
     if (count < 1 || count > NC__MAX_CONCAT)
         return bfail(b, NC_ERR_INVALID_ARGUMENT, "%s: count %d must be in [1, %d]", name, count, NC__MAX_CONCAT);
-    int64_t f = 0;
+    int64_t f = 0, sh = 0, sw = 0;
     for (int i = 0; i < count; i++) {
         if ((st = check_value(b, xs[i], name)) != NC_OK) return st;
-        if ((st = check_rank(b, xs[i], 2, name, "concat")) != NC_OK) return st;
-        f += b->g->nodes[xs[i]].channels;
+        const nc__node *in = &b->g->nodes[xs[i]];
+        if (in->rank != 2 && in->rank != 4)
+            return bfail(b, NC_ERR_SHAPE, "%s: concat needs 2-D or 4-D inputs, but '%s' is %d-D", name, in->name,
+                         in->rank);
+        if ((st = check_concat_input(b, name, xs[0], xs[i])) != NC_OK) return st;
+        if (in->static_h > 0) {
+            sh = in->static_h;
+            sw = in->static_w;
+        }
+        f += in->channels;
         if (f > NC__MAX_NUMEL) return bfail(b, NC_ERR_INVALID_ARGUMENT, "%s: too many features", name);
     }
     int node;
     if ((st = add_node(b, NC__OP_CONCAT, name, xs, count, &node)) != NC_OK) return st;
     b->g->nodes[node].channels = f;
+    b->g->nodes[node].static_h = sh;
+    b->g->nodes[node].static_w = sw;
     *out = node;
     return NC_OK;
 }

@@ -16,8 +16,10 @@ static const nc__backend *backend(const nc__plan *p) { return p->m->ctx->backend
 static void *state(const nc__plan *p) { return p->bstate; }
 static const nc__node *node(const nc__plan *p, int i) { return &p->m->graph->nodes[i]; }
 
+/* Value v's buffer: during backward a recomputed value's second one (exec.h). */
 static void *val(const nc__plan *p, int v) {
-    return p->val_off[v] == NONE ? NULL : (char *)p->arena + p->val_off[v];
+    const size_t off = p->in_backward && p->rec_off[v] != NONE ? p->rec_off[v] : p->val_off[v];
+    return off == NONE ? NULL : (char *)p->arena + off;
 }
 static void *grad(const nc__plan *p, int v) {
     return p->grad_off[v] == NONE ? NULL : (char *)p->arena + p->grad_off[v];
@@ -169,7 +171,7 @@ static nc_status sync_stats(nc__plan *p, const nc__bn_desc *d, const void *x, do
     return st == NC_OK ? sync_write(p, dev, host, 2 * C) : st;
 }
 
-static nc_status forward_bn_sync(nc__plan *p, int i, const nc__bn_desc *d, const void *x) {
+static nc_status forward_bn_sync(nc__plan *p, int i, const nc__bn_desc *d, const void *x, void *rmean, void *rvar) {
     const nc__node *nd = node(p, i);
     const nc__fusion *f = &p->fusion[i];
     double count = 0.0;
@@ -177,8 +179,8 @@ static nc_status forward_bn_sync(nc__plan *p, int i, const nc__bn_desc *d, const
     if (st == NC_OK) st = sync_stats(p, d, x, &count);
     if (st != NC_OK) return st;
     return backend(p)->batchnorm_sync_forward(state(p), d, f->relu >= 0, val(p, f->out), saved(p, i, 0),
-                                              saved(p, i, 1), param(p, nd, 2), param(p, nd, 3), x, param(p, nd, 0),
-                                              param(p, nd, 1), p->sync_dev, count);
+                                              saved(p, i, 1), rmean, rvar, x, param(p, nd, 0), param(p, nd, 1),
+                                              p->sync_dev, count);
 }
 
 /* dev = this rank's sum dy, sum dy*xhat (2C), then every rank's (2C); *count the
@@ -209,7 +211,8 @@ static nc_status backward_bn_sync(nc__plan *p, int i, const nc__bn_desc *d, cons
 
 /* Training: batch statistics (every rank's with synchronised batch norm),
  * running-statistics update, saved statistics for backward, the RELU too when fused;
- * eval: running statistics. */
+ * eval: running statistics. A recomputation (exec.h) updates the scratch statistics
+ * after the saved ones instead. */
 static nc_status forward_bn(nc__plan *p, int i) {
     const nc__backend *be = backend(p);
     const nc__node *nd = node(p, i);
@@ -219,11 +222,13 @@ static nc_status forward_bn(nc__plan *p, int i) {
     if (!p->training)
         return be->batchnorm_forward_infer(state(p), &d, val(p, i), x, param(p, nd, 0), param(p, nd, 1),
                                            param(p, nd, 2), param(p, nd, 3));
-    nc_status st = p->hooks.sum ? forward_bn_sync(p, i, &d, x)
+    const int again = p->in_backward;
+    void *rmean = again ? saved(p, i, 2) : param(p, nd, 2), *rvar = again ? saved(p, i, 3) : param(p, nd, 3);
+    nc_status st = p->hooks.sum ? forward_bn_sync(p, i, &d, x, rmean, rvar)
                                 : (f->relu >= 0 ? be->batchnorm_relu_forward_train : be->batchnorm_forward_train)(
-                                      state(p), &d, val(p, f->out), saved(p, i, 0), saved(p, i, 1), param(p, nd, 2),
-                                      param(p, nd, 3), x, param(p, nd, 0), param(p, nd, 1));
-    p->m->num_batches[nd->tensors[4]]++;
+                                      state(p), &d, val(p, f->out), saved(p, i, 0), saved(p, i, 1), rmean, rvar, x,
+                                      param(p, nd, 0), param(p, nd, 1));
+    if (!again) p->m->num_batches[nd->tensors[4]]++;
     return st;
 }
 
@@ -236,14 +241,14 @@ static nc_status forward_linear(nc__plan *p, int i) {
 
 static nc_status forward_concat(nc__plan *p, int i) {
     const nc__node *nd = node(p, i);
-    int64_t widths[NC__MAX_CONCAT];
+    nc__value_desc xv[NC__MAX_CONCAT];
     const void *xs[NC__MAX_CONCAT];
     for (int k = 0; k < nd->n_inputs; k++) {
-        widths[k] = p->shapes[nd->inputs[k]].d[1];
+        xv[k] = nc__plan_value_desc(p, nd->inputs[k]);
         xs[k] = val(p, nd->inputs[k]);
     }
-    return backend(p)->concat_forward(state(p), p->dtype[i], p->shapes[i].d[0], nd->n_inputs, widths, val(p, i),
-                                      xs);
+    const nc__value_desc yv = nc__plan_value_desc(p, i);
+    return backend(p)->concat_forward(state(p), &yv, nd->n_inputs, xv, val(p, i), xs);
 }
 
 /* Node i, or the group it heads; x is the host input (node 0). */
@@ -376,16 +381,16 @@ static nc_status backward_linear(nc__plan *p, int i) {
 
 static nc_status backward_concat(nc__plan *p, int i) {
     const nc__node *nd = node(p, i);
-    int64_t widths[NC__MAX_CONCAT];
+    nc__value_desc xv[NC__MAX_CONCAT];
     void *dxs[NC__MAX_CONCAT];
     nc__write modes[NC__MAX_CONCAT];
     for (int k = 0; k < nd->n_inputs; k++) {
-        widths[k] = p->shapes[nd->inputs[k]].d[1];
+        xv[k] = nc__plan_value_desc(p, nd->inputs[k]);
         dxs[k] = grad(p, nd->inputs[k]);
         modes[k] = nc__plan_write_mode(p, i, k);
     }
-    return backend(p)->concat_backward(state(p), p->dtype[i], p->shapes[i].d[0], nd->n_inputs, widths, modes, dxs,
-                                       grad(p, i));
+    const nc__value_desc yv = nc__plan_value_desc(p, i);
+    return backend(p)->concat_backward(state(p), &yv, nd->n_inputs, xv, modes, dxs, grad(p, i));
 }
 
 /* The backward of node i, or of the group it heads. Element-wise rules without
@@ -431,15 +436,24 @@ nc_status nc__plan_backward_taps(nc__plan *p, const int *taps, float *const *hos
     if (!p->m->grad_arena) return nc__error(ctx, NC_ERR_STATE, "internal: no gradient arena");
     int lowest = g->output;
     for (int k = 0; k < n_taps; k++) lowest = taps[k] < lowest ? taps[k] : lowest;
+    p->in_backward = 1;
+    int next_rec = 0; /* into rec_order */
     for (int i = g->output; i >= 1 && st == NC_OK; i--) {
         /* every consumer of node i ran its backward: its gradient is whole */
         for (int k = 0; k < n_taps && st == NC_OK; k++)
             if (taps[k] == i) st = download_node(p, i, 1, hosts[k]);
         if (st != NC_OK || (n_taps > 0 && i == lowest)) break; /* nothing below is wanted */
         if (p->run_at[i] != i) continue; /* not needed, or a fused RELU (run by its BN) */
+        for (; st == NC_OK && next_rec < p->n_rec && p->rec_trigger[p->rec_order[next_rec]] == i; next_rec++) {
+            const int h = p->rec_order[next_rec];
+            st = forward_node(p, h, NULL);
+            if (st != NC_OK) nc__error_prefix(ctx, st, "%s (recomputed)", g->nodes[h].name);
+        }
+        if (st != NC_OK) break;
         st = backward_node(p, i);
         if (st != NC_OK) nc__error_prefix(ctx, st, "%s (backward)", g->nodes[i].name);
         if (st == NC_OK && p->hooks.after_backward) st = p->hooks.after_backward(p->hooks.user, i);
     }
+    p->in_backward = 0;
     return st;
 }

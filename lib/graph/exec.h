@@ -27,6 +27,21 @@
  * consumed when the group containing its consumer runs. Graph nodes are untouched:
  * code walking the graph (summary, parameter lists) sees every node.
  *
+ * Recomputation (Pleiss et al., "Memory-Efficient Implementation of DenseNets";
+ * torchvision's memory_efficient=True). In training, a group (a node, or a fused
+ * bn+relu) whose members all carry the graph's `recompute` mark and are concat,
+ * batchnorm or relu keeps its value only until its last forward reader. Its trigger
+ * is the latest unmarked node reading it, directly or through other marked groups
+ * (rec_trigger). Just before the trigger's backward, the marked groups with that
+ * trigger run their forward again, in graph order, into a second buffer (rec_off)
+ * that lives until the last backward reading it; backward reads that buffer. The
+ * unmarked values such a group reads stay alive until then. A recomputed batch norm
+ * normalises with the same batch again (same statistics, written over the saved
+ * ones) and updates scratch copies of the running statistics, never the model's.
+ * A DenseNet layer's concat -> norm1 -> relu1 is such a chain: per dense block the
+ * concatenated features of all layers then share one buffer of the block's widest
+ * concat instead of one kept per layer (quadratic in the layer count).
+ *
  * Gradient writes follow backend.h's GRADIENT WRITE RULE: the backward of
  * first_writer[v] (v's last consumer, whose backward runs first) writes v's gradient
  * with NC__WRITE_SET, every later one with NC__WRITE_ADD; nothing is zeroed. */
@@ -62,7 +77,9 @@ typedef struct nc__fusion {
 typedef enum nc__buffer_kind {
     NC__BUFFER_VALUE = 0,   /* a node's value */
     NC__BUFFER_GRAD = 1,    /* its gradient (training) */
-    NC__BUFFER_SAVED = 2,   /* a batch norm's saved mean and invstd, 2*C f32 (training) */
+    NC__BUFFER_SAVED = 2,   /* a batch norm's saved mean and invstd, 2*C f32 (training);
+                               4*C when recomputed: then scratch running mean and var */
+    NC__BUFFER_RECOMPUTED = 3, /* a recomputed value's second life (training) */
 } nc__buffer_kind;
 
 typedef struct nc__buffer_owner {
@@ -91,6 +108,15 @@ typedef struct nc__plan {
     size_t *val_off;            /* [n_nodes] */
     size_t *grad_off;           /* [n_nodes] (training) */
     size_t *save_off;           /* [n_nodes] bn saved mean, then invstd (training) */
+    size_t *rec_off;            /* [n_nodes] a recomputed value's backward buffer */
+    /* recomputation (see above): rec_trigger[h] is the trigger of the marked group
+     * headed by h, 0 when h is not recomputed (node 0 is never a trigger);
+     * rec_order[0 .. n_rec) those heads by decreasing trigger, then increasing h:
+     * the order backward recomputes them in */
+    int *rec_trigger;           /* [n_nodes] */
+    int *rec_order;             /* [n_nodes] */
+    int n_rec;
+    int in_backward;            /* set while backward runs: reads use rec_off */
     nc__dtype *dtype;           /* [n_nodes] storage dtype of each value and its gradient */
     int *first_writer;          /* [n_nodes] node whose backward writes v's gradient first
                                    (NC__WRITE_SET); -1 when v has no gradient or, for

@@ -7,6 +7,7 @@
 
 #include "neurc.h"
 #include "core/shape.h"
+#include "backend/backend.h"
 
 #include <stdint.h>
 #include <stddef.h>
@@ -42,6 +43,7 @@ typedef enum nc__init {
     NC__INIT_KAIMING_NORMAL_FAN_OUT, /* conv weight: N(0, 2/fan_out) */
     NC__INIT_LINEAR_UNIFORM,         /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
     NC__INIT_NORMAL_001,             /* N(0, 0.01^2) (VGG classifier) */
+    NC__INIT_KAIMING_NORMAL_FAN_IN,  /* conv weight: N(0, 2/fan_in) (DenseNet) */
 } nc__init;
 
 typedef struct nc__tensor_def {
@@ -65,7 +67,7 @@ typedef struct nc__linear_attr { int64_t out_features; int bias; } nc__linear_at
 typedef struct nc__dropout_attr { float p; } nc__dropout_attr;
 
 #define NC__MAX_NODE_TENSORS 5
-#define NC__MAX_CONCAT 256      /* inputs of one concat node */
+/* NC__MAX_CONCAT, the most inputs of one concat node: backend/backend.h */
 
 typedef struct nc__node {
     nc__op op;
@@ -89,6 +91,9 @@ typedef struct nc__node {
     int rank;                   /* 4 = (N, C, H, W), 2 = (N, F) */
     int64_t channels;           /* C for rank 4, F for rank 2 */
     int64_t static_h, static_w; /* spatial size when fixed by an adaptive pool, else 0 */
+    int recompute;              /* 1: in training, keep the value only through the forward
+                                   pass and compute it again in backward (exec.h,
+                                   Recomputation); concat, batchnorm and relu honour it */
 } nc__node;
 
 typedef struct nc__graph {

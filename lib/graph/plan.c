@@ -89,6 +89,9 @@ void nc__plan_destroy(nc__plan *p) {
     nc__free(ctx, p->val_off);
     nc__free(ctx, p->grad_off);
     nc__free(ctx, p->save_off);
+    nc__free(ctx, p->rec_off);
+    nc__free(ctx, p->rec_trigger);
+    nc__free(ctx, p->rec_order);
     nc__free(ctx, p->dtype);
     nc__free(ctx, p->first_writer);
     nc__free(ctx, p->run_at);
@@ -110,13 +113,18 @@ nc_status nc__plan_alloc(nc_model *m, int training, const nc__shape *in, nc__pla
     p->val_off = nc__calloc(ctx, n, sizeof *p->val_off);
     p->grad_off = nc__calloc(ctx, n, sizeof *p->grad_off);
     p->save_off = nc__calloc(ctx, n, sizeof *p->save_off);
+    p->rec_off = nc__calloc(ctx, n, sizeof *p->rec_off);
+    p->rec_trigger = nc__calloc(ctx, n, sizeof *p->rec_trigger);
+    p->rec_order = nc__calloc(ctx, n, sizeof *p->rec_order);
     p->dtype = nc__calloc(ctx, n, sizeof *p->dtype);
     p->first_writer = nc__calloc(ctx, n, sizeof *p->first_writer);
     p->run_at = nc__calloc(ctx, n, sizeof *p->run_at);
     p->fusion = nc__calloc(ctx, n, sizeof *p->fusion);
-    p->buffers = nc__calloc(ctx, 3 * n, sizeof *p->buffers); /* value, gradient, saved stats */
-    p->buffer_owner = nc__calloc(ctx, 3 * n, sizeof *p->buffer_owner);
-    if (!p->shapes || !p->cache || !p->val_off || !p->grad_off || !p->save_off || !p->dtype || !p->first_writer ||
+    /* value, gradient, saved stats, recomputed value */
+    p->buffers = nc__calloc(ctx, 4 * n, sizeof *p->buffers);
+    p->buffer_owner = nc__calloc(ctx, 4 * n, sizeof *p->buffer_owner);
+    if (!p->shapes || !p->cache || !p->val_off || !p->grad_off || !p->save_off || !p->rec_off || !p->rec_trigger ||
+        !p->rec_order || !p->dtype || !p->first_writer ||
         !p->run_at || !p->fusion || !p->buffers || !p->buffer_owner) {
         nc__plan_destroy(p);
         return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__);
@@ -419,6 +427,54 @@ void nc__plan_fuse(nc__plan *p, const nc__plan_uses *u) {
         fuse_conv_chains(p, u);
 }
 
+/* -------------------------------------------------------- (5b) recomputation */
+
+static int can_recompute(const nc__plan *p, int v) {
+    const nc__node *nd = node(p, v);
+    return nd->recompute && v != p->m->graph->output && p->shapes[v].ndim == 4 &&
+           (nd->op == NC__OP_CONCAT || nd->op == NC__OP_BATCHNORM || nd->op == NC__OP_RELU);
+}
+
+/* Whether the group headed by h is recomputed: every member marked. */
+static int group_marked(const nc__plan *p, int h) {
+    return p->run_at[h] == h && can_recompute(p, h) && can_recompute(p, p->fusion[h].out);
+}
+
+/* The trigger of the group v belongs to; 0 when v is not recomputed. */
+static int rec_of(const nc__plan *p, int v) { return p->run_at[v] >= 0 ? p->rec_trigger[p->run_at[v]] : 0; }
+
+/* Whether head a is recomputed after head b: by decreasing trigger, then graph order. */
+static int rec_after(const nc__plan *p, int a, int b) {
+    const int ta = p->rec_trigger[a], tb = p->rec_trigger[b];
+    return ta != tb ? ta < tb : a > b;
+}
+
+void nc__plan_choose_recompute(nc__plan *p, const nc__plan_uses *u) {
+    const int n = p->m->graph->n_nodes;
+    memset(p->rec_trigger, 0, (size_t)n * sizeof *p->rec_trigger);
+    p->n_rec = 0;
+    if (!p->training) return;
+    /* reverse graph order: a consumer's trigger is known before its producer's */
+    for (int h = n - 1; h >= 1; h--) {
+        if (!group_marked(p, h)) continue;
+        const int out = p->fusion[h].out;
+        int t = 0;
+        for (int k = u->first[out]; k < u->first[out + 1]; k++) {
+            const int c = p->run_at[u->users[k]], tc = p->rec_trigger[c] ? p->rec_trigger[c] : c;
+            t = max_int(t, tc);
+        }
+        p->rec_trigger[h] = t; /* 0: no reader, nothing to recompute */
+        if (t) p->rec_order[p->n_rec++] = h;
+    }
+    /* insertion sort: the list is nearly ordered already */
+    for (int i = 1; i < p->n_rec; i++)
+        for (int j = i; j > 0 && rec_after(p, p->rec_order[j - 1], p->rec_order[j]); j--) {
+            const int t = p->rec_order[j];
+            p->rec_order[j] = p->rec_order[j - 1];
+            p->rec_order[j - 1] = t;
+        }
+}
+
 /* -------------------------------------------------------------- (6) liveness */
 
 static int reads_input_in_backward(nc__op op) {
@@ -438,19 +494,38 @@ static int has_gradient(const nc__plan *p, const nc__plan_uses *u, int v) {
 }
 
 /* The last time value v is read: by a consumer's forward (when its group runs), the
- * loss (the output), or a backward rule that reads it (training). */
+ * loss (the output), or a backward rule that reads it (training), or by the
+ * recomputation of a consumer. A recomputed value's forward buffer serves forward
+ * readers only (its backward readers get the second buffer, recomputed_life). */
 static int value_last_use(const nc__plan *p, const nc__plan_uses *u, int v) {
-    const int n = p->m->graph->n_nodes, at = p->run_at[v];
+    const int n = p->m->graph->n_nodes, at = p->run_at[v], rec = rec_of(p, v) != 0;
     int last = v == p->m->graph->output ? nc__plan_loss_time(n) : nc__plan_fwd_time(at);
     for (int k = u->first[v]; k < u->first[v + 1]; k++) {
         const int c = u->users[k];
         last = max_int(last, nc__plan_fwd_time(p->run_at[c]));
+        if (rec) continue;
         if (p->training && reads_input_in_backward(node(p, c)->op))
             last = max_int(last, nc__plan_bwd_time(n, p->run_at[c]));
+        if (rec_of(p, c)) last = max_int(last, nc__plan_bwd_time(n, rec_of(p, c)));
     }
     /* a fused RELU's value is read by its group's backward, at the head's position */
-    if (p->training && reads_output_in_backward(node(p, v)->op)) last = max_int(last, nc__plan_bwd_time(n, at));
+    if (!rec && p->training && reads_output_in_backward(node(p, v)->op))
+        last = max_int(last, nc__plan_bwd_time(n, at));
     return last;
+}
+
+/* A recomputed value's second buffer: from its recomputation, just before its
+ * trigger's backward, to the last backward or recomputation reading it. */
+static nc__interval recomputed_life(const nc__plan *p, const nc__plan_uses *u, int v) {
+    const int n = p->m->graph->n_nodes, first = nc__plan_bwd_time(n, rec_of(p, v));
+    int last = first;
+    for (int k = u->first[v]; k < u->first[v + 1]; k++) {
+        const int c = u->users[k];
+        if (reads_input_in_backward(node(p, c)->op)) last = max_int(last, nc__plan_bwd_time(n, p->run_at[c]));
+        if (rec_of(p, c)) last = max_int(last, nc__plan_bwd_time(n, rec_of(p, c)));
+    }
+    if (reads_output_in_backward(node(p, v)->op)) last = max_int(last, nc__plan_bwd_time(n, p->run_at[v]));
+    return (nc__interval){.first = first, .last = last};
 }
 
 /* When v's gradient is first written: by the loss, or by the backward of v's
@@ -481,9 +556,14 @@ void nc__plan_liveness(nc__plan *p, const nc__plan_uses *u) {
                 const nc__interval g = gradient_life(p, u, v);
                 add_buffer(p, v, NC__BUFFER_GRAD, bytes, g.first, g.last);
             }
+            if (rec_of(p, v)) {
+                const nc__interval r = recomputed_life(p, u, v);
+                add_buffer(p, v, NC__BUFFER_RECOMPUTED, bytes, r.first, r.last);
+            }
         }
         if (p->training && at >= 0 && is_op(p, v, NC__OP_BATCHNORM))
-            add_buffer(p, v, NC__BUFFER_SAVED, 2 * (size_t)p->shapes[v].d[1] * nc__dtype_size(NC__DTYPE_F32),
+            add_buffer(p, v, NC__BUFFER_SAVED,
+                       (rec_of(p, v) ? 4 : 2) * (size_t)p->shapes[v].d[1] * nc__dtype_size(NC__DTYPE_F32),
                        nc__plan_fwd_time(at), nc__plan_bwd_time(n, at));
     }
 }
@@ -491,15 +571,17 @@ void nc__plan_liveness(nc__plan *p, const nc__plan_uses *u) {
 /* --------------------------------------------------------------- (7) packing */
 
 void nc__plan_pack(nc__plan *p) {
-    for (int v = 0; v < p->m->graph->n_nodes; v++) p->val_off[v] = p->grad_off[v] = p->save_off[v] = NONE;
+    for (int v = 0; v < p->m->graph->n_nodes; v++)
+        p->val_off[v] = p->grad_off[v] = p->save_off[v] = p->rec_off[v] = NONE;
     p->naive_bytes = 0;
     for (int i = 0; i < p->n_buffers; i++) p->naive_bytes += align_up(p->buffers[i].bytes, NC__ARENA_ALIGN);
     p->arena_bytes = nc__plan_memory(p->m->ctx, p->buffers, p->n_buffers, NC__ARENA_ALIGN);
     for (int i = 0; i < p->n_buffers; i++) {
         const nc__buffer_owner o = p->buffer_owner[i];
-        size_t *off = o.kind == NC__BUFFER_VALUE  ? p->val_off
-                      : o.kind == NC__BUFFER_GRAD ? p->grad_off
-                                                  : p->save_off;
+        size_t *off = o.kind == NC__BUFFER_VALUE   ? p->val_off
+                      : o.kind == NC__BUFFER_GRAD  ? p->grad_off
+                      : o.kind == NC__BUFFER_SAVED ? p->save_off
+                                                   : p->rec_off;
         off[o.node] = p->buffers[i].offset;
     }
 }
@@ -524,6 +606,7 @@ static nc_status build(nc_model *m, int training, const nc__shape *in, nc__plan 
     nc__plan_assign_dtypes(p);
     NC_CHECK(nc__plan_check_support(p, &u));
     nc__plan_fuse(p, &u);
+    nc__plan_choose_recompute(p, &u);
     nc__plan_liveness(p, &u);
     nc__plan_pack(p);
     nc__plan_assign_writers(p, &u);

@@ -38,12 +38,16 @@ nc_status nc__plan_check_support(const nc__plan *p, const nc__plan_uses *u);
 /* (5) fusion: p->run_at, p->fusion, n_conv_chains, n_bn_relu (exec.h, Fusion), groups
  * only where `supports` accepts them. */
 void nc__plan_fuse(nc__plan *p, const nc__plan_uses *u);
+/* (5b) recomputation: p->rec_trigger, rec_order, n_rec (exec.h, Recomputation), in
+ * training, from the nodes' `recompute` marks. */
+void nc__plan_choose_recompute(nc__plan *p, const nc__plan_uses *u);
 /* (6) liveness: p->buffers, p->buffer_owner, p->n_buffers: every value a group
  * writes, in training its gradient and a batch norm's saved statistics, with their
- * bytes (the backend's value_bytes) and plan-time intervals. */
+ * bytes (the backend's value_bytes) and plan-time intervals; the second life of
+ * each recomputed value. */
 void nc__plan_liveness(nc__plan *p, const nc__plan_uses *u);
 /* (7) packing: offsets of the buffers (nc__plan_memory), p->val_off, grad_off,
- * save_off, arena_bytes, naive_bytes. The arena itself is allocated by build. */
+ * save_off, rec_off, arena_bytes, naive_bytes. The arena itself is allocated by build. */
 void nc__plan_pack(nc__plan *p);
 /* (8) gradient writes: p->first_writer (exec.h). */
 void nc__plan_assign_writers(nc__plan *p, const nc__plan_uses *u);

@@ -143,15 +143,24 @@ nc_status nc__graph_infer_shapes(const nc__graph *g, const nc__shape *input, nc_
             y = nc__shape2(x->d[0], x->d[1] * x->d[2] * x->d[3]);
             break;
         case NC__OP_CONCAT: {
+            /* 2-D: features side by side; 4-D: channels, the other sizes equal */
             int64_t f = 0;
             for (int j = 0; j < n->n_inputs; j++) {
                 const nc__shape *xj = &shapes[n->inputs[j]];
-                if (xj->ndim != 2 || xj->d[0] != x->d[0])
-                    return nc__error(ctx, NC_ERR_SHAPE, "%s: input %d must be 2-D with %lld rows", n->name,
-                                     j, (long long)x->d[0]);
+                int same = xj->ndim == x->ndim && (x->ndim == 2 || x->ndim == 4) && xj->d[0] == x->d[0];
+                for (int k = 2; same && k < x->ndim; k++) same = xj->d[k] == x->d[k];
+                if (!same) {
+                    char s1[64], s2[64];
+                    return nc__error(ctx, NC_ERR_SHAPE,
+                                     "%s: input %d is %s ('%s') but input 0 is %s; concat joins 2-D values or "
+                                     "4-D values of one batch and spatial size along dimension 1",
+                                     n->name, j, nc__shape_str(xj, s1, sizeof s1), g->nodes[n->inputs[j]].name,
+                                     nc__shape_str(x, s2, sizeof s2));
+                }
                 f += xj->d[1];
             }
-            y = nc__shape2(x->d[0], f);
+            y = *x;
+            y.d[1] = f;
             break;
         }
         default:

@@ -41,7 +41,8 @@ static int in_head(const head_prefix *p, int n, const char *name) {
 }
 
 /* The head's module paths. Built-in architectures: "fc" (ResNet, ResNeXt,
- * simple_cnn) or "classifier.6" (VGG), which cover every head layout of heads.c.
+ * simple_cnn), "classifier.6" (VGG) or "classifier" (DenseNet), which cover every
+ * head layout of heads.c.
  * Builder-made models: the Linear nodes reached from the output through
  * parameterless nodes only (dropout, flatten, concat, ...), plus the parent of a
  * name ending in ".<digits>" ("cls" for "cls.0", an nn.ModuleList of heads).
@@ -50,7 +51,9 @@ static nc_status find_heads(const nc_model *m, head_prefix *p, int *n) {
     const nc__graph *g = m->graph;
     *n = 0;
     if (m->has_arch) {
-        p[0].s = strncmp(m->arch_name, "vgg", 3) == 0 ? "classifier.6" : "fc";
+        p[0].s = strncmp(m->arch_name, "vgg", 3) == 0        ? "classifier.6"
+                 : strncmp(m->arch_name, "densenet", 8) == 0 ? "classifier"
+                                                             : "fc";
         p[0].len = strlen(p[0].s);
         *n = 1;
         return NC_OK;

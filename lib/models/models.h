@@ -1,5 +1,5 @@
 /* models.h — private interface between the architecture registry (registry.c) and
- * the builders of each family (resnet.c, vgg.c, simple_cnn.c) and the classifier
+ * the builders of each family (resnet.c, vgg.c, densenet.c, simple_cnn.c) and the classifier
  * heads (heads.c). Every builder works on an nc_builder and validated options. */
 #ifndef NC_MODELS_MODELS_H
 #define NC_MODELS_MODELS_H
@@ -30,17 +30,32 @@ typedef struct nc__resnet_cfg {
 nc_status nc__resnet_build(nc_builder *b, const nc_model_options *opt, const nc__resnet_cfg *cfg,
                            nc_value x, nc_value *logits);
 
-/* Builds VGG with configuration 'A' (depth 11) or 'D' (depth 16), with or without
+/* Builds VGG in one of the paper's configurations 'A' (VGG-11), 'B' (13), 'C' (16
+ * with 1x1 convolutions in the last three stages), 'D' (16), 'E' (19), with or without
  * batchnorm, plus the heads (key "classifier.6"); applies VGG's initialisation. */
-nc_status nc__vgg_build(nc_builder *b, const nc_model_options *opt, int depth, int batch_norm,
+nc_status nc__vgg_build(nc_builder *b, const nc_model_options *opt, char config, int batch_norm,
                         nc_value x, nc_value *logits);
+
+/* A DenseNet configuration (torchvision's DenseNet(growth_rate, block_config,
+ * num_init_features, bn_size)). */
+typedef struct nc__densenet_cfg {
+    int growth;                /* k: channels each dense layer adds */
+    int layers[4];             /* dense layers per block */
+    int init_features;         /* conv0's channels */
+    int bn_size;               /* bottleneck width = bn_size * growth */
+} nc__densenet_cfg;
+
+/* Builds a DenseNet (densenet.c) plus the heads (key "classifier"), memory-efficient
+ * in training. */
+nc_status nc__densenet_build(nc_builder *b, const nc_model_options *opt, const nc__densenet_cfg *cfg,
+                             nc_value x, nc_value *logits);
 
 /* Builds the simple_cnn baseline (see simple_cnn.c) plus the heads (key "fc"). */
 nc_status nc__simple_cnn_build(nc_builder *b, const nc_model_options *opt, nc_value x,
                                nc_value *logits);
 
 /* Classifier heads on 2-D features (see heads.c for the key scheme). `key` is the
- * module path of the head ("fc", "classifier.6"); linear_dropout > 0 puts a Dropout
+ * module path of the head ("fc", "classifier.6", "classifier"); linear_dropout > 0 puts a Dropout
  * before linear heads. */
 nc_status nc__heads_build(nc_builder *b, const nc_model_options *opt, const char *key,
                           nc_value features, float linear_dropout, nc_value *logits);

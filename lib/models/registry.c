@@ -10,28 +10,46 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef enum family { FAM_RESNET, FAM_VGG, FAM_SIMPLE } family;
+typedef enum family { FAM_RESNET, FAM_VGG, FAM_DENSENET, FAM_SIMPLE } family;
 
 typedef struct arch_entry {
     const char *name;
     family fam;
-    nc__resnet_cfg resnet;   /* FAM_RESNET (groups 0 = from the options: "resnext") */
-    int vgg_depth, vgg_bn;   /* FAM_VGG */
+    nc__resnet_cfg resnet;     /* FAM_RESNET (groups 0 = from the options: "resnext") */
+    char vgg_config;           /* FAM_VGG: the paper's configuration 'A' .. 'E' */
+    int vgg_bn;
+    nc__densenet_cfg densenet; /* FAM_DENSENET */
 } arch_entry;
 
+#define RESNET(nm, ...) {.name = nm, .fam = FAM_RESNET, .resnet = __VA_ARGS__}
+#define VGG(nm, CONFIG, BN) {.name = nm, .fam = FAM_VGG, .vgg_config = CONFIG, .vgg_bn = BN}
+#define DENSENET(nm, GROWTH, L1, L2, L3, L4, INIT)                                                              \
+    {.name = nm, .fam = FAM_DENSENET, .densenet = {GROWTH, {L1, L2, L3, L4}, INIT, 4}}
+
 static const arch_entry arches[] = {
-    {"resnet18", FAM_RESNET, {0, {2, 2, 2, 2}, 1, 64}, 0, 0},
-    {"resnet34", FAM_RESNET, {0, {3, 4, 6, 3}, 1, 64}, 0, 0},
-    {"resnet50", FAM_RESNET, {1, {3, 4, 6, 3}, 1, 64}, 0, 0},
-    {"resnet101", FAM_RESNET, {1, {3, 4, 23, 3}, 1, 64}, 0, 0},
-    {"resnext50_32x4d", FAM_RESNET, {1, {3, 4, 6, 3}, 32, 4}, 0, 0},
-    {"resnext101_32x8d", FAM_RESNET, {1, {3, 4, 23, 3}, 32, 8}, 0, 0},
-    {"resnext", FAM_RESNET, {1, {3, 4, 6, 3}, 0, 0}, 0, 0},
-    {"vgg11", FAM_VGG, {0, {0, 0, 0, 0}, 0, 0}, 11, 0},
-    {"vgg11_bn", FAM_VGG, {0, {0, 0, 0, 0}, 0, 0}, 11, 1},
-    {"vgg16", FAM_VGG, {0, {0, 0, 0, 0}, 0, 0}, 16, 0},
-    {"vgg16_bn", FAM_VGG, {0, {0, 0, 0, 0}, 0, 0}, 16, 1},
-    {"simple_cnn", FAM_SIMPLE, {0, {0, 0, 0, 0}, 0, 0}, 0, 0},
+    RESNET("resnet18", {0, {2, 2, 2, 2}, 1, 64}),
+    RESNET("resnet34", {0, {3, 4, 6, 3}, 1, 64}),
+    RESNET("resnet50", {1, {3, 4, 6, 3}, 1, 64}),
+    RESNET("resnet101", {1, {3, 4, 23, 3}, 1, 64}),
+    RESNET("resnext50_32x4d", {1, {3, 4, 6, 3}, 32, 4}),
+    RESNET("resnext101_32x8d", {1, {3, 4, 23, 3}, 32, 8}),
+    RESNET("resnext", {1, {3, 4, 6, 3}, 0, 0}),
+    VGG("vgg11", 'A', 0),
+    VGG("vgg11_bn", 'A', 1),
+    VGG("vgg13", 'B', 0),
+    VGG("vgg13_bn", 'B', 1),
+    VGG("vgg16c", 'C', 0),
+    VGG("vgg16c_bn", 'C', 1),
+    VGG("vgg16", 'D', 0),
+    VGG("vgg16_bn", 'D', 1),
+    VGG("vgg19", 'E', 0),
+    VGG("vgg19_bn", 'E', 1),
+    /*        name           k   block layers     init */
+    DENSENET("densenet121", 32, 6, 12, 24, 16, 64),
+    DENSENET("densenet161", 48, 6, 12, 36, 24, 96),
+    DENSENET("densenet169", 32, 6, 12, 32, 32, 64),
+    DENSENET("densenet201", 32, 6, 12, 48, 32, 64),
+    {.name = "simple_cnn", .fam = FAM_SIMPLE},
 };
 #define N_ARCHES (sizeof arches / sizeof arches[0])
 
@@ -68,7 +86,7 @@ static nc_status check_options(nc_context *ctx, const nc_model_options *o, const
     if (!o->arch) return nc__error(ctx, NC_ERR_NULL, "model options: arch is NULL");
     const arch_entry *e = find_arch(o->arch);
     if (!e) {
-        char known[512];
+        char known[768];
         size_t n = 0;
         known[0] = 0;
         for (size_t i = 0; i < N_ARCHES && n < sizeof known; i++)
@@ -150,7 +168,10 @@ nc_status nc__arch_build(nc_context *ctx, const nc_model_options *opt, nc_builde
         break;
     }
     case FAM_VGG:
-        st = nc__vgg_build(b, opt, e->vgg_depth, e->vgg_bn, x, out);
+        st = nc__vgg_build(b, opt, e->vgg_config, e->vgg_bn, x, out);
+        break;
+    case FAM_DENSENET:
+        st = nc__densenet_build(b, opt, &e->densenet, x, out);
         break;
     case FAM_SIMPLE:
     default:

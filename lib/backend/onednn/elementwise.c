@@ -192,15 +192,86 @@ fail:
     return st;
 }
 
-/* Concat works on plain 2-D values, as ref's. */
-nc_status nc__dnnl_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+/* ---- concat along dimension 1: each value in its own layout (blocked or plain) */
+
+/* Storage index of logical element (n, c, hw) in a value of geometry g. */
+static inline size_t geom_index(const dn_geom *g, int64_t n, int64_t c, int64_t hw) {
+    return (size_t)(((n * g->cb + c / g->block) * g->hw + hw) * g->block + c % g->block);
+}
+
+/* Whether channels [off, off + x.c) of y are whole blocks of y's layout that x has
+ * too: then each sample of x is one contiguous run in y (x's padding, if any, is y's). */
+static int concat_contiguous(const dn_geom *y, const dn_geom *x, int64_t off) {
+    return x->block == y->block && off % y->block == 0 && (x->c % x->block == 0 || off + x->c == y->c);
+}
+
+/* Copies x (geometry gx) to or from channels [off, off + gx.c) of y (geometry gy):
+ * to_y 1 writes y (forward, whole elements), 0 writes x as `mode` says (backward). */
+static void concat_move(const dn_state *s, nc__dtype dt, const dn_geom *gy, const dn_geom *gx, int64_t off,
+                        int to_y, nc__write mode, void *y, void *x) {
+    // y (N, CBy, HW, By), x (N, CBx, HW, Bx) of dtype dt
+    const size_t es = nc__dtype_size(dt);
+    if (concat_contiguous(gy, gx, off)) {
+        const size_t run = (size_t)(gx->cb * gx->hw * gx->block);
+        for (int64_t n = 0; n < gx->n; n++) {
+            char *yp = (char *)y + geom_index(gy, n, off, 0) * es, *xp = (char *)x + (size_t)n * run * es;
+            nc__ref_write_values(s->nt, dt, to_y ? NC__WRITE_SET : mode, run, to_y ? yp : xp, to_y ? xp : yp);
+        }
+        return;
+    }
+    const int set = to_y || mode == NC__WRITE_SET;
+    const int64_t tasks = gx->n * gx->cb * gx->block;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(s->nt) schedule(static) if (tasks * gx->hw >= NC__REF_PAR_MIN)
+#endif
+    for (int64_t t = 0; t < tasks; t++) { /* (n, c) of x, padding lanes included */
+        const int64_t n = t / (gx->cb * gx->block), c = t % (gx->cb * gx->block);
+        for (int64_t hw = 0; hw < gx->hw; hw++) {
+            const size_t kx = geom_index(gx, n, c, hw);
+            if (c >= gx->c) { /* x's padding: 0 when written */
+                if (!to_y && set) st(dt, x, kx, 0.0f);
+                continue;
+            }
+            const size_t ky = geom_index(gy, n, off + c, hw);
+            if (to_y)
+                st(dt, y, ky, ld(dt, x, kx));
+            else
+                st(dt, x, kx, set ? ld(dt, y, ky) : ld(dt, x, kx) + ld(dt, y, ky));
+        }
+    }
+}
+
+/* Zeroes y's padding channels [C, CB*B) (forward, after the inputs' copies). */
+static void zero_padding(nc__dtype dt, const dn_geom *g, void *y) {
+    // y (N, CB, HW, B)
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t c = g->c; c < g->cb * g->block; c++)
+            for (int64_t hw = 0; hw < g->hw; hw++) st(dt, y, geom_index(g, n, c, hw), 0.0f);
+}
+
+nc_status nc__dnnl_concat_forward(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                   void *y, const void *const *xs) {
-    nc__ref_concat_forward(dtype, n, count, widths, y, xs);
+    const dn_state *s = state;
+    const dn_geom gy = geom_of(s, yv);
+    int64_t off = 0;
+    for (int i = 0; i < count; i++) {
+        const dn_geom gx = geom_of(s, &xv[i]);
+        concat_move(s, yv->dtype, &gy, &gx, off, 1, NC__WRITE_SET, y, (void *)xs[i]);
+        off += gx.c;
+    }
+    zero_padding(yv->dtype, &gy, y);
     return NC_OK;
 }
 
-nc_status nc__dnnl_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+nc_status nc__dnnl_concat_backward(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                    const nc__write *modes, void *const *dxs, const void *dy) {
-    nc__ref_concat_backward(dtype, n, count, widths, modes, dxs, dy);
+    const dn_state *s = state;
+    const dn_geom gy = geom_of(s, yv);
+    int64_t off = 0;
+    for (int i = 0; i < count; i++) { /* in index order: the same dx may come twice */
+        const dn_geom gx = geom_of(s, &xv[i]);
+        if (dxs[i]) concat_move(s, yv->dtype, &gy, &gx, off, 0, modes[i], (void *)dy, dxs[i]);
+        off += gx.c;
+    }
     return NC_OK;
 }

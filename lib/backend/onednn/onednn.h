@@ -180,9 +180,9 @@ nc_status nc__dnnl_dropout_backward(void *state, const nc__value_desc *v, nc__wr
 nc_status nc__dnnl_flatten_forward(void *state, const nc__value_desc *in, void *y, const void *x);
 nc_status nc__dnnl_flatten_backward(void *state, const nc__value_desc *in, nc__write mode, void *dx,
                                     const void *dy);
-nc_status nc__dnnl_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+nc_status nc__dnnl_concat_forward(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                   void *y, const void *const *xs);
-nc_status nc__dnnl_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+nc_status nc__dnnl_concat_backward(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                    const nc__write *modes, void *const *dxs, const void *dy);
 
 /* The op entries (ops.c). */

@@ -424,15 +424,25 @@ static nc_status ref_flatten_backward(void *state, const nc__value_desc *in, nc_
     return ref_accumulate(state, in, mode, dx, dy);
 }
 
-static nc_status ref_concat_forward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+/* In NCHW a value's sample is contiguous, so concat along dimension 1 of 2-D or 4-D
+ * values joins rows of C_i*H*W elements. */
+static void concat_widths(int count, const nc__value_desc *xv, int64_t *widths) {
+    for (int i = 0; i < count; i++) widths[i] = nc__shape_numel(&xv[i].shape) / xv[i].shape.d[0];
+}
+
+static nc_status ref_concat_forward(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                     void *y, const void *const *xs) {
-    nc__ref_concat_forward(dtype, n, count, widths, y, xs);
+    int64_t widths[NC__MAX_CONCAT];
+    concat_widths(count, xv, widths);
+    nc__ref_concat_forward(yv->dtype, yv->shape.d[0], count, widths, y, xs);
     return NC_OK;
 }
 
-static nc_status ref_concat_backward(void *state, nc__dtype dtype, int64_t n, int count, const int64_t *widths,
+static nc_status ref_concat_backward(void *state, const nc__value_desc *yv, int count, const nc__value_desc *xv,
                                      const nc__write *modes, void *const *dxs, const void *dy) {
-    nc__ref_concat_backward(dtype, n, count, widths, modes, dxs, dy);
+    int64_t widths[NC__MAX_CONCAT];
+    concat_widths(count, xv, widths);
+    nc__ref_concat_backward(yv->dtype, yv->shape.d[0], count, widths, modes, dxs, dy);
     return NC_OK;
 }
 
