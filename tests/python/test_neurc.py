@@ -1226,7 +1226,7 @@ class TestComm(unittest.TestCase):
             neurc.Comm(nccl=True)
         self.assertEqual(_lib.lib.nc_comm_timeout(None), 0.0)
         self.assertTrue(issubclass(neurc.TimeoutError, TimeoutError))
-        self.assertIs(neurc.error_class(13), neurc.TimeoutError)
+        self.assertIs(neurc.error_class(14), neurc.TimeoutError)
         with neurc.Model("simple_cnn", num_classes=2, in_channels=1, width=4) as m:
             t = neurc.Trainer(m)
             t.set_sync_batchnorm(True)  # without a communicator: no effect (one process)
