@@ -52,11 +52,23 @@ def rank_pid(mpirun_pid, rank):
 
 
 class FailureTest(unittest.TestCase):
+    def run_scenario(self, mode):
+        """One mpirun of test_dist MODE: (seconds, output). Open MPI 4.1's mpirun
+        itself sometimes segfaults while it logs the death of a rank under
+        --enable-recovery (orte_rml_oob_send_buffer_nb in pmix_server_log, seen
+        once in a few dozen runs); then rank 0 never reports, through no fault of
+        ours, and the run is repeated (at most twice more) with a note."""
+        for attempt in range(3):
+            t0 = time.monotonic()
+            p = subprocess.run(LAUNCH + [TEST_DIST, mode], capture_output=True, text=True, timeout=60, env=ENV)
+            took, out = time.monotonic() - t0, p.stdout + p.stderr
+            if "rank 0: step after the other rank stopped" in out or "pmix_server_log" not in out:
+                break
+            sys.stderr.write("note: mpirun crashed in Open MPI's pmix logging (attempt %d); again\n" % (attempt + 1))
+        return took, out
+
     def scenario(self, mode):
-        t0 = time.monotonic()
-        p = subprocess.run(LAUNCH + [TEST_DIST, mode], capture_output=True, text=True, timeout=60, env=ENV)
-        took = time.monotonic() - t0
-        out = p.stdout + p.stderr
+        took, out = self.run_scenario(mode)
         m = re.search(r"rank 0: step after the other rank stopped: .*\((NC_ERR_\w+)\) after ([\d.]+) s: (.*)", out)
         self.assertIsNotNone(m, out)
         self.assertEqual(m.group(1), "NC_ERR_TIMEOUT", out)
