@@ -194,6 +194,8 @@ ARCHS = [
     ("vgg11_bn", dict(small_input=1), 32, True),
     ("vgg16", dict(small_input=1), 32, True),
     ("vgg16_bn", dict(small_input=1), 32, True),
+    ("vgg16c_bn", dict(small_input=1), 32, True),
+    ("densenet121", dict(small_input=1), 32, True),
 ]
 
 
