@@ -51,6 +51,15 @@ def rank_pid(mpirun_pid, rank):
     return None
 
 
+def mpirun_crashed(out, attempt):
+    """True (with a note) when mpirun itself crashed in Open MPI's pmix logging
+    before the surviving rank could report (see FailureTest.run_scenario)."""
+    if "pmix_server_log" not in out:
+        return False
+    sys.stderr.write("note: mpirun crashed in Open MPI's pmix logging (attempt %d); again\n" % (attempt + 1))
+    return True
+
+
 class FailureTest(unittest.TestCase):
     def run_scenario(self, mode):
         """One mpirun of test_dist MODE: (seconds, output). Open MPI 4.1's mpirun
@@ -62,9 +71,8 @@ class FailureTest(unittest.TestCase):
             t0 = time.monotonic()
             p = subprocess.run(LAUNCH + [TEST_DIST, mode], capture_output=True, text=True, timeout=60, env=ENV)
             took, out = time.monotonic() - t0, p.stdout + p.stderr
-            if "rank 0: step after the other rank stopped" in out or "pmix_server_log" not in out:
+            if "rank 0: step after the other rank stopped" in out or not mpirun_crashed(out, attempt):
                 break
-            sys.stderr.write("note: mpirun crashed in Open MPI's pmix logging (attempt %d); again\n" % (attempt + 1))
         return took, out
 
     def scenario(self, mode):
@@ -85,11 +93,10 @@ class FailureTest(unittest.TestCase):
 
     def test_nc_train_rank_killed_mid_training(self):
         for attempt in range(3):  # mpirun's own crash (see run_scenario): again
-            if self.nc_train_rank_killed() or attempt == 2:
+            if self.nc_train_rank_killed(attempt) or attempt == 2:
                 break
-            sys.stderr.write("note: mpirun crashed in Open MPI's pmix logging (attempt %d); again\n" % (attempt + 1))
 
-    def nc_train_rank_killed(self):
+    def nc_train_rank_killed(self, attempt):
         """One run; False when mpirun itself crashed before rank 0 could report."""
         base.setUpModule()
         try:
@@ -114,7 +121,7 @@ class FailureTest(unittest.TestCase):
                 p.kill()
                 self.fail("the surviving rank did not end within 60 s of the kill")
             took = time.monotonic() - killed
-            if "pmix_server_log" in stderr + stdout and "timed out" not in stderr:
+            if "timed out" not in stderr and mpirun_crashed(stderr + stdout, attempt):
                 return False
             self.assertRegex(stderr, r"nc-train: .*: MPI_I\w+ \(.*\) timed out on rank 0 of 2 after 4 s", stderr)
             self.assertLess(took, 60.0)
