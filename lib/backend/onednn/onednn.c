@@ -293,6 +293,7 @@ static nc_status make_reorder(dn_state *s, dn_cache *c, int k, const dnnl_memory
         return NC_OK;
     }
     dnnl_primitive_attr_t attr = NULL;
+    int old = threads_enter(s); /* a reorder fixes its thread count when created */
     NC_DNNL_CHECK("reorder", dnnl_primitive_attr_create(&attr));
     NC_DNNL_CHECK("reorder", dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     NC_DNNL_CHECK("reorder", dnnl_reorder_primitive_desc_create(&c->pd[k], from, s->engine, to, s->engine, attr));
@@ -304,6 +305,7 @@ fail:
         c->pd[k] = NULL;
     }
     if (attr) dnnl_primitive_attr_destroy(attr);
+    threads_leave(s, old);
     return st;
 }
 
