@@ -953,6 +953,41 @@ static void test_hue_vector_equals_scalar(void **state) {
     }
 }
 
+/* The fused path samples a decoder's 8-bit samples through a table of k / 255.0f:
+ * the result must equal, bit for bit, sampling the same image as floats (what
+ * nc_png_read gives), through a crop-and-resize and a rotation with zero fill, with
+ * every one of the 256 sample values present. */
+static void test_u8_source_equals_float_source(void **state) {
+    (void)state;
+    enum { H = 37, W = 53, C = 3 };
+    static unsigned char px[H * W * C];
+    static float planar[C * H * W];
+    for (int i = 0; i < H * W * C; i++) px[i] = (unsigned char)((i * 97 + (i / 7) * 13) & 255);
+    for (int i = 0; i < 256; i++) px[i * 5] = (unsigned char)i;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < C; c++) planar[(c * H + y) * W + x] = (float)px[(y * W + x) * C + c] / 255.0f;
+    nc__pixels pix = {.channels = C, .height = H, .width = W, .depth = 8, .data = px};
+    nc__source u8 = {.channels = C, .height = H, .width = W, .px = &pix};
+    nc__source f32 = {.channels = C, .height = H, .width = W, .planar = planar};
+    nc__geom steps[2] = {{.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = 41, .out_w = 45, .top = 3,
+                          .left = 2, .bh = 30, .bw = 47},
+                         {.kind = NC__GEOM_WARP, .in_h = H, .in_w = W, .out_h = 29, .out_w = 67, .bh = H, .bw = W}};
+    nc__rotation_matrix(steps[1].m, 23.0f);
+    for (int k = 0; k < 2; k++) {
+        nc__fused_plan plan = one_step(C, H, W, steps[k]);
+        size_t n = (size_t)C * (size_t)steps[k].out_h * (size_t)steps[k].out_w;
+        float *a = tu_zeros(n), *b = tu_zeros(n);
+        nc__fused_render(a, &u8, &plan);
+        nc__fused_render(b, &f32, &plan);
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&a[i], &b[i], sizeof(float)) != 0)
+                fail_msg("step %d value %zu: 8-bit source %a, float source %a", k, i, (double)a[i], (double)b[i]);
+        free(a);
+        free(b);
+    }
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
@@ -975,6 +1010,7 @@ int main(void) {
         T(test_out_of_memory_everywhere),
         T(test_threads_match_serial),
         T(test_hue_vector_equals_scalar),
+        T(test_u8_source_equals_float_source),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
