@@ -153,6 +153,12 @@ size_t nc__dnnl_act_floats(const dn_state *s, int ndim, const int64_t *dims);
 /* The channel block of such a value's layout: s->block when blocked, else 1 (plain
  * NCHW is the blocked layout with one channel per block). */
 int nc__dnnl_act_block(const dn_state *s, int ndim, const int64_t *dims);
+
+/* maxpool_bf16.c: max-pooling backward on bf16 activations, each gradient summed in
+ * f32 and rounded once (as ref); _fits says whether d is such a pooling. */
+int nc__dnnl_maxpool_bf16_fits(const dn_state *s, const nc__pool_desc *d);
+nc_status nc__dnnl_maxpool_bf16_backward(dn_state *s, const nc__pool_desc *d, void *dx, const void *dy,
+                                         const void *x);
 /* One-off reorder (a primitive made, run and destroyed): for the graph's boundary. */
 nc_status nc__dnnl_reorder_once(dn_state *s, const dnnl_memory_desc_t *from, const void *src,
                                 const dnnl_memory_desc_t *to, void *dst);

@@ -756,9 +756,9 @@ fail:
 }
 
 /* 1 when a bf16 primitive would round a dx element more than once where ref rounds
- * once: a gradient added into (ADD), or overlapping windows (3x3 stride 2), whose
- * contributions oneDNN 2.6's bf16 kernels sum in bf16 on the blocked layout. Those
- * run pool_bf16_backward (the stem's max pooling is one). */
+ * once: a gradient added into (ADD), or overlapping windows, whose contributions
+ * oneDNN 2.6's bf16 kernels sum in bf16 on the blocked layout. Those run
+ * pool_bf16_backward (bf16 max pooling has its own kernel, maxpool_bf16.c). */
 static int bf16_sums_twice(const nc__pool_desc *d, const pool_mds *m) {
     return !writes_whole(d->dx_write) || m->kernel[0] > m->strides[0] || m->kernel[1] > m->strides[1];
 }
@@ -845,6 +845,7 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     (void)y;
     NC_CHECK(pool_prepare(s, d, &c, &m));
     if (c->fallback) return pool_ref_backward(s, d, &m, dx, dy, x);
+    if (nc__dnnl_maxpool_bf16_fits(s, d)) return dx ? nc__dnnl_maxpool_bf16_backward(s, d, dx, dy, x) : NC_OK;
     if (d->dtype == NC__DTYPE_BF16 && bf16_sums_twice(d, &m)) return pool_bf16_backward(s, d, c, &m, dx, dy, x);
     const size_t bytes = dnnl_memory_desc_get_size(&m.src);
     void *tdx = dx;
