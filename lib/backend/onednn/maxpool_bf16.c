@@ -77,9 +77,10 @@ nc_status nc__dnnl_maxpool_bf16_backward(dn_state *s, const nc__pool_desc *d, vo
     const int B = nc__dnnl_act_block(s, 4, dims);
     const int64_t CB = (d->c + B - 1) / B, tasks = d->n * CB;
     const size_t in = (size_t)d->h * (size_t)d->w * (size_t)B, out = (size_t)d->oh * (size_t)d->ow * (size_t)B;
+    if (tasks <= 0 || in == 0) return NC_OK;
     const int nt = s->nt < tasks ? s->nt : (int)tasks;
     float *acc;
-    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B2, (size_t)(nt > 0 ? nt : 1) * in * sizeof(float), (void **)&acc));
+    NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B2, (size_t)nt * in * sizeof(float), (void **)&acc));
     const int add = d->dx_write != NC__WRITE_SET;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < tasks; t++) {
