@@ -22,11 +22,21 @@
 #include <string.h>
 
 /* Tolerances, from PyTorch's own float32 gradients against float64 under the same
- * measures (make_densenet_grad.py --check; see docs/testing.md for the numbers). */
+ * measures (make_densenet_grad.py --check; docs/design.md, "Gradient checks").
+ * densenet_small, input chosen with a kink margin of 5.4e-6: PyTorch float32 worst
+ * 4.1e-5 per tensor, 2.5e-5 per element, 2.1e-6 statistics, loss 3.7e-8. */
 #define TOL_LOSS 1e-5 /* relative */
 #define TOL_GRAD 1e-3 /* ||P(a - b)|| / ||P b|| per tensor: relative L2 error */
 #define TOL_ELEM 1e-3 /* |a_i - b_i| / max|b| for the 8 sampled elements */
 #define TOL_STAT 1e-4 /* running statistics' change, relative L2 */
+/* densenet121 (10^6 ReLU inputs) has no input whose ReLU inputs all stay clear of
+ * float32 rounding (best of 8 keys: 2.2e-7 standard deviations), so one rounding
+ * across a kink moves earlier gradients by ~1e-2: PyTorch float32 worst 6.1e-3 per
+ * tensor, 3.7e-3 per element; ours up to 2.3e-2 and 3.7e-2 (oneDNN). Its check is
+ * coarse: it catches an O(1) error (a wrong rule) in the real architecture (concats of
+ * up to 33 inputs, widths in multiples of 32), densenet_small the small ones. */
+#define TOL_GRAD_121 0.1
+#define TOL_ELEM_121 0.15
 
 #define MAX_PROJ 16
 #define MAX_SAMPLES 8
@@ -231,14 +241,14 @@ static double sketch_err(const gold *g, const gold_rec *r, const float *a) {
 }
 
 /* Compares record r with a (r->numel values); counts failures. */
-static int compare(const gold *g, const gold_rec *r, const float *a, worst *w) {
+static int compare(const gold *g, const gold_rec *r, const float *a, double tol_grad, double tol_elem, worst *w) {
     int bad = 0;
     const double e = sketch_err(g, r, a);
     if (!(e <= (r->stat ? w->stat : w->grad))) { /* NaN counts as worst */
         snprintf(r->stat ? w->stat_at : w->grad_at, 160, "%s", r->name);
         *(r->stat ? &w->stat : &w->grad) = e;
     }
-    if (!(e < (r->stat ? TOL_STAT : TOL_GRAD))) {
+    if (!(e < (r->stat ? TOL_STAT : tol_grad))) {
         print_message("  %s %s: relative L2 error %.3g (norm %.4g)\n", r->stat ? "statistic" : "gradient", r->name, e,
                       r->norm);
         bad++;
@@ -249,7 +259,7 @@ static int compare(const gold *g, const gold_rec *r, const float *a, worst *w) {
             w->elem = ej;
             snprintf(w->elem_at, sizeof w->elem_at, "%s[%lld]", r->name, (long long)r->idx[j]);
         }
-        if (!(ej < TOL_ELEM)) {
+        if (!(ej < tol_elem)) {
             print_message("  %s[%lld]: %.8g, want %.8g\n", r->name, (long long)r->idx[j], a[r->idx[j]], r->val[j]);
             bad++;
         }
@@ -263,7 +273,7 @@ static const gold_rec *find_rec(const gold *g, const char *name) {
     return NULL;
 }
 
-static void check_grads(const char *model, nc_backend_kind kind, int marks) {
+static void check_grads(const char *model, nc_backend_kind kind, int marks, double tol_grad, double tol_elem) {
     gold g;
     gold_load(model, &g);
     nc_context *ctx = NULL;
@@ -295,7 +305,7 @@ static void check_grads(const char *model, nc_backend_kind kind, int marks) {
         } else { /* CPU backends: the gradient arena is host memory */
             memcpy(a, nc__model_grad_ptr(m, i), (size_t)r->numel * sizeof *a);
         }
-        bad += compare(&g, r, a, &w);
+        bad += compare(&g, r, a, tol_grad, tol_elem, &w);
         free(a);
         free(before);
     }
@@ -303,7 +313,7 @@ static void check_grads(const char *model, nc_backend_kind kind, int marks) {
                   ctx->backend->name, marks ? "on" : "off", loss, g.loss, eloss, TOL_LOSS);
     print_message("  gradients, relative L2 error: worst %.3g at %s (tol %g); elements / max|grad|: worst %.3g at "
                   "%s (tol %g)\n",
-                  w.grad, w.grad_at, TOL_GRAD, w.elem, w.elem_at, TOL_ELEM);
+                  w.grad, w.grad_at, tol_grad, w.elem, w.elem_at, tol_elem);
     print_message("  running statistics' change, relative L2 error: worst %.3g at %s (tol %g)\n", w.stat, w.stat_at,
                   TOL_STAT);
     assert_int_equal(seen, g.nrec);
@@ -319,27 +329,27 @@ static void check_grads(const char *model, nc_backend_kind kind, int marks) {
 
 static void test_densenet_small_grads_ref(void **s) {
     (void)s;
-    check_grads("densenet_small", NC_BACKEND_REF, 1);
+    check_grads("densenet_small", NC_BACKEND_REF, 1, TOL_GRAD, TOL_ELEM);
 }
 static void test_densenet_small_grads_ref_no_recompute(void **s) {
     (void)s;
-    check_grads("densenet_small", NC_BACKEND_REF, 0);
+    check_grads("densenet_small", NC_BACKEND_REF, 0, TOL_GRAD, TOL_ELEM);
 }
 static void test_densenet_small_grads_onednn(void **s) {
     (void)s;
-    check_grads("densenet_small", NC_BACKEND_ONEDNN, 1);
+    check_grads("densenet_small", NC_BACKEND_ONEDNN, 1, TOL_GRAD, TOL_ELEM);
 }
 static void test_densenet_small_grads_onednn_no_recompute(void **s) {
     (void)s;
-    check_grads("densenet_small", NC_BACKEND_ONEDNN, 0);
+    check_grads("densenet_small", NC_BACKEND_ONEDNN, 0, TOL_GRAD, TOL_ELEM);
 }
 static void test_densenet121_small_input_grads_ref(void **s) {
     (void)s;
-    check_grads("densenet121_small", NC_BACKEND_REF, 1);
+    check_grads("densenet121_small", NC_BACKEND_REF, 1, TOL_GRAD_121, TOL_ELEM_121);
 }
 static void test_densenet121_small_input_grads_onednn(void **s) {
     (void)s;
-    check_grads("densenet121_small", NC_BACKEND_ONEDNN, 1);
+    check_grads("densenet121_small", NC_BACKEND_ONEDNN, 1, TOL_GRAD_121, TOL_ELEM_121);
 }
 
 int main(void) {
