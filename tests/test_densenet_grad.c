@@ -1,7 +1,8 @@
 /* test_densenet_grad.c — DenseNet's training gradients against PyTorch float64
  * (tests/fixtures/make_densenet_grad.py), in configurations where every batch norm
  * normalises >= 64 values per channel, on ref and oneDNN, with recomputation on and
- * off; and a finite-difference check of a small DenseNet through ref.
+ * off (docs/design.md, "Gradient checks", also says why no float32 finite-difference
+ * check of a DenseNet can be sound).
  * Each parameter tensor's gradient is compared as a whole (relative L2 error through
  * the fixture's random projections) plus 8 elements, and each running statistic's
  * change by the training forward likewise: a wrong backward rule of any one layer
