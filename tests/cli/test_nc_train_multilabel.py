@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import unittest
-import zlib
+
+from test_nc_train import png_gray  # the 8-bit gray PNG writer (zlib + struct), beside this file
 
 NC_TRAIN = sys.argv[1] if len(sys.argv) > 1 else None
 NC_PREDICT = sys.argv[2] if len(sys.argv) > 2 else None
@@ -34,19 +35,6 @@ TMP = None
 COMMON = ["--model", "simple_cnn", "--width", "4", "--threads", "1", "--workers", "0", "--batch-size", "8",
           "--val-split", "0.25", "--test-split", "0.25", "--seed", "5", "--lr", "0.05", "--log-every", "2",
           "--loss", "bce", "--label-columns", ",".join(LABELS)]
-
-
-def png_gray(path, rows):
-    h, w = len(rows), len(rows[0])
-    raw = b"".join(b"\x00" + bytes(r) for r in rows)
-
-    def chunk(kind, data):
-        c = struct.pack(">I", len(data)) + kind + data
-        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)))
-        f.write(chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def findings(i):
