@@ -24,7 +24,8 @@ import sys
 import tempfile
 import unittest
 
-from test_nc_train import png_gray  # the 8-bit gray PNG writer (zlib + struct), beside this file
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree for the import below
+from test_nc_train import png_gray  # noqa: E402 (the 8-bit gray PNG writer beside this file)
 
 NC_TRAIN = sys.argv[1] if len(sys.argv) > 1 else None
 NC_PREDICT = sys.argv[2] if len(sys.argv) > 2 else None
