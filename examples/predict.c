@@ -607,8 +607,28 @@ static double sigmoid(double z) {
     return e / (1.0 + e);
 }
 
+/* The labels of one head whose probability is >= the threshold, joined by '|', as one
+ * CSV field (quoted as put_field would quote the joined text), without a buffer. */
+static void put_label_list(app *a, const double *p) {
+    FILE *f = a->out;
+    int quote = 0, first = 1;
+    for (int k = 0; k < a->classes; k++)
+        if ((float)p[k] >= a->label_thr && strpbrk(a->names[k], ",\"\r\n")) quote = 1;
+    if (quote) fputc('"', f);
+    for (int k = 0; k < a->classes; k++) {
+        if (!((float)p[k] >= a->label_thr)) continue;
+        if (!first) fputc('|', f);
+        first = 0;
+        for (const char *c = a->names[k]; *c; c++) {
+            if (quote && *c == '"') fputc('"', f);
+            fputc(*c, f);
+        }
+    }
+    if (quote) fputc('"', f);
+}
+
 /* Multi-label: per head the labels whose sigmoid probability (flip TTA: the mean of
- * both) is >= the threshold, joined by '|', then every label's probability. */
+ * both) is >= the threshold, then every label's probability. */
 static void write_sigmoid_row(app *a, const char *path, const float *z, const float *zf) {
     FILE *f = a->out;
     for (int o = 0; o < a->outputs; o++) {
@@ -618,18 +638,8 @@ static void write_sigmoid_row(app *a, const char *path, const float *z, const fl
     put_field(f, path);
     for (int hd = 0; hd < a->heads; hd++) {
         const double *p = a->probs + (size_t)hd * (size_t)a->classes;
-        size_t len = 1;
-        for (int k = 0; k < a->classes; k++) len += strlen(a->names[k]) + 1;
-        char *list = malloc(len);
-        if (list) list[0] = '\0';
-        for (int k = 0; list && k < a->classes; k++)
-            if ((float)p[k] >= a->label_thr) {
-                if (list[0]) strcat(list, "|");
-                strcat(list, a->names[k]);
-            }
         fputc(',', f);
-        put_field(f, list ? list : "");
-        free(list);
+        put_label_list(a, p);
         for (int k = 0; k < a->classes; k++) fprintf(f, ",%.6g", p[k]);
     }
     fputc('\n', f);

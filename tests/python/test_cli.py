@@ -156,6 +156,17 @@ class TestCli(unittest.TestCase):
         self.assertEqual(c.returncode, 0, c.stderr)
         self.assertTrue(c.stdout.startswith("path,labels,p_top,p_bottom\n"), c.stdout)
         self.assertEqual(self.predict_python(model, self.pngs[:4]), c.stdout)
+        # label names that need CSV quoting, every label listed (--threshold 0)
+        odd = self.path("ml_odd.safetensors")
+        with neurc.Model.load(model, self.ctx) as m:
+            m.class_names = ['top, "upper"', "bottom|low"]
+            m.save(odd)
+        c = subprocess.run([NC_PREDICT, "--checkpoint", odd, "--threads", "1", "--threshold=0", self.pngs[0]],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(c.returncode, 0, c.stderr)
+        row = list(csv.DictReader(c.stdout.splitlines()))[0]
+        self.assertEqual(row["labels"], 'top, "upper"|bottom|low')
+        self.assertEqual(self.predict_python(odd, ["--threshold", "0", self.pngs[0]]), c.stdout)
 
     def test_train_evaluate_predict_commands(self):
         out = self.path("pytrain")

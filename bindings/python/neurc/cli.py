@@ -296,13 +296,14 @@ def _sigmoid_header(heads, names):
 
 
 def _sigmoid_cells(z, heads, names, threshold):
-    """Per head: the labels whose sigmoid probability is >= threshold, joined by '|',
-    then every label's probability (as nc-predict writes them)."""
+    """Per head: the labels whose sigmoid probability is >= threshold (compared in
+    float32, as nc-predict does), joined by '|', then every label's probability."""
+    from ctypes import c_float
     from .core import _sigmoid
-    k, line = len(names), []
+    k, line, t = len(names), [], c_float(threshold).value
     for hd in range(heads):
         p = [_sigmoid(v) for v in z[hd * k:(hd + 1) * k]]
-        line.append(_field("|".join(nm for nm, v in zip(names, p) if v >= threshold)))
+        line.append(_field("|".join(nm for nm, v in zip(names, p) if c_float(v).value >= t)))
         line += ["%.6g" % v for v in p]
     return line
 
