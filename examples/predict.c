@@ -1,7 +1,8 @@
 /* predict.c — nc-predict: classifies PNG files, folders of PNGs and CSV manifests with
  * a trained model or checkpoint, and writes one CSV row per image (path, class,
  * probability, the next best classes, every class's probability, optionally a
- * calibrated-threshold decision). It uses only the public API (include/neurc.h), and
+ * calibrated-threshold decision; for a multi-label model, info "output" = "sigmoid",
+ * the labels over the threshold and each label's sigmoid probability). It uses only the public API (include/neurc.h), and
  * preprocesses exactly as training's eval preset does. Run `nc-predict --help`. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -31,6 +32,10 @@ static void usage(FILE *f) {
             "(multi-head models: the same per head, prefixed head0_, head1_, ...).\n"
             "Probabilities are softmax(logits / T) with the model's calibrated temperature T\n"
             "(info key \"temperature\"; 1 when absent or with --no-temperature).\n"
+            "A multi-label model (nc-train --loss bce; info key \"output\" = \"sigmoid\") gives\n"
+            "  path,labels,p_<label>...\n"
+            "instead: p_<label> = sigmoid(logit), labels = the labels whose probability is\n"
+            ">= the threshold (0.5, or --threshold=VALUE), joined by '|' (empty when none).\n"
             "A PATH is a PNG file, a folder (its *.png files, sorted) or a CSV manifest\n"
             "(*.csv: one image per row, paths relative to the manifest's folder).\n"
             "Preprocessing is the eval transform: resize the shorter side, center crop,\n"
@@ -42,7 +47,8 @@ static void usage(FILE *f) {
             "  --tta flip           average the softmax of each image and its horizontal flip\n"
             "  --threshold[=VALUE]  add the column <class>_positive = (probability of the\n"
             "                       model's calibrated class >= threshold) (info keys\n"
-            "                       threshold.class, threshold.value; VALUE overrides it)\n"
+            "                       threshold.class, threshold.value; VALUE overrides it);\n"
+            "                       multi-label models: the labels' threshold (default 0.5)\n"
             "  --no-temperature     plain softmax, ignoring the stored temperature\n"
             "  --img-size N         input side (default: the model's image_size; without one,\n"
             "                       the images' own size, which must then be the same for all)\n"
@@ -196,6 +202,8 @@ typedef struct app {
     int size, resize;          /* 0 = the images' own size, no resize or crop */
     int h, w;                  /* model input size; 0 until known */
     double temperature;
+    int sigmoid;               /* multi-label model: per-label sigmoid probabilities */
+    float label_thr;           /* sigmoid: a label is listed when its probability >= this */
     int thr_class;             /* -1 = no threshold column */
     float thr_value;
     int top_k;
@@ -232,6 +240,26 @@ static int fail_lib(app *a, const char *what, nc_status st) {
     return 1;
 }
 
+/* The model's info "output": absent or "softmax" = softmax classes, "sigmoid" =
+ * multi-label (a->sigmoid = 1, the label threshold 0.5 or --threshold=VALUE); 0, or
+ * -1 after printing why (a->sigmoid = -1 for a bad value, else bad usage). */
+static int output_kind(app *a) {
+    const char *kind = nc_model_info(a->model, "output");
+    a->sigmoid = kind && strcmp(kind, "sigmoid") == 0;
+    a->label_thr = a->o.threshold_set ? a->o.threshold_value : 0.5f;
+    if (kind && !a->sigmoid && strcmp(kind, "softmax") != 0) {
+        fprintf(stderr, PROG ": %s: model info output = '%s' is neither softmax nor sigmoid\n", a->o.checkpoint, kind);
+        a->sigmoid = -1;
+        return -1;
+    }
+    if (a->sigmoid && a->o.top_k) {
+        fprintf(stderr, PROG ": --top-k ranks softmax classes; %s is a multi-label (sigmoid) model: every label's "
+                        "probability is written\n", a->o.checkpoint);
+        return -1;
+    }
+    return 0;
+}
+
 /* Loads the model and derives everything from it; 0, 1 (error) or 2 (bad usage). */
 static int setup(app *a) {
     nc_context_options co;
@@ -252,6 +280,7 @@ static int setup(app *a) {
     a->heads = nc_model_num_heads(a->model);
     a->outputs = nc_model_num_outputs(a->model);
     a->classes = a->outputs / a->heads;
+    if (output_kind(a) != 0) return a->sigmoid < 0 ? 1 : 2;
     a->top_k = a->o.top_k ? a->o.top_k : (a->classes < 5 ? a->classes : 5);
     if (a->top_k > a->classes) {
         fprintf(stderr, PROG ": --top-k %d is more than the model's %d classes\n", a->top_k, a->classes);
@@ -287,7 +316,7 @@ static int setup(app *a) {
 
     /* the calibrated threshold */
     a->thr_class = -1;
-    if (a->o.threshold) {
+    if (a->o.threshold && !a->sigmoid) {
         const char *kc = nc_model_info(a->model, "threshold.class");
         const char *kv = nc_model_info(a->model, "threshold.value");
         if (!kc || parse_int(kc, 0, a->classes - 1, &a->thr_class) != 0) {
@@ -545,6 +574,13 @@ static void write_header(app *a) {
     for (int hd = 0; hd < a->heads; hd++) {
         char p[32] = "";
         if (a->heads > 1) snprintf(p, sizeof p, "head%d_", hd);
+        if (a->sigmoid) {
+            char pp[40];
+            snprintf(pp, sizeof pp, "%sp_", p);
+            fprintf(f, ",%slabels", p);
+            for (int k = 0; k < a->classes; k++) put_header(f, pp, a->names[k], "");
+            continue;
+        }
         fprintf(f, ",%sclass,%sprobability", p, p);
         for (int k = 2; k <= a->top_k; k++) fprintf(f, ",%stop%d_class,%stop%d_prob", p, k, p, k);
         char pp[40];
@@ -564,8 +600,57 @@ static void softmax(const float *z, int n, double t, double *p) {
     for (int i = 0; i < n; i++) p[i] /= sum;
 }
 
+/* 1 / (1 + exp(-z)) without overflow (the Python bindings' formula, for equal output). */
+static double sigmoid(double z) {
+    if (z >= 0.0) return 1.0 / (1.0 + exp(-z));
+    const double e = exp(z);
+    return e / (1.0 + e);
+}
+
+/* The labels of one head whose probability is >= the threshold, joined by '|', as one
+ * CSV field (quoted as put_field would quote the joined text), without a buffer. */
+static void put_label_list(app *a, const double *p) {
+    FILE *f = a->out;
+    int quote = 0, first = 1;
+    for (int k = 0; k < a->classes; k++)
+        if ((float)p[k] >= a->label_thr && strpbrk(a->names[k], ",\"\r\n")) quote = 1;
+    if (quote) fputc('"', f);
+    for (int k = 0; k < a->classes; k++) {
+        if (!((float)p[k] >= a->label_thr)) continue;
+        if (!first) fputc('|', f);
+        first = 0;
+        for (const char *c = a->names[k]; *c; c++) {
+            if (quote && *c == '"') fputc('"', f);
+            fputc(*c, f);
+        }
+    }
+    if (quote) fputc('"', f);
+}
+
+/* Multi-label: per head the labels whose sigmoid probability (flip TTA: the mean of
+ * both) is >= the threshold, then every label's probability. */
+static void write_sigmoid_row(app *a, const char *path, const float *z, const float *zf) {
+    FILE *f = a->out;
+    for (int o = 0; o < a->outputs; o++) {
+        a->probs[o] = sigmoid(z[o]);
+        if (zf) a->probs[o] = 0.5 * (a->probs[o] + sigmoid(zf[o]));
+    }
+    put_field(f, path);
+    for (int hd = 0; hd < a->heads; hd++) {
+        const double *p = a->probs + (size_t)hd * (size_t)a->classes;
+        fputc(',', f);
+        put_label_list(a, p);
+        for (int k = 0; k < a->classes; k++) fprintf(f, ",%.6g", p[k]);
+    }
+    fputc('\n', f);
+}
+
 static void write_row(app *a, const char *path, const float *z, const float *zf) {
     FILE *f = a->out;
+    if (a->sigmoid) {
+        write_sigmoid_row(a, path, z, zf);
+        return;
+    }
     for (int hd = 0; hd < a->heads; hd++) {
         double *p = a->probs + (size_t)hd * (size_t)a->classes;
         softmax(z + (size_t)hd * (size_t)a->classes, a->classes, a->temperature, p);

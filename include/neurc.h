@@ -1038,6 +1038,20 @@ NC_API nc_status nc_threshold_select(nc_context *ctx, const float *scores, const
 NC_API nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const int32_t *positive, int64_t n,
                                     float threshold, double beta, nc_binary_stats *out);
 
+/// Per-label ROC-AUC of a multi-label (sigmoid) model, the CheXNet metric: output k of
+/// sample i has the logit logits[i*num_labels + k] and the truth labels[i*num_labels +
+/// k] (0 or 1), the layout nc_trainer_step takes for NC_LOSS_BCE_WITH_LOGITS with one
+/// head. auc[k] (num_labels values) is the area under label k's ROC curve, computed
+/// in double as the Mann-Whitney U statistic with the mean rank for ties (sklearn's
+/// roc_auc_score on that column); ranking the logits equals ranking their sigmoid
+/// probabilities. NaN when label k has no positive or no negative sample.
+/// *mean_auc (may be NULL) gets the mean over the labels where it is defined (NaN when
+/// none is). Returns NC_OK, NC_ERR_NULL, NC_ERR_INVALID_ARGUMENT (n < 0, num_labels <
+/// 1, a label not 0 or 1: the message names sample and label), NC_ERR_NUMERIC (a
+/// non-finite logit), NC_ERR_OUT_OF_MEMORY.
+NC_API nc_status nc_multilabel_roc_auc(nc_context *ctx, const float *logits, const int32_t *labels, int64_t n,
+                                       int num_labels, double *auc, double *mean_auc);
+
 /* ------------------------------------------------------------ evaluation run */
 
 /// Runs `model` in evaluation mode over one epoch (`epoch`) of `loader` and stores

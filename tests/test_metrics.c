@@ -1,7 +1,9 @@
 /* test_metrics.c — nc_metrics_*, nc_calibrate_temperature and nc_threshold_*:
  * hand-worked cases, scikit-learn 1.2 / SciPy goldens (fixtures/metrics_golden.h, from
  * make_metrics_golden.py) on random data with imbalance, ignored labels, a class with
- * no support, tied scores and a two-head layout, and the error paths. */
+ * no support, tied scores and a two-head layout, and the error paths; the per-label
+ * ROC-AUC of multi-label outputs against pairwise-counted goldens
+ * (fixtures/multilabel_golden.h, from make_multilabel_golden.py). */
 #include "testutil.h"
 
 #include "neurc.h"
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "fixtures/metrics_golden.h"
+#include "fixtures/multilabel_golden.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -409,6 +412,54 @@ static void test_threshold_errors(void **state) {
     assert_int_equal(nc_threshold_apply(ctx, s, p, 1, 0.5f, NAN, &at), NC_ERR_INVALID_ARGUMENT);
 }
 
+/* --------------------------------------------------------------- multi-label */
+
+/* Per-label AUC against the pairwise definition: continuous and tied scores, a perfect
+ * and an inverted ranking, a label with no positive and one with no negative (NaN,
+ * left out of the mean). */
+static void test_multilabel_roc_auc_matches_golden(void **state) {
+    nc_context *ctx = fx_ctx(state);
+    double auc[ML_L], mean = 0.0;
+    assert_int_equal(nc_multilabel_roc_auc(ctx, ml_logits, ml_labels, ML_N, ML_L, auc, &mean), NC_OK);
+    for (int k = 0; k < ML_L; k++) near(auc[k], ml_auc[k], 1e-12, "auc", k);
+    near(mean, ml_mean_auc, 1e-12, "mean auc", 0);
+    assert_true(auc[2] == 1.0 && auc[5] == 0.0);
+    assert_true(isnan(auc[3]) && isnan(auc[4]));
+}
+
+/* Ties by hand: scores (1, 1, 2, 0) with truth (1, 0, 1, 0): pairs (p, n) = (1 vs 1:
+ * 1/2, 1 vs 0: 1, 2 vs 1: 1, 2 vs 0: 1) -> 3.5 / 4. One label, so the mean equals it;
+ * n = 0 gives NaN everywhere. */
+static void test_multilabel_roc_auc_by_hand(void **state) {
+    nc_context *ctx = fx_ctx(state);
+    const float z[4] = {1, 1, 2, 0};
+    const int32_t y[4] = {1, 0, 1, 0};
+    double auc = 0.0, mean = 0.0;
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, y, 4, 1, &auc, &mean), NC_OK);
+    near(auc, 3.5 / 4, 1e-15, "auc", 0);
+    near(mean, 3.5 / 4, 1e-15, "mean", 0);
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, y, 0, 1, &auc, &mean), NC_OK);
+    assert_true(isnan(auc) && isnan(mean));
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, y, 4, 1, &auc, NULL), NC_OK);
+}
+
+static void test_multilabel_roc_auc_errors(void **state) {
+    nc_context *ctx = fx_ctx(state);
+    const float z[4] = {1, 2, 3, INFINITY};
+    const int32_t bad[4] = {0, 1, 2, 0}, ok[4] = {0, 1, 1, 0};
+    double auc[2];
+    assert_int_equal(nc_multilabel_roc_auc(NULL, z, ok, 2, 2, auc, NULL), NC_ERR_NULL);
+    assert_int_equal(nc_multilabel_roc_auc(ctx, NULL, ok, 2, 2, auc, NULL), NC_ERR_NULL);
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, NULL, 2, 2, auc, NULL), NC_ERR_NULL);
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, ok, 2, 2, NULL, NULL), NC_ERR_NULL);
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, ok, -1, 2, auc, NULL), NC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, ok, 2, 0, auc, NULL), NC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, bad, 2, 2, auc, NULL), NC_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(nc_context_last_error(ctx), "label 0 of sample 1 is 2, not 0 or 1"));
+    assert_int_equal(nc_multilabel_roc_auc(ctx, z, ok, 2, 2, auc, NULL), NC_ERR_NUMERIC);
+    assert_non_null(strstr(nc_context_last_error(ctx), "logit 1 of sample 1 is not finite"));
+}
+
 /* ------------------------------------------------------------------ errors */
 
 static void test_metrics_compute_errors(void **state) {
@@ -510,6 +561,9 @@ int main(void) {
         FX(test_metrics_compute_errors),
         FX(test_metrics_accessors_bad_arguments),
         FX(test_metrics_out_of_memory),
+        FX(test_multilabel_roc_auc_matches_golden),
+        FX(test_multilabel_roc_auc_by_hand),
+        FX(test_multilabel_roc_auc_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,11 +68,57 @@ static int open_path(const cfg *c, nc_context *ctx, const char *path, int separa
     return st == NC_OK ? 0 : fail_lib(ctx, what, st);
 }
 
+/* --loss bce: every label column of ds holds only 0 and 1 (the CSV loader makes an
+ * all-integer column's classes "0".."max"; any other text makes it a column of names). */
+static int check_binary_labels(const data *d, nc_dataset *ds, const char *path) {
+    int32_t lab[256];
+    for (int h = 0; h < d->label_width; h++) {
+        const int K = nc_dataset_num_classes(ds, h);
+        for (int k = 0; k < K; k++) {
+            const char *name = nc_dataset_class_name(ds, h, k);
+            if (name && (strcmp(name, "0") == 0 || strcmp(name, "1") == 0)) continue;
+            const char *where = "?";
+            for (int64_t i = 0; i < nc_dataset_size(ds); i++)
+                if (nc_dataset_labels(ds, i, lab) == NC_OK && lab[h] == k) {
+                    where = nc_dataset_path(ds, i);
+                    break;
+                }
+            return fail_msg("%s: --loss bce needs label columns of 0 and 1, but column '%s' holds '%s' (the row of "
+                            "%s)", path, d->class_names[h], name ? name : "?", where ? where : "?");
+        }
+    }
+    return 0;
+}
+
+/* --loss bce: the label columns (--label-columns, default "label") name the outputs of
+ * one sigmoid head; every column must be 0/1. */
+static int multilabel_setup(const cfg *c, data *d) {
+    static const char *names[256];
+    const char *cols = c->val[OPT_LABEL_COLUMNS][0] ? c->val[OPT_LABEL_COLUMNS] : "label";
+    if (!(d->label_buf = strdup(cols))) return fail_msg("out of memory");
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(d->label_buf, ",", &save); tok && n < 256;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        for (char *e = tok + strlen(tok); e > tok && e[-1] == ' ';) *--e = '\0';
+        names[n++] = tok;
+    }
+    if (n != d->label_width) return fail_msg("--label-columns names %d columns, %s has %d", n, c->data, d->label_width);
+    if (c->heads > 1)
+        return fail_msg("--heads %d: --loss bce trains one sigmoid head over the label columns", c->heads);
+    d->heads = 1;
+    d->classes = n;
+    d->class_names = names;
+    d->multilabel = 1;
+    return check_binary_labels(d, d->ds, c->data);
+}
+
 /* A separate val/test set must have the main set's heads, channels and classes. */
 static int check_compatible(const data *d, nc_dataset *other, const char *flag) {
-    if (nc_dataset_num_heads(other) != d->heads || nc_dataset_channels(other) != d->channels)
-        return fail_msg("%s has %d heads and %d channels, --data has %d and %d", flag, nc_dataset_num_heads(other),
-                        nc_dataset_channels(other), d->heads, d->channels);
+    if (nc_dataset_num_heads(other) != d->label_width || nc_dataset_channels(other) != d->channels)
+        return fail_msg("%s has %d label columns and %d channels, --data has %d and %d", flag,
+                        nc_dataset_num_heads(other), nc_dataset_channels(other), d->label_width, d->channels);
+    if (d->multilabel) return check_binary_labels(d, other, flag);
     for (int h = 0; h < d->heads; h++)
         if (nc_dataset_num_classes(other, h) > d->classes)
             return fail_msg("%s has %d classes in head %d, more than the %d of --data", flag,
@@ -171,16 +217,25 @@ int data_open(const cfg *c, nc_context *ctx, data *d) {
         fprintf(stderr, PROG ": --data is required (try --help)\n");
         return EXIT_USAGE;
     }
+    for (int k = 0; c->loss && k < 3; k++) {
+        const char *p = k == 0 ? c->data : k == 1 ? c->val_data : c->test_data;
+        if (p && (!ends_with(p, ".csv") || is_dir(p)))
+            return fail_msg("--loss bce reads 0/1 label columns of a CSV manifest; %s is not a .csv file", p);
+    }
     if (open_path(c, ctx, c->data, 0, &d->ds, &is_idx)) return EXIT_FAIL;
-    d->heads = nc_dataset_num_heads(d->ds);
+    d->heads = d->label_width = nc_dataset_num_heads(d->ds);
     d->channels = nc_dataset_channels(d->ds);
-    for (int h = 0; h < d->heads; h++)
+    if (d->label_width > 256) return fail_msg("%s has %d label columns; nc-train supports at most 256", c->data,
+                                              d->label_width);
+    if (c->loss && multilabel_setup(c, d)) return EXIT_FAIL;
+    for (int h = 0; !d->multilabel && h < d->heads; h++)
         if (nc_dataset_num_classes(d->ds, h) > d->classes) d->classes = nc_dataset_num_classes(d->ds, h);
-    if (d->classes < 2) return fail_msg("%s has %d class; a classifier needs at least 2", c->data, d->classes);
+    if (d->classes < (d->multilabel ? 1 : 2))
+        return fail_msg("%s has %d class; a classifier needs at least 2", c->data, d->classes);
     if (c->in_channels && c->in_channels != d->channels)
         return fail_msg("--in-channels %d, but the images of %s have %d channels", c->in_channels, c->data,
                         d->channels);
-    if (c->heads && c->heads != d->heads)
+    if (!d->multilabel && c->heads && c->heads != d->heads)
         return fail_msg("--heads %d, but %s has %d label column(s)", c->heads, c->data, d->heads);
 
     const char *test_path = c->test_data;
@@ -193,15 +248,16 @@ int data_open(const cfg *c, nc_context *ctx, data *d) {
     if (test_path && open_path(c, ctx, test_path, 1, &d->test_ds, &sep_idx)) return EXIT_FAIL;
     if (d->test_ds && check_compatible(d, d->test_ds, "--test-data")) return EXIT_FAIL;
 
-    /* class names of head 0: the dataset's, Fashion-MNIST's for its IDX files */
+    /* class names of head 0: the dataset's, Fashion-MNIST's for its IDX files (bce:
+     * the label columns') */
     static const char *names[256];
     if (d->classes > 256) return fail_msg("%d classes: nc-train supports at most 256", d->classes);
     int fashion = is_idx && d->classes == 10 && strstr(c->data, "fashion") != NULL;
-    for (int k = 0; k < d->classes; k++) {
+    for (int k = 0; !d->multilabel && k < d->classes; k++) {
         const char *s = fashion ? fashion_names[k] : nc_dataset_class_name(d->ds, 0, k);
         names[k] = s ? s : "?";
     }
-    d->class_names = names;
+    if (!d->multilabel) d->class_names = names;
 
     nc_image *first = NULL;
     if ((st = nc_dataset_get(d->ds, 0, &first)) != NC_OK) return fail_lib(ctx, "reading the first image", st);
@@ -277,6 +333,7 @@ void data_close(data *d) {
     free(d->val_idx);
     free(d->test_idx);
     free(d->trainval_idx);
+    free(d->label_buf);
     memset(d, 0, sizeof *d);
 }
 

@@ -39,10 +39,12 @@ static void csv_num(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.17g", v);
 }
 
-/* The columns shared by the fold and comparison files. */
-#define N_COLS 9
-static const char *const col_names[N_COLS] = {"val_loss", "val_acc", "val_f1", "val_fbeta",
-                                              "test_loss", "test_acc", "test_f1", "test_fbeta", "seconds"};
+/* The columns shared by the fold and comparison files (the AUROC columns, mean
+ * per-label AUROC of --loss bce, came later: last, empty for softmax runs). */
+#define N_COLS 11
+static const char *const col_names[N_COLS] = {"val_loss",  "val_acc",  "val_f1",     "val_fbeta",
+                                              "test_loss", "test_acc", "test_f1",    "test_fbeta",
+                                              "seconds",   "val_auroc", "test_auroc"};
 static void cols(const result *r, double *v) {
     v[0] = r->val_loss;
     v[1] = r->val_acc;
@@ -53,6 +55,8 @@ static void cols(const result *r, double *v) {
     v[6] = r->test_f1;
     v[7] = r->test_fb;
     v[8] = r->seconds;
+    v[9] = r->val_auc;
+    v[10] = r->test_auc;
 }
 
 static int write_folds(const char *dir, const result *res, int k) {
@@ -125,20 +129,22 @@ static void print_pm(const double *v, int n) {
     else printf("  %.4f", m);
 }
 
-static void print_folds(const result *res, int k, int fbeta) {
-    printf("\n%-6s %6s %9s %9s %9s%s %9s %9s\n", "fold", "epochs", "val_loss", "val_acc", "val_F1",
-           fbeta ? "   val_F0.5" : "", "test_acc", "seconds");
-    double *col = malloc((size_t)k * 4 * sizeof *col);
+static void print_folds(const result *res, int k, int fbeta, int auroc) {
+    printf("\n%-6s %6s %9s %9s %9s%s%s %9s %9s\n", "fold", "epochs", "val_loss", "val_acc", "val_F1",
+           fbeta ? "   val_F0.5" : "", auroc ? " val_AUROC" : "", "test_acc", "seconds");
+    double *col = malloc((size_t)k * 5 * sizeof *col);
     for (int i = 0; i < k; i++) {
         printf("%-6d %6lld %9.4f %9.4f %9.4f", i, (long long)res[i].epochs_done, res[i].val_loss, res[i].val_acc,
                res[i].val_f1);
         if (fbeta) printf(" %10.4f", res[i].val_fb);
+        if (auroc) printf(" %9.4f", res[i].val_auc);
         printf(" %9.4f %9.1f\n", res[i].test_acc, res[i].seconds);
         if (col) {
             col[i] = res[i].val_acc;
             col[k + i] = res[i].val_loss;
             col[2 * k + i] = res[i].val_f1;
             col[3 * k + i] = res[i].val_fb;
+            col[4 * k + i] = res[i].val_auc;
         }
     }
     if (!col) return;
@@ -151,6 +157,10 @@ static void print_folds(const result *res, int k, int fbeta) {
     if (fbeta) {
         printf("\n  val_F0.5");
         print_pm(col + 3 * k, k);
+    }
+    if (auroc) {
+        printf("\n  val_AUROC (mean over labels)");
+        print_pm(col + 4 * k, k);
     }
     printf("\n");
     free(col);
@@ -195,7 +205,7 @@ static int run_model(const cfg *c, nc_context *ctx, data *d, const char *model, 
         result_init(&res[f]);
         if ((rc = run_job(c, ctx, d, &j, &res[f])) != 0) goto out;
     }
-    print_folds(res, K, c->threshold_class != NULL);
+    print_folds(res, K, c->threshold_class != NULL, c->loss);
     if ((c->mode == MODE_TRAIN || c->mode == MODE_RESUME) && (rc = write_folds(dir, res, K)) != 0) goto out;
     /* the model's numbers for a comparison: the means over folds */
     double v[N_COLS], m[N_COLS], s, *col = malloc((size_t)K * sizeof *col);
@@ -219,6 +229,8 @@ static int run_model(const cfg *c, nc_context *ctx, data *d, const char *model, 
     out->test_acc = m[5];
     out->test_f1 = m[6];
     out->test_fb = m[7];
+    out->val_auc = m[9];
+    out->test_auc = m[10];
     for (int i = 0; i < K; i++) out->seconds += res[i].seconds;
     out->params = res[0].params;
     rc = 0;
@@ -280,14 +292,17 @@ int run_all(const cfg *c, nc_context *ctx, data *d) {
         if ((rc = run_model(c, ctx, d, c->models[i], dir, &res[i])) != 0) return rc;
     }
     if (c->num_models < 2) return 0;
-    printf("\n%-20s %12s %9s %9s %9s %9s %9s %9s %10s\n", "model", "parameters", "val_loss", "val_acc", "val_F1",
-           "test_loss", "test_acc", "test_F1", "seconds");
+    printf("\n%-20s %12s %9s %9s %9s %9s %9s %9s %10s%s\n", "model", "parameters", "val_loss", "val_acc", "val_F1",
+           "test_loss", "test_acc", "test_F1", "seconds", c->loss ? "  val_AUROC test_AUROC" : "");
     for (int i = 0; i < c->num_models; i++) {
         const result *r = &res[i];
-        printf("%-20s %12lld %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %10.1f\n", r->model, (long long)r->params,
+        printf("%-20s %12lld %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %10.1f", r->model, (long long)r->params,
                r->val_loss, r->val_acc, r->val_f1, r->test_loss, r->test_acc, r->test_f1, r->seconds);
+        if (c->loss) printf("  %9.4f %10.4f", r->val_auc, r->test_auc);
+        printf("\n");
     }
-    printf("(F1: macro average over classes, mean over heads)\n");
+    printf(c->loss ? "(--loss bce: F1 and AUROC are means over the labels, F1 at 0.5)\n"
+                   : "(F1: macro average over classes, mean over heads)\n");
     if (c->folds >= 2) printf("(val/test numbers are means over %d folds)\n", c->folds);
     if (c->mode != MODE_TRAIN && c->mode != MODE_RESUME) return 0; /* keep the training's files */
     return write_comparison(c->out, res, c->num_models);

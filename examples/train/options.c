@@ -114,6 +114,27 @@ static int pick(const char *s, const char *const *names, int count) {
 
 static const char *opt_str(const cfg *c, int id) { return c->val[id][0] ? c->val[id] : NULL; }
 
+/* --loss bce: --pos-weight none | auto | one weight or one per label; the softmax-only
+ * options are refused. Without bce, --pos-weight must stay none. 0, or 2 after printing. */
+static int resolve_pos_weight(cfg *c) {
+    static const char *const kinds[] = {"none", "auto"};
+    int k = pick(c->val[OPT_POS_WEIGHT], kinds, 2);
+    c->num_pos_weights = 0;
+    if (k >= 0) {
+        c->pos_weight = k;
+    } else {
+        c->num_pos_weights = float_list(c->val[OPT_POS_WEIGHT], c->pos_weights, 256, 0.0, 1e6);
+        if (c->num_pos_weights < 1)
+            return bad(c, OPT_POS_WEIGHT, "expected none, auto, or one non-negative weight (or one per label)");
+        c->pos_weight = 2;
+    }
+    if (!c->loss && c->pos_weight) return bad(c, OPT_POS_WEIGHT, "needs --loss bce");
+    if (c->loss && c->class_weights)
+        return bad(c, OPT_CLASS_WEIGHTS, "softmax class weights; with --loss bce weigh the positives with --pos-weight");
+    if (c->loss && c->label_smoothing > 0.0f) return bad(c, OPT_LABEL_SMOOTHING, "applies to --loss ce only");
+    return 0;
+}
+
 int cfg_resolve(cfg *c) {
     static const char *const modes[] = {"train", "resume", "evaluate", "test"};
     static const char *const augments[] = {"auto", "none", "light", "full"};
@@ -122,7 +143,8 @@ int cfg_resolve(cfg *c) {
     static const char *const optimizers[] = {"sgd", "adam", "adamw"};
     static const char *const schedulers[] = {"none", "step", "multistep", "exponential", "cosine", "plateau"};
     static const char *const weights[] = {"none", "balanced"};
-    static const char *const monitors[] = {"val_loss", "val_acc", "val_f1"};
+    static const char *const monitors[] = {"val_loss", "val_acc", "val_f1", "val_auc"};
+    static const char *const losses[] = {"ce", "bce"};
     static const char *const backends[] = {"auto", "ref", "onednn", "cuda"};
     static const char *const bools[] = {"0", "1"};
     int k;
@@ -231,11 +253,19 @@ int cfg_resolve(cfg *c) {
     FLOAT_OPT(EMA, ema, 0.0, 0.999999);
     INT_OPT(EARLY_STOPPING, early_stopping, 0, 100000);
     FLOAT_OPT(MIN_DELTA, min_delta, 0.0, 1e6);
-    if ((k = pick(c->val[OPT_MONITOR], monitors, 3)) < 0) return bad(c, OPT_MONITOR, "expected val_loss, val_acc or val_f1");
-    c->monitor = k;
+    if ((k = pick(c->val[OPT_LOSS], losses, 2)) < 0) return bad(c, OPT_LOSS, "expected ce or bce");
+    c->loss = k;
+    if (resolve_pos_weight(c)) return EXIT_USAGE;
+    if (strcmp(c->val[OPT_MONITOR], "auto") == 0) c->monitor = c->loss ? 3 : 0;
+    else if ((k = pick(c->val[OPT_MONITOR], monitors, 4)) < 0)
+        return bad(c, OPT_MONITOR, "expected auto, val_loss, val_acc, val_f1 or val_auc");
+    else c->monitor = k;
+    if (c->monitor == 3 && !c->loss) return bad(c, OPT_MONITOR, "val_auc (mean per-label AUROC) needs --loss bce");
     INT_OPT(FOLDS, folds, 0, 100);
     if (c->folds == 1) return bad(c, OPT_FOLDS, "k-fold needs K >= 2");
     c->threshold_class = opt_str(c, OPT_THRESHOLD_CLASS);
+    if (c->loss && c->threshold_class)
+        return bad(c, OPT_THRESHOLD_CLASS, "a softmax class threshold; --loss bce thresholds every label at 0.5");
     {
         const char *r = c->val[OPT_THRESHOLD_RULE];
         float v;

@@ -16,8 +16,8 @@
 
 void result_init(result *r) {
     memset(r, 0, sizeof *r);
-    r->val_loss = r->val_acc = r->val_f1 = r->val_fb = NAN;
-    r->test_loss = r->test_acc = r->test_f1 = r->test_fb = NAN;
+    r->val_loss = r->val_acc = r->val_f1 = r->val_fb = r->val_auc = NAN;
+    r->test_loss = r->test_acc = r->test_f1 = r->test_fb = r->test_auc = NAN;
 }
 
 typedef struct rs {
@@ -33,7 +33,9 @@ typedef struct rs {
     nc_loader *ltrain, *lval, *ltest;
     nc_history *hist;
     float *logits;   /* (cap, outputs) */
-    int32_t *labels; /* (cap, heads) */
+    int32_t *labels; /* (cap, label_width) */
+    const char *report_dir; /* final evaluation: where labels_<split>.csv goes (--loss bce) */
+    float pos_weight[256];  /* --loss bce with --pos-weight: one per label */
     int64_t cap;
     int has_head_group, has_early_group;
     int thr_class; /* -1 = none */
@@ -41,10 +43,13 @@ typedef struct rs {
     char last[4200], best[4200], ema_path[4200], csv[4200], json[4200];
 } rs;
 
-/* The numbers of one split: sums / means over heads. */
+/* The numbers of one split: sums / means over heads (--loss bce: over labels; auc is
+ * the mean per-label AUROC, NaN for softmax heads). */
 typedef struct split_numbers {
-    double loss, acc, f1, fb;
+    double loss, acc, f1, fb, auc;
 } split_numbers;
+
+static const char *const monitor_names[4] = {"val_loss", "val_acc", "val_f1", "val_auc"};
 
 /* ----------------------------------------------------------------- set-up */
 
@@ -82,6 +87,8 @@ static int store_metadata(rs *r, nc_model *m) {
     if (st == NC_OK) st = nc_model_set_info(m, "image_size", buf);
     snprintf(buf, sizeof buf, "%d", d->size >= 64 ? d->size * 256 / 224 : d->size);
     if (st == NC_OK) st = nc_model_set_info(m, "resize", buf);
+    /* nc-predict and the Python bindings turn sigmoid outputs into per-label probabilities */
+    if (st == NC_OK && d->multilabel) st = nc_model_set_info(m, "output", "sigmoid");
     return st == NC_OK ? 0 : fail_lib(r->ctx, "storing the model's metadata", st);
 }
 
@@ -109,6 +116,54 @@ static int add_groups(rs *r) {
     return st == NC_OK ? 0 : fail_lib(r->ctx, "adding parameter groups", st);
 }
 
+/* --pos-weight (--loss bce): auto = negatives / positives of each label over this
+ * job's training part (the weight torch advises for BCEWithLogitsLoss; CheXNet's
+ * weighted loss up to a per-label factor), 1 for a label without positives; or the
+ * given weight, one for all labels or one per label. w: d->classes values. */
+static int pos_weights(rs *r, float *w) {
+    const cfg *c = r->c;
+    const data *d = r->d;
+    const int L = d->classes;
+    if (c->pos_weight == 2) {
+        if (c->num_pos_weights != 1 && c->num_pos_weights != L)
+            return fail_msg("--pos-weight gives %d weights; the data has %d label columns", c->num_pos_weights, L);
+        for (int k = 0; k < L; k++) w[k] = c->pos_weights[c->num_pos_weights == 1 ? 0 : k];
+        return 0;
+    }
+    int64_t pos[256] = {0};
+    int32_t lab[256];
+    for (int64_t i = 0; i < r->j->n_train; i++) {
+        nc_status st = nc_dataset_labels(d->ds, r->j->train_idx[i], lab);
+        if (st != NC_OK) return fail_lib(r->ctx, "reading labels", st);
+        for (int k = 0; k < L; k++) pos[k] += lab[k];
+    }
+    for (int k = 0; k < L; k++)
+        w[k] = pos[k] ? (float)((double)(r->j->n_train - pos[k]) / (double)pos[k]) : 1.0f;
+    return 0;
+}
+
+/* --monitor val_auc needs a validation split on which some label has both positive and
+ * negative images; otherwise the mean AUROC is undefined every epoch and no best model
+ * could ever be chosen. 0, or 1 after saying so. */
+static int check_val_auroc(rs *r) {
+    const data *d = r->d;
+    const job *j = r->j;
+    if (r->c->monitor != 3 || j->n_val < 1) return 0;
+    nc_dataset *vds = j->val_idx ? d->ds : d->val_ds;
+    int64_t pos[256] = {0};
+    int32_t lab[256];
+    for (int64_t i = 0; i < j->n_val; i++) {
+        nc_status st = nc_dataset_labels(vds, j->val_idx ? j->val_idx[i] : i, lab);
+        if (st != NC_OK) return fail_lib(r->ctx, "reading labels", st);
+        for (int k = 0; k < d->classes; k++) pos[k] += lab[k];
+    }
+    for (int k = 0; k < d->classes; k++)
+        if (pos[k] > 0 && pos[k] < j->n_val) return 0;
+    return fail_msg("--monitor val_auc: no label has both positive and negative images among the %lld validation "
+                    "images, so the mean AUROC is undefined; enlarge the validation split (--val-split, --val-data) "
+                    "or use --monitor val_loss", (long long)j->n_val);
+}
+
 static int make_trainer(rs *r) {
     const cfg *c = r->c;
     const data *d = r->d;
@@ -124,6 +179,11 @@ static int make_trainer(rs *r) {
     to.accumulation_steps = c->grad_accum;
     to.clip_grad_norm = c->clip_grad;
     float *w = NULL;
+    if (c->loss) {
+        to.loss = NC_LOSS_BCE_WITH_LOGITS;
+        if (c->pos_weight && pos_weights(r, r->pos_weight)) return EXIT_FAIL;
+        if (c->pos_weight) to.pos_weight = r->pos_weight;
+    }
     if (c->class_weights == 1) { /* balanced on the training part: n / (K * count) */
         w = calloc((size_t)d->heads * (size_t)d->classes, sizeof *w);
         int64_t *counts = calloc((size_t)d->heads * (size_t)d->classes, sizeof *counts);
@@ -210,7 +270,7 @@ static int make_loaders(rs *r, int train, int val, int test) {
     r->cap = need;
     if (need > 0) {
         r->logits = malloc((size_t)need * (size_t)d->heads * (size_t)d->classes * sizeof *r->logits);
-        r->labels = malloc((size_t)need * (size_t)d->heads * sizeof *r->labels);
+        r->labels = malloc((size_t)need * (size_t)d->label_width * sizeof *r->labels);
         if (!r->logits || !r->labels) return fail_msg("out of memory for %lld evaluation rows", (long long)need);
     }
     return 0;
@@ -235,6 +295,120 @@ static int threshold_class(rs *r) {
 
 /* ------------------------------------------------------------- evaluation */
 
+/* One label's numbers: AUROC and the decision "sigmoid >= 0.5". */
+typedef struct label_numbers {
+    double auc;
+    nc_binary_stats at;
+} label_numbers;
+
+static double softplus(double x) { return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+/* labels_<split>.csv in the report directory: one row per label, then the means
+ * (AUROC over the labels where it is defined, the others over all labels). */
+static int write_label_csv(rs *r, const char *split, const label_numbers *ln, const split_numbers *mean) {
+    const data *d = r->d;
+    char name[64], path[4400], tmp[4500];
+    snprintf(name, sizeof name, "labels_%s.csv", split);
+    if (make_dirs(r->report_dir) != 0) return fail_msg("cannot create %s: %s", r->report_dir, strerror(errno));
+    if (path_join(path, sizeof path, r->report_dir, name)) return EXIT_FAIL;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return fail_msg("cannot write %s: %s", tmp, strerror(errno));
+    fprintf(f, "label,positives,negatives,auroc,precision,recall,f1,tp,fp,fn,tn\n");
+    double p = 0.0, rc = 0.0;
+    for (int k = 0; k < d->classes; k++) {
+        const nc_binary_stats *b = &ln[k].at;
+        fputc('"', f);
+        for (const char *q = d->class_names[k]; *q; q++) {
+            if (*q == '"') fputc('"', f);
+            fputc(*q, f);
+        }
+        fprintf(f, "\",%lld,%lld,", (long long)(b->tp + b->fn), (long long)(b->fp + b->tn));
+        if (isfinite(ln[k].auc)) fprintf(f, "%.17g", ln[k].auc);
+        fprintf(f, ",%.17g,%.17g,%.17g,%lld,%lld,%lld,%lld\n", b->precision, b->recall, b->fbeta, (long long)b->tp,
+                (long long)b->fp, (long long)b->fn, (long long)b->tn);
+        p += b->precision / d->classes;
+        rc += b->recall / d->classes;
+    }
+    fprintf(f, "mean,,,");
+    if (isfinite(mean->auc)) fprintf(f, "%.17g", mean->auc);
+    fprintf(f, ",%.17g,%.17g,%.17g,,,,\n", p, rc, mean->f1); /* tp..tn empty */
+    return close_atomic(f, tmp, path);
+}
+
+/* The per-label numbers into the report ("<split>.auroc.<label>", ...), the table on
+ * stdout and labels_<split>.csv. */
+static int report_labels(rs *r, const char *split, nc_report *rep, const label_numbers *ln, const split_numbers *sn) {
+    const data *d = r->d;
+    char key[320];
+    static const char *const what[4] = {"auroc", "precision", "recall", "f1"};
+    snprintf(key, sizeof key, "%s.mean_auroc", split);
+    nc_report_set_number(rep, key, sn->auc);
+    snprintf(key, sizeof key, "%s.macro_f1", split);
+    nc_report_set_number(rep, key, sn->f1);
+    for (int k = 0; k < d->classes; k++) {
+        const double v[4] = {ln[k].auc, ln[k].at.precision, ln[k].at.recall, ln[k].at.fbeta};
+        for (int q = 0; q < 4; q++) {
+            snprintf(key, sizeof key, "%s.%s.%s", split, what[q], d->class_names[k]);
+            nc_status st = nc_report_set_number(rep, key, v[q]);
+            if (st != NC_OK) return fail_lib(r->ctx, "adding to the report", st);
+        }
+    }
+    if (!r->c->quiet) {
+        printf("%s: per label (threshold 0.5 on the sigmoid)\n  %-24s %9s %8s %9s %8s %8s\n", split, "label",
+               "positives", "AUROC", "precision", "recall", "F1");
+        for (int k = 0; k < d->classes; k++)
+            printf("  %-24s %9lld %8.4f %9.4f %8.4f %8.4f\n", d->class_names[k],
+                   (long long)(ln[k].at.tp + ln[k].at.fn), ln[k].auc, ln[k].at.precision, ln[k].at.recall,
+                   ln[k].at.fbeta);
+        printf("  %-24s %9s %8.4f %9s %8s %8.4f  (mean AUROC over the labels where it is defined)\n", "mean", "",
+               sn->auc, "", "", sn->f1);
+    }
+    return write_label_csv(r, split, ln, sn);
+}
+
+/* --loss bce: over the n rows now in r->logits / r->labels (n x L each): loss = mean
+ * BCE over all outputs (no pos_weight), acc = fraction of outputs on the right side of
+ * 0.5, f1 = mean per-label F1 at 0.5, auc = mean per-label AUROC; per label into ln. */
+static int multilabel_numbers(rs *r, int64_t n, split_numbers *out, label_numbers *ln) {
+    const int L = r->d->classes;
+    double *auc = malloc((size_t)L * sizeof *auc);
+    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    int32_t *t = malloc((size_t)(n ? n : 1) * sizeof *t);
+    if (!auc || !p || !t) {
+        free(auc);
+        free(p);
+        free(t);
+        return fail_msg("out of memory");
+    }
+    nc_status st = nc_multilabel_roc_auc(r->ctx, r->logits, r->labels, n, L, auc, &out->auc);
+    double bce = 0.0;
+    int64_t hits = 0;
+    out->f1 = 0.0;
+    for (int k = 0; st == NC_OK && k < L; k++) {
+        for (int64_t i = 0; i < n; i++) {
+            const double z = r->logits[(size_t)i * (size_t)L + (size_t)k];
+            t[i] = r->labels[(size_t)i * (size_t)L + (size_t)k];
+            p[i] = (float)(1.0 / (1.0 + exp(-z)));
+            bce += softplus(t[i] ? -z : z);
+            hits += (z >= 0.0) == (t[i] != 0);
+        }
+        ln[k].auc = auc[k];
+        st = nc_threshold_apply(r->ctx, p, t, n, 0.5f, 1.0, &ln[k].at);
+        out->f1 += ln[k].at.fbeta / L;
+    }
+    free(auc);
+    free(p);
+    free(t);
+    if (st != NC_OK) return fail_lib(r->ctx, "computing the per-label metrics", st);
+    const double outputs = (double)n * (double)L;
+    out->loss = n ? bce / outputs : NAN;
+    out->acc = n ? (double)hits / outputs : NAN;
+    out->fb = NAN;
+    if (!n) out->f1 = NAN;
+    return 0;
+}
+
 /* Runs m over loader l; fills the per-head metrics into *out (mean over heads, loss
  * summed as the training loss is) and, when rep is given, adds them to the report. */
 static int eval_split(rs *r, nc_model *m, nc_loader *l, const char *split, nc_report *rep, split_numbers *out,
@@ -254,8 +428,16 @@ static int eval_split(rs *r, nc_model *m, nc_loader *l, const char *split, nc_re
                             what, (long long)(i / (H * K)), r->committed ? "the last good state is in the run's "
                             "checkpoints" : "no file of the output directory was changed");
     *rows = n;
+    if (d->multilabel) {
+        label_numbers *ln = malloc((size_t)K * sizeof *ln);
+        int rc = ln ? multilabel_numbers(r, n, out, ln) : fail_msg("out of memory");
+        if (rc == 0 && rep) rc = report_labels(r, split, rep, ln, out);
+        free(ln);
+        return rc;
+    }
     out->loss = 0.0;
     out->acc = out->f1 = out->fb = 0.0;
+    out->auc = NAN;
     for (int h = 0; h < H; h++) {
         nc_metrics *mt = NULL;
         if ((st = nc_metrics_compute(r->ctx, r->logits + (size_t)h * K, H * K, r->labels + h, H, n, K, -100, &mt)) != NC_OK)
@@ -379,6 +561,15 @@ static void report_facts(rs *r, nc_report *rep, nc_model *m) {
     nc_report_set_number(rep, "val_images", (double)r->j->n_val);
     nc_report_set_number(rep, "test_images", (double)r->d->n_test);
     if (r->j->fold >= 0) nc_report_set_number(rep, "fold", r->j->fold);
+    nc_report_set_string(rep, "loss", r->d->multilabel ? "bce_with_logits (multi-label, sigmoid)" : "cross_entropy");
+    if (r->d->multilabel && c->pos_weight && r->t) { /* the weights of this training */
+        char buf[4096];
+        size_t used = 0;
+        buf[0] = '\0';
+        for (int k = 0; k < r->d->classes && used < sizeof buf; k++)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%.6g", k ? "," : "", (double)r->pos_weight[k]);
+        nc_report_set_string(rep, "pos_weight", buf);
+    }
     nc_report_set_string(rep, "optimizer", c->val[OPT_OPTIMIZER]);
     nc_report_set_number(rep, "lr", c->lr);
     nc_report_set_string(rep, "scheduler", c->val[OPT_SCHEDULER]);
@@ -406,6 +597,14 @@ static int final_eval(rs *r, result *res, const char *report_dir) {
         return fail_msg("%s has %d outputs and %d input channels; the data needs %d and %d", r->best,
                         nc_model_num_outputs(m), nc_model_in_channels(m), r->d->heads * r->d->classes, r->d->channels);
     }
+    const char *kind = nc_model_info(m, "output");
+    const int sigmoid = kind && strcmp(kind, "sigmoid") == 0;
+    if (sigmoid != r->d->multilabel) {
+        nc_model_destroy(m);
+        return fail_msg("%s has %s outputs, but this run's --loss is %s", r->best, sigmoid ? "sigmoid (multi-label)" : "softmax",
+                        c->val[OPT_LOSS]);
+    }
+    r->report_dir = report_dir;
     if ((st = nc_report_create(r->ctx, &rep)) != NC_OK) {
         rc = fail_lib(r->ctx, "creating the report", st);
         goto out;
@@ -437,7 +636,8 @@ static int final_eval(rs *r, result *res, const char *report_dir) {
         res->val_acc = sn.acc;
         res->val_f1 = sn.f1;
         res->val_fb = sn.fb;
-        if (c->mode == MODE_TRAIN || c->mode == MODE_RESUME) {
+        res->val_auc = sn.auc;
+        if ((c->mode == MODE_TRAIN || c->mode == MODE_RESUME) && !r->d->multilabel) {
             if (calibrate(r, m, n, rep, &T, &thr)) goto out;
             if ((st = nc_model_save(m, r->best)) != NC_OK) {
                 rc = fail_lib(r->ctx, "saving the calibrated model", st);
@@ -456,6 +656,7 @@ static int final_eval(rs *r, result *res, const char *report_dir) {
         res->test_acc = sn.acc;
         res->test_f1 = sn.f1;
         res->test_fb = sn.fb;
+        res->test_auc = sn.auc;
         if (threshold_report(r, n, T, thr, "test", rep)) goto out;
     }
     if (!do_val && !do_test) {
@@ -575,7 +776,7 @@ static int train_loop(rs *r) {
         }
         if (!c->quiet)
             printf("%s: resuming after epoch %lld%s (best %s %.4f at epoch %lld)\n", r->j->dir, (long long)epoch0,
-                   skip ? " (part-way)" : "", c->val[OPT_MONITOR], best, (long long)best_epoch);
+                   skip ? " (part-way)" : "", monitor_names[c->monitor], best, (long long)best_epoch);
     }
     if (!r->hist && (st = nc_history_create(r->ctx, &r->hist)) != NC_OK) return fail_lib(r->ctx, "history", st);
 
@@ -647,9 +848,9 @@ static int train_loop(rs *r) {
         float lr = 0.0f;
         nc_trainer_group_lr(r->t, "default", &lr);
         rec.lr = lr;
-        double f1 = NAN;
+        double f1 = NAN, auc = NAN;
         if (r->lval) { /* --distributed: rank 0 evaluates the whole split and shares the numbers */
-            split_numbers sn = {NAN, NAN, NAN, NAN};
+            split_numbers sn = {NAN, NAN, NAN, NAN, NAN};
             int64_t n;
             if (r->ema) nc_ema_swap(r->ema);
             int bad = c->rank == 0 ? eval_split(r, r->m, r->lval, "val", NULL, &sn, &n) : 0;
@@ -661,13 +862,15 @@ static int train_loop(rs *r) {
                         (long long)e, r->last, c->out);
                 return EXIT_INTERRUPTED;
             }
-            double v[3] = {sn.loss, sn.acc, sn.f1};
-            if (bad || dist_share(c, r->ctx, v, 3)) return EXIT_FAIL;
+            double v[4] = {sn.loss, sn.acc, sn.f1, sn.auc};
+            if (bad || dist_share(c, r->ctx, v, 4)) return EXIT_FAIL;
             rec.val_loss = v[0];
             rec.val_acc = v[1];
             f1 = v[2];
+            auc = v[3];
         }
-        double metric = !r->lval ? rec.train_loss : c->monitor == 0 ? rec.val_loss : c->monitor == 1 ? rec.val_acc : f1;
+        const double monitored[4] = {rec.val_loss, rec.val_acc, f1, auc};
+        double metric = !r->lval ? rec.train_loss : monitored[c->monitor];
         int mon = r->lval ? c->monitor : 0;
         int improved = isfinite(metric) && better(mon, metric, best, c->min_delta);
         if (improved) {
@@ -689,14 +892,16 @@ static int train_loop(rs *r) {
         if (!c->quiet) {
             printf("epoch %lld/%lld  train loss %.4f acc %.4f", (long long)e, (long long)c->epochs, rec.train_loss,
                    rec.train_acc);
-            if (r->lval) printf("  val loss %.4f acc %.4f F1 %.4f", rec.val_loss, rec.val_acc, f1);
+            if (r->lval && r->d->multilabel)
+                printf("  val loss %.4f acc %.4f F1 %.4f AUROC %.4f", rec.val_loss, rec.val_acc, f1, auc);
+            else if (r->lval) printf("  val loss %.4f acc %.4f F1 %.4f", rec.val_loss, rec.val_acc, f1);
             printf("  lr %.3g  %.1f s  %.0f img/s%s\n", rec.lr, secs, rec.images_per_sec, improved ? "  *best" : "");
             fflush(stdout);
         }
         if (c->early_stopping > 0 && e - best_epoch >= c->early_stopping) {
             if (!c->quiet)
                 printf("early stopping: no improvement of %s for %d epochs (best %.4f at epoch %lld)\n",
-                       r->lval ? c->val[OPT_MONITOR] : "train_loss", c->early_stopping, best, (long long)best_epoch);
+                       r->lval ? monitor_names[c->monitor] : "train_loss", c->early_stopping, best, (long long)best_epoch);
             break;
         }
         const int stop = dist_any(c, r->ctx, g_interrupted);
@@ -781,7 +986,7 @@ int run_job(const cfg *c, nc_context *ctx, data *d, const job *j, result *res) {
                 printf("pretrained: %d tensors loaded, %d kept fresh (%s)\n", lr.loaded, lr.missing + lr.mismatched,
                        lr.text[0] ? lr.text : "all matched");
         }
-        if (make_trainer(&r) || make_loaders(&r, 1, 1, 1)) goto out;
+        if (check_val_auroc(&r) || make_trainer(&r) || make_loaders(&r, 1, 1, 1)) goto out;
         res->params = nc_model_num_params(r.m);
         if (!c->quiet)
             printf("%s: %s, %lld parameters, %lld train / %lld val / %lld test images of %dx%d, %lld batches/epoch, "

@@ -73,12 +73,14 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     X(MIN_LR, "min-lr", 1, "0", 1, "X", "plateau: lowest learning rate")                                        \
     X(LABEL_SMOOTHING, "label-smoothing", 1, "0", 1, "E", "cross-entropy label smoothing")                    \
     X(CLASS_WEIGHTS, "class-weights", 1, "none", 1, "W", "none | balanced | w1,w2,...")                       \
+    X(LOSS, "loss", 1, "ce", 1, "KIND", "ce (softmax per head) | bce (multi-label: 0/1 label columns, sigmoid)") \
+    X(POS_WEIGHT, "pos-weight", 1, "none", 1, "W", "bce: none | auto (negatives/positives) | w or w1,w2,...")  \
     X(GRAD_ACCUM, "grad-accum", 1, "1", 1, "N", "micro-batches per optimizer update")                         \
     X(CLIP_GRAD, "clip-grad", 1, "0", 1, "X", "clip the gradients' global L2 norm (0 = off)")                 \
     X(EMA, "ema", 1, "0", 1, "DECAY", "evaluate and keep an EMA of the weights (0 = off)")                    \
     X(EARLY_STOPPING, "early-stopping", 1, "0", 1, "N", "stop after N epochs without improvement (0 = off)")  \
     X(MIN_DELTA, "min-delta", 1, "0", 1, "X", "early stopping / best: least improvement")                      \
-    X(MONITOR, "monitor", 1, "val_loss", 1, "M", "val_loss | val_acc | val_f1 (best checkpoint, stopping)")  \
+    X(MONITOR, "monitor", 1, "auto", 1, "M", "auto | val_loss | val_acc | val_f1 | val_auc (auto: val_auc for bce, else val_loss)") \
     X(FOLDS, "folds", 1, "0", 1, "K", "stratified K-fold cross-validation (K >= 2)")                          \
     X(THRESHOLD_CLASS, "threshold-class", 1, "", 1, "C", "class (index or name) given a decision threshold") \
     X(THRESHOLD_RULE, "threshold-rule", 1, "fbeta:0.5", 1, "R", "fbeta:BETA | precision:TARGET")              \
@@ -139,9 +141,13 @@ typedef struct cfg {
     int class_weights; /* 0 none, 1 balanced, 2 explicit */
     float weights[256];
     int num_weights;
+    int loss;                 /* 0 cross-entropy, 1 BCE with logits (multi-label) */
+    int pos_weight;           /* bce: 0 none, 1 auto, 2 explicit */
+    float pos_weights[256];
+    int num_pos_weights;
     int grad_accum;
     float clip_grad, ema, min_delta;
-    int early_stopping, monitor; /* monitor: 0 val_loss, 1 val_acc, 2 val_f1 */
+    int early_stopping, monitor; /* monitor: 0 val_loss, 1 val_acc, 2 val_f1, 3 val_auc (auto resolved) */
     int folds;
     const char *threshold_class; /* NULL = none */
     int threshold_precision;     /* 0 = fbeta rule, 1 = target precision */
@@ -206,6 +212,9 @@ int close_atomic(FILE *f, const char *tmp, const char *path);
 typedef struct data {
     nc_dataset *ds, *val_ds, *test_ds; /* val_ds/test_ds NULL unless separate */
     int heads, classes, channels, native_h, native_w, size;
+    int multilabel;       /* --loss bce: one head of `classes` sigmoid outputs, one per label column */
+    int label_width;      /* labels per sample in the dataset (its label columns) */
+    char *label_buf;      /* --loss bce: the label column names (class_names point into it) */
     int8_t *assign;       /* (size of ds): 0 train, 1 val, 2 test */
     int64_t *train_idx, *val_idx, *test_idx;
     int64_t n_train, n_val, n_test; /* n_val/n_test: of ds, or the separate sets' sizes */
@@ -231,8 +240,8 @@ int data_loader(const cfg *c, nc_context *ctx, nc_dataset *ds, const nc_transfor
 typedef struct result {
     char model[64];
     int64_t params;
-    double val_loss, val_acc, val_f1, val_fb;
-    double test_loss, test_acc, test_f1, test_fb;
+    double val_loss, val_acc, val_f1, val_fb, val_auc; /* auc: mean per-label AUROC (--loss bce) */
+    double test_loss, test_acc, test_f1, test_fb, test_auc;
     double seconds;
     int64_t epochs_done;
 } result;

@@ -1,7 +1,8 @@
 /* metrics.c — classification metrics of one head (confusion, top-k, P/R/F-beta,
  * balanced accuracy, one-vs-rest ROC-AUC, log loss, ECE) computed once from logits
  * and labels into an nc_metrics handle, with scikit-learn 1.2's semantics; plus
- * temperature scaling and binary decision thresholds. All arithmetic in double. */
+ * temperature scaling, binary decision thresholds and the per-label ROC-AUC of
+ * multi-label (sigmoid) outputs. All arithmetic in double. */
 #include "core/context.h"
 
 #include <float.h>
@@ -517,5 +518,47 @@ nc_status nc_threshold_apply(nc_context *ctx, const float *scores, const int32_t
             fp += !positive[i];
         }
     fill_stats(out, tp, fp, npos, n - npos, beta);
+    return NC_OK;
+}
+
+/* --------------------------------------------------------------- multi-label */
+
+nc_status nc_multilabel_roc_auc(nc_context *ctx, const float *logits, const int32_t *labels, int64_t n,
+                                int num_labels, double *auc, double *mean_auc) {
+    const char *fn = "nc_multilabel_roc_auc";
+    if (!ctx) return NC_ERR_NULL;
+    if (!auc || (n > 0 && (!logits || !labels)))
+        return nc__error(ctx, NC_ERR_NULL, "%s: logits, labels or auc is NULL", fn);
+    if (n < 0 || num_labels < 1)
+        return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: n = %lld, num_labels = %d (need n >= 0, num_labels >= 1)",
+                         fn, (long long)n, num_labels);
+    const size_t L = (size_t)num_labels;
+    for (int64_t i = 0; i < n; i++)
+        for (size_t k = 0; k < L; k++) {
+            int32_t t = labels[(size_t)i * L + k];
+            if (t != 0 && t != 1)
+                return nc__error(ctx, NC_ERR_INVALID_ARGUMENT, "%s: label %zu of sample %lld is %d, not 0 or 1", fn,
+                                 k, (long long)i, (int)t);
+            if (!isfinite(logits[(size_t)i * L + k]))
+                return nc__error(ctx, NC_ERR_NUMERIC, "%s: logit %zu of sample %lld is not finite", fn, k,
+                                 (long long)i);
+        }
+    scored *col = nc__alloc(ctx, (size_t)(n > 0 ? n : 1) * sizeof *col);
+    if (!col) return nc__error(ctx, NC_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    double sum = 0.0;
+    int defined = 0;
+    for (size_t k = 0; k < L; k++) {
+        for (int64_t i = 0; i < n; i++) {
+            col[i].s = logits[(size_t)i * L + k];
+            col[i].pos = labels[(size_t)i * L + k];
+        }
+        auc[k] = auc_of(col, n);
+        if (!isnan(auc[k])) {
+            sum += auc[k];
+            defined++;
+        }
+    }
+    nc__free(ctx, col);
+    if (mean_auc) *mean_auc = defined ? sum / defined : NAN;
     return NC_OK;
 }

@@ -122,6 +122,52 @@ class TestCli(unittest.TestCase):
         self.assertEqual(c.returncode, 0, c.stderr)
         self.assertEqual(self.predict_python(model, self.pngs[:4]), c.stdout)
 
+    @unittest.skipUnless(HAVE_TRAIN and HAVE_PREDICT, "nc-train / nc-predict not built (NC_TRAIN, NC_PREDICT)")
+    def test_nc_train_multilabel_model_in_python(self):
+        """nc-train --loss bce: Model.output is "sigmoid", predict_proba is the sigmoid of
+        the logits, and `python -m neurc predict` writes nc-predict's CSV byte for byte."""
+        manifest = self.path("ml.csv")
+        with open(manifest, "w") as f:
+            f.write("image,top,bottom\n")
+            for i, p in enumerate(self.pngs):
+                top = 1 if "/b/" in p.replace(os.sep, "/") else 0
+                f.write("%s,%d,%d\n" % (p, top, (1 - top) if i % 3 else top))
+        out = self.path("ml")
+        r = subprocess.run([NC_TRAIN, "--data", manifest, "--label-columns", "top,bottom", "--loss", "bce",
+                            "--pos-weight", "auto", "--model", "simple_cnn", "--width", "4", "--epochs", "1",
+                            "--val-split", "0.25", "--test-split", "0.25",
+                            "--batch-size", "8", "--output-dir", out, "--quiet", "--threads", "1", "--workers", "0"],
+                           capture_output=True, text=True, timeout=240)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        model = os.path.join(out, "best.safetensors")
+        with neurc.Model.load(model, self.ctx) as m:
+            self.assertEqual((m.output, m.num_heads, m.num_classes, m.class_names), ("sigmoid", 1, 2, ["top", "bottom"]))
+            mean, std = m.normalization
+            with neurc.read_png(self.pngs[0], self.ctx) as img:
+                a = img.to_array()
+                x = [[[(v - mean[0]) / std[0] for v in row] for row in ch] for ch in
+                     (a.tolist() if hasattr(a, "tolist") else a)]
+            z = [float(v) for v in list(m.forward([x]))[0]]
+            p = [float(v) for v in list(m.predict_proba([x]))[0]]
+            for zi, pi in zip(z, p):
+                self.assertAlmostEqual(pi, 1.0 / (1.0 + math.exp(-zi)), places=6)
+        c = subprocess.run([NC_PREDICT, "--checkpoint", model, "--threads", "1"] + self.pngs[:4],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(c.returncode, 0, c.stderr)
+        self.assertTrue(c.stdout.startswith("path,labels,p_top,p_bottom\n"), c.stdout)
+        self.assertEqual(self.predict_python(model, self.pngs[:4]), c.stdout)
+        # label names that need CSV quoting, every label listed (--threshold 0)
+        odd = self.path("ml_odd.safetensors")
+        with neurc.Model.load(model, self.ctx) as m:
+            m.class_names = ['top, "upper"', "bottom|low"]
+            m.save(odd)
+        c = subprocess.run([NC_PREDICT, "--checkpoint", odd, "--threads", "1", "--threshold=0", self.pngs[0]],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(c.returncode, 0, c.stderr)
+        row = list(csv.DictReader(c.stdout.splitlines()))[0]
+        self.assertEqual(row["labels"], 'top, "upper"|bottom|low')
+        self.assertEqual(self.predict_python(odd, ["--threshold", "0", self.pngs[0]]), c.stdout)
+
     def test_train_evaluate_predict_commands(self):
         out = self.path("pytrain")
         r = run_module("train", "--data", self.root, "--model", "simple_cnn", "--width", "4", "--epochs", "2",

@@ -1092,6 +1092,21 @@ class TestMetrics(unittest.TestCase):
         with self.assertRaises(neurc.NumericError):
             neurc.calibrate_temperature([[float("inf"), 0]], [0], context=self.ctx)
 
+    def test_multilabel_roc_auc(self):
+        # label 0: scores (1, 1, 2, 0) vs truth (1, 0, 1, 0): 3.5 of 4 pairs; label 1 has
+        # no positive (NaN, left out of the mean); label 2 is ranked backwards (0)
+        logits = [[1, 5, 0], [1, -1, 3], [2, 0, 1], [0, 2, 2]]
+        labels = [[1, 0, 1], [0, 0, 0], [1, 0, 1], [0, 0, 0]]
+        auc, mean = neurc.multilabel_roc_auc(logits, labels, context=self.ctx)
+        self.assertAlmostEqual(auc[0], 0.875, places=12)
+        self.assertTrue(math.isnan(auc[1]))
+        self.assertEqual(auc[2], 0.0)
+        self.assertAlmostEqual(mean, 0.4375, places=12)
+        with self.assertRaises(neurc.InvalidArgumentError):
+            neurc.multilabel_roc_auc([[0.5]], [[2]], context=self.ctx)
+        with self.assertRaises(ValueError):
+            neurc.multilabel_roc_auc(logits, [[1, 0]], context=self.ctx)
+
     def test_thresholds(self):
         scores = [0.9, 0.8, 0.7, 0.6, 0.4, 0.2]
         positive = [1, 1, 0, 1, 0, 0]

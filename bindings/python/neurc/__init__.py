@@ -23,7 +23,8 @@ from .core import (EMA, STOP, Builder, CheckpointInfo, Comm, Context, EarlyStopp
                    Progress, Saliency, SaliencyMaps, Schedule, StepStats, TensorInfo, TrackingAllocator, Trainer,
                    default_context, status_name, version)
 from .data import Batch, Dataset, Image, Loader, Transform, read_png, read_png_bytes, split_kfold, split_stratified
-from .metrics import MACRO, WEIGHTED, BinaryStats, Metrics, calibrate_temperature, threshold_apply, threshold_select
+from .metrics import (MACRO, WEIGHTED, BinaryStats, Metrics, calibrate_temperature, multilabel_roc_auc, threshold_apply,
+                      threshold_select)
 from .reports import (CHistory, EpochRecord, History, Report, svg_confusion_matrix, svg_per_class_accuracy,
                       svg_training_curves)
 from .plots import plot_confusion, plot_history
@@ -44,6 +45,7 @@ __all__ = [
     "Image", "Dataset", "Transform", "Loader", "Batch", "read_png", "read_png_bytes", "split_stratified",
     "split_kfold",
     "Metrics", "MACRO", "WEIGHTED", "BinaryStats", "calibrate_temperature", "threshold_select", "threshold_apply",
+    "multilabel_roc_auc",
     "History", "EpochRecord", "CHistory", "Report", "svg_training_curves", "svg_confusion_matrix",
     "svg_per_class_accuracy", "plot_history", "plot_confusion", "fit", "evaluate",
 ]

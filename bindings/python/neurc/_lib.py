@@ -399,6 +399,7 @@ FUNCTIONS = (
     ('nc_calibrate_temperature', STATUS, [c_void_p, c_void_p, c_int, c_void_p, c_int, c_int64, c_int, c_int32, c_void_p]),
     ('nc_threshold_select', STATUS, [c_void_p, c_void_p, c_void_p, c_int64, c_int, c_double, c_void_p, P(nc_binary_stats)]),
     ('nc_threshold_apply', STATUS, [c_void_p, c_void_p, c_void_p, c_int64, c_float, c_double, P(nc_binary_stats)]),
+    ('nc_multilabel_roc_auc', STATUS, [c_void_p, c_void_p, c_void_p, c_int64, c_int, c_void_p, c_void_p]),
     ('nc_model_predict_loader', STATUS, [c_void_p, c_void_p, c_int64, c_void_p, c_void_p, c_int64, c_void_p]),
     ('nc_epoch_record_init', None, [P(nc_epoch_record)]),
     ('nc_history_create', STATUS, [c_void_p, P(c_void_p)]),

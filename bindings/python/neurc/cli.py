@@ -286,11 +286,38 @@ def _softmax(z, t):
     return [v / s for v in e]
 
 
+def _sigmoid_header(heads, names):
+    """path,labels,p_<label>... (prefixed headN_ per head when there are several)."""
+    hdr = ["path"]
+    for hd in range(heads):
+        p = "head%d_" % hd if heads > 1 else ""
+        hdr += ["%slabels" % p] + [_field("%sp_%s" % (p, nm)) for nm in names]
+    return hdr
+
+
+def _sigmoid_cells(z, heads, names, threshold):
+    """Per head: the labels whose sigmoid probability is >= threshold (compared in
+    float32, as nc-predict does), joined by '|', then every label's probability."""
+    from ctypes import c_float
+    from .core import _sigmoid
+    k, line, t = len(names), [], c_float(threshold).value
+    for hd in range(heads):
+        p = [_sigmoid(v) for v in z[hd * k:(hd + 1) * k]]
+        line.append(_field("|".join(nm for nm, v in zip(names, p) if c_float(v).value >= t)))
+        line += ["%.6g" % v for v in p]
+    return line
+
+
 def cmd_predict(args):
     ctx = Context(backend=args.backend, threads=args.threads)
     model = Model.load(args.checkpoint, ctx)
     heads, classes, c = model.num_heads, model.num_classes, model.in_channels
     names = model.class_names or [str(k) for k in range(classes)]
+    sigmoid = model.output == "sigmoid"
+    if sigmoid and args.top_k:
+        raise UsageError("--top-k ranks softmax classes; %s is a multi-label (sigmoid) model" % args.checkpoint)
+    if args.threshold is not None and not (0.0 <= args.threshold <= 1.0):
+        raise UsageError("--threshold %g is not a probability in [0, 1]" % args.threshold)
     top_k = args.top_k or min(5, classes)
     if top_k > classes:
         raise UsageError("--top-k %d is more than the model's %d classes" % (top_k, classes))
@@ -306,6 +333,8 @@ def cmd_predict(args):
         for k in range(2, top_k + 1):
             hdr += ["%stop%d_class" % (p, k), "%stop%d_prob" % (p, k)]
         hdr += [_field("%sp_%s" % (p, nm)) for nm in names]
+    if sigmoid:
+        hdr = _sigmoid_header(heads, names)
     out.write(",".join(hdr) + "\n")
     failures = 0
     batch, rows = [], []
@@ -318,6 +347,10 @@ def cmd_predict(args):
         for path, z in zip(rows, logits):
             z = [float(v) for v in z]
             line = [_field(path)]
+            if sigmoid:
+                thr = 0.5 if args.threshold is None else args.threshold
+                out.write(",".join(line + _sigmoid_cells(z, heads, names, thr)) + "\n")
+                continue
             for hd in range(heads):
                 p = _softmax(z[hd * classes:(hd + 1) * classes], temp)
                 order = sorted(range(classes), key=lambda k: (-p[k], k))[:top_k]
@@ -432,6 +465,8 @@ def _parser():
     r.add_argument("--output", default="", help="CSV file (default stdout)")
     r.add_argument("--top-k", type=int, default=0)
     r.add_argument("--no-temperature", action="store_true")
+    r.add_argument("--threshold", type=float, default=None,
+                   help="multi-label (sigmoid) models: list the labels whose probability is >= this [0.5]")
     r.add_argument("--img-size", type=int, default=0)
     r.add_argument("--resize", type=int, default=0)
     r.add_argument("--batch-size", type=int, default=16)

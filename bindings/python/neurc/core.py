@@ -3,6 +3,7 @@ stopping: Python objects that own their C handles (see _lib.Cell for the lifetim
 rules). Every object has close() and works as a context manager."""
 
 import ctypes
+import math
 import threading
 from collections import namedtuple
 from ctypes import byref, c_char_p, c_float, c_int, c_int32, c_size_t, c_void_p
@@ -275,6 +276,22 @@ TensorInfo = namedtuple("TensorInfo", "name shape numel trainable")
 EpochStats = namedtuple("EpochStats", "batches steps samples skipped loss accuracy finished")
 
 
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) without overflow."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def _softmax(z, t=1.0):
+    """softmax(z / t) of a list, in double."""
+    mx = max(z)
+    e = [math.exp((v - mx) / t) for v in z]
+    s = sum(e)
+    return [v / s for v in e]
+
+
 def _epoch_stats(es):
     return EpochStats(es.batches, es.steps, es.samples, es.skipped, es.loss, es.accuracy, bool(es.finished))
 LoadReport = namedtuple("LoadReport", "loaded missing unexpected mismatched text")
@@ -496,6 +513,30 @@ class Model(_ContextObject):
             self._check(lib.nc_model_forward(self._h, buf.address + 4 * s * per, m, c, h, w,
                                              o.address + 4 * s * k), "nc_model_forward")
         return B.result(o)
+
+    @property
+    def output(self):
+        """What the outputs are: "sigmoid" for a multi-label model (nc-train --loss bce
+        stores info "output" = "sigmoid"), else "softmax" (classes per head)."""
+        return "sigmoid" if self.get_info("output") == "sigmoid" else "softmax"
+
+    def predict_proba(self, x, batch_size=256, temperature=None):
+        """Probabilities (n, num_outputs) of any number of images: a multi-label model's
+        sigmoid per label, otherwise the softmax of each head at temperature T (default:
+        the model's calibrated info "temperature", else 1)."""
+        z = self.predict(x, batch_size)
+        rows = [[float(v) for v in row] for row in z]
+        if self.output == "sigmoid":
+            out = [[_sigmoid(v) for v in row] for row in rows]
+        else:
+            t = temperature if temperature is not None else float(self.get_info("temperature", "1"))
+            if not t > 0:
+                raise ValueError("temperature must be > 0, got %r" % (t,))
+            k = self.num_classes
+            out = [sum((_softmax(row[h * k:(h + 1) * k], t) for h in range(self.num_heads)), []) for row in rows]
+        if B.np is not None:
+            return B.np.asarray(out, dtype="float32").reshape(len(rows), self.num_outputs)
+        return out
 
     def predict_loader(self, loader, epoch=0):
         """Runs the model over one epoch of a Loader: (logits (N, outputs), labels (N,

@@ -1,8 +1,9 @@
-"""Classification metrics (one head), temperature scaling and decision thresholds."""
+"""Classification metrics (one head), temperature scaling, decision thresholds and the
+per-label ROC-AUC of multi-label (sigmoid) outputs."""
 
 import math
 from collections import namedtuple
-from ctypes import byref, c_float, c_void_p
+from ctypes import byref, c_double, c_float, c_void_p
 
 from . import _buffers as B
 from ._lib import encode, lib, nc_binary_stats
@@ -199,3 +200,25 @@ def _names_array(names):
     from ctypes import c_char_p
     enc = [encode(str(n), "class name") for n in names]
     return (c_char_p * len(enc))(*enc)
+
+
+def multilabel_roc_auc(logits, labels, context=None):
+    """Per-label ROC-AUC of a multi-label (sigmoid) model, the CheXNet metric
+    (nc_multilabel_roc_auc): logits (n, L) and labels (n, L) of 0/1. Returns (auc,
+    mean_auc): auc a list of L floats, sklearn's roc_auc_score of each column (ties get
+    the mean rank), NaN where a label has no positive or no negative sample; mean_auc
+    their mean over the labels where it is defined (NaN when none is)."""
+    from .data import _raise
+    ctx = _ctx_of(context)
+    lo = B.as_input(logits, "logits", "f")
+    la = B.as_input(labels, "labels", "i")
+    if len(lo.shape) != 2 or lo.shape[1] < 1:
+        raise ValueError("logits must be 2-D (n, labels), got shape %s" % (lo.shape,))
+    n, k = lo.shape
+    if la.count != n * k:
+        raise ValueError("labels: need %d values (%d samples x %d labels), got %d" % (n * k, n, k, la.count))
+    auc = (c_double * k)()
+    mean = c_double()
+    _raise(lib.nc_multilabel_roc_auc(ctx._h, lo.address or None, la.address or None, n, k, auc, byref(mean)), ctx,
+           "nc_multilabel_roc_auc")
+    return list(auc), mean.value
