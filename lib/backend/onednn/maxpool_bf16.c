@@ -9,28 +9,14 @@
  * the first maximum in row-major order, a NaN wins) and its gradient added into an
  * f32 plane in cache, rounded when the plane is done. */
 #include "backend/onednn/onednn.h"
+#include "backend/ref/ref.h"
 #include "core/bf16.h"
-
-#include <math.h>
-#include <string.h>
 
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
 #define MAX_BLOCK 16
-
-/* One input row range and column range of an output position's window, clamped. */
-typedef struct span2 {
-    int64_t h0, h1, w0, w1;
-} span2;
-
-static span2 window(const nc__pool_desc *d, int64_t oh, int64_t ow) {
-    const int64_t hs = oh * d->stride_h - d->pad_h, ws = ow * d->stride_w - d->pad_w;
-    span2 s = {hs < 0 ? 0 : hs, hs + d->kh < d->h ? hs + d->kh : d->h, ws < 0 ? 0 : ws,
-               ws + d->kw < d->w ? ws + d->kw : d->w};
-    return s;
-}
 
 /* One (image, channel block) plane of B lanes: acc (H*W*B f32) gets the gradients,
  * starting from dx's values under ADD; then dx = acc rounded once. */
@@ -40,7 +26,7 @@ static void plane_backward(const nc__pool_desc *d, int B, int add, float *acc, n
     for (size_t i = 0; i < in; i++) acc[i] = add ? nc__bf16_to_f32(dx[i]) : 0.0f;
     for (int64_t oh = 0; oh < d->oh; oh++)
         for (int64_t ow = 0; ow < d->ow; ow++) {
-            const span2 s = window(d, oh, ow);
+            const nc__pool_window s = nc__ref_pool_window(d, oh, ow);
             if (s.h0 >= s.h1 || s.w0 >= s.w1) continue;
             int32_t best[MAX_BLOCK];
             float bv[MAX_BLOCK];

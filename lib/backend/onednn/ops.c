@@ -650,7 +650,7 @@ nc_status nc__dnnl_bn_sync_backward(void *state, const nc__bn_desc *d, void *dx,
 
 /* Slots: the primitives on the values' dtype; for bf16 backward that would round
  * twice (bf16_sums_twice), f32 twins on widened copies and their reorders. */
-enum { POOL_FWD_INFER = 0, POOL_FWD_TRAIN, POOL_BWD, POOL_FWD_TRAIN32, POOL_BWD32, R_POOL_X32, R_POOL_DY32,
+enum { POOL_FWD_INFER = 0, POOL_FWD_TRAIN, POOL_BWD, POOL_FWD_TRAIN32, POOL_BWD32, R_POOL_DY32,
        R_POOL_DX32, R_POOL_DX_OUT };
 
 typedef struct pool_mds {
@@ -810,21 +810,21 @@ fail:
     return st;
 }
 
-/* bf16 backward that a bf16 primitive would round twice: f32 primitives on widened
- * x and dy, the f32 gradient added to the widened dx under ADD, rounded once. */
+/* bf16 average-pooling backward that a bf16 primitive would round twice: f32
+ * primitives on widened dy, the f32 gradient added to the widened dx under ADD,
+ * rounded once (bf16 max pooling has maxpool_bf16.c). */
 static nc_status pool_bf16_backward(dn_state *s, const nc__pool_desc *d, dn_cache *c, const pool_mds *m,
-                                    void *dx, const void *dy, const void *x) {
+                                    void *dx, const void *dy) {
     nc_status st;
     pool_mds m32 = *m;
-    void *x32 = NULL, *dy32, *dx32, *acc;
+    void *dy32, *dx32, *acc;
     const int64_t src[4] = {d->n, d->c, d->h, d->w}, dst[4] = {d->n, d->c, d->oh, d->ow};
     NC_CHECK(nc__dnnl_act_md(s, &m32.src, 4, src, "pooling source"));
     NC_CHECK(nc__dnnl_act_md(s, &m32.dst, 4, dst, "pooling destination"));
-    if (d->mode == NC__POOL_MAX) NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_X32, &m->src, &m32.src, x, DN_SCR_B0, &x32));
     NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_DY32, &m->dst, &m32.dst, dy, DN_SCR_B1, &dy32));
     const size_t bytes = dnnl_memory_desc_get_size(&m32.src);
     NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B2, bytes, &dx32));
-    NC_CHECK(pool_prim_backward(s, d, c, &m32, POOL_FWD_TRAIN32, POOL_BWD32, dx32, dy32, x32));
+    NC_CHECK(pool_prim_backward(s, d, c, &m32, POOL_FWD_TRAIN32, POOL_BWD32, dx32, dy32, NULL));
     acc = dx32;
     if (!writes_whole(d->dx_write)) {
         NC_CHECK(nc__dnnl_reorder_in(s, c, R_POOL_DX32, &m->src, &m32.src, dx, DN_SCR_DX, &acc));
@@ -846,7 +846,7 @@ nc_status nc__dnnl_pool2d_backward(void *state, const nc__pool_desc *d, void *dx
     NC_CHECK(pool_prepare(s, d, &c, &m));
     if (c->fallback) return pool_ref_backward(s, d, &m, dx, dy, x);
     if (nc__dnnl_maxpool_bf16_fits(s, d)) return dx ? nc__dnnl_maxpool_bf16_backward(s, d, dx, dy, x) : NC_OK;
-    if (d->dtype == NC__DTYPE_BF16 && bf16_sums_twice(d, &m)) return pool_bf16_backward(s, d, c, &m, dx, dy, x);
+    if (d->dtype == NC__DTYPE_BF16 && bf16_sums_twice(d, &m)) return pool_bf16_backward(s, d, c, &m, dx, dy);
     const size_t bytes = dnnl_memory_desc_get_size(&m.src);
     void *tdx = dx;
     if (!writes_whole(d->dx_write)) NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DX, bytes, &tdx));

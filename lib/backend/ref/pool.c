@@ -6,18 +6,12 @@
 
 #include <math.h>
 
-/* One output position's window: rows [h0, h1), cols [w0, w1) clamped to the input,
- * and the divisor of an average (PyTorch's pool_size). */
-typedef struct window {
-    int64_t h0, h1, w0, w1;
-    int64_t divisor;
-} window;
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-static window window_at(const nc__pool_desc *d, int64_t oh, int64_t ow) {
-    window win;
+nc__pool_window nc__ref_pool_window(const nc__pool_desc *d, int64_t oh, int64_t ow) {
+    nc__pool_window win;
     if (d->mode == NC__POOL_ADAPTIVE_AVG) {
         /* start = floor(i*H/OH), end = ceil((i+1)*H/OH) */
         win.h0 = oh * d->h / d->oh;
@@ -40,7 +34,7 @@ static window window_at(const nc__pool_desc *d, int64_t oh, int64_t ow) {
 
 /* Index (within the plane) of the first maximum in row-major window order, as
  * PyTorch's CPU kernel: a NaN wins (and propagates); -1 for an empty window. */
-static int64_t window_argmax(const float *xp, int64_t W, const window *win) {
+static int64_t window_argmax(const float *xp, int64_t W, const nc__pool_window *win) {
     int64_t best = -1;
     float bv = -INFINITY;
     for (int64_t ih = win->h0; ih < win->h1; ih++)
@@ -64,7 +58,7 @@ void nc__ref_pool2d_forward(int nt, const nc__pool_desc *d, float *y, const floa
         float *yp = y + p * out_plane;
         for (int64_t oh = 0; oh < d->oh; oh++)
             for (int64_t ow = 0; ow < d->ow; ow++) {
-                const window win = window_at(d, oh, ow);
+                const nc__pool_window win = nc__ref_pool_window(d, oh, ow);
                 float out;
                 if (d->mode == NC__POOL_MAX) {
                     const int64_t i = window_argmax(xp, d->w, &win);
@@ -93,7 +87,7 @@ void nc__ref_pool2d_backward(int nt, const nc__pool_desc *d, float *dx, const fl
         float *dxp = dx + p * in_plane;
         for (int64_t oh = 0; oh < d->oh; oh++)
             for (int64_t ow = 0; ow < d->ow; ow++) {
-                const window win = window_at(d, oh, ow);
+                const nc__pool_window win = nc__ref_pool_window(d, oh, ow);
                 const float g = dyp[(size_t)oh * (size_t)d->ow + (size_t)ow];
                 if (d->mode == NC__POOL_MAX) {
                     const int64_t i = window_argmax(xp, d->w, &win);

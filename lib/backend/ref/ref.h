@@ -120,6 +120,14 @@ void nc__ref_bn_sync_backward(int nt, const nc__bn_desc *d, int block, float *dx
 /* ---- pool.c: max (floor mode, -inf padding; ties -> first max in window order,
  * as PyTorch), avg (zero padding counted), adaptive avg (PyTorch bin edges
  * start = floor(i*H/OH), end = ceil((i+1)*H/OH)). */
+/* One output position's window: rows [h0, h1), cols [w0, w1) clamped to the input
+ * (empty when it lies in the padding), and the divisor of an average (PyTorch's
+ * pool_size). */
+typedef struct nc__pool_window {
+    int64_t h0, h1, w0, w1;
+    int64_t divisor;
+} nc__pool_window;
+nc__pool_window nc__ref_pool_window(const nc__pool_desc *d, int64_t oh, int64_t ow);
 void nc__ref_pool2d_forward(int nt, const nc__pool_desc *d, float *y, const float *x);
 void nc__ref_pool2d_backward(int nt, const nc__pool_desc *d, float *dx, const float *dy, const float *x,
                              const float *y);
