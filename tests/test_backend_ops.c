@@ -9,8 +9,9 @@
  *   test_backend_ops [ref|onednn|onednn-winograd|cuda]   (no argument: all, then ref)
  *
  * onednn-winograd: the convolution cases on a oneDNN context with conv_algorithm =
- * WINOGRAD, so Winograd F(4x4,3x3) runs every 3x3 stride-1 case it takes (on AVX-512;
- * elsewhere the direct fallback), with the same f32 bound.
+ * WINOGRAD, so Winograd runs every 3x3 stride-1 case it takes: oneDNN's F(4x4,3x3) on
+ * AVX-512; under the AVX2 cap (nChw8c) our F(2x2,3x3) for inference (winograd.c) and
+ * oneDNN's direct fallback for training; with the same f32 bound.
  *
  * Besides the values, the rules of backend.h are checked: every buffer starts as NaN
  * bytes (so reading what nobody wrote shows), an NC__WRITE_SET gradient must be
@@ -257,6 +258,16 @@ static const tcase cases[] = {
     CONCAT4("concat4d_blocks",        2, 3, 5, 32, 16, 48),
     CONCAT4("concat4d_plain_padded",  2, 4, 3,  3, 20, 12),
     CONCAT4("concat4d_offset_odd",    3, 2, 2, 24,  8, 40),
+
+    /* Appended: our Winograd F(2x2,3x3) (winograd.c) on nChw8c, i.e. the
+     * onednn-winograd target under the AVX2 cap (backend_ops_onednn_winograd_avx2):
+     * channels a multiple of 8 but not 16, partial tiles on both edges, padding 0
+     * and 2, 297 tiles (13 chunks), K = 80 (output blocks split between threads). */
+    /*     name                      n    c   h   w    k  r   g st pad bias bn res relu */
+    FUSED("fused_wino_c24_odd_bias",  2,  24,  9, 11,  32, 3,  1, 1, 1, 1,   0, 1,  1),
+    FUSED("fused_wino_c8_pad0_bn",    1,   8,  7,  6,  16, 3,  1, 1, 0, 0,   1, 0,  0),
+    FUSED("fused_wino_pad2_many",     3,  16, 13, 17,  48, 3,  1, 1, 2, 1,   1, 0,  1),
+    FUSED("fused_wino_c72_k80_bn_res", 1, 72,  7,  7,  80, 3,  1, 1, 1, 0,   1, 1,  0),
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 

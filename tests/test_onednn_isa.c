@@ -3,8 +3,9 @@
  * reads it once, at its first ISA query). The bf16 policy on `onednn` is refused with
  * NC_ERR_UNSUPPORTED and a message naming the missing CPU feature, bf16-math is
  * refused at context creation, `auto` falls back to ref (which stores bf16 too), and
- * fp32 runs on the nChw8c layout, and conv_algorithm = WINOGRAD falls back to
- * direct convolutions (oneDNN's Winograd is AVX-512 only). Skips when the cap is not in effect (run by hand
+ * fp32 runs on the nChw8c layout, and conv_algorithm = WINOGRAD runs our own
+ * F(2x2,3x3) for inference (winograd.c; oneDNN's Winograd is AVX-512 only) and
+ * direct convolutions for training. Skips when the cap is not in effect (run by hand
  * without the variable, or a CPU without AVX2). */
 #include "testutil.h"
 
@@ -14,6 +15,7 @@
 #include "backend/onednn/onednn.h"
 #endif
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,37 +125,61 @@ static void test_onednn_fp32_runs_on_avx2_layout(void **state) {
 }
 
 /* conv_algorithm = WINOGRAD under the cap: oneDNN 2.6 has Winograd kernels for
- * AVX-512 only, so every convolution falls back to direct and the logits of a
- * ResNet-18 (64-channel 3x3 layers: the shapes Winograd takes) match ref's. */
-static void test_onednn_winograd_falls_back_to_direct(void **state) {
-    (void)state;
-    SKIP_UNLESS_CAPPED();
-#if HAVE_ONEDNN
+ * AVX-512 only, so the forward passes run our F(2x2,3x3) on nChw8c (winograd.c):
+ * the logits (inference) and the loss of a training step (training forward) of a
+ * ResNet-18 (64-channel 3x3 layers: the shapes Winograd takes) match ref's but are
+ * not DIRECT's bit for bit (so it ran); the step's backward (oneDNN's direct
+ * primitives) ran too, and a second step's loss, after the update, matches. */
+static void resnet18_run(nc_backend_kind backend, nc_conv_algorithm alg, const float *x, float logits[10],
+                             float *loss) {
     nc_context_options o;
     nc_context_options_init(&o);
     o.num_threads = 1;
-    o.conv_algorithm = NC_CONV_ALGORITHM_WINOGRAD;
-    nc_context *ctx[2] = {NULL, NULL};
-    o.backend = NC_BACKEND_ONEDNN;
-    assert_int_equal(nc_context_create(&o, &ctx[0]), NC_OK);
-    o.backend = NC_BACKEND_REF;
-    assert_int_equal(nc_context_create(&o, &ctx[1]), NC_OK);
+    o.conv_algorithm = alg;
+    o.backend = backend;
+    nc_context *ctx = NULL;
+    assert_int_equal(nc_context_create(&o, &ctx), NC_OK);
     nc_model_options mo;
     nc_model_options_init(&mo);
     mo.arch = "resnet18";
     mo.num_classes = 5;
     mo.in_channels = 3;
     mo.small_input = 1;
-    float *x = tu_rand(2 * 3 * 16 * 16, -1, 1, 5), logits[2][10];
+    mo.seed = 7;
+    nc_model *m = NULL;
+    assert_int_equal(nc_model_create(ctx, &mo, &m), NC_OK);
+    assert_int_equal(nc_model_forward(m, x, 2, 3, 16, 16, logits), NC_OK);
+    nc_trainer_options to;
+    nc_trainer_options_init(&to);
+    nc_trainer *tr = NULL;
+    const int32_t y[2] = {1, 3};
+    nc_step_stats ss;
+    assert_int_equal(nc_trainer_create(m, &to, &tr), NC_OK);
     for (int i = 0; i < 2; i++) {
-        nc_model *m = NULL;
-        mo.seed = 7;
-        assert_int_equal(nc_model_create(ctx[i], &mo, &m), NC_OK);
-        assert_int_equal(nc_model_forward(m, x, 2, 3, 16, 16, logits[i]), NC_OK);
-        nc_model_destroy(m);
-        nc_context_destroy(ctx[i]);
+        assert_int_equal(nc_trainer_step(tr, x, y, 2, 3, 16, 16, &ss), NC_OK);
+        loss[i] = ss.loss;
     }
-    assert_true(tu_norm_err(logits[0], logits[1], 10) < 1e-4);
+    nc_trainer_destroy(tr);
+    nc_model_destroy(m);
+    nc_context_destroy(ctx);
+}
+
+static void test_onednn_winograd_under_avx2(void **state) {
+    (void)state;
+    SKIP_UNLESS_CAPPED();
+#if HAVE_ONEDNN
+    float *x = tu_rand(2 * 3 * 16 * 16, -1, 1, 5), ref[10], wino[10], direct[10], loss[3][2];
+    resnet18_run(NC_BACKEND_REF, NC_CONV_ALGORITHM_AUTO, x, ref, loss[0]);
+    resnet18_run(NC_BACKEND_ONEDNN, NC_CONV_ALGORITHM_WINOGRAD, x, wino, loss[1]);
+    resnet18_run(NC_BACKEND_ONEDNN, NC_CONV_ALGORITHM_DIRECT, x, direct, loss[2]);
+    assert_true(tu_norm_err(wino, ref, 10) < 1e-4);
+    assert_true(tu_norm_err(direct, ref, 10) < 1e-4);
+    assert_true(memcmp(wino, direct, sizeof wino) != 0);
+    for (int i = 0; i < 2; i++) {
+        print_message("step %d loss: ref %.9g, winograd %.9g, direct %.9g\n", i, loss[0][i], loss[1][i], loss[2][i]);
+        assert_true(fabsf(loss[1][i] - loss[0][i]) < 1e-4f * fabsf(loss[0][i]));
+    }
+    assert_true(loss[1][0] != loss[2][0]);
     free(x);
 #endif
 }
@@ -164,7 +190,7 @@ int main(void) {
         cmocka_unit_test(test_onednn_bf16_math_refused_at_creation),
         cmocka_unit_test(test_auto_bf16_falls_back_to_ref),
         cmocka_unit_test(test_onednn_fp32_runs_on_avx2_layout),
-        cmocka_unit_test(test_onednn_winograd_falls_back_to_direct),
+        cmocka_unit_test(test_onednn_winograd_under_avx2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

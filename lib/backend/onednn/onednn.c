@@ -74,13 +74,14 @@ nc_status nc__dnnl_scratch(dn_state *s, int slot, size_t bytes, void **out) {
 /* ---- per-node cache */
 
 static void cache_clear(dn_state *s, dn_cache *c) {
-    nc__free(s->ctx, c->wbuf);
+    nc__free(s->ctx, c->w.buf);
+    nc__free(s->ctx, c->wino.buf);
     nc__free(s->ctx, c->bbuf);
     nc__free(s->ctx, c->ws);
-    c->wbuf = c->ws = NULL;
+    c->w = c->wino = (dn_weights){0};
+    c->ws = NULL;
     c->bbuf = NULL;
-    c->wbuf_bytes = c->ws_bytes = 0;
-    c->wready = 0;
+    c->ws_bytes = 0;
     for (int k = 0; k < DN_MAX_PRIM; k++) {
         if (c->prim[k]) dnnl_primitive_destroy(c->prim[k]);
         if (c->pd[k]) dnnl_primitive_desc_destroy(c->pd[k]);

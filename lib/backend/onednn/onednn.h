@@ -46,6 +46,16 @@ typedef struct dn_state {
     size_t scr_size[DN_SCR_COUNT];
 } dn_state;
 
+/* A copy of a parameter buffer made for a kernel (reordered, packed, transformed),
+ * valid for parameter version `ver` of buffer `src` when `ready`. */
+typedef struct dn_weights {
+    void *buf;
+    size_t bytes;
+    const void *src;
+    uint64_t ver;
+    int ready;
+} dn_weights;
+
 /* What a node's cache slot holds: primitives for one op and one set of sizes
  * (`key`); a different key rebuilds them. Up to DN_MAX_PRIM primitives (forward,
  * backward data, backward weights, ...), created lazily. */
@@ -58,13 +68,10 @@ typedef struct dn_cache {
     dnnl_primitive_t prim[DN_MAX_PRIM];
     int fallback;                 /* 1: oneDNN cannot express this case; the ref kernel runs */
     int ident[DN_MAX_PRIM];       /* reorder slots: 0 not made, 1 layouts equal (none), 2 made */
-    /* convolution weights in the forward primitive's layout (folded with batch norm
-     * for fused inference), valid for parameter version `wver` when `wready` */
-    void *wbuf;
-    size_t wbuf_bytes;
-    const void *wsrc;             /* the parameter buffer wbuf was made from */
-    uint64_t wver;
-    int wready;
+    /* convolution weights in the forward primitive's layout or packed for grouped.c
+     * (folded with batch norm for fused inference; inner product: the bf16 copy) */
+    dn_weights w;
+    dn_weights wino;              /* transformed for winograd.c (forward only) */
     float *bbuf;                  /* folded bias (K) */
     /* batch norm + ReLU: the ReLU mask from the training forward, for backward */
     void *ws;

@@ -5,7 +5,8 @@
  * pooling (max with workspace, avg counting padding, adaptive avg when the bins are
  * uniform) and inner product. 3x3 stride-1 convolutions run oneDNN's Winograd
  * F(4x4,3x3) where the context's conv_algorithm allows it (conv_alg, docs/backends.md
- * "Convolution algorithms"). Primitives are made once per node and sizes in the
+ * "Convolution algorithms"); on nChw8c (AVX2), where oneDNN has none, inference
+ * runs our own F(2x2,3x3) (winograd.c) instead. Primitives are made once per node and sizes in the
  * node's cache slot. Activations are in the backend's activation layout
  * (onednn.h); a primitive that prefers another layout gets cached reorders at its
  * boundary. Weights are reordered into the forward primitive's layout once per
@@ -18,6 +19,7 @@
  * bias and batch-norm statistics. */
 #include "backend/onednn/onednn.h"
 #include "backend/onednn/grouped.h"
+#include "backend/onednn/winograd.h"
 #include "backend/ref/ref.h"
 #include "core/bf16.h"
 
@@ -173,6 +175,18 @@ static int use_gconv(const dn_state *s, const nc__conv_desc *d) {
            nc__gconv_supported(d, s->block);
 }
 
+enum { OWN_NONE = 0, OWN_GCONV, OWN_WINO };
+
+/* Which of our own kernels runs convolution d: grouped.c's for narrow groups (every
+ * pass); winograd.c's for the forward on nChw8c where conv_alg picks Winograd
+ * (oneDNN 2.6 has Winograd for AVX-512 only; backward stays on oneDNN's direct
+ * primitives); else none (oneDNN's primitives). */
+static int own_kernel(const dn_state *s, const nc__conv_desc *d) {
+    if (use_gconv(s, d)) return OWN_GCONV;
+    if (conv_alg(s, d) == dnnl_convolution_winograd && nc__wino_supported(d, s->block)) return OWN_WINO;
+    return OWN_NONE;
+}
+
 /* The bias the primitive reads: b, or for bf16 values b rounded to bf16 (as
  * autocast and ref), in c->bbuf (K floats; remade each call, it is small). */
 static nc_status conv_bias(dn_state *s, dn_cache *c, const nc__conv_desc *d, const void *b, const void **out) {
@@ -185,35 +199,59 @@ static nc_status conv_bias(dn_state *s, dn_cache *c, const nc__conv_desc *d, con
     return NC_OK;
 }
 
-/* 1 when c->wbuf holds the weights of parameter buffer wsrc at version d->wversion. */
-static int weights_current(const dn_cache *c, const nc__conv_desc *d, const void *wsrc) {
-    return c->wready && c->wver == d->wversion && c->wsrc == wsrc;
+/* The cached copy the kernel `own` reads: Winograd's transform apart, since
+ * backward data shares the forward's reordered or packed weights. */
+static dn_weights *weights_of(dn_cache *c, int own) { return own == OWN_WINO ? &c->wino : &c->w; }
+
+/* 1 when cw holds the weights of parameter buffer wsrc at version d->wversion. */
+static int weights_current(const dn_weights *cw, const nc__conv_desc *d, const void *wsrc) {
+    return cw->ready && cw->ver == d->wversion && cw->src == wsrc;
 }
 
 /* Plain weights w (already folded where fused) prepared for the kernel that runs the
- * convolution: packed for grouped.c, else in the forward primitive's layout. Kept in
- * c->wbuf and remade when the parameters changed since (d->wversion, buffer wsrc) or
- * when `force`d. */
+ * convolution (`own`, own_kernel's answer): packed for grouped.c, transformed for
+ * winograd.c, else in the forward primitive's layout. Kept in weights_of(c, own)
+ * and remade when the parameters changed since (d->wversion, buffer wsrc) or when
+ * `force`d. */
 static nc_status conv_weights(dn_state *s, dn_cache *c, const nc__conv_desc *d, const conv_mds *m,
-                              const void *w, const void *wsrc, int force, void **out) {
+                              const void *w, const void *wsrc, int force, int own, void **out) {
     nc_status st = NC_OK;
-    if (!force && weights_current(c, d, wsrc)) {
-        *out = c->wbuf;
+    dn_weights *cw = weights_of(c, own);
+    if (!force && weights_current(cw, d, wsrc)) {
+        *out = cw->buf;
         return NC_OK;
     }
-    c->wready = 0;
-    if (use_gconv(s, d)) {
-        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, nc__gconv_weight_floats(d) * sizeof(float)));
-        nc__gconv_pack_weights(d, s->block, c->wbuf, w);
+    cw->ready = 0;
+    if (own == OWN_GCONV) {
+        NC_CHECK(nc__dnnl_cache_buffer(s, &cw->buf, &cw->bytes, nc__gconv_weight_floats(d) * sizeof(float)));
+        nc__gconv_pack_weights(d, s->block, cw->buf, w);
+    } else if (own == OWN_WINO) {
+        NC_CHECK(nc__dnnl_cache_buffer(s, &cw->buf, &cw->bytes, nc__wino_weight_floats(d) * sizeof(float)));
+        nc__wino_pack_weights(s->nt, d, cw->buf, w);
     } else {
         const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
-        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(wei)));
-        NC_CHECK(nc__dnnl_reorder_once(s, &m->wei, w, wei, c->wbuf));
+        NC_CHECK(nc__dnnl_cache_buffer(s, &cw->buf, &cw->bytes, dnnl_memory_desc_get_size(wei)));
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->wei, w, wei, cw->buf));
     }
-    c->wready = 1;
-    c->wver = d->wversion;
-    c->wsrc = wsrc;
-    *out = c->wbuf;
+    cw->ready = 1;
+    cw->ver = d->wversion;
+    cw->src = wsrc;
+    *out = cw->buf;
+fail:
+    return st;
+}
+
+/* Our own forward kernels: grouped.c's or winograd.c's (scratch per thread). */
+static nc_status own_forward(dn_state *s, const nc__conv_desc *d, int own, float *y, const float *x, const float *bw,
+                             const float *bias, const float *residual, int relu) {
+    nc_status st = NC_OK;
+    if (own == OWN_GCONV) {
+        nc__gconv_forward(s->nt, d, s->block, y, x, bw, bias, residual, relu);
+    } else {
+        float *scr;
+        NC_CHECK(nc__dnnl_scratch(s, DN_SCR_B0, nc__wino_scratch_floats(d, s->nt) * sizeof(float), (void **)&scr));
+        nc__wino_forward(s->nt, d, y, x, bw, bias, residual, relu, scr);
+    }
 fail:
     return st;
 }
@@ -226,17 +264,17 @@ nc_status nc__dnnl_conv2d_forward(void *state, const nc__conv_desc *d, void *y, 
     conv_mds m;
     void *bx, *bw, *by;
     NC_CHECK(conv_prepare(s, d, OP_CONV, b != NULL, &c, &m));
-    if (use_gconv(s, d)) {
-        NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
-        nc__gconv_forward(s->nt, d, s->block, y, x, bw, b, NULL, 0);
-        return NC_OK;
+    const int own = own_kernel(s, d);
+    if (own != OWN_NONE) {
+        NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, own, &bw));
+        return own_forward(s, d, own, y, x, bw, b, NULL, 0);
     }
     NC_CHECK(conv_make_fwd(s, c, d, &m, b != NULL, dnnl_forward_training, NULL));
     const dnnl_memory_desc_t *src = pd_md(c, CONV_FWD, dnnl_query_src_md);
     const dnnl_memory_desc_t *wei = pd_md(c, CONV_FWD, dnnl_query_weights_md);
     const dnnl_memory_desc_t *dst = pd_md(c, CONV_FWD, dnnl_query_dst_md);
     NC_CHECK(nc__dnnl_reorder_in(s, c, R_FWD_SRC, &m.src, src, x, DN_SCR_B0, &bx));
-    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw));
+    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, OWN_NONE, &bw));
     NC_CHECK(nc__dnnl_out_buffer(s, c, R_FWD_DST, dst, &m.dst, y, DN_SCR_B2, &by));
     const void *bb;
     NC_CHECK(conv_bias(s, c, d, b, &bb));
@@ -290,7 +328,7 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
     const int has_bias = b != NULL || bn != NULL;
     NC_CHECK(conv_prepare(s, d, OP_CONV_FUSED, has_bias | (bn != NULL) << 1 | (residual != NULL) << 2 | !!relu << 3,
                           &c, &m));
-    const int own = use_gconv(s, d);
+    const int own = own_kernel(s, d);
     if (!own && !c->prim[CONV_FWD]) {
         NC_DNNL_CHECK("convolution post-ops", dnnl_post_ops_create(&post));
         if (residual) NC_DNNL_CHECK("convolution post-ops", dnnl_post_ops_append_sum(post, 1.0f));
@@ -302,7 +340,7 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
     const void *bias = b;
     if (bn) {
         const size_t K = (size_t)d->k, per = (size_t)(d->c / d->groups * d->r * d->s);
-        if (!weights_current(c, d, w)) {
+        if (!weights_current(weights_of(c, own), d, w)) {
             float *fw;
             NC_CHECK(nc__dnnl_scratch(s, DN_SCR_DW, K * per * sizeof(float), (void **)&fw));
             if (!c->bbuf) {
@@ -318,17 +356,17 @@ nc_status nc__dnnl_conv2d_fused_infer(void *state, const nc__conv_desc *d, const
                 for (size_t i = 0; i < per; i++) fw[k * per + i] = (float)((double)wf[k * per + i] * scale);
                 c->bbuf[k] = (float)(((bf ? (double)bf[k] : 0.0) - (double)mu[k]) * scale + (double)be[k]);
             }
-            NC_CHECK(conv_weights(s, c, d, &m, fw, w, 1, &bw));
+            NC_CHECK(conv_weights(s, c, d, &m, fw, w, 1, own, &bw));
         }
         bias = c->bbuf;
     } else {
         NC_CHECK(conv_bias(s, c, d, b, &bias));
     }
-    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, &bw)); /* with bn: the folded copy just made or cached */
-    if (own)
-        nc__gconv_forward(s->nt, d, s->block, y, x, bw, bias, residual, relu);
+    NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, own, &bw)); /* with bn: the folded copy just made or cached */
+    if (own != OWN_NONE)
+        st = own_forward(s, d, own, y, x, bw, bias, residual, relu);
     else
-        NC_CHECK(fused_exec(s, c, &m, y, x, bw, bias, residual));
+        st = fused_exec(s, c, &m, y, x, bw, bias, residual);
 fail:
     if (post) dnnl_post_ops_destroy(post);
     return st;
@@ -370,10 +408,10 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
     if (use_gconv(s, d)) {
         if (dx) {
             void *bw; /* the forward's packed weights (backward follows its forward) */
-            if (c->wready && c->wsrc == w)
-                bw = c->wbuf;
+            if (c->w.ready && c->w.src == w)
+                bw = c->w.buf;
             else
-                NC_CHECK(conv_weights(s, c, d, &m, w, w, 1, &bw));
+                NC_CHECK(conv_weights(s, c, d, &m, w, w, 1, OWN_GCONV, &bw));
             nc__gconv_backward_data(s->nt, d, s->block, dx, dy, bw, d->dx_write);
         }
         if (dw || db) {
@@ -393,10 +431,10 @@ nc_status nc__dnnl_conv2d_backward(void *state, const nc__conv_desc *d, void *dx
         const dnnl_memory_desc_t *dsrc = pd_md(c, CONV_BWD_DATA, dnnl_query_diff_src_md);
         void *bdy, *bw, *bdx;
         NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_DDST, &m.dst, ddst, dy, DN_SCR_B0, &bdy));
-        /* the forward's reordered weights when the layouts agree (backward follows
-         * the forward of the same step, so they are current) */
-        if (c->wready && c->wsrc == w && dnnl_memory_desc_equal(wei, pd_md(c, CONV_FWD, dnnl_query_weights_md)))
-            bw = c->wbuf;
+        /* the forward's reordered weights when the layouts agree (made here, once
+         * per parameter version, when the forward ran winograd.c) */
+        if (dnnl_memory_desc_equal(wei, pd_md(c, CONV_FWD, dnnl_query_weights_md)))
+            NC_CHECK(conv_weights(s, c, d, &m, w, w, 0, OWN_NONE, &bw));
         else
             NC_CHECK(nc__dnnl_reorder_in(s, c, R_BD_WEI, &m.wei, wei, w, DN_SCR_B1, &bw));
         NC_CHECK(grad_buffer(s, c, R_BD_DSRC, dsrc, &m.src, dx, d->dx_write, &bdx));
@@ -897,21 +935,21 @@ static nc_status ip_weights(dn_state *s, dn_cache *c, const nc__linear_desc *d, 
     *wout = w;
     *bout = b;
     if (d->dtype == NC__DTYPE_F32) return NC_OK;
-    if (!(c->wready && c->wver == d->wversion && c->wsrc == w)) {
-        c->wready = 0;
-        NC_CHECK(nc__dnnl_cache_buffer(s, &c->wbuf, &c->wbuf_bytes, dnnl_memory_desc_get_size(&m->wei)));
-        NC_CHECK(nc__dnnl_reorder_once(s, &m->master, w, &m->wei, c->wbuf));
+    if (!(c->w.ready && c->w.ver == d->wversion && c->w.src == w)) {
+        c->w.ready = 0;
+        NC_CHECK(nc__dnnl_cache_buffer(s, &c->w.buf, &c->w.bytes, dnnl_memory_desc_get_size(&m->wei)));
+        NC_CHECK(nc__dnnl_reorder_once(s, &m->master, w, &m->wei, c->w.buf));
         if (b) {
             if (!c->bbuf) c->bbuf = nc__alloc(s->ctx, (size_t)d->out * sizeof(float));
             if (!c->bbuf)
                 return nc__error(s->ctx, NC_ERR_OUT_OF_MEMORY, "onednn backend: out of memory for a bf16 bias");
             for (int64_t k = 0; k < d->out; k++) c->bbuf[k] = nc__bf16_round(((const float *)b)[k]);
         }
-        c->wready = 1;
-        c->wver = d->wversion;
-        c->wsrc = w;
+        c->w.ready = 1;
+        c->w.ver = d->wversion;
+        c->w.src = w;
     }
-    *wout = c->wbuf;
+    *wout = c->w.buf;
     if (b) *bout = c->bbuf;
 fail:
     return st;
