@@ -138,15 +138,17 @@ typedef struct nc_allocator {
  *  (docs/backends.md, "Convolution algorithms"). */
 typedef enum nc_conv_algorithm {
     NC_CONV_ALGORITHM_AUTO = 0,     /* the backend's choice, per convolution and pass: on
-                                       onednn, Winograd F(4x4,3x3) where the shape qualifies
-                                       and it was measured faster (AVX-512 CPUs; relative
-                                       error about 1e-6 against direct's 1e-7, see
+                                       onednn, Winograd where the shape qualifies and it was
+                                       measured faster (oneDNN's F(4x4,3x3) on AVX-512 CPUs,
+                                       relative error about 1e-6 against direct's 1e-7; our
+                                       F(2x2,3x3) for the forward on AVX2; see
                                        docs/backends.md), direct elsewhere (default) */
     NC_CONV_ALGORITHM_DIRECT = 1,   /* direct (or GEMM) convolutions only: the smallest
                                        rounding error, the choice of 0.1 */
     NC_CONV_ALGORITHM_WINOGRAD = 2  /* Winograd wherever the backend has a kernel for the
                                        shape (onednn: 3x3, stride 1, no dilation, no
-                                       groups, f32, AVX-512), direct elsewhere */
+                                       groups, f32; every pass on AVX-512, the forward on
+                                       AVX2), direct elsewhere */
 } nc_conv_algorithm;
 
 typedef struct nc_context_options {

@@ -30,6 +30,13 @@
 #define TOL_GRAD 1e-3 /* ||P(a - b)|| / ||P b|| per tensor: relative L2 error */
 #define TOL_ELEM 1e-3 /* |a_i - b_i| / max|b| for the 8 sampled elements */
 #define TOL_STAT 1e-4 /* running statistics' change, relative L2 */
+/* oneDNN sums in other orders (blocked layouts, per-ISA kernels): densenet_small's
+ * worst per tensor is 2.8e-4 with its AVX-512 kernels and 1.1e-3 with its AVX2 ones
+ * (features.denseblock1.denselayer2.norm1.bias, a gradient of norm 0.08; per element
+ * 5.9e-4), measured on one CPU with ONEDNN_MAX_CPU_ISA=AVX2. Hence 5e-3 for oneDNN,
+ * still far below the O(1) error of a wrong rule. */
+#define TOL_GRAD_ONEDNN 5e-3
+#define TOL_ELEM_ONEDNN 5e-3
 /* densenet121 (10^6 ReLU inputs) has no input whose ReLU inputs all stay clear of
  * float32 rounding (best of 8 keys: 2.2e-7 standard deviations), so one rounding
  * across a kink moves earlier gradients by ~1e-2: PyTorch float32 worst 6.1e-3 per
@@ -338,11 +345,11 @@ static void test_densenet_small_grads_ref_no_recompute(void **s) {
 }
 static void test_densenet_small_grads_onednn(void **s) {
     (void)s;
-    check_grads("densenet_small", NC_BACKEND_ONEDNN, 1, TOL_GRAD, TOL_ELEM);
+    check_grads("densenet_small", NC_BACKEND_ONEDNN, 1, TOL_GRAD_ONEDNN, TOL_ELEM_ONEDNN);
 }
 static void test_densenet_small_grads_onednn_no_recompute(void **s) {
     (void)s;
-    check_grads("densenet_small", NC_BACKEND_ONEDNN, 0, TOL_GRAD, TOL_ELEM);
+    check_grads("densenet_small", NC_BACKEND_ONEDNN, 0, TOL_GRAD_ONEDNN, TOL_ELEM_ONEDNN);
 }
 static void test_densenet121_small_input_grads_ref(void **s) {
     (void)s;

@@ -169,8 +169,8 @@ class Context(_Object):
     docs/backends.md) or "bf16_math" (f32 storage, convolutions and linear layers
     computed in bfloat16: oneDNN on a CPU with AVX512_BF16 only, else
     UnsupportedError); bf16=True is the older spelling of precision="bf16_math";
-    conv_algorithm: "auto" (default: Winograd F(4x4,3x3) for the 3x3 convolutions where
-    the backend has it and it is faster, direct elsewhere), "direct" (the smallest
+    conv_algorithm: "auto" (default: Winograd for the 3x3 convolutions where the
+    backend has it and it is faster, direct elsewhere), "direct" (the smallest
     rounding error) or "winograd" (wherever the backend has it; docs/backends.md)."""
 
     _kind = "context"
