@@ -139,6 +139,7 @@ int main(int argc, char **argv) {
     co.backend = c.backend;
     co.num_threads = c.threads;
     co.precision = c.precision;
+    co.conv_algorithm = c.conv_algorithm;
     nc_status st = nc_context_create(&co, &ctx);
     if (st != NC_OK) {
         fprintf(stderr, PROG ": creating the context (backend %s, precision %s, %d threads): %s\n", c.val[OPT_BACKEND],

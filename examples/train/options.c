@@ -287,6 +287,10 @@ int cfg_resolve(cfg *c) {
     static const char *const precisions[] = {"fp32", "bf16", "bf16-math"};
     if ((k = pick(c->val[OPT_PRECISION], precisions, 3)) < 0) return bad(c, OPT_PRECISION, "expected fp32, bf16 or bf16-math");
     c->precision = (nc_precision)k;
+    static const char *const algorithms[] = {"auto", "direct", "winograd"};
+    if ((k = pick(c->val[OPT_CONV_ALGORITHM], algorithms, 3)) < 0)
+        return bad(c, OPT_CONV_ALGORITHM, "expected auto, direct or winograd");
+    c->conv_algorithm = (nc_conv_algorithm)k;
     INT_OPT(THREADS, threads, 0, 4096);
     INT_OPT(WORKERS, workers, 0, 256);
     c->force = strcmp(c->val[OPT_FORCE], "1") == 0;

@@ -87,6 +87,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     X(SEED, "seed", 1, "1", 1, "N", "seed of split, initialisation, shuffling, augmentation, dropout")        \
     X(BACKEND, "backend", 1, "auto", 1, "NAME", "auto | ref | onednn | cuda")                                  \
     X(PRECISION, "precision", 1, "fp32", 1, "P", "fp32 | bf16 (autocast rules) | bf16-math (onednn)")          \
+    X(CONV_ALGORITHM, "conv-algorithm", 1, "auto", 1, "A", "auto | direct | winograd: how 3x3 convolutions are computed") \
     X(THREADS, "threads", 1, "0", 0, "N", "CPU threads (0 = all cores)")                                       \
     X(WORKERS, "workers", 1, "2", 0, "N", "image decoding threads")                                            \
     X(OUTPUT_DIR, "output-dir", 1, "nc-train-out", 0, "DIR", "where logs, checkpoints and reports go")         \
@@ -155,6 +156,7 @@ typedef struct cfg {
     uint64_t seed;
     nc_backend_kind backend;
     nc_precision precision;
+    nc_conv_algorithm conv_algorithm;
     int threads, workers, force, log_every, quiet;
     int distributed;  /* --distributed: this process is rank `rank` of `ranks` over comm
                          (set up in main.c); otherwise 0 of 1 */

@@ -185,6 +185,7 @@ class TrainResumeEvaluateTest(unittest.TestCase):
             config = json.load(f)
         self.assertEqual(config["model"], "simple_cnn")
         self.assertEqual(config["epochs"], "2")
+        self.assertEqual(config["conv-algorithm"], "auto")
         self.assertEqual(len(config["mean"].split(",")), 1)  # measured, one gray channel
         header = safetensors_header(os.path.join(self.out, "best.safetensors"))
         self.assertIn("fc.weight", header)
@@ -320,6 +321,7 @@ class BadInputTest(unittest.TestCase):
             (["--optimizer", "rmsprop", "--data", tmp("data")], "--optimizer"),
             (["--data", tmp("data"), "extra"], "unexpected argument 'extra'"),
             (["--scheduler", "multistep", "--data", tmp("data")], "--milestones"),
+            (["--conv-algorithm", "fft", "--data", tmp("data")], "expected auto, direct or winograd"),
         ]
         for args, message in cases:
             # the mode word must come first; a value-less --lr must come last

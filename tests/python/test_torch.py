@@ -1,7 +1,10 @@
 """The Python bindings against PyTorch (Debian's python3-torch): a graph made with
 neurc.Builder and the same network in torch.nn, sharing weights by state_dict name, must
-give the same logits, loss and SGD update. Skips cleanly without numpy or torch."""
+give the same logits, loss and SGD update; and the bf16 policy's gradients must be as
+close to fp32's as PyTorch autocast's are. Skips cleanly without numpy or torch."""
 
+import os
+import sys
 import unittest
 
 import neurc
@@ -81,6 +84,57 @@ class TestAgainstTorch(unittest.TestCase):
                 self.assertEqual(int(p), int(np.array(self.model.get_tensor(name)).reshape(-1)[0]))
                 continue
             np.testing.assert_allclose(self.model.get_tensor(name), p.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@unittest.skipUnless(np is not None and torch is not None, "needs numpy and torch")
+class TestBf16AgainstAutocast(unittest.TestCase):
+    """One training step of resnet18 (small-image stem, 1 channel, random batch of 16)
+    from the same weights, examples/bench/compare_bf16_grads.py: every parameter's bf16
+    gradient against the same backend's fp32 one, for our bf16 policy (ref everywhere;
+    onednn where the CPU has bf16 kernels) and for torch.autocast("cpu", bfloat16).
+    bf16 rounding makes both ~25% off at initialisation; ours must not be worse than
+    autocast's overall (geometric mean) nor for any one parameter (a bias in the
+    rounding, truncating instead of rounding to nearest, fails here at fc.bias)."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "bench"))
+        import compare_bf16_grads
+        rng = np.random.default_rng(3)
+        x = rng.normal(0, 1, (16, 1, 28, 28)).astype(np.float32)
+        y = rng.integers(0, 10, 16).astype(np.int32)
+        backends = ["ref"]
+        try:
+            neurc.Context(backend="onednn").close()
+            backends.append("onednn")
+        except neurc.Error:
+            pass  # not built in
+
+        def make_model(ctx):
+            return neurc.Model("resnet18", num_classes=10, in_channels=1, small_input=True, context=ctx, seed=7)
+        cls.geomean = staticmethod(compare_bf16_grads.geomean)
+        cls.cols = compare_bf16_grads.compare(make_model, "resnet18", x, y, backends)
+
+    def check(self, backend):
+        if backend + " fp32~torch" not in self.cols:
+            self.skipTest("no %s backend in this build" % backend)
+        self.assertLess(self.geomean(self.cols[backend + " fp32~torch"].values()), 1e-2,
+                        "%s fp32 gradients against torch's" % backend)
+        if backend + " bf16" not in self.cols:
+            self.skipTest("%s has no bf16 kernels on this CPU" % backend)
+        ours, theirs = self.cols[backend + " bf16"], self.cols["autocast"]
+        g_ours, g_theirs = self.geomean(ours.values()), self.geomean(theirs.values())
+        self.assertLess(g_ours, 1.2 * g_theirs, "%s bf16: geometric mean relative gradient error %.3g, autocast's %.3g"
+                        % (backend, g_ours, g_theirs))
+        for k in ours:
+            self.assertLess(ours[k], 2.0 * theirs[k], "%s bf16: %s's gradient error %.3g, autocast's %.3g"
+                            % (backend, k, ours[k], theirs[k]))
+
+    def test_ref_bf16_gradients_as_close_as_autocast(self):
+        self.check("ref")
+
+    def test_onednn_bf16_gradients_as_close_as_autocast(self):
+        self.check("onednn")
 
 
 if __name__ == "__main__":
