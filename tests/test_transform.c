@@ -953,16 +953,21 @@ static void test_hue_vector_equals_scalar(void **state) {
     }
 }
 
-/* The fused path samples a decoder's 8-bit samples through a table of k / 255.0f:
- * the result must equal, bit for bit, sampling the same image as floats (what
- * nc_png_read gives), through a crop-and-resize and a rotation with zero fill, with
- * every one of the 256 sample values present. */
-static void test_u8_source_equals_float_source(void **state) {
-    (void)state;
-    enum { H = 37, W = 53, C = 3 };
-    static unsigned char px[H * W * C];
-    static float planar[C * H * W];
-    for (int i = 0; i < H * W * C; i++) px[i] = (unsigned char)((i * 97 + (i / 7) * 13) & 255);
+/* The fused path samples a decoder's 8-bit samples through a table of k / 255.0f
+ * (eight pixels at a time with AVX2 for 1, 3 and 4 channels): the result must equal,
+ * bit for bit, sampling the same image as floats (what nc_png_read gives), through a
+ * crop-and-resize, a rotation with zero fill, an upscale and a slight downscale of the
+ * whole image (whose last vector group's taps reach the last row and column), with
+ * every one of the 256 sample
+ * values present. The 8-bit image is on the heap at its exact size, so a read past it
+ * shows under valgrind. */
+static void check_u8_source(int C) {
+    enum { H = 37, W = 53 };
+    const size_t count = (size_t)H * W * (size_t)C;
+    unsigned char *px = malloc(count);
+    float *planar = tu_zeros(count);
+    assert_non_null(px);
+    for (size_t i = 0; i < count; i++) px[i] = (unsigned char)((i * 97 + (i / 7) * 13) & 255);
     for (int i = 0; i < 256; i++) px[i * 5] = (unsigned char)i;
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++)
@@ -970,11 +975,17 @@ static void test_u8_source_equals_float_source(void **state) {
     nc__pixels pix = {.channels = C, .height = H, .width = W, .depth = 8, .data = px};
     nc__source u8 = {.channels = C, .height = H, .width = W, .px = &pix};
     nc__source f32 = {.channels = C, .height = H, .width = W, .planar = planar};
-    nc__geom steps[2] = {{.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = 41, .out_w = 45, .top = 3,
+    nc__geom steps[4] = {{.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = 41, .out_w = 45, .top = 3,
                           .left = 2, .bh = 30, .bw = 47},
-                         {.kind = NC__GEOM_WARP, .in_h = H, .in_w = W, .out_h = 29, .out_w = 67, .bh = H, .bw = W}};
+                         {.kind = NC__GEOM_WARP, .in_h = H, .in_w = W, .out_h = 29, .out_w = 67, .bh = H, .bw = W},
+                         {.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = 3 * H, .out_w = 3 * W, .bh = H,
+                          .bw = W},
+                         /* every output pixel interior, 6 groups of 8 per row, the last reading the
+                          * last column and row */
+                         {.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = H - 1, .out_w = 48, .bh = H,
+                          .bw = W}};
     nc__rotation_matrix(steps[1].m, 23.0f);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         nc__fused_plan plan = one_step(C, H, W, steps[k]);
         size_t n = (size_t)C * (size_t)steps[k].out_h * (size_t)steps[k].out_w;
         float *a = tu_zeros(n), *b = tu_zeros(n);
@@ -982,10 +993,21 @@ static void test_u8_source_equals_float_source(void **state) {
         nc__fused_render(b, &f32, &plan);
         for (size_t i = 0; i < n; i++)
             if (memcmp(&a[i], &b[i], sizeof(float)) != 0)
-                fail_msg("step %d value %zu: 8-bit source %a, float source %a", k, i, (double)a[i], (double)b[i]);
+                fail_msg("%d channels, step %d value %zu: 8-bit source %a, float source %a", C, k, i, (double)a[i],
+                         (double)b[i]);
         free(a);
         free(b);
     }
+    free(px);
+    free(planar);
+}
+
+static void test_u8_source_equals_float_source(void **state) {
+    (void)state;
+    check_u8_source(3);
+    check_u8_source(1);
+    check_u8_source(4);
+    check_u8_source(2); /* no vector path: one by one */
 }
 
 int main(void) {

@@ -147,32 +147,113 @@ static void make_quads(quads *t, const coords *q, int n, int W, int H, int C) {
     }
 }
 
+/* Pixel k of an 8-bit interleaved source with C channels through make_taps (any
+ * position; for an interior one the same weights and sums as the quads path). */
+static inline void sample_u8_taps(float *o, size_t plane, const coords *q, int k, const unsigned char *base, int W,
+                                  int H, const float *lut, const int C) {
+    float cover = q->cover[k];
+    if (cover == 0.0f) {
+        for (int c = 0; c < C; c++) o[(size_t)c * plane] = 0.0f;
+        return;
+    }
+    taps tp = make_taps(q->x[k], q->y[k], W, H, (size_t)W * (size_t)C, (size_t)C);
+    for (int c = 0; c < C; c++)
+        o[(size_t)c * plane] = blend(&tp, lut[base[tp.o[0] + c]], lut[base[tp.o[1] + c]], lut[base[tp.o[2] + c]],
+                                     lut[base[tp.o[3] + c]]) * cover;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(NC_NO_ISA_DISPATCH)
+#include <immintrin.h>
+#define NC__SAMPLE_AVX2 1
+#define AVX2 __attribute__((target("avx2")))
+
+/* Byte b of each 32-bit lane as the table value lut[byte] = byte / 255.0f: the same
+ * correctly rounded division as the table's, so the same float. */
+static AVX2 inline __m256 byte_value8(__m256i v, int b) {
+    __m256i u = _mm256_and_si256(_mm256_srli_epi32(v, 8 * b), _mm256_set1_epi32(0xff));
+    return _mm256_div_ps(_mm256_cvtepi32_ps(u), _mm256_set1_ps(255.0f));
+}
+
+/* Positions k..k+7 (C = 1, 3 or 4) if all eight are interior, with make_quads's and
+ * the quads path's arithmetic operation for operation (no FMA): identical results;
+ * returns 0, writing nothing, otherwise. Each tap row is read with 32-bit gathers that
+ * stay inside the image: for C = 3 the bytes at offsets 0-3 (x0's three, x1's first)
+ * and 2-5 (x1's three at 1-3); for C = 4 at 0-3 and 4-7; for C = 1 the top row at 0-3
+ * (the next row exists) and the bottom row at -2..1 (the row above does). */
+static AVX2 int sample_u8_avx2(float *o, size_t plane, const coords *q, int k, const unsigned char *base, int W,
+                               int H, const int C) {
+    __m256 x = _mm256_loadu_ps(q->x + k), y = _mm256_loadu_ps(q->y + k), cv = _mm256_loadu_ps(q->cover + k);
+    __m256 fx0 = _mm256_round_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m256 fy0 = _mm256_round_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), zero = _mm256_setzero_ps();
+    __m256 in = _mm256_and_ps(_mm256_cmp_ps(fx0, zero, _CMP_GE_OQ), _mm256_cmp_ps(fy0, zero, _CMP_GE_OQ));
+    in = _mm256_and_ps(in, _mm256_cmp_ps(fx0, _mm256_set1_ps((float)(W - 1)), _CMP_LT_OQ));
+    in = _mm256_and_ps(in, _mm256_cmp_ps(fy0, _mm256_set1_ps((float)(H - 1)), _CMP_LT_OQ));
+    in = _mm256_and_ps(in, _mm256_cmp_ps(cv, zero, _CMP_NEQ_UQ));
+    if (_mm256_movemask_ps(in) != 0xff) return 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 fx = _mm256_sub_ps(x, fx0), fy = _mm256_sub_ps(y, fy0), ex = _mm256_sub_ps(one, fx),
+           ey = _mm256_sub_ps(one, fy);
+    __m256 w00 = _mm256_mul_ps(ex, ey), w01 = _mm256_mul_ps(fx, ey), w10 = _mm256_mul_ps(ex, fy),
+           w11 = _mm256_mul_ps(fx, fy);
+    __m256i off = _mm256_mullo_epi32(
+        _mm256_add_epi32(_mm256_mullo_epi32(_mm256_cvttps_epi32(fy0), _mm256_set1_epi32(W)), _mm256_cvttps_epi32(fx0)),
+        _mm256_set1_epi32(C));
+    const int *r0 = (const int *)(const void *)base, *r1 = (const int *)(const void *)(base + (size_t)W * (size_t)C);
+    __m256i a0, b0, a1, b1; /* per row: the gather holding x0's bytes (a) and x1's (b) */
+    int ax0 = 0, bx0 = C == 3 ? 1 : 0, ax1 = 0, bx1 = C == 3 ? 1 : 0;
+    if (C == 1) {
+        a0 = b0 = _mm256_i32gather_epi32(r0, off, 1);
+        a1 = b1 = _mm256_i32gather_epi32(r1, _mm256_sub_epi32(off, _mm256_set1_epi32(2)), 1);
+        bx0 = 1, ax1 = 2, bx1 = 3;
+    } else {
+        __m256i next = _mm256_add_epi32(off, _mm256_set1_epi32(C == 3 ? 2 : 4));
+        a0 = _mm256_i32gather_epi32(r0, off, 1), b0 = _mm256_i32gather_epi32(r0, next, 1);
+        a1 = _mm256_i32gather_epi32(r1, off, 1), b1 = _mm256_i32gather_epi32(r1, next, 1);
+    }
+    for (int c = 0; c < C; c++) {
+        __m256 top = _mm256_add_ps(_mm256_mul_ps(byte_value8(a0, ax0 + c), w00),
+                                   _mm256_mul_ps(byte_value8(b0, bx0 + c), w01));
+        __m256 bottom = _mm256_add_ps(_mm256_mul_ps(byte_value8(a1, ax1 + c), w10),
+                                      _mm256_mul_ps(byte_value8(b1, bx1 + c), w11));
+        _mm256_storeu_ps(o + (size_t)c * plane + (size_t)k, _mm256_mul_ps(_mm256_add_ps(top, bottom), cv));
+    }
+    return 1;
+}
+#undef AVX2
+#endif
+
 /* An 8-bit interleaved source with C channels (a constant where the caller is
- * specialised): interior pixels from make_quads, the rest through make_taps; the
- * same sums as blend(). */
+ * specialised). With AVX2 (C = 1, 3, 4) eight interior positions at a time and the
+ * rest through make_taps; otherwise interior positions from make_quads's one
+ * vectorisable pass, the rest through make_taps. */
 static inline void sample_u8(float *out, size_t plane, size_t col, const coords *q, int n, const nc__source *src,
                              const float *lut, const int C) {
     const int W = src->width, H = src->height;
-    const size_t stride = (size_t)W * (size_t)C;
     const unsigned char *base = src->px->data;
+    int k = 0;
+#if NC__SAMPLE_AVX2
+    if ((C == 1 || C == 3 || C == 4) && __builtin_cpu_supports("avx2")) {
+        for (; k + 8 <= n; k += 8)
+            if (!sample_u8_avx2(out + col, plane, q, k, base, W, H, C))
+                for (int j = k; j < k + 8; j++) sample_u8_taps(out + col + (size_t)j, plane, q, j, base, W, H, lut, C);
+        for (; k < n; k++) sample_u8_taps(out + col + (size_t)k, plane, q, k, base, W, H, lut, C);
+        return;
+    }
+#endif
+    const size_t stride = (size_t)W * (size_t)C;
     quads t;
     make_quads(&t, q, n, W, H, C);
-    for (int k = 0; k < n; k++) {
+    for (; k < n; k++) {
         float *o = out + col + (size_t)k, cover = q->cover[k];
-        if (t.inside[k]) {
-            const unsigned char *p0 = base + t.off[k], *p1 = p0 + stride;
-            float w00 = t.w00[k], w01 = t.w01[k], w10 = t.w10[k], w11 = t.w11[k];
-            for (int c = 0; c < C; c++)
-                o[(size_t)c * plane] =
-                    ((lut[p0[c]] * w00 + lut[p0[c + C]] * w01) + (lut[p1[c]] * w10 + lut[p1[c + C]] * w11)) * cover;
-        } else if (cover == 0.0f) {
-            for (int c = 0; c < C; c++) o[(size_t)c * plane] = 0.0f;
-        } else {
-            taps tp = make_taps(q->x[k], q->y[k], W, H, stride, (size_t)C);
-            for (int c = 0; c < C; c++)
-                o[(size_t)c * plane] = blend(&tp, lut[base[tp.o[0] + c]], lut[base[tp.o[1] + c]],
-                                             lut[base[tp.o[2] + c]], lut[base[tp.o[3] + c]]) * cover;
+        if (!t.inside[k]) {
+            sample_u8_taps(o, plane, q, k, base, W, H, lut, C);
+            continue;
         }
+        const unsigned char *p0 = base + t.off[k], *p1 = p0 + stride;
+        float w00 = t.w00[k], w01 = t.w01[k], w10 = t.w10[k], w11 = t.w11[k];
+        for (int c = 0; c < C; c++)
+            o[(size_t)c * plane] =
+                ((lut[p0[c]] * w00 + lut[p0[c + C]] * w01) + (lut[p1[c]] * w10 + lut[p1[c + C]] * w11)) * cover;
     }
 }
 
