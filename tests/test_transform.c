@@ -957,8 +957,8 @@ static void test_hue_vector_equals_scalar(void **state) {
  * (eight pixels at a time with AVX2 for 1, 3 and 4 channels): the result must equal,
  * bit for bit, sampling the same image as floats (what nc_png_read gives), through a
  * crop-and-resize, a rotation with zero fill, an upscale and a slight downscale of the
- * whole image (whose last vector group's taps reach the last row and column), with
- * every one of the 256 sample
+ * whole image (whose last vector group's taps reach the last row and column) and the
+ * identity (every sample's own value), with every one of the 256 sample
  * values present. The 8-bit image is on the heap at its exact size, so a read past it
  * shows under valgrind. */
 static void check_u8_source(int C) {
@@ -975,7 +975,7 @@ static void check_u8_source(int C) {
     nc__pixels pix = {.channels = C, .height = H, .width = W, .depth = 8, .data = px};
     nc__source u8 = {.channels = C, .height = H, .width = W, .px = &pix};
     nc__source f32 = {.channels = C, .height = H, .width = W, .planar = planar};
-    nc__geom steps[4] = {{.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = 41, .out_w = 45, .top = 3,
+    nc__geom steps[5] = {{.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = 41, .out_w = 45, .top = 3,
                           .left = 2, .bh = 30, .bw = 47},
                          {.kind = NC__GEOM_WARP, .in_h = H, .in_w = W, .out_h = 29, .out_w = 67, .bh = H, .bw = W},
                          {.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = 3 * H, .out_w = 3 * W, .bh = H,
@@ -983,9 +983,11 @@ static void check_u8_source(int C) {
                          /* every output pixel interior, 6 groups of 8 per row, the last reading the
                           * last column and row */
                          {.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = H - 1, .out_w = 48, .bh = H,
-                          .bw = W}};
+                          .bw = W},
+                         /* identity: each sample's own value, lut[v] itself, for all 256 values */
+                         {.kind = NC__GEOM_RESIZE, .in_h = H, .in_w = W, .out_h = H, .out_w = W, .bh = H, .bw = W}};
     nc__rotation_matrix(steps[1].m, 23.0f);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         nc__fused_plan plan = one_step(C, H, W, steps[k]);
         size_t n = (size_t)C * (size_t)steps[k].out_h * (size_t)steps[k].out_w;
         float *a = tu_zeros(n), *b = tu_zeros(n);

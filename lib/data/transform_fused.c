@@ -167,11 +167,13 @@ static inline void sample_u8_taps(float *o, size_t plane, const coords *q, int k
 #define NC__SAMPLE_AVX2 1
 #define AVX2 __attribute__((target("avx2")))
 
-/* Byte b of each 32-bit lane as the table value lut[byte] = byte / 255.0f: the same
- * correctly rounded division as the table's, so the same float. */
+/* Byte b of each 32-bit lane as the table's value, byte / 255.0f, without a division:
+ * 1/255 = 0x1.0101p-8 + 0x1.0101p-32 + ...; byte * 0x1.0101p-8 is exact (at most 24
+ * bits) and adding byte * 0x1.0101p-32 rounds once, to the correctly rounded quotient
+ * for each of the 256 bytes (test_transform's identity step compares every one). */
 static AVX2 inline __m256 byte_value8(__m256i v, int b) {
-    __m256i u = _mm256_and_si256(_mm256_srli_epi32(v, 8 * b), _mm256_set1_epi32(0xff));
-    return _mm256_div_ps(_mm256_cvtepi32_ps(u), _mm256_set1_ps(255.0f));
+    __m256 u = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 8 * b), _mm256_set1_epi32(0xff)));
+    return _mm256_add_ps(_mm256_mul_ps(u, _mm256_set1_ps(0x1.0101p-8f)), _mm256_mul_ps(u, _mm256_set1_ps(0x1.0101p-32f)));
 }
 
 /* Positions k..k+7 (C = 1, 3 or 4) if all eight are interior, with make_quads's and
