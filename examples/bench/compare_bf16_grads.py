@@ -26,9 +26,9 @@ import neurc
 LR = 1024.0  # SGD, no momentum: the gradient is (w0 - w1) / LR, exact to ~1e-7 relative
 
 
-def torch_grads(arch, weights, x, y, autocast):
+def torch_net(arch, weights):
     """torchvision's `arch` with neurc's small-image stem when conv1 is 3x3, loaded with
-    `weights` (name -> array): the parameters' gradients of the mean cross-entropy."""
+    `weights` (name -> array), in training mode."""
     w = weights["conv1.weight"]
     net = getattr(torchvision.models, arch)(num_classes=weights["fc.weight"].shape[0])
     if w.shape[-1] == 3:
@@ -40,6 +40,12 @@ def torch_grads(arch, weights, x, y, autocast):
     net.load_state_dict({k: torch.tensor(np.asarray(v, np.float32)).reshape(shapes[k].shape)
                          for k, v in weights.items()})
     net.train()
+    return net
+
+
+def torch_grads(arch, weights, x, y, autocast):
+    """The parameters' gradients of the mean cross-entropy of torch_net(arch, weights)."""
+    net = torch_net(arch, weights)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         out = net(torch.from_numpy(x))
     torch.nn.functional.cross_entropy(out.float(), torch.from_numpy(y.astype(np.int64))).backward()
@@ -93,15 +99,17 @@ def compare(make_model, arch, x, y, backends, threads=1, conv_algorithm="auto"):
     return cols
 
 
-def fashion_mnist(root, n, offset, mean=0.28433609, std=0.35238719):
+def fashion_mnist(root, n, offset, mean=0.28433609, std=0.35238719, split="train"):
+    """Images offset .. offset + n - 1 of the split ("train" or "t10k"), normalised as
+    nc-train does, and their labels."""
     def idx(name):
-        with gzip.open(os.path.join(root, name)) as f:
+        with gzip.open(os.path.join(root, "%s-%s-ubyte.gz" % (split, name))) as f:
             b = f.read()
         dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(b[3])]
         return np.frombuffer(b, np.uint8, offset=4 + 4 * b[3]).reshape(dims)
-    x = idx("train-images-idx3-ubyte.gz")[offset:offset + n].astype(np.float32) / 255
-    y = idx("train-labels-idx1-ubyte.gz")[offset:offset + n].astype(np.int32)
-    return ((x - mean) / std).reshape(n, 1, 28, 28).astype(np.float32), y
+    x = idx("images-idx3")[offset:offset + n].astype(np.float32) / 255
+    y = idx("labels-idx1")[offset:offset + n].astype(np.int32)
+    return ((x - mean) / std).reshape(len(y), 1, 28, 28).astype(np.float32), y
 
 
 def main():
