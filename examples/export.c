@@ -8,6 +8,7 @@
 #endif
 
 #include <neurc.h>
+#include "args.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -47,15 +48,6 @@ typedef struct options {
     int quiet;
 } options;
 
-static int parse_int(const char *s, long lo, long hi, int *out) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* "N" (square) or "HxW" into height and width. */
 static int parse_size(const char *s, int *h, int *w) {
     char buf[64];
@@ -63,8 +55,8 @@ static int parse_size(const char *s, int *h, int *w) {
     strcpy(buf, s);
     char *x = strchr(buf, 'x');
     if (x) *x = '\0';
-    if (parse_int(buf, 1, 1 << 20, h) != 0) return -1;
-    return x ? parse_int(x + 1, 1, 1 << 20, w) : (*w = *h, 0);
+    if (arg_int(buf, 1, 1 << 20, h) != 0) return -1;
+    return x ? arg_int(x + 1, 1, 1 << 20, w) : (*w = *h, 0);
 }
 
 /* 0 parsed, 1 help printed, 2 bad usage (message printed). */
@@ -84,7 +76,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_CKPT: o->checkpoint = optarg; break;
         case O_OUT: o->output = optarg; break;
         case O_SIZE: o->size = optarg; bad = parse_size(optarg, &o->onnx.height, &o->onnx.width); break;
-        case O_OPSET: bad = parse_int(optarg, 13, 17, &o->onnx.opset); break;
+        case O_OPSET: bad = arg_int(optarg, 13, 17, &o->onnx.opset); break;
         case O_SPLIT: o->onnx.split_heads = 1; break;
         case O_NORM: o->onnx.normalize = 1; break;
         case O_FOLD: o->onnx.fold_batchnorm = 1; break;

@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
+#include "args.h"
 #include "predict/predict.h"
 
 #include <errno.h>
@@ -75,24 +76,6 @@ static void usage(FILE *f) {
             "far are written (to --output too) and the exit status is 130.\n");
 }
 
-static int parse_int(const char *s, long lo, long hi, int *out) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_prob(const char *s, float *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !(v >= 0.0 && v <= 1.0)) return -1;
-    *out = (float)v;
-    return 0;
-}
-
 static int parse_backend(const char *s, nc_backend_kind *out) {
     const nc_backend_kind kinds[] = {NC_BACKEND_AUTO, NC_BACKEND_REF, NC_BACKEND_ONEDNN, NC_BACKEND_CUDA};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
@@ -138,27 +121,27 @@ static int parse_args(int argc, char **argv, options *o, int *first) {
         case O_OUTPUT: o->output = optarg; bad = optarg[0] == '\0'; break;
         case O_COLUMNS: o->image_columns = optarg; bad = optarg[0] == '\0'; break;
         case O_OPTIONAL: o->optional_column = optarg; bad = optarg[0] == '\0'; break;
-        case O_TOPK: bad = parse_int(optarg, 1, 1000000, &o->top_k); break;
+        case O_TOPK: bad = arg_int(optarg, 1, 1000000, &o->top_k); break;
         case O_TTA: o->tta = 1; bad = strcmp(optarg, "flip") != 0; break;
         case O_THRESHOLD:
             o->threshold = 1;
             /* "--threshold 0.4" (a separate word) is accepted too, when that word is a
              * probability and not the name of an existing file */
-            if (!optarg && optind < argc && parse_prob(argv[optind], &o->threshold_value) == 0 &&
+            if (!optarg && optind < argc && arg_float(argv[optind], 0.0, 1.0, &o->threshold_value) == 0 &&
                 access(argv[optind], F_OK) != 0)
                 optarg = argv[optind++];
             if (optarg) {
                 o->threshold_set = 1;
-                bad = parse_prob(optarg, &o->threshold_value);
+                bad = arg_float(optarg, 0.0, 1.0, &o->threshold_value);
             }
             break;
         case O_NO_TEMP: o->no_temperature = 1; break;
-        case O_IMG: bad = parse_int(optarg, 1, 65536, &o->img_size); break;
-        case O_RESIZE: bad = parse_int(optarg, 1, 65536, &o->resize); break;
+        case O_IMG: bad = arg_int(optarg, 1, 65536, &o->img_size); break;
+        case O_RESIZE: bad = arg_int(optarg, 1, 65536, &o->resize); break;
         case O_CONVERT: o->convert = 1; break;
         case O_RECURSIVE: o->recursive = 1; break;
-        case O_BATCH: bad = parse_int(optarg, 1, 4096, &o->batch_size); break;
-        case O_THREADS: bad = parse_int(optarg, 0, 4096, &o->threads); break;
+        case O_BATCH: bad = arg_int(optarg, 1, 4096, &o->batch_size); break;
+        case O_THREADS: bad = arg_int(optarg, 0, 4096, &o->threads); break;
         case O_BACKEND: bad = parse_backend(optarg, &o->backend); break;
         case O_CAM: o->cam_dir = optarg; bad = optarg[0] == '\0'; break;
         case 'h':
@@ -227,7 +210,7 @@ static int info_int(app *a, const char *key) {
     const char *s = nc_model_info(a->model, key);
     int v = 0;
     if (!s) return 0;
-    if (parse_int(s, 1, 65536, &v) != 0) {
+    if (arg_int(s, 1, 65536, &v) != 0) {
         fprintf(stderr, PROG ": %s: model info %s = '%s' is not an integer in 1..65536\n", a->o.checkpoint, key, s);
         return -1;
     }
@@ -319,14 +302,14 @@ static int setup(app *a) {
     if (a->o.threshold && !a->sigmoid) {
         const char *kc = nc_model_info(a->model, "threshold.class");
         const char *kv = nc_model_info(a->model, "threshold.value");
-        if (!kc || parse_int(kc, 0, a->classes - 1, &a->thr_class) != 0) {
+        if (!kc || arg_int(kc, 0, a->classes - 1, &a->thr_class) != 0) {
             fprintf(stderr, PROG ": %s: --threshold needs the model's calibrated class (info threshold.class%s%s%s)\n",
                     a->o.checkpoint, kc ? " = '" : " is not stored", kc ? kc : "", kc ? "' is out of range" : "");
             return 1;
         }
         if (a->o.threshold_set) {
             a->thr_value = a->o.threshold_value;
-        } else if (!kv || parse_prob(kv, &a->thr_value) != 0) {
+        } else if (!kv || arg_float(kv, 0.0, 1.0, &a->thr_value) != 0) {
             fprintf(stderr, PROG ": %s: the model stores no valid threshold.value%s%s%s; give --threshold=VALUE\n",
                     a->o.checkpoint, kv ? " ('" : "", kv ? kv : "", kv ? "')" : "");
             return 1;

@@ -5,6 +5,7 @@
  * throughput (--loader); a table on stdout and JSON. A benchmark is a program,
  * never a timed unit test (docs/performance.md). */
 #include "bench.h"
+#include "../args.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -96,15 +97,6 @@ static int parse_backend(const char *s, nc_backend_kind *out) {
             return 0;
         }
     return -1;
-}
-
-/* Strict decimal integer in [lo, hi]; -1 otherwise. */
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
 }
 
 static int parse_blocks(const char *s, int blocks[4]) {
@@ -303,13 +295,13 @@ int main(int argc, char **argv) {
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'a': archs = optarg; break;
-        case 'b': bad |= parse_int(optarg, 1, 1 << 20, &batch); break;
-        case 's': bad |= parse_int(optarg, 1, 1 << 16, &size); break;
-        case 'c': bad |= parse_int(optarg, 1, 1 << 16, &mo.in_channels); break;
-        case 'k': bad |= parse_int(optarg, 1, 1 << 24, &mo.num_classes); break;
+        case 'b': bad |= arg_int(optarg, 1, 1 << 20, &batch); break;
+        case 's': bad |= arg_int(optarg, 1, 1 << 16, &size); break;
+        case 'c': bad |= arg_int(optarg, 1, 1 << 16, &mo.in_channels); break;
+        case 'k': bad |= arg_int(optarg, 1, 1 << 24, &mo.num_classes); break;
         case 'S': mo.small_input = 1; break;
-        case 'G': bad |= parse_int(optarg, 1, 1 << 16, &mo.cardinality); break;
-        case 'D': bad |= parse_int(optarg, 1, 1 << 16, &mo.base_width); break;
+        case 'G': bad |= arg_int(optarg, 1, 1 << 16, &mo.cardinality); break;
+        case 'D': bad |= arg_int(optarg, 1, 1 << 16, &mo.base_width); break;
         case 'N': bad |= parse_blocks(optarg, mo.blocks); break;
         case 'A': mo.bottleneck = 0; break;
         case 'm': mode = optarg; break;
@@ -331,18 +323,18 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 't': bad |= parse_int(optarg, 0, 4096, &threads); break;
-        case 'w': bad |= parse_int(optarg, 0, 1 << 20, &warmup); break;
-        case 'r': bad |= parse_int(optarg, 1, 1 << 20, &runs); break;
+        case 't': bad |= arg_int(optarg, 0, 4096, &threads); break;
+        case 'w': bad |= arg_int(optarg, 0, 1 << 20, &warmup); break;
+        case 'r': bad |= arg_int(optarg, 1, 1 << 20, &runs); break;
         case 'j': json = optarg; break;
         case 'L': source = optarg; break;
         case 'T': transform = optarg; break;
-        case 'W': bad |= parse_int(optarg, 0, 1024, &workers); break;
-        case 'P': bad |= parse_int(optarg, 0, 1024, &prefetch); break;
-        case 'K': bad |= parse_int(optarg, 1, 1 << 24, &batches); break;
+        case 'W': bad |= arg_int(optarg, 0, 1024, &workers); break;
+        case 'P': bad |= arg_int(optarg, 0, 1024, &prefetch); break;
+        case 'K': bad |= arg_int(optarg, 1, 1 << 24, &batches); break;
         case 'C': count = 1; break;
         case 'Y': layers = 1; break;
-        case 'E': bad |= parse_int(optarg, 1, 1 << 15, &gemm); break;
+        case 'E': bad |= arg_int(optarg, 1, 1 << 15, &gemm); break;
         case 'M': distributed = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "train.h"
+#include "../args.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -51,33 +52,15 @@ static int bad(const cfg *c, int id, const char *why) {
     return EXIT_USAGE;
 }
 
-static int to_long(const char *s, long lo, long hi, long *out) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-static int to_float(const char *s, double lo, double hi, float *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !isfinite(v) || v < lo || v > hi) return -1;
-    *out = (float)v;
-    return 0;
-}
-
 #define INT_OPT(id, field, lo, hi)                                                                   \
     do {                                                                                             \
         long v_;                                                                                     \
-        if (to_long(c->val[OPT_##id], lo, hi, &v_)) return bad(c, OPT_##id, "expected an integer in " #lo ".." #hi); \
+        if (arg_long(c->val[OPT_##id], lo, hi, &v_)) return bad(c, OPT_##id, "expected an integer in " #lo ".." #hi); \
         c->field = (int)v_;                                                                          \
     } while (0)
 #define FLOAT_OPT(id, field, lo, hi)                                                                   \
     do {                                                                                               \
-        if (to_float(c->val[OPT_##id], lo, hi, &c->field)) return bad(c, OPT_##id, "expected a number in " #lo ".." #hi); \
+        if (arg_float(c->val[OPT_##id], lo, hi, &c->field)) return bad(c, OPT_##id, "expected a number in " #lo ".." #hi); \
     } while (0)
 
 /* "a,b,c" -> floats; returns the count or -1. */
@@ -87,7 +70,7 @@ static int float_list(const char *s, float *out, int max, double lo, double hi) 
     if (strlen(s) >= sizeof buf) return -1;
     strcpy(buf, s);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n >= max || to_float(tok, lo, hi, &out[n])) return -1;
+        if (n >= max || arg_float(tok, lo, hi, &out[n])) return -1;
         n++;
     }
     return n;
@@ -100,7 +83,7 @@ static int int_list(const char *s, int *out, int max, long lo, long hi) {
     strcpy(buf, s);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         long v;
-        if (n >= max || to_long(tok, lo, hi, &v)) return -1;
+        if (n >= max || arg_long(tok, lo, hi, &v)) return -1;
         out[n++] = (int)v;
     }
     return n;
@@ -269,8 +252,8 @@ int cfg_resolve(cfg *c) {
     {
         const char *r = c->val[OPT_THRESHOLD_RULE];
         float v;
-        if (strncmp(r, "fbeta:", 6) == 0 && to_float(r + 6, 0.0, 1e6, &v) == 0) c->threshold_precision = 0;
-        else if (strncmp(r, "precision:", 10) == 0 && to_float(r + 10, 0.0, 1.0, &v) == 0) c->threshold_precision = 1;
+        if (strncmp(r, "fbeta:", 6) == 0 && arg_float(r + 6, 0.0, 1e6, &v) == 0) c->threshold_precision = 0;
+        else if (strncmp(r, "precision:", 10) == 0 && arg_float(r + 10, 0.0, 1.0, &v) == 0) c->threshold_precision = 1;
         else return bad(c, OPT_THRESHOLD_RULE, "expected fbeta:BETA or precision:TARGET");
         c->threshold_value = v;
     }
